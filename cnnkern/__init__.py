@@ -18,5 +18,13 @@ from cnnkern.ops import (
 
 __version__ = "0.1.0"
 
-__all__ = ["Conv2dFunction", "available_backends", "backend_status", "conv2d", "explain_conv2d",
-           "last_choice", "use_backend", "__version__"]
+__all__ = [
+    "Conv2dFunction",
+    "__version__",
+    "available_backends",
+    "backend_status",
+    "conv2d",
+    "explain_conv2d",
+    "last_choice",
+    "use_backend",
+]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import torch
 
 
-@functools.lru_cache(maxsize=None)
-def _load() -> tuple[Optional[object], Optional[str]]:
+@functools.cache
+def _load() -> tuple[object | None, str | None]:
     try:
         from cnnkern import _C  # registers the cnnkern_cuda::* ops
     except ImportError as exc:
@@ -32,7 +31,7 @@ def extension():
     return _load()[0]
 
 
-def why_no_extension() -> Optional[str]:
+def why_no_extension() -> str | None:
     return _load()[1]
 
 

@@ -11,7 +11,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import cnnkern  # noqa: E402
+import cnnkern
 
 GPU_REASON = "needs a CUDA GPU (none visible on this machine)"
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from _conv_cases import backend_params
+from torch import nn
 
 import cnnkern
 

@@ -7,12 +7,12 @@ PyTorch's wording so code that catches ``RuntimeError`` from ``F.conv2d`` keeps 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 
-IntOrPair = Union[int, Sequence[int]]
+IntOrPair = int | Sequence[int]
 
 
 def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
@@ -51,7 +51,7 @@ class Conv2dSpec:
 
 
 def resolve_padding(
-    padding: Union[str, IntOrPair, Sequence[int]],
+    padding: str | IntOrPair | Sequence[int],
     kernel_hw: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
@@ -101,7 +101,7 @@ def conv2d_spec(
         raise RuntimeError(f"dilation should be greater than zero (got dilation={list(dilation_p)})")
     if isinstance(groups, bool) or not isinstance(groups, (int, torch.SymInt)) or groups <= 0:
         raise RuntimeError(f"non-positive groups is not supported (got groups={groups!r})")
-    n, c_in, h, w = input_shape
+    _n, c_in, h, w = input_shape
     c_out, cg_in, kh, kw = weight_shape
     if kh <= 0 or kw <= 0:
         raise RuntimeError(f"conv2d: kernel size must be positive, got weight of size {list(weight_shape)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import torch
 
@@ -13,8 +12,8 @@ from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
 _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def why_unavailable() -> Optional[str]:
+@functools.cache
+def why_unavailable() -> str | None:
     if extension() is None:
         return why_no_extension()
     if not torch.cuda.is_available():
@@ -22,15 +21,15 @@ def why_unavailable() -> Optional[str]:
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def _why_not_arch(index: int) -> Optional[str]:
+@functools.cache
+def _why_not_arch(index: int) -> str | None:
     major, minor = torch.cuda.get_device_capability(index)
     if major < 8:
         return f"the CUDA kernels need compute capability 8.0 or newer; this GPU is {major}.{minor}"
     return None
 
 
-def why_not_conv2d(problem: Conv2dProblem) -> Optional[str]:
+def why_not_conv2d(problem: Conv2dProblem) -> str | None:
     if problem.device.type != "cuda":
         return f"tensors are on {problem.device.type}, the cuda backend needs CUDA tensors"
     if problem.dtype not in _SUPPORTED:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -31,14 +31,14 @@ _DEFAULT_PREFERENCE = ("reference",)
 @dataclass
 class Backend:
     name: str
-    why_unavailable: Callable[[], Optional[str]]
+    why_unavailable: Callable[[], str | None]
     # op name -> (why_not(problem) -> Optional[str], implementation)
-    ops: dict[str, tuple[Callable[..., Optional[str]], Callable[..., None]]] = field(default_factory=dict)
+    ops: dict[str, tuple[Callable[..., str | None], Callable[..., None]]] = field(default_factory=dict)
 
-    def register(self, op: str, why_not: Callable[..., Optional[str]], impl: Callable[..., None]) -> None:
+    def register(self, op: str, why_not: Callable[..., str | None], impl: Callable[..., None]) -> None:
         self.ops[op] = (why_not, impl)
 
-    def why_not(self, op: str, problem) -> Optional[str]:
+    def why_not(self, op: str, problem) -> str | None:
         reason = self.why_unavailable()
         if reason is not None:
             return reason
@@ -71,7 +71,7 @@ def _ensure_loaded() -> None:
     from cnnkern.ops import registry  # noqa: F401
 
 
-def backend_status() -> dict[str, Optional[str]]:
+def backend_status() -> dict[str, str | None]:
     """Every backend with ``None`` if it is usable on this machine, else the reason it is not."""
     _ensure_loaded()
     return {name: _BACKENDS[name].why_unavailable() for name in BACKEND_NAMES}
@@ -88,7 +88,7 @@ def _validate_name(name: str) -> str:
     return name
 
 
-def forced_backend() -> Optional[str]:
+def forced_backend() -> str | None:
     """The backend forced by ``use_backend`` (innermost wins) or by env ``CNNKERN_BACKEND``."""
     stack = getattr(_local, "stack", None)
     if stack:
@@ -100,7 +100,7 @@ def forced_backend() -> Optional[str]:
 
 
 @contextlib.contextmanager
-def use_backend(name: Optional[str]) -> Iterator[None]:
+def use_backend(name: str | None) -> Iterator[None]:
     """Force every cnnkern op inside the block onto one backend (``None`` or 'auto' restores the choice)."""
     if name is not None and name != "auto":
         _validate_name(name)
@@ -117,7 +117,7 @@ def use_backend(name: Optional[str]) -> Iterator[None]:
 @dataclass
 class Choice:
     op: str
-    backend: Optional[str]
+    backend: str | None
     forced: bool
     rejected: dict[str, str]
 
@@ -158,6 +158,6 @@ def select(op: str, problem, device: torch.device) -> Callable[..., None]:
     return _BACKENDS[choice.backend].ops[op][1]
 
 
-def last_choice() -> Optional[Choice]:
+def last_choice() -> Choice | None:
     """The choice made by the most recent cnnkern op call on this thread (for debugging)."""
     return getattr(_local, "last_choice", None)

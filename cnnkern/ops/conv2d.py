@@ -6,7 +6,7 @@ so ``torch.compile`` sees three opaque ops with fake kernels and never breaks th
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -36,7 +36,7 @@ def _fmt(channels_last: bool):
 
 # ---------------------------------------------------------------------------------------------- forward
 @torch.library.custom_op("cnnkern::conv2d", mutates_args=())
-def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+def conv2d_op(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int],
               padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
     check_tensors(input, weight, bias)
     spec = _spec(input, weight, bias, stride, padding, dilation, groups)
@@ -113,7 +113,7 @@ def _check_grad_shape(grad: Tensor, expected) -> None:
 
 # ------------------------------------------------------------------------------------------- autograd
 def _setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
+    input, weight, _bias, stride, padding, dilation, groups = inputs
     ctx.save_for_backward(input, weight)
     ctx.conf = (list(stride), list(padding), list(dilation), groups)
     ctx.input_channels_last = suggest_memory_format(input) == torch.channels_last
@@ -151,7 +151,7 @@ class Conv2dFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------------------- public API
-def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """``torch.nn.functional.conv2d`` on cnnkern kernels (same arguments, same result, autograd)."""
     check_tensors(input, weight, bias)
@@ -174,7 +174,7 @@ class DispatchReport(dict):
         return "\n".join(str(choice) for choice in self.values())
 
 
-def explain_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
+def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                    dilation=1, groups: int = 1) -> DispatchReport:
     """Which backend each conv2d op (forward, input grad, weight grad) would use here, and why not others."""
     check_tensors(input, weight, bias)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import cnnkern.reference.conv2d as ref_conv2d
 from cnnkern import triton as triton_pkg
 from cnnkern.ops import _cuda
 from cnnkern.ops.backend import Backend, register_backend
-import cnnkern.reference.conv2d as ref_conv2d
 
 
 def _lazy_triton(name: str):

@@ -6,8 +6,6 @@ It runs anywhere ATen runs, in every floating dtype, and is the ground truth for
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +20,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
-def why_not(problem: Conv2dProblem) -> Optional[str]:
+def why_not(problem: Conv2dProblem) -> str | None:
     if not problem.dtype.is_floating_point:
         return f"dtype {problem.dtype} is not a floating-point type"
     return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
 
 import torch
 
@@ -14,8 +13,8 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
-def _import_error() -> Optional[str]:
+@functools.cache
+def _import_error() -> str | None:
     try:
         import triton  # noqa: F401
     except ImportError as exc:
@@ -23,7 +22,7 @@ def _import_error() -> Optional[str]:
     return None
 
 
-def why_unavailable() -> Optional[str]:
+def why_unavailable() -> str | None:
     err = _import_error()
     if err is not None:
         return err
@@ -32,7 +31,7 @@ def why_unavailable() -> Optional[str]:
     return "no CUDA GPU is visible, and TRITON_INTERPRET=1 is not set (the interpreter runs on the CPU)"
 
 
-def why_not_device(device: torch.device) -> Optional[str]:
+def why_not_device(device: torch.device) -> str | None:
     """Triton compiles for CUDA devices; the interpreter also accepts CPU tensors."""
     if device.type == "cuda":
         return None

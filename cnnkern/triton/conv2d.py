@@ -12,8 +12,6 @@ GEMM views (per group g):
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import triton
 import triton.language as tl
@@ -25,7 +23,7 @@ _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT32_MAX = 2**31 - 1
 
 
-def why_not(problem: Conv2dProblem) -> Optional[str]:
+def why_not(problem: Conv2dProblem) -> str | None:
     why = why_not_device(problem.device)
     if why is not None:
         return why
@@ -264,12 +262,12 @@ def _common(dtype: torch.dtype, tensors) -> dict:
     numel = max(t.numel() for t in tensors)
     # Strides can reach past numel for sliced views; the storage span is what must fit in int32.
     span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
-    return dict(
-        INT64=max(numel, span) > _INT32_MAX,
-        UPCAST=interpreting() and dtype == torch.bfloat16,
-        IEEE=dtype in (torch.float32, torch.float64),
-        ACC_DTYPE=tl.float64 if dtype == torch.float64 else tl.float32,
-    )
+    return {
+        "INT64": max(numel, span) > _INT32_MAX,
+        "UPCAST": interpreting() and dtype == torch.bfloat16,
+        "IEEE": dtype in (torch.float32, torch.float64),
+        "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
+    }
 
 
 def _channels_last(t: torch.Tensor) -> bool:
@@ -277,7 +275,7 @@ def _channels_last(t: torch.Tensor) -> bool:
 
 
 def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
-    n, c_in, h, wd = x.shape
+    n, _c_in, h, wd = x.shape
     c_out, cg_in, kh, kw = w.shape
     _, _, oh, ow = out.shape
     groups = spec.groups
@@ -299,7 +297,7 @@ def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
 
 
 def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
-    n, c_in, h, wd = grad_in.shape
+    n, _c_in, h, wd = grad_in.shape
     c_out, cg_in, kh, kw = w.shape
     _, _, oh, ow = grad_out.shape
     groups = spec.groups
@@ -331,7 +329,7 @@ def _split_k(gemm_k: int, tiles: int, device: torch.device) -> int:
 
 
 def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
-    n, c_in, h, wd = x.shape
+    n, _c_in, h, wd = x.shape
     c_out, cg_in, kh, kw = grad_w.shape
     _, _, oh, ow = grad_out.shape
     groups = spec.groups
