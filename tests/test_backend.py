@@ -93,3 +93,15 @@ def test_fallback_reports_reason_for_unsupported_dtype():
     assert "cuda" in choice.rejected
     if cnnkern.backend_status()["cuda"] is None:
         assert "fp16, bf16, fp32" in choice.rejected["cuda"]
+
+
+def test_forced_backend_reaches_other_threads():
+    """Autograd runs CUDA backward passes on worker threads; a forced backend must apply there too."""
+    import threading
+
+    seen = []
+    with cnnkern.use_backend("reference"):
+        t = threading.Thread(target=lambda: seen.append(backend_mod.forced_backend()))
+        t.start()
+        t.join()
+    assert seen == ["reference"]

@@ -48,6 +48,10 @@ class Backend:
 
 
 _BACKENDS: dict[str, Backend] = {}
+# Process-wide, not thread-local: autograd runs CUDA backward passes on its own worker threads, and a
+# backend forced around `loss.backward()` must reach the backward ops there too.
+_forced_stack: list[str | None] = []
+_forced_lock = threading.Lock()
 _local = threading.local()
 
 
@@ -90,9 +94,8 @@ def _validate_name(name: str) -> str:
 
 def forced_backend() -> str | None:
     """The backend forced by ``use_backend`` (innermost wins) or by env ``CNNKERN_BACKEND``."""
-    stack = getattr(_local, "stack", None)
-    if stack:
-        return stack[-1]
+    if _forced_stack:
+        return _forced_stack[-1]
     env = os.environ.get("CNNKERN_BACKEND", "").strip().lower()
     if env in ("", "auto"):
         return None
@@ -101,17 +104,18 @@ def forced_backend() -> str | None:
 
 @contextlib.contextmanager
 def use_backend(name: str | None) -> Iterator[None]:
-    """Force every cnnkern op inside the block onto one backend (``None`` or 'auto' restores the choice)."""
+    """Force every cnnkern op that runs inside the block onto one backend, in every thread of the process
+    (``None`` or 'auto' restores the automatic choice). Ops run when they are called, so a backward pass
+    started after the block uses the automatic choice again."""
     if name is not None and name != "auto":
         _validate_name(name)
-    stack = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    stack.append(None if name == "auto" else name)
+    with _forced_lock:
+        _forced_stack.append(None if name == "auto" else name)
     try:
         yield
     finally:
-        stack.pop()
+        with _forced_lock:
+            _forced_stack.pop()
 
 
 @dataclass
