@@ -1,0 +1,4 @@
+// Explicit instantiation: conv2d dgrad kernels for float (one file per op and dtype for parallel builds).
+#include "cuda/conv2d_launch.cuh"
+
+CNNKERN_INSTANTIATE_CONV2D_DGRAD(float);

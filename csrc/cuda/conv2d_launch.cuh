@@ -1,0 +1,88 @@
+// Definitions of the launch entry points declared in conv2d_launch.h. Only included by the per-dtype
+// instantiation files. Every launch goes on the caller's stream and is followed by a launch check.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include <c10/cuda/CUDAException.h>
+
+#include "conv/conv2d.cuh"
+#include "cuda/conv2d_launch.h"
+
+namespace cnnkern {
+namespace detail {
+
+inline unsigned ceil_div(int a, int b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+template <class Problem>
+void launch_gemm(const Problem& p, cudaStream_t stream) {
+  using Tile = GemmTile<typename Problem::Element>;
+  const dim3 grid(ceil_div(p.gemm_m(), Tile::kBM), ceil_div(p.gemm_n(), Tile::kBN),
+                  static_cast<unsigned>(p.grid_z()));
+  implicit_gemm_kernel<Problem><<<grid, Tile::kThreads, 0, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T>
+constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));
+
+}  // namespace detail
+
+template <class T>
+void launch_conv2d_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  constexpr int V = detail::kVecWidth<T>;
+  switch (map) {
+    case GatherMap::kPixelFast:
+      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kRow, 1>::make(p, out_pixel_fast), stream);
+      break;
+    case GatherMap::kChannelFast:
+      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kK, 1>::make(p, out_pixel_fast), stream);
+      break;
+    case GatherMap::kChannelVec:
+      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kK, V>::make(p, out_pixel_fast), stream);
+      break;
+  }
+}
+
+template <class T>
+void launch_conv2d_dgrad(const Conv2dDgradParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  constexpr int V = detail::kVecWidth<T>;
+  switch (map) {
+    case GatherMap::kPixelFast:
+      detail::launch_gemm(Conv2dDgradProblem<T, Fast::kRow, 1>::make(p, out_pixel_fast), stream);
+      break;
+    case GatherMap::kChannelFast:
+      detail::launch_gemm(Conv2dDgradProblem<T, Fast::kK, 1>::make(p, out_pixel_fast), stream);
+      break;
+    case GatherMap::kChannelVec:
+      detail::launch_gemm(Conv2dDgradProblem<T, Fast::kK, V>::make(p, out_pixel_fast), stream);
+      break;
+  }
+}
+
+template <class T>
+void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaStream_t stream) {
+  // Channel-fast means the GEMM rows (dy channels, x channels) are the contiguous dimension.
+  if (channel_fast) {
+    detail::launch_gemm(Conv2dWgradProblem<T, Fast::kRow>::make(p), stream);
+  } else {
+    detail::launch_gemm(Conv2dWgradProblem<T, Fast::kK>::make(p), stream);
+  }
+  const Conv2dWgradReduce<T> r = Conv2dWgradReduce<T>::make(p);
+  constexpr int kThreads = 256;
+  const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
+  conv2d_wgrad_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(r);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace cnnkern
+
+#define CNNKERN_INSTANTIATE_CONV2D_FWD(T)                                                       \
+  template void cnnkern::launch_conv2d_fwd<T>(const cnnkern::Conv2dFwdParams<T>&, cnnkern::GatherMap, bool, \
+                                              cudaStream_t)
+#define CNNKERN_INSTANTIATE_CONV2D_DGRAD(T)                                                        \
+  template void cnnkern::launch_conv2d_dgrad<T>(const cnnkern::Conv2dDgradParams<T>&, cnnkern::GatherMap, bool, \
+                                                cudaStream_t)
+#define CNNKERN_INSTANTIATE_CONV2D_WGRAD(T) \
+  template void cnnkern::launch_conv2d_wgrad<T>(const cnnkern::Conv2dWgradParams<T>&, bool, cudaStream_t)

@@ -1,0 +1,312 @@
+// Host-side replay of the conv2d implicit-GEMM blocks, thread by thread, phase by phase, against a
+// direct (scatter-form) double-precision reference. Runs on a machine without a GPU: it exercises
+// every index computation, gather mask, shared-memory layout and epilogue mapping of the device
+// kernels. The tensor-core MMA itself is replaced by SimtMath (same smem contract).
+//
+// Build/run: cmake target `cnnkern_emulate` (ctest). Compiled with AddressSanitizer there, so any
+// out-of-bounds gather or store in the policies aborts.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "check/block_replay.cuh"
+#include "conv/conv2d.cuh"
+
+using namespace cnnkern;
+
+namespace {
+
+int g_failures = 0;
+
+#define EXPECT(cond, ...)                                    \
+  do {                                                       \
+    if (!(cond)) {                                           \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
+      std::printf(__VA_ARGS__);                              \
+      std::printf("\n");                                     \
+      ++g_failures;                                          \
+    }                                                        \
+  } while (0)
+
+// ---- tensors with explicit strides -----------------------------------------------------------------
+
+template <class T>
+struct Tensor4 {
+  int d[4];
+  Strides4 st;
+  T* base = nullptr;   // exact-size allocation (so ASan sees overruns)
+  size_t alloc = 0;
+  T* ptr = nullptr;    // element (0,0,0,0)
+
+  // layout: 0 = NCHW contiguous, 1 = channels_last, 2 = NCHW view into a larger (padded) buffer
+  Tensor4(int a, int b, int c, int e, int layout) : d{a, b, c, e} {
+    if (layout == 1) {
+      st = Strides4{int64_t(b) * c * e, 1, int64_t(e) * b, b};
+      alloc = size_t(a) * b * c * e;
+    } else if (layout == 2) {
+      // sliced view: channels 1.. of a (b+2)-channel tensor with width padded by 3
+      const int64_t wp = e + 3, cp = b + 2;
+      st = Strides4{cp * c * wp, int64_t(c) * wp, wp, 1};
+      alloc = size_t(a) * cp * c * wp;
+    } else {
+      st = Strides4{int64_t(b) * c * e, int64_t(c) * e, e, 1};
+      alloc = size_t(a) * b * c * e;
+    }
+    const size_t bytes = ((alloc * sizeof(T) + 63) / 64) * 64 + 64;
+    base = static_cast<T*>(std::aligned_alloc(64, bytes));
+    for (size_t i = 0; i < alloc; ++i) base[i] = Num<T>::from_float(1e6f);  // garbage outside the view
+    ptr = base + (layout == 2 ? st.c : 0);
+    if (layout == 2) alloc -= static_cast<size_t>(st.c);
+  }
+  ~Tensor4() { std::free(base); }
+  Tensor4(const Tensor4&) = delete;
+  Tensor4& operator=(const Tensor4&) = delete;
+
+  int64_t off(int i, int j, int k, int l) const { return i * st.n + j * st.c + k * st.h + l * st.w; }
+  T& at(int i, int j, int k, int l) { return ptr[off(i, j, k, l)]; }
+  float get(int i, int j, int k, int l) const { return Num<T>::to_float(ptr[off(i, j, k, l)]); }
+  int64_t numel() const { return int64_t(d[0]) * d[1] * d[2] * d[3]; }
+  template <class F>
+  void each(F f) {
+    for (int i = 0; i < d[0]; ++i)
+      for (int j = 0; j < d[1]; ++j)
+        for (int k = 0; k < d[2]; ++k)
+          for (int l = 0; l < d[3]; ++l) f(i, j, k, l);
+  }
+};
+
+struct Case {
+  int n, cin, h, w, cout, kh, kw, groups, sh, sw, ph, pw, dh, dw;
+  int extra_h, extra_w;  // implicit bottom/right padding beyond the top/left one
+  const char* name;
+  int oh() const { return (h + 2 * ph + extra_h - dh * (kh - 1) - 1) / sh + 1; }
+  int ow() const { return (w + 2 * pw + extra_w - dw * (kw - 1) - 1) / sw + 1; }
+  Conv2dShape shape() const {
+    return Conv2dShape{n,      cin,    h,  w,  cout, oh(), ow(), kh, kw, groups, cin / groups,
+                       cout / groups, sh, sw, ph, pw,   dh,   dw};
+  }
+};
+
+template <class T>
+float tol() {
+  return sizeof(T) == 4 ? 2e-5f : (std::is_same<T, __half>::value ? 4e-3f : 2e-2f);
+}
+
+template <class T>
+bool close(double ref, float got, double scale) {
+  return std::fabs(ref - got) <= tol<T>() * (std::fabs(ref) + scale);
+}
+
+template <class T>
+void fill(Tensor4<T>& t, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  t.each([&](int i, int j, int k, int l) { t.at(i, j, k, l) = Num<T>::from_float(u(rng)); });
+}
+
+// Reference in scatter form: iterate the forward definition and accumulate in double.
+template <class T, class F>
+void for_each_term(const Case& c, F f) {
+  const int cgi = c.cin / c.groups, cgo = c.cout / c.groups;
+  for (int n = 0; n < c.n; ++n)
+    for (int o = 0; o < c.cout; ++o)
+      for (int p = 0; p < c.oh(); ++p)
+        for (int q = 0; q < c.ow(); ++q)
+          for (int ci = 0; ci < cgi; ++ci)
+            for (int r = 0; r < c.kh; ++r)
+              for (int s = 0; s < c.kw; ++s) {
+                const int ih = p * c.sh - c.ph + r * c.dh, iw = q * c.sw - c.pw + s * c.dw;
+                if (ih < 0 || ih >= c.h || iw < 0 || iw >= c.w) continue;
+                f(n, o, p, q, (o / cgo) * cgi + ci, ci, r, s, ih, iw);
+              }
+}
+
+template <class T>
+int vec_width() {
+  return 16 / static_cast<int>(sizeof(T));
+}
+
+template <class T>
+void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt19937& rng) {
+  Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout),
+      y(c.n, c.cout, c.oh(), c.ow(), layout);
+  fill(x, rng);
+  fill(w, rng);
+  std::vector<T> bias(c.cout);
+  for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
+  y.each([&](int i, int j, int k, int l) { y.at(i, j, k, l) = Num<T>::from_float(NAN); });
+
+  Conv2dFwdParams<T> prm{c.shape(), x.ptr, x.st, w.ptr, w.st, with_bias ? bias.data() : nullptr, 1, y.ptr, y.st};
+  const bool m_fast = layout != 1;
+  if (variant == 0) replay(Conv2dFwdProblem<T, Fast::kRow, 1>::make(prm, m_fast));
+  if (variant == 1) replay(Conv2dFwdProblem<T, Fast::kK, 1>::make(prm, m_fast));
+  if (variant == 2) {
+    if constexpr (sizeof(T) == 4) replay(Conv2dFwdProblem<T, Fast::kK, 4>::make(prm, m_fast));
+    else replay(Conv2dFwdProblem<T, Fast::kK, 8>::make(prm, m_fast));
+  }
+
+  std::vector<double> ref(y.numel(), 0.0);
+  auto yi = [&](int n, int o, int p, int q) { return ((int64_t(n) * c.cout + o) * c.oh() + p) * c.ow() + q; };
+  for_each_term<T>(c, [&](int n, int o, int p, int q, int cin, int ci, int r, int s, int ih, int iw) {
+    ref[yi(n, o, p, q)] += double(x.get(n, cin, ih, iw)) * w.get(o, ci, r, s);
+  });
+  int bad = 0;
+  y.each([&](int n, int o, int p, int q) {
+    const double rv = ref[yi(n, o, p, q)] + (with_bias ? Num<T>::to_float(bias[o]) : 0.0);
+    const float got = y.get(n, o, p, q);
+    if (!close<T>(rv, got, 1.0) && bad++ < 5)
+      std::printf("  fwd %s layout=%d var=%d y[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, n, o, p, q, got, rv);
+  });
+  EXPECT(bad == 0, "fwd %s layout=%d variant=%d bias=%d: %d mismatches", c.name, layout, variant, with_bias, bad);
+}
+
+template <class T>
+void run_dgrad(const Case& c, int layout, int variant, std::mt19937& rng) {
+  Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout),
+      dx(c.n, c.cin, c.h, c.w, layout);
+  fill(dy, rng);
+  fill(w, rng);
+  dx.each([&](int i, int j, int k, int l) { dx.at(i, j, k, l) = Num<T>::from_float(NAN); });
+  Conv2dDgradParams<T> prm{c.shape(), dy.ptr, dy.st, w.ptr, w.st, dx.ptr, dx.st};
+  const bool m_fast = layout != 1;
+  if (variant == 0) replay(Conv2dDgradProblem<T, Fast::kRow, 1>::make(prm, m_fast));
+  if (variant == 1) replay(Conv2dDgradProblem<T, Fast::kK, 1>::make(prm, m_fast));
+  if (variant == 2) {
+    if constexpr (sizeof(T) == 4) replay(Conv2dDgradProblem<T, Fast::kK, 4>::make(prm, m_fast));
+    else replay(Conv2dDgradProblem<T, Fast::kK, 8>::make(prm, m_fast));
+  }
+  std::vector<double> ref(dx.numel(), 0.0);
+  auto xi = [&](int n, int ch, int h, int w_) { return ((int64_t(n) * c.cin + ch) * c.h + h) * c.w + w_; };
+  for_each_term<T>(c, [&](int n, int o, int p, int q, int cin, int ci, int r, int s, int ih, int iw) {
+    ref[xi(n, cin, ih, iw)] += double(dy.get(n, o, p, q)) * w.get(o, ci, r, s);
+  });
+  int bad = 0;
+  dx.each([&](int n, int ch, int h, int w_) {
+    const double rv = ref[xi(n, ch, h, w_)];
+    const float got = dx.get(n, ch, h, w_);
+    if (!close<T>(rv, got, 1.0) && bad++ < 5)
+      std::printf("  dgrad %s layout=%d var=%d dx[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, n, ch, h, w_, got, rv);
+  });
+  EXPECT(bad == 0, "dgrad %s layout=%d variant=%d: %d mismatches", c.name, layout, variant, bad);
+}
+
+template <class T>
+void run_wgrad(const Case& c, int layout, int variant, int splits_req, std::mt19937& rng) {
+  Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), x(c.n, c.cin, c.h, c.w, layout),
+      dw(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout);
+  fill(dy, rng);
+  fill(x, rng);
+  dw.each([&](int i, int j, int k, int l) { dw.at(i, j, k, l) = Num<T>::from_float(NAN); });
+  const int bk = GemmTile<T>::kBK;
+  const int kgemm = c.n * c.oh() * c.ow();
+  const int ktiles = (kgemm + bk - 1) / bk;
+  const int tps = (ktiles + splits_req - 1) / splits_req;
+  const int splits = (ktiles + tps - 1) / tps;
+  const int row = c.kh * c.kw * (c.cin / c.groups);
+  std::vector<float> ws(size_t(splits) * c.cout * row, NAN);
+  Conv2dWgradParams<T> prm{c.shape(), dy.ptr, dy.st, x.ptr, x.st, ws.data(), splits, tps * bk, dw.ptr, dw.st};
+  if (variant == 0) replay(Conv2dWgradProblem<T, Fast::kK>::make(prm));
+  if (variant == 1) replay(Conv2dWgradProblem<T, Fast::kRow>::make(prm));
+  int unwritten = 0;
+  for (float v : ws) unwritten += std::isnan(v) ? 1 : 0;
+  EXPECT(unwritten == 0, "wgrad %s: %d workspace elements unwritten", c.name, unwritten);
+  replay_reduce(Conv2dWgradReduce<T>::make(prm));
+
+  std::vector<double> ref(dw.numel(), 0.0);
+  const int cgi = c.cin / c.groups;
+  auto wi = [&](int o, int ci, int r, int s) { return ((int64_t(o) * cgi + ci) * c.kh + r) * c.kw + s; };
+  for_each_term<T>(c, [&](int n, int o, int p, int q, int cin, int ci, int r, int s, int ih, int iw) {
+    ref[wi(o, ci, r, s)] += double(dy.get(n, o, p, q)) * x.get(n, cin, ih, iw);
+  });
+  int bad = 0;
+  const double scale = std::sqrt(double(kgemm));
+  dw.each([&](int o, int ci, int r, int s) {
+    const double rv = ref[wi(o, ci, r, s)];
+    const float got = dw.get(o, ci, r, s);
+    if (!close<T>(rv, got, scale) && bad++ < 5)
+      std::printf("  wgrad %s layout=%d var=%d split=%d dw[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, splits, o,
+                  ci, r, s, got, rv);
+  });
+  EXPECT(bad == 0, "wgrad %s layout=%d variant=%d splits=%d: %d mismatches", c.name, layout, variant, splits, bad);
+}
+
+void test_fastdiv() {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> any_n(0, 0x7fffffffu);
+  auto check = [&](uint32_t d, uint32_t n) {
+    const FastDivmod f(d);
+    uint32_t q, r;
+    f.divmod(n, q, r);
+    if (q != n / d || r != n % d) {
+      if (g_failures++ < 10) std::printf("FAIL fastdiv %u / %u: got %u rem %u\n", n, d, q, r);
+    }
+  };
+  const uint32_t edges[] = {0u, 1u, 2u, 3u, 0x3fffffffu, 0x40000000u, 0x7ffffffeu, 0x7fffffffu};
+  for (uint32_t d = 1; d < 5000; ++d) {
+    for (uint32_t n : edges) check(d, n);
+    for (int i = 0; i < 200; ++i) check(d, any_n(rng));
+    for (uint32_t k = 1; k < 4; ++k) {
+      const uint64_t mult = uint64_t(0x7fffffffu / d) - k;
+      check(d, static_cast<uint32_t>(mult * d));
+      check(d, static_cast<uint32_t>(mult * d - 1));
+      check(d, static_cast<uint32_t>(mult * d + d - 1));
+    }
+  }
+  for (int i = 0; i < 200000; ++i) check(any_n(rng) | 1u, any_n(rng));
+  for (int sh = 0; sh < 31; ++sh)
+    for (int i = 0; i < 1000; ++i) {
+      const uint32_t d = (1u << sh) + static_cast<uint32_t>(i % 3) - 1;
+      if (d > 0) check(d, any_n(rng));
+    }
+}
+
+template <class T>
+void run_all(const std::vector<Case>& cases) {
+  std::mt19937 rng(1234);
+  const int v = vec_width<T>();
+  for (const Case& c : cases) {
+    const bool vec_fwd = (c.cin / c.groups) % v == 0;
+    const bool vec_dgrad = (c.cout / c.groups) % v == 0;
+    for (int layout = 0; layout < 3; ++layout) {
+      for (int variant = 0; variant < 2; ++variant) {
+        run_fwd<T>(c, layout, variant, variant == 0, rng);
+        run_dgrad<T>(c, layout, variant, rng);
+        run_wgrad<T>(c, layout, variant, 1 + 3 * variant, rng);
+      }
+      if (layout == 1 && vec_fwd) run_fwd<T>(c, layout, 2, true, rng);
+      if (layout == 1 && vec_dgrad) run_dgrad<T>(c, layout, 2, rng);
+    }
+    run_wgrad<T>(c, 0, 0, 1000000, rng);  // one K tile per split
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_fastdiv();
+  std::printf("fastdiv: %s\n", g_failures ? "FAILED" : "ok");
+  // n cin h w cout kh kw groups sh sw ph pw dh dw extra_h extra_w
+  const std::vector<Case> cases = {
+      {2, 6, 9, 7, 10, 3, 3, 2, 2, 2, 1, 1, 1, 1, 0, 0, "k3s2p1g2"},
+      {1, 5, 8, 8, 7, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, "same_even_k4"},
+      {2, 4, 11, 6, 5, 3, 2, 1, 1, 2, 2, 0, 2, 3, 1, 0, "dilated_asym"},
+      {1, 16, 6, 5, 24, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, "pointwise_vec"},
+      {2, 16, 7, 7, 16, 3, 3, 2, 1, 1, 1, 1, 1, 1, 0, 0, "vec_g2"},
+      {1, 8, 9, 9, 8, 3, 3, 8, 2, 2, 1, 1, 1, 1, 0, 0, "depthwise_s2"},
+      {3, 3, 20, 19, 130, 5, 5, 1, 3, 2, 2, 2, 1, 1, 0, 0, "first_layer_wideN"},
+      {1, 2, 3, 3, 3, 3, 3, 1, 1, 1, 4, 4, 1, 1, 0, 0, "pad_bigger_than_input"},
+      {9, 8, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "M_over_tiles"},
+      {2, 136, 3, 3, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "K_many_tiles"},
+      {1, 4, 7, 6, 6, 3, 3, 1, 2, 1, 0, 2, 1, 1, 3, 1, "explicit_4_sided_pad"},
+  };
+  run_all<float>(cases);
+  std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
+  run_all<__half>(cases);
+  std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
+  run_all<__nv_bfloat16>(cases);
+  std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
+  std::printf(g_failures ? "emulate_conv2d: %d FAILURES\n" : "emulate_conv2d: all passed\n", g_failures);
+  return g_failures ? 1 : 0;
+}

@@ -1,0 +1,156 @@
+// The one tiled GEMM mainloop shared by conv forward, input-grad and weight-grad.
+//
+// C[m][n] = sum_k A[m][k] * B[k][n] over a per-blockIdx.z K range, where A, B and the store of C are
+// supplied by a Problem policy:
+//
+//   struct Problem {
+//     using Element = T;                                   // float, __half or __nv_bfloat16
+//     static constexpr Fast kAFast, kBFast;                // thread mapping of each operand gather
+//     static constexpr int kAVec, kBVec;                   // elements per access (1, or 16 bytes)
+//     using OperandA, OperandB, Epilogue;                  // device-side views, see below
+//     int gemm_m() const, gemm_n() const;                  // GEMM extents (same for every z)
+//     KRange k_range(int z) const;                         // [begin, end), begin multiple of kBK
+//     OperandA operand_a(int z) const; OperandB operand_b(int z) const; Epilogue epilogue(int z) const;
+//   };
+//   Operand: Row row(int r) const;  Kc kc(int k) const;  Vec<T,V> load<V>(Row, Kc) const
+//            -- row(r) / kc(k) must accept out-of-range indices and mark them invalid; load returns
+//               zeros for invalid or padded elements (nothing outside a tensor is ever dereferenced).
+//   Epilogue: bool m_fast() const;  void store(int m, int n, float v) const   (only m<M, n<N called)
+//
+// The mainloop is written as per-thread phases (GemmBlock) separated by block barriers, so the host
+// emulator in kernels/check/ can replay exactly the same phases thread by thread on the CPU.
+#pragma once
+
+#include "common/fastdiv.cuh"
+#include "common/gemm_loader.cuh"
+#include "common/gemm_math.cuh"
+
+namespace cnnkern {
+
+struct KRange {
+  int begin;
+  int end;
+};
+
+template <class Problem, class Math>
+struct GemmBlock {
+  using T = typename Problem::Element;
+  using Tile = GemmTile<T>;
+  using OpA = typename Problem::OperandA;
+  using OpB = typename Problem::OperandB;
+  using Epi = typename Problem::Epilogue;
+  using LoaderA = TileLoader<OpA, T, Tile::kBM, Tile::kBK, Tile::kLdA, Tile::kThreads, Problem::kAFast,
+                             Problem::kAVec>;
+  using LoaderB = TileLoader<OpB, T, Tile::kBN, Tile::kBK, Tile::kLdB, Tile::kThreads, Problem::kBFast,
+                             Problem::kBVec>;
+
+  OpA a_;
+  OpB b_;
+  Epi epi_;
+  LoaderA load_a_;
+  LoaderB load_b_;
+  Math math_;
+  int tid_ = 0;
+  int m0_ = 0;
+  int n0_ = 0;
+  int gemm_m_ = 0;
+  int gemm_n_ = 0;
+  int k_begin_ = 0;
+  int num_k_tiles_ = 0;
+
+  CNNKERN_HD void init(const Problem& p, int bx, int by, int bz, int tid) {
+    tid_ = tid;
+    m0_ = bx * Tile::kBM;
+    n0_ = by * Tile::kBN;
+    gemm_m_ = p.gemm_m();
+    gemm_n_ = p.gemm_n();
+    const KRange kr = p.k_range(bz);
+    k_begin_ = kr.begin;
+    num_k_tiles_ = kr.end > kr.begin ? (kr.end - kr.begin + Tile::kBK - 1) / Tile::kBK : 0;
+    a_ = p.operand_a(bz);
+    b_ = p.operand_b(bz);
+    epi_ = p.epilogue(bz);
+    load_a_.init(a_, tid, m0_);
+    load_b_.init(b_, tid, n0_);
+    math_.init(tid);
+  }
+
+  CNNKERN_HD static T* stage_a(unsigned char* smem, int buf) {
+    return reinterpret_cast<T*>(smem) + buf * Tile::kStageElems;
+  }
+  CNNKERN_HD static T* stage_b(unsigned char* smem, int buf) {
+    return stage_a(smem, buf) + Tile::kBK * Tile::kLdA;
+  }
+
+  // global -> registers for K tile t (relative to this block's K range)
+  CNNKERN_HD void fetch(int t) {
+    const int k_base = k_begin_ + t * Tile::kBK;
+    load_a_.fetch(a_, k_base);
+    load_b_.fetch(b_, k_base);
+  }
+
+  // registers -> shared stage buf
+  CNNKERN_HD void stage(unsigned char* smem, int buf) const {
+    load_a_.stage(stage_a(smem, buf));
+    load_b_.stage(stage_b(smem, buf));
+  }
+
+  CNNKERN_HD void compute(unsigned char* smem, int buf) { math_.compute(stage_a(smem, buf), stage_b(smem, buf)); }
+
+  // accumulators -> Cs[n][m] (aliases the stages: only after the last compute barrier)
+  CNNKERN_HD void stash(unsigned char* smem) const { math_.stash(reinterpret_cast<float*>(smem)); }
+
+  // Cs -> output, each in-range element by exactly one thread; the mapping follows the output's
+  // contiguous dimension so that stores coalesce.
+  CNNKERN_HD void write(const unsigned char* smem) const {
+    const float* cs = reinterpret_cast<const float*>(smem);
+    constexpr int kPerThread = Tile::kBM * Tile::kBN / Tile::kThreads;
+    const bool m_fast = epi_.m_fast();
+#pragma unroll 4
+    for (int i = 0; i < kPerThread; ++i) {
+      const int e = tid_ + i * Tile::kThreads;
+      const int ml = m_fast ? e % Tile::kBM : e / Tile::kBN;
+      const int nl = m_fast ? e / Tile::kBM : e % Tile::kBN;
+      const int m = m0_ + ml;
+      const int n = n0_ + nl;
+      if (m < gemm_m_ && n < gemm_n_) epi_.store(m, n, cs[nl * Tile::kLdC + ml]);
+    }
+  }
+};
+
+// One block computes one kBM x kBN tile of C for the K range of blockIdx.z.
+// Register-staged double buffering: the global loads of tile t+1 are in flight while tile t is
+// multiplied; a single barrier per K tile suffices because stage t+1 is written into the buffer that
+// was last read in iteration t-1, which ended with a barrier.
+template <class Problem>
+__global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
+    implicit_gemm_kernel(const Problem problem) {
+  using T = typename Problem::Element;
+  if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T>::kMinArch) {
+    using Block = GemmBlock<Problem, typename DeviceMath<T>::type>;
+    __shared__ __align__(128) unsigned char smem[GemmTile<T>::kSmemBytes];
+
+    Block blk;
+    blk.init(problem, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
+    if (blk.num_k_tiles_ > 0) {
+      blk.fetch(0);
+      blk.stage(smem, 0);
+    }
+    __syncthreads();
+    for (int t = 0; t < blk.num_k_tiles_; ++t) {
+      const bool more = t + 1 < blk.num_k_tiles_;
+      if (more) blk.fetch(t + 1);
+      blk.compute(smem, t & 1);
+      if (more) blk.stage(smem, (t + 1) & 1);
+      __syncthreads();
+    }
+    blk.stash(smem);
+    __syncthreads();
+    blk.write(smem);
+  } else {
+    // Built for an architecture without the required tensor-core path; the host refuses to launch.
+    __trap();
+  }
+}
+
+}  // namespace cnnkern

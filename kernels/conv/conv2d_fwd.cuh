@@ -1,0 +1,175 @@
+// Forward convolution as an implicit GEMM (no im2col buffer):
+//   M = N*OH*OW output pixels, N = Cg_out, K = KH*KW*Cg_in with k = (r, s) outer and c inner;
+//   one group per blockIdx.z.
+//   A[m][k] = x[n, g*Cg_in + c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (zero outside the input)
+//   B[k][j] = w[g*Cg_out + j, c, r, s]
+//   y[n, g*Cg_out + j, p, q] = C[m][j] + bias[g*Cg_out + j]
+#pragma once
+
+#include "common/implicit_gemm.cuh"
+#include "conv/conv2d_index.cuh"
+#include "conv/conv2d_params.cuh"
+
+namespace cnnkern {
+
+// kAFast picks the input gather mapping (pixels-fast for NCHW-like x, channels-fast for NHWC-like).
+// kVec > 1 (16-byte vectors along channels) requires channel-contiguous, 16-byte aligned x and w with
+// Cg_in % kVec == 0; the host checks this.
+template <class T, Fast kAFast_, int kVec>
+struct Conv2dFwdProblem {
+  using Element = T;
+  static constexpr Fast kAFast = kAFast_;
+  static constexpr int kAVec = kVec;
+  static constexpr Fast kBFast = Fast::kK;
+  static constexpr int kBVec = kVec;
+  static_assert(kVec == 1 || kAFast_ == Fast::kK, "vector gathers run along channels");
+
+  struct OperandA {
+    struct Row {
+      int64_t off;
+      int ih0, iw0;
+      bool valid;
+    };
+    struct Kc {
+      int64_t off;
+      int dr, ds;
+      bool valid;
+    };
+    const T* x;
+    Strides4 xs;
+    int h, w, m, k;
+    int sh, sw, ph, pw, dh, dw;
+    PixelIndex pix;       // over (N, OH, OW)
+    TapChannelIndex tap;  // over (KH, KW, Cg_in)
+
+    CNNKERN_HD Row row(int mi) const {
+      Row r;
+      r.valid = mi < m;
+      int n, p, q;
+      pix.split(r.valid ? mi : 0, n, p, q);
+      r.off = n * xs.n;
+      r.ih0 = p * sh - ph;
+      r.iw0 = q * sw - pw;
+      return r;
+    }
+    CNNKERN_HD Kc kc(int ki) const {
+      Kc c;
+      c.valid = ki < k;
+      int r, s, ci;
+      tap.split(c.valid ? ki : 0, r, s, ci);
+      c.off = ci * xs.c;
+      c.dr = r * dh;
+      c.ds = s * dw;
+      return c;
+    }
+    template <int V>
+    CNNKERN_HD Vec<T, V> load(const Row& r, const Kc& c) const {
+      const int ih = r.ih0 + c.dr;
+      const int iw = r.iw0 + c.ds;
+      if (r.valid && c.valid && static_cast<unsigned>(ih) < static_cast<unsigned>(h) &&
+          static_cast<unsigned>(iw) < static_cast<unsigned>(w)) {
+        return Vec<T, V>::load(x + r.off + c.off + ih * xs.h + iw * xs.w);
+      }
+      return Vec<T, V>::zeros();
+    }
+  };
+
+  struct OperandB {
+    struct Row {
+      int64_t off;
+      bool valid;
+    };
+    struct Kc {
+      int64_t off;
+      bool valid;
+    };
+    const T* w;
+    Strides4 ws;
+    int rows, k;
+    TapChannelIndex tap;
+
+    CNNKERN_HD Row row(int j) const {
+      Row r;
+      r.valid = j < rows;
+      r.off = r.valid ? j * ws.n : 0;
+      return r;
+    }
+    CNNKERN_HD Kc kc(int ki) const {
+      Kc c;
+      c.valid = ki < k;
+      int r, s, ci;
+      tap.split(c.valid ? ki : 0, r, s, ci);
+      c.off = ci * ws.c + r * ws.h + s * ws.w;
+      return c;
+    }
+    template <int V>
+    CNNKERN_HD Vec<T, V> load(const Row& r, const Kc& c) const {
+      if (r.valid && c.valid) return Vec<T, V>::load(w + r.off + c.off);
+      return Vec<T, V>::zeros();
+    }
+  };
+
+  struct Epilogue {
+    T* y;
+    Strides4 ys;
+    const T* bias;  // already offset to the group; nullptr when absent
+    int64_t bias_stride;
+    PixelIndex pix;
+    bool m_fast_;
+
+    CNNKERN_HD bool m_fast() const { return m_fast_; }
+    CNNKERN_HD void store(int mi, int j, float v) const {
+      int n, p, q;
+      pix.split(mi, n, p, q);
+      if (bias != nullptr) v += Num<T>::to_float(bias[j * bias_stride]);
+      y[n * ys.n + j * ys.c + p * ys.h + q * ys.w] = Num<T>::from_float(v);
+    }
+  };
+
+  OperandA a;
+  OperandB b;
+  Epilogue epi;
+  int m, n, k, groups;
+  int64_t x_group_off, w_group_off, y_group_off, bias_group_off;
+
+  CNNKERN_HD int gemm_m() const { return m; }
+  CNNKERN_HD int gemm_n() const { return n; }
+  CNNKERN_HD int grid_z() const { return groups; }
+  CNNKERN_HD KRange k_range(int) const { return KRange{0, k}; }
+  CNNKERN_HD OperandA operand_a(int g) const {
+    OperandA o = a;
+    o.x += g * x_group_off;
+    return o;
+  }
+  CNNKERN_HD OperandB operand_b(int g) const {
+    OperandB o = b;
+    o.w += g * w_group_off;
+    return o;
+  }
+  CNNKERN_HD Epilogue epilogue(int g) const {
+    Epilogue e = epi;
+    e.y += g * y_group_off;
+    if (e.bias != nullptr) e.bias += g * bias_group_off;
+    return e;
+  }
+
+  __host__ static Conv2dFwdProblem make(const Conv2dFwdParams<T>& p, bool out_m_fast) {
+    const Conv2dShape& s = p.s;
+    Conv2dFwdProblem pr;
+    pr.m = s.n * s.oh * s.ow;
+    pr.n = s.cg_out;
+    pr.k = s.kh * s.kw * s.cg_in;
+    pr.groups = s.groups;
+    pr.a = OperandA{p.x, p.xs, s.h, s.w, pr.m, pr.k, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h,
+                    s.dil_w, PixelIndex(s.oh, s.ow), TapChannelIndex(s.cg_in, s.kw)};
+    pr.b = OperandB{p.w, p.ws, s.cg_out, pr.k, TapChannelIndex(s.cg_in, s.kw)};
+    pr.epi = Epilogue{p.y, p.ys, p.bias, p.bias_stride, PixelIndex(s.oh, s.ow), out_m_fast};
+    pr.x_group_off = static_cast<int64_t>(s.cg_in) * p.xs.c;
+    pr.w_group_off = static_cast<int64_t>(s.cg_out) * p.ws.n;
+    pr.y_group_off = static_cast<int64_t>(s.cg_out) * p.ys.c;
+    pr.bias_group_off = static_cast<int64_t>(s.cg_out) * p.bias_stride;
+    return pr;
+  }
+};
+
+}  // namespace cnnkern

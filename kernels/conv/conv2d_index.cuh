@@ -1,0 +1,60 @@
+// Index decompositions shared by the conv2d problem policies. All GEMM indices are < 2^31 (the host
+// checks every extent), so 32-bit FastDivmod is exact; memory offsets are always formed in int64.
+#pragma once
+
+#include <cstdint>
+
+#include "common/fastdiv.cuh"
+
+namespace cnnkern {
+
+// Pixel index m = (n * H + y) * W + x  <->  (n, y, x).
+struct PixelIndex {
+  FastDivmod div_w;
+  FastDivmod div_h;
+
+  PixelIndex() = default;
+  __host__ PixelIndex(int h, int w) : div_w(static_cast<uint32_t>(w)), div_h(static_cast<uint32_t>(h)) {}
+
+  CNNKERN_HD void split(int m, int& n, int& y, int& x) const {
+    uint32_t t, xx, nn, yy;
+    div_w.divmod(static_cast<uint32_t>(m), t, xx);
+    div_h.divmod(t, nn, yy);
+    n = static_cast<int>(nn);
+    y = static_cast<int>(yy);
+    x = static_cast<int>(xx);
+  }
+};
+
+// Reduction index over filter taps and channels, taps outer and channel inner:
+// k = (r * KW + s) * C + c  <->  (r, s, c). With channel-contiguous tensors a run of k is contiguous.
+struct TapChannelIndex {
+  FastDivmod div_c;
+  FastDivmod div_kw;
+
+  TapChannelIndex() = default;
+  __host__ TapChannelIndex(int channels, int kw)
+      : div_c(static_cast<uint32_t>(channels)), div_kw(static_cast<uint32_t>(kw)) {}
+
+  CNNKERN_HD void split(int k, int& r, int& s, int& c) const {
+    uint32_t rs, cc, rr, ss;
+    div_c.divmod(static_cast<uint32_t>(k), rs, cc);
+    div_kw.divmod(rs, rr, ss);
+    r = static_cast<int>(rr);
+    s = static_cast<int>(ss);
+    c = static_cast<int>(cc);
+  }
+};
+
+// Gather formulation of the transposed convolution: the output coordinate that input coordinate
+// `i` meets through tap offset `tap_off` (= r * dilation), or -1 when none does (not divisible by the
+// stride, or outside [0, out_extent)). `i_pad` is i + pad.
+CNNKERN_HD int source_coord(int i_pad, int tap_off, const FastDivmod& div_stride, int out_extent) {
+  const int t = i_pad - tap_off;
+  if (t < 0) return -1;
+  uint32_t o, rem;
+  div_stride.divmod(static_cast<uint32_t>(t), o, rem);
+  return (rem == 0 && static_cast<int>(o) < out_extent) ? static_cast<int>(o) : -1;
+}
+
+}  // namespace cnnkern
