@@ -244,21 +244,12 @@ class Provider:
 
     @contextlib.contextmanager
     def context(self):
-        """Force the backend. use_backend() is thread-local, and on CUDA the autograd engine runs the
-        backward ops on its own device thread, so CNNKERN_BACKEND (process-wide) is set as well."""
+        """Force the backend (process-wide, so autograd's backward threads see it too)."""
         if self._backend is None:
             yield
             return
-        old = os.environ.get("CNNKERN_BACKEND")
-        os.environ["CNNKERN_BACKEND"] = self._backend
-        try:
-            with self._ck.use_backend(self._backend):
-                yield
-        finally:
-            if old is None:
-                os.environ.pop("CNNKERN_BACKEND", None)
-            else:
-                os.environ["CNNKERN_BACKEND"] = old
+        with self._ck.use_backend(self._backend):
+            yield
 
     def step(self, x, w, dy):
         call, backward, mark = self.call, dy is not None, None
