@@ -2,6 +2,7 @@
 
     import cnnkern
     y = cnnkern.conv2d(x, w, b, stride=1, padding="same")   # = torch.nn.functional.conv2d
+    y = cnnkern.depthwise_conv2d(x, w_dw, padding=1)         # = F.conv2d(..., groups=C); also routed from conv2d
     with cnnkern.use_backend("triton"): ...                  # force a backend
     print(cnnkern.explain_conv2d(x, w))                      # which backend runs, and why not the others
 """
@@ -11,6 +12,7 @@ from cnnkern.ops import (
     available_backends,
     backend_status,
     conv2d,
+    depthwise_conv2d,
     explain_conv2d,
     last_choice,
     use_backend,
@@ -24,6 +26,7 @@ __all__ = [
     "available_backends",
     "backend_status",
     "conv2d",
+    "depthwise_conv2d",
     "explain_conv2d",
     "last_choice",
     "use_backend",

@@ -4,6 +4,8 @@ import importlib
 
 import pytest
 import torch
+import torch.nn.functional as F
+from tolerances import assert_matches_reference
 
 import cnnkern
 
@@ -55,3 +57,47 @@ def poison_outputs(monkeypatch):
         return real_empty(shape, like, memory_format).fill_(float("nan"))
 
     monkeypatch.setattr(conv_mod, "_empty", nan_empty)
+
+
+def run_conv(backend, x, w, b, stride, padding, dilation, groups, grad_out_seed=1):
+    x = x.detach().requires_grad_()
+    w = w.detach().requires_grad_()
+    b = b.detach().requires_grad_() if b is not None else None
+    with cnnkern.use_backend(backend):
+        y = cnnkern.conv2d(x, w, b, stride, padding, dilation, groups)
+        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_out_seed)).to(y)
+        inputs = (x, w) + ((b,) if b is not None else ())
+        grads = torch.autograd.grad(y, inputs, g)
+    return y, g, grads
+
+
+def reference_grads(x, w, b, g, stride, padding, dilation, groups, dtype):
+    """The same computation through ATen: in fp64 (the truth) and in ``dtype`` (PyTorch's own error)."""
+    out = []
+    for dt in (torch.float64, dtype):
+        xr, wr = x.detach().to(dt).requires_grad_(), w.detach().to(dt).requires_grad_()
+        br = b.detach().to(dt).requires_grad_() if b is not None else None
+        # fp16 conv is not implemented by every CPU build path; fp32 then rounded stands in for it.
+        compute_dt = torch.float32 if (dt == torch.float16 and x.device.type == "cpu") else dt
+        xc, wc = xr.to(compute_dt), wr.to(compute_dt)
+        bc = br.to(compute_dt) if br is not None else None
+        y = F.conv2d(xc, wc, bc, stride, padding, dilation, groups)
+        inputs = (xr, wr) + ((br,) if br is not None else ())
+        grads = torch.autograd.grad(y, inputs, g.to(compute_dt))
+        out.append((y.to(dt), [gr.to(dt) for gr in grads]))
+    return out
+
+
+def assert_conv_results(y, grads, refs, layout, dtype):
+    """Output and gradients against ``reference_grads``; memory formats follow the input's."""
+    (y64, g64), (ydt, gdt) = refs
+    assert y.dtype == dtype
+    expect_cl = layout == "channels_last"
+    assert y.is_contiguous(memory_format=torch.channels_last if expect_cl else torch.contiguous_format)
+    assert_matches_reference(y, y64, ydt, "output")
+    for name, got, want, theirs in zip(("grad_input", "grad_weight", "grad_bias"), grads, g64, gdt):
+        assert got.shape == want.shape
+        assert_matches_reference(got, want, theirs, name)
+    # grad_input follows the input's memory format, as ATen's does.
+    if expect_cl:
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)

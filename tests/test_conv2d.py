@@ -3,8 +3,14 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from _conv_cases import backend_params, make_input, poison_outputs  # noqa: F401
-from tolerances import assert_matches_reference
+from _conv_cases import (  # noqa: F401
+    assert_conv_results,
+    backend_params,
+    make_input,
+    poison_outputs,
+    reference_grads,
+    run_conv,
+)
 
 import cnnkern
 
@@ -28,35 +34,6 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last", "strided"]
 
 
-def run_conv(backend, x, w, b, stride, padding, dilation, groups, grad_out_seed=1):
-    x = x.detach().requires_grad_()
-    w = w.detach().requires_grad_()
-    b = b.detach().requires_grad_() if b is not None else None
-    with cnnkern.use_backend(backend):
-        y = cnnkern.conv2d(x, w, b, stride, padding, dilation, groups)
-        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_out_seed)).to(y)
-        inputs = (x, w) + ((b,) if b is not None else ())
-        grads = torch.autograd.grad(y, inputs, g)
-    return y, g, grads
-
-
-def reference_grads(x, w, b, g, stride, padding, dilation, groups, dtype):
-    """The same computation through ATen: in fp64 (the truth) and in ``dtype`` (PyTorch's own error)."""
-    out = []
-    for dt in (torch.float64, dtype):
-        xr, wr = x.detach().to(dt).requires_grad_(), w.detach().to(dt).requires_grad_()
-        br = b.detach().to(dt).requires_grad_() if b is not None else None
-        # fp16 conv is not implemented by every CPU build path; fp32 then rounded stands in for it.
-        compute_dt = torch.float32 if (dt == torch.float16 and x.device.type == "cpu") else dt
-        xc, wc = xr.to(compute_dt), wr.to(compute_dt)
-        bc = br.to(compute_dt) if br is not None else None
-        y = F.conv2d(xc, wc, bc, stride, padding, dilation, groups)
-        inputs = (xr, wr) + ((br,) if br is not None else ())
-        grads = torch.autograd.grad(y, inputs, g.to(compute_dt))
-        out.append((y.to(dt), [gr.to(dt) for gr in grads]))
-    return out
-
-
 @pytest.mark.parametrize("device,backend", backend_params())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
@@ -67,18 +44,9 @@ def test_conv2d_matches_reference(poison_outputs, device, backend, dtype, layout
     w = (torch.randn(c_out, shape[1] // groups, *kernel, device=device) * 0.5).to(dtype)
     b = torch.randn(c_out, device=device, dtype=dtype) if bias else None
     y, g, grads = run_conv(backend, x, w, b, stride, padding, dilation, groups)
-    (y64, g64), (ydt, gdt) = reference_grads(x, w, b, g, stride, padding, dilation, groups, dtype)
-
-    assert y.dtype == dtype and y.device == x.device
-    expect_cl = layout == "channels_last"
-    assert y.is_contiguous(memory_format=torch.channels_last if expect_cl else torch.contiguous_format)
-    assert_matches_reference(y, y64, ydt, "output")
-    for name, got, want, theirs in zip(("grad_input", "grad_weight", "grad_bias"), grads, g64, gdt):
-        assert got.shape == want.shape
-        assert_matches_reference(got, want, theirs, name)
-    # grad_input follows the input's memory format, as ATen's does.
-    if expect_cl:
-        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    assert y.device == x.device
+    refs = reference_grads(x, w, b, g, stride, padding, dilation, groups, dtype)
+    assert_conv_results(y, grads, refs, layout, dtype)
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
@@ -159,10 +127,7 @@ def test_gpu_resnet_like_shapes(poison_outputs, backend, dtype, layout, shape, c
     b = torch.randn(c_out, device="cuda", dtype=dtype)
     padding = kernel[0] // 2
     y, g, grads = run_conv(backend, x, w, b, stride, padding, 1, 1)
-    (y64, g64), (ydt, gdt) = reference_grads(x, w, b, g, stride, padding, 1, 1, dtype)
-    assert_matches_reference(y, y64, ydt, "output")
-    for name, got, want, theirs in zip(("grad_input", "grad_weight", "grad_bias"), grads, g64, gdt):
-        assert_matches_reference(got, want, theirs, name)
+    assert_conv_results(y, grads, reference_grads(x, w, b, g, stride, padding, 1, 1, dtype), layout, dtype)
 
 
 @pytest.mark.gpu

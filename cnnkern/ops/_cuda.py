@@ -50,3 +50,29 @@ def conv2d_backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
 def conv2d_backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
     torch.ops.cnnkern_cuda.conv2d_bwd_weight(grad_out, x, grad_w, list(spec.stride), list(spec.pad_tl),
                                              list(spec.dilation), spec.groups)
+
+
+def _has_op(name: str) -> bool:
+    return extension() is not None and hasattr(torch.ops.cnnkern_cuda, name)
+
+
+def why_not_depthwise(problem: Conv2dProblem) -> str | None:
+    if not _has_op("depthwise_conv2d_fwd"):
+        return "this build of cnnkern._C has no depthwise kernels (rebuild the extension)"
+    return why_not_conv2d(problem)
+
+
+def depthwise_conv2d_forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    torch.ops.cnnkern_cuda.depthwise_conv2d_fwd(x, w, bias, out, list(spec.stride), list(spec.pad_tl),
+                                                list(spec.dilation))
+
+
+def depthwise_conv2d_backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
+    torch.ops.cnnkern_cuda.depthwise_conv2d_bwd_input(grad_out, w, grad_in, list(spec.stride),
+                                                      list(spec.pad_tl), list(spec.dilation))
+
+
+def depthwise_conv2d_backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
+    torch.ops.cnnkern_cuda.depthwise_conv2d_bwd_weight(grad_out, x, grad_w, list(spec.stride),
+                                                       list(spec.pad_tl), list(spec.dilation),
+                                                       torch.are_deterministic_algorithms_enabled())

@@ -19,6 +19,7 @@ from cnnkern.ops._conv_args import (
     conv2d_spec,
     suggest_memory_format,
 )
+from cnnkern.ops.depthwise_conv2d import kernel_family
 
 
 def _spec(input, weight, bias, stride, padding, dilation, groups) -> Conv2dSpec:
@@ -47,7 +48,8 @@ def conv2d_op(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequen
         # No input channels (or an all-padding window): every output is the bias.
         return out.copy_(bias.view(1, -1, 1, 1).expand_as(out)) if bias is not None else out.zero_()
     operands = (input, weight) if bias is None else (input, weight, bias)
-    impl = _backend.select("conv2d_fwd", Conv2dProblem(operands, spec), input.device)
+    op = kernel_family("conv2d_fwd", input.shape[1], weight.shape, groups)
+    impl = _backend.select(op, Conv2dProblem(operands, spec), input.device)
     impl(input, weight, bias, out, spec)
     return out
 
@@ -72,7 +74,8 @@ def conv2d_backward_input_op(grad_output: Tensor, weight: Tensor, input_size: Se
         return grad_in
     if grad_output.numel() == 0 or weight.numel() == 0:
         return grad_in.zero_()
-    impl = _backend.select("conv2d_bwd_input", Conv2dProblem((grad_output, weight), spec), grad_output.device)
+    op = kernel_family("conv2d_bwd_input", input_size[1], weight.shape, groups)
+    impl = _backend.select(op, Conv2dProblem((grad_output, weight), spec), grad_output.device)
     impl(grad_output, weight, grad_in, spec)
     return grad_in
 
@@ -95,7 +98,8 @@ def conv2d_backward_weight_op(grad_output: Tensor, input: Tensor, weight_size: S
         return grad_w
     if grad_output.numel() == 0 or input.numel() == 0:
         return grad_w.zero_()
-    impl = _backend.select("conv2d_bwd_weight", Conv2dProblem((grad_output, input), spec), input.device)
+    op = kernel_family("conv2d_bwd_weight", input.shape[1], weight_size, groups)
+    impl = _backend.select(op, Conv2dProblem((grad_output, input), spec), input.device)
     impl(grad_output, input, grad_w, spec)
     return grad_w
 
@@ -183,6 +187,7 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
     spec = _spec(input, weight, bias, stride, padding, dilation, groups)
     operands = (input, weight) if bias is None else (input, weight, bias)
     report = DispatchReport()
-    for op in ("conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"):
+    for base in ("conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"):
+        op = kernel_family(base, input.shape[1], weight.shape, spec.groups)
         report[op] = _backend.choose(op, Conv2dProblem(operands, spec), input.device)
     return report

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+
 import cnnkern.reference.conv2d as ref_conv2d
 from cnnkern import triton as triton_pkg
 from cnnkern.ops import _cuda
 from cnnkern.ops.backend import Backend, register_backend
 
 
-def _lazy_triton(name: str):
+def _lazy_triton(module: str, name: str):
     """Import the Triton module (and triton itself) only when a Triton kernel is first needed."""
 
     def why_not(problem):
-        from cnnkern.triton import conv2d as mod
-
-        return mod.why_not(problem)
+        return importlib.import_module(f"cnnkern.triton.{module}").why_not(problem)
 
     def impl(*args):
-        from cnnkern.triton import conv2d as mod
-
-        return getattr(mod, name)(*args)
+        return getattr(importlib.import_module(f"cnnkern.triton.{module}"), name)(*args)
 
     return why_not, impl
 
@@ -28,13 +26,21 @@ reference = register_backend(Backend("reference", lambda: None))
 reference.register("conv2d_fwd", ref_conv2d.why_not, ref_conv2d.forward)
 reference.register("conv2d_bwd_input", ref_conv2d.why_not, ref_conv2d.backward_input)
 reference.register("conv2d_bwd_weight", ref_conv2d.why_not, ref_conv2d.backward_weight)
+# ATen picks its own depthwise kernels for groups == C_in, so the reference serves both families.
+reference.register("depthwise_conv2d_fwd", ref_conv2d.why_not, ref_conv2d.forward)
+reference.register("depthwise_conv2d_bwd_input", ref_conv2d.why_not, ref_conv2d.backward_input)
+reference.register("depthwise_conv2d_bwd_weight", ref_conv2d.why_not, ref_conv2d.backward_weight)
 
 triton = register_backend(Backend("triton", triton_pkg.why_unavailable))
-triton.register("conv2d_fwd", *_lazy_triton("forward"))
-triton.register("conv2d_bwd_input", *_lazy_triton("backward_input"))
-triton.register("conv2d_bwd_weight", *_lazy_triton("backward_weight"))
+for _family in ("conv2d", "depthwise_conv2d"):
+    triton.register(f"{_family}_fwd", *_lazy_triton(_family, "forward"))
+    triton.register(f"{_family}_bwd_input", *_lazy_triton(_family, "backward_input"))
+    triton.register(f"{_family}_bwd_weight", *_lazy_triton(_family, "backward_weight"))
 
 cuda = register_backend(Backend("cuda", _cuda.why_unavailable))
 cuda.register("conv2d_fwd", _cuda.why_not_conv2d, _cuda.conv2d_forward)
 cuda.register("conv2d_bwd_input", _cuda.why_not_conv2d, _cuda.conv2d_backward_input)
 cuda.register("conv2d_bwd_weight", _cuda.why_not_conv2d, _cuda.conv2d_backward_weight)
+cuda.register("depthwise_conv2d_fwd", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_forward)
+cuda.register("depthwise_conv2d_bwd_input", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_backward_input)
+cuda.register("depthwise_conv2d_bwd_weight", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_backward_weight)

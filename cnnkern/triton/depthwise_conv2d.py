@@ -1,0 +1,416 @@
+"""Depthwise conv2d in Triton: forward, input gradient, weight gradient.
+
+Depthwise convolution does ~2*KH*KW flops per element it moves, so it is bound by memory, not math:
+the kernels are plain loads and FMAs (no ``tl.dot``), shaped so that every load is coalesced in the
+tensor's own layout rather than converting one layout into the other:
+
+  pixel-contiguous (NCHW): a program owns a BLOCK_H x BLOCK_W spatial tile of one (n, channel) plane;
+      neighbouring lanes read neighbouring W, and the halo that tiles share is served from L1/L2.
+  channel-contiguous (channels_last): a program owns BLOCK_P pixels x BLOCK_C channels; lanes run along
+      C, so each tap is a run of vector loads.
+
+Output channel ``co`` reads input channel ``co // MULT`` (the channel multiplier). Every kernel goes
+through explicit strides, so sliced views run without copies. The weight gradient is a reduction over
+N*OH*OW; it is split over programs and combined either with fp32 atomics (fast) or, when PyTorch's
+deterministic mode is on, through per-split partials summed in a fixed order.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
+from cnnkern.triton import interpreting, why_not_device
+
+_SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT32_MAX = 2**31 - 1
+
+
+def why_not(problem: Conv2dProblem) -> str | None:
+    why = why_not_device(problem.device)
+    if why is not None:
+        return why
+    if problem.dtype not in _SUPPORTED:
+        return f"dtype {problem.dtype} is not supported by the triton kernels (fp16, bf16, fp32, fp64)"
+    return None
+
+
+def _cfg(warps: int, **blocks) -> triton.Config:
+    return triton.Config(blocks, num_warps=warps)
+
+
+def _spatial_configs():
+    if interpreting():
+        # Interpreted programs cost per operation, not per element: few large tiles run fastest.
+        return [_cfg(1, BLOCK_H=16, BLOCK_W=16)]
+    return [_cfg(4, BLOCK_H=8, BLOCK_W=32), _cfg(4, BLOCK_H=16, BLOCK_W=32), _cfg(8, BLOCK_H=16, BLOCK_W=64),
+            _cfg(4, BLOCK_H=4, BLOCK_W=64), _cfg(8, BLOCK_H=32, BLOCK_W=32), _cfg(2, BLOCK_H=4, BLOCK_W=16)]
+
+
+def _channel_configs():
+    if interpreting():
+        return [_cfg(1, BLOCK_P=64, BLOCK_C=16)]
+    return [_cfg(4, BLOCK_P=16, BLOCK_C=64), _cfg(4, BLOCK_P=32, BLOCK_C=32), _cfg(8, BLOCK_P=32, BLOCK_C=64),
+            _cfg(4, BLOCK_P=8, BLOCK_C=128), _cfg(8, BLOCK_P=64, BLOCK_C=32), _cfg(2, BLOCK_P=16, BLOCK_C=16)]
+
+
+def _prune_channels(configs, named_args, **kwargs):
+    """Channel blocks far wider than the channel count only waste lanes."""
+    cap = max(16, triton.next_power_of_2(named_args["C_BLOCKED"]))
+    return [c for c in configs if c.kwargs["BLOCK_C"] <= cap] or configs[-1:]
+
+
+_KEY = ["C_BLOCKED", "MULT", "KH", "KW", "stride_h", "stride_w", "OW"]
+
+
+@triton.jit
+def _pix(p, OH, OW):
+    """Flattened pixel index -> (n, oh, ow)."""
+    ohw = OH * OW
+    n = p // ohw
+    rem = p % ohw
+    return n, rem // OW, rem % OW
+
+
+# ------------------------------------------------------------------------------------------- forward
+@triton.autotune(configs=_spatial_configs(), key=_KEY, cache_results=True)
+@triton.jit
+def _dw_fwd_spatial_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT,
+    sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    plane = tl.program_id(0)  # n * C_out + co
+    tiles_w = tl.cdiv(OW, BLOCK_W)
+    oh = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ow = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    if INT64:
+        plane = plane.to(tl.int64)
+    n = plane // C_BLOCKED
+    co = plane % C_BLOCKED
+    x_plane = x_ptr + n * sxn + (co // MULT) * sxc
+    ih0 = oh * stride_h - pad_h
+    iw0 = ow * stride_w - pad_w
+    acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=ACC_DTYPE)
+    for r in range(KH):
+        ih = ih0 + r * dil_h
+        x_row = x_plane + (ih * sxh)[:, None]
+        ok_h = ((ih >= 0) & (ih < H))[:, None]
+        w_row = w_ptr + co * swo + r * swh
+        for s in tl.static_range(KW):
+            iw = iw0 + s * dil_w
+            ok = ok_h & ((iw >= 0) & (iw < W))[None, :]
+            xv = tl.load(x_row + (iw * sxw)[None, :], mask=ok, other=0.0)
+            acc += xv.to(ACC_DTYPE) * tl.load(w_row + s * sww).to(ACC_DTYPE)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co).to(ACC_DTYPE)
+    mask = (oh < OH)[:, None] & (ow < OW)[None, :]
+    y_off = n * syn + co * syc + (oh * syh)[:, None] + (ow * syw)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune_channels},
+                 cache_results=True)
+@triton.jit
+def _dw_fwd_channels_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL,
+    sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INT64:
+        p = p.to(tl.int64)
+    mask_p = p < P_TOTAL
+    mask_c = co < C_BLOCKED
+    n, oh, ow = _pix(p, OH, OW)
+    x_chan = x_ptr + ((co // MULT) * sxc)[None, :]
+    ih0 = oh * stride_h - pad_h
+    iw0 = ow * stride_w - pad_w
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
+    for r in range(KH):
+        ih = ih0 + r * dil_h
+        ok_h = mask_p & (ih >= 0) & (ih < H)
+        x_row = n * sxn + ih * sxh
+        w_row = w_ptr + co * swo + r * swh
+        for s in tl.static_range(KW):
+            iw = iw0 + s * dil_w
+            ok = ok_h & (iw >= 0) & (iw < W)
+            xv = tl.load(x_chan + (x_row + iw * sxw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
+            wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
+            acc += xv.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co, mask=mask_c, other=0.0).to(ACC_DTYPE)[None, :]
+    y_off = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_p[:, None] & mask_c[None, :])
+
+
+# ------------------------------------------------------------------------------------ input gradient
+# grad_in[n, c, h, w] = sum_j sum_(r,s) grad_out[n, c*MULT + j, oh, ow] * w[c*MULT + j, r, s]
+# over the taps with h = oh*stride_h - pad_h + r*dil_h (and likewise for w): a gather, so no atomics.
+@triton.jit
+def _tap_source(i, pad, r, dil, stride, OUT, UNIT_STRIDE: tl.constexpr):
+    """Output coordinate that reads input coordinate ``i`` through tap ``r``, and whether it exists."""
+    num = i + pad - r * dil
+    if UNIT_STRIDE:
+        return num, (num >= 0) & (num < OUT)
+    o = num // stride
+    # `num >= 0` matters: integer division truncates towards zero, so negative num must be masked.
+    return o, (num >= 0) & (num - o * stride == 0) & (o < OUT)
+
+
+@triton.autotune(configs=_spatial_configs(), key=_KEY, cache_results=True)
+@triton.jit
+def _dw_dgrad_spatial_kernel(
+    go_ptr, w_ptr, gi_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT,
+    sgn, sgc, sgh, sgw, swo, swh, sww, sin, sic, sih, siw,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    plane = tl.program_id(0)  # n * C + c
+    tiles_w = tl.cdiv(W, BLOCK_W)
+    h = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    w = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    if INT64:
+        plane = plane.to(tl.int64)
+    n = plane // C_BLOCKED
+    c = plane % C_BLOCKED
+    acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=ACC_DTYPE)
+    for j in range(MULT):
+        co = c * MULT + j
+        go_plane = go_ptr + n * sgn + co * sgc
+        for r in range(KH):
+            oh, ok_h = _tap_source(h, pad_h, r, dil_h, stride_h, OH, UNIT_STRIDE)
+            go_row = go_plane + (oh * sgh)[:, None]
+            w_row = w_ptr + co * swo + r * swh
+            for s in tl.static_range(KW):
+                ow, ok_w = _tap_source(w, pad_w, s, dil_w, stride_w, OW, UNIT_STRIDE)
+                g = tl.load(go_row + (ow * sgw)[None, :], mask=ok_h[:, None] & ok_w[None, :], other=0.0)
+                acc += g.to(ACC_DTYPE) * tl.load(w_row + s * sww).to(ACC_DTYPE)
+    mask = (h < H)[:, None] & (w < W)[None, :]
+    gi_off = n * sin + c * sic + (h * sih)[:, None] + (w * siw)[None, :]
+    tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune_channels},
+                 cache_results=True)
+@triton.jit
+def _dw_dgrad_channels_kernel(
+    go_ptr, w_ptr, gi_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL,
+    sgn, sgc, sgh, sgw, swo, swh, sww, sin, sic, sih, siw,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INT64:
+        p = p.to(tl.int64)
+    mask_p = p < P_TOTAL
+    mask_c = c < C_BLOCKED
+    n, h, w = _pix(p, H, W)
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
+    for j in range(MULT):
+        co = c * MULT + j
+        go_chan = go_ptr + (co * sgc)[None, :]
+        for r in range(KH):
+            oh, ok_h = _tap_source(h, pad_h, r, dil_h, stride_h, OH, UNIT_STRIDE)
+            ok_h = ok_h & mask_p
+            go_row = n * sgn + oh * sgh
+            w_row = w_ptr + co * swo + r * swh
+            for s in tl.static_range(KW):
+                ow, ok_w = _tap_source(w, pad_w, s, dil_w, stride_w, OW, UNIT_STRIDE)
+                ok = ok_h & ok_w
+                g = tl.load(go_chan + (go_row + ow * sgw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
+                wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
+                acc += g.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
+    gi_off = (n * sin + h * sih + w * siw)[:, None] + (c * sic)[None, :]
+    tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask_p[:, None] & mask_c[None, :])
+
+
+# ----------------------------------------------------------------------------------- weight gradient
+# grad_w[co, r, s] = sum over (n, oh, ow) of grad_out[n, co, oh, ow] * x[n, co // MULT, ih, iw].
+# A program owns BLOCK_C channels x BLOCK_T taps and one contiguous chunk of the flattened pixels; it
+# reads each grad_out tile once and gathers the input at all its taps as one 3-D tile, so the reduction
+# over pixels happens in registers and only [BLOCK_T, BLOCK_C] sums leave the program.
+def _wgrad_configs():
+    if interpreting():
+        return [_cfg(1, BLOCK_P=32, BLOCK_C=4)]
+    # The input tile is BLOCK_T x BLOCK_P x BLOCK_C (BLOCK_T is up to 16 taps): keep it near 8K elements.
+    return [_cfg(8, BLOCK_P=16, BLOCK_C=32), _cfg(8, BLOCK_P=32, BLOCK_C=16), _cfg(8, BLOCK_P=8, BLOCK_C=64),
+            _cfg(4, BLOCK_P=64, BLOCK_C=4), _cfg(4, BLOCK_P=128, BLOCK_C=2), _cfg(4, BLOCK_P=256, BLOCK_C=1)]
+
+
+def _prune_wgrad(configs, named_args, **kwargs):
+    cap = max(2, triton.next_power_of_2(named_args["C_BLOCKED"]))
+    chunk = named_args["P_CHUNK"]
+    kept = [c for c in configs if c.kwargs["BLOCK_C"] <= cap and chunk % c.kwargs["BLOCK_P"] == 0]
+    return kept or configs[-1:]
+
+
+@triton.autotune(configs=_wgrad_configs(), key=[*_KEY, "CHANNELS_LAST", "ATOMIC"],
+                 prune_configs_by={"early_config_prune": _prune_wgrad}, cache_results=True,
+                 reset_to_zero=["dw_ptr"])
+@triton.jit
+def _dw_wgrad_kernel(
+    go_ptr, x_ptr, dw_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL, P_CHUNK,
+    sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, BLOCK_T: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+    ATOMIC: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    co = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    split = tl.program_id(2)
+    mask_c = co < C_BLOCKED
+    mask_t = t < KH * KW
+    r = t // KW
+    s = t % KW
+    ci = co // MULT
+    start = split * P_CHUNK
+    if INT64:
+        start = start.to(tl.int64)
+    acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=ACC_DTYPE)
+    for p0 in range(0, P_CHUNK, BLOCK_P):
+        p = start + p0 + tl.arange(0, BLOCK_P)
+        mask_p = p < P_TOTAL
+        n, oh, ow = _pix(p, OH, OW)
+        g = tl.load(go_ptr + (n * sgn + oh * sgh + ow * sgw)[:, None] + (co * sgc)[None, :],
+                    mask=mask_p[:, None] & mask_c[None, :], other=0.0).to(ACC_DTYPE)
+        ih = (oh * stride_h - pad_h)[None, :] + (r * dil_h)[:, None]  # [T, P]
+        iw = (ow * stride_w - pad_w)[None, :] + (s * dil_w)[:, None]
+        ok = mask_t[:, None] & mask_p[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        x_off = (n * sxn)[None, :] + ih * sxh + iw * sxw
+        xv = tl.load(x_ptr + x_off[:, :, None] + (ci * sxc)[None, None, :],
+                     mask=ok[:, :, None] & mask_c[None, None, :], other=0.0)
+        acc += tl.sum(xv.to(ACC_DTYPE) * g[None, :, :], axis=1)
+    # dw is [splits, C_out, KH*KW] (or [C_out, KH*KW] accumulated atomically), fp32/fp64.
+    dw_off = split * (C_BLOCKED * KH * KW) + co[None, :] * (KH * KW) + t[:, None]
+    mask = mask_t[:, None] & mask_c[None, :]
+    if ATOMIC:
+        tl.atomic_add(dw_ptr + co[None, :] * (KH * KW) + t[:, None], acc, mask=mask)
+    else:
+        tl.store(dw_ptr + dw_off, acc, mask=mask)
+
+
+# ------------------------------------------------------------------------------------- host wrappers
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.stride(1) == 1 and t.shape[1] > 1
+
+
+def _flags(dtype: torch.dtype, tensors) -> dict:
+    # Strides can reach past numel for sliced views; the storage span is what must fit in int32.
+    span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
+    return {
+        "INT64": max(span, max(t.numel() for t in tensors)) > _INT32_MAX,
+        "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
+    }
+
+
+def _geometry(spec: Conv2dSpec) -> tuple[int, ...]:
+    return (*spec.stride, *spec.pad_tl, *spec.dilation)
+
+
+def _w_strides(w: torch.Tensor) -> tuple[int, int, int]:
+    return (w.stride(0), w.stride(2), w.stride(3))
+
+
+def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    n, c_in, h, wd = x.shape
+    c_out, _, kh, kw = w.shape
+    _, _, oh, ow = out.shape
+    args = (x, w, bias if bias is not None else w, out, h, wd, oh, ow, c_out, c_out // c_in)
+    strides = (*x.stride(), *_w_strides(w), *out.stride(), *_geometry(spec))
+    consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, **_flags(x.dtype, (x, w, out))}
+    if _channels_last(x):
+        pixels = n * oh * ow
+
+        def grid(meta):
+            return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
+
+        _dw_fwd_channels_kernel[grid](*args, pixels, *strides, **consts)
+    else:
+        def grid(meta):
+            return (n * c_out, triton.cdiv(oh, meta["BLOCK_H"]) * triton.cdiv(ow, meta["BLOCK_W"]))
+
+        _dw_fwd_spatial_kernel[grid](*args, *strides, **consts)
+
+
+def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
+    n, c_in, h, wd = grad_in.shape
+    c_out, _, kh, kw = w.shape
+    _, _, oh, ow = grad_out.shape
+    args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
+    strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *_geometry(spec))
+    consts = {"KH": kh, "KW": kw, "UNIT_STRIDE": spec.stride == (1, 1),
+              **_flags(grad_out.dtype, (grad_out, w, grad_in))}
+    if _channels_last(grad_in):
+        pixels = n * h * wd
+
+        def grid(meta):
+            return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_in, meta["BLOCK_C"]))
+
+        _dw_dgrad_channels_kernel[grid](*args, pixels, *strides, **consts)
+    else:
+        def grid(meta):
+            return (n * c_in, triton.cdiv(h, meta["BLOCK_H"]) * triton.cdiv(wd, meta["BLOCK_W"]))
+
+        _dw_dgrad_spatial_kernel[grid](*args, *strides, **consts)
+
+
+def _wgrad_split(pixels: int, programs: int, device: torch.device) -> int:
+    """Splits of the pixel reduction: enough programs to fill the GPU, each with a long run of pixels."""
+    if interpreting() or device.type != "cuda":
+        return 1 if pixels <= 32 else 2  # still exercises the split/combine path under the interpreter
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    want = max(1, (4 * sms) // max(programs, 1))
+    return int(max(1, min(want, pixels // 2048, 1024)))
+
+
+def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool | None = None) -> None:
+    """``deterministic=None`` follows ``torch.are_deterministic_algorithms_enabled()``."""
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    n, c_in, h, wd = x.shape
+    c_out, _, kh, kw = grad_w.shape
+    _, _, oh, ow = grad_out.shape
+    taps = kh * kw
+    block_t = min(16, triton.next_power_of_2(taps))
+    channels_last = _channels_last(x)
+    pixels = n * oh * ow
+    c_blocks_est = triton.cdiv(c_out, 32 if channels_last else 4)
+    split = _wgrad_split(pixels, c_blocks_est * triton.cdiv(taps, block_t), x.device)
+    unit = 32 if interpreting() else 256  # a multiple of every BLOCK_P, so splits never share a pixel block
+    chunk = triton.cdiv(triton.cdiv(pixels, split), unit) * unit
+    split = triton.cdiv(pixels, chunk)
+    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    atomic = not deterministic and split > 1
+    if atomic:
+        buf = torch.zeros((c_out, taps), device=x.device, dtype=acc_dtype)
+    else:
+        buf = torch.empty((split, c_out, taps), device=x.device, dtype=acc_dtype)
+
+    def grid(meta):
+        return (triton.cdiv(c_out, meta["BLOCK_C"]), triton.cdiv(taps, block_t), split)
+
+    _dw_wgrad_kernel[grid](
+        grad_out, x, buf, h, wd, oh, ow, c_out, c_out // c_in, pixels, chunk,
+        *grad_out.stride(), *x.stride(), *_geometry(spec),
+        KH=kh, KW=kw, BLOCK_T=block_t, CHANNELS_LAST=channels_last, ATOMIC=atomic,
+        **_flags(x.dtype, (grad_out, x)),
+    )
+    total = buf if atomic else buf.sum(0)  # a fixed-order reduction over splits
+    grad_w.copy_(total.view(grad_w.shape))
