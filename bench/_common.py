@@ -3,9 +3,10 @@
 bench/ is not a package: a script such as ``python bench/bench_conv2d.py`` has bench/ on ``sys.path``
 (Python puts the script's directory there) and simply does ``import _common``.
 
-Contents: dtype/layout parsing, peak-throughput table and roofline, FLOP and minimal-traffic counts for
-conv2d, timers (GPU: median of CUDA-event times with L2 flushed; CPU: median of perf_counter times),
-accuracy comparison, an aligned streaming table printer, run metadata, and JSON/CSV writers.
+Contents: dtype/layout parsing, peak-throughput table and roofline, measured copy bandwidth and L2 size,
+FLOP and minimal-traffic counts for conv2d, timers (GPU: median of CUDA-event times with L2 flushed; CPU:
+median of perf_counter times), accuracy comparison, an aligned streaming table printer, run metadata, and
+JSON/CSV writers. The benchmark loop itself (command line, providers, checks, summary) is in _driver.py.
 """
 
 from __future__ import annotations
@@ -118,21 +119,49 @@ def lookup_peak(device_name: str) -> tuple[str, Peak] | None:
 def measure_peak(device: torch.device) -> Peak:
     """Fallback for GPUs missing from PEAKS: a big device-to-device copy and a big fp16 matmul.
     Measured numbers underestimate the true peak, so %-of-roofline reads high."""
-    def copy_gbps() -> float:
-        src = torch.empty(1 << 28, dtype=torch.float32, device=device)  # 1 GiB
-        dst = torch.empty_like(src)
-        ms = time_gpu(lambda: dst.copy_(src), warmup_ms=20, rep_ms=100, flush_l2=False)["ms"]
-        return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
-
     def matmul_tflops() -> float:
         a = torch.randn(8192, 8192, dtype=torch.float16, device=device)
         b = torch.randn(8192, 8192, dtype=torch.float16, device=device)
         ms = time_gpu(lambda: a @ b, warmup_ms=20, rep_ms=100, flush_l2=False)["ms"]
         return 2 * 8192**3 / (ms * 1e-3) / 1e12
 
-    gbps = copy_gbps()
+    gbps = measure_copy_gbps(device)
     tflops = matmul_tflops()
     return Peak(tensor16=tflops, tf32=tflops / 2, fp32=tflops / 8, hbm_gbps=gbps)
+
+
+def measure_copy_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
+    """Achieved memory bandwidth of one big device-to-device copy, in GB/s, counting the bytes read and
+    the bytes written (2 * nbytes per copy), like the minimal-traffic counts below. GPU: median of
+    CUDA-event times (no L2 flush: the copy is far bigger than any L2); CPU: median of perf_counter times."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    src.fill_(1.0)
+    dst = torch.empty_like(src)
+    if device.type == "cuda":
+        ms = time_gpu(lambda: dst.copy_(src), warmup_ms=20, rep_ms=100, flush_l2=False)["ms"]
+    else:
+        ms = time_cpu(lambda: dst.copy_(src), budget_s=0.2, min_reps=3, max_reps=10)["ms"]
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+
+
+def l2_cache_bytes(device: torch.device, default: int = 50 << 20) -> int:
+    """The GPU's L2 size from its properties (``L2_cache_size``), else ``default`` (H100's 50 MiB)."""
+    size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", None)
+    return int(size) if size else default
+
+
+def aten_conv_backend(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, dilation: int,
+                      groups: int) -> str | None:
+    """The kernel family ATen picks for F.conv2d on these tensors (e.g. ``Cudnn``, ``CudaDepthwise2d``),
+    from the private ``torch._C._select_conv_backend``; None where this torch does not have it."""
+    fn = getattr(torch._C, "_select_conv_backend", None)
+    if fn is None:
+        return None
+    try:
+        backend = fn(x, w, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], groups)
+    except Exception:  # noqa: BLE001 - a private API: any failure just means "unknown"
+        return None
+    return str(backend).rsplit(".", 1)[-1]
 
 
 def peak_tflops(peak: Peak | None, dtype: str, allow_tf32: bool) -> float | None:

@@ -1,0 +1,258 @@
+"""Depthwise convolution shape tables for bench_depthwise_conv2d.py.
+
+Every depthwise layer (``groups == C_in == C_out``, channel multiplier 1) of five networks at 224x224 input,
+de-duplicated within each network, with the number of times each problem occurs in one forward pass:
+
+  mnv1      MobileNetV1 1.0-224 (Howard et al. 2017, Table 1): 13 3x3 depthwise convs, 9 distinct. The paper
+            table prints ``Conv dw / s1`` once before ``5x`` (the 5x repeats the dw + pw pair) and gives the
+            last dw (1024 channels @7) stride 2, a known typo: the feature map stays 7x7 into the 7x7 average
+            pool, and the reference implementations use stride 1 there. Padding 1 (PyTorch convention; the
+            TF original pads stride-2 layers asymmetrically, which gives the same output size).
+  mnv2      MobileNetV2 1.0-224, as torchvision ``mobilenet_v2``: 17 (one per inverted-residual block,
+            named after its index in ``features``), 10 distinct.
+  shv2      ShuffleNetV2 x1.0, as torchvision ``shufflenet_v2_x1_0``: 19 (both branches of each stride-2
+            unit have one), 7 distinct.
+  convnext  ConvNeXt-T, as torchvision ``convnext_tiny``: 18 7x7 convs with padding 3, 4 distinct (one per stage).
+  replk     RepLKNet-31B (Ding et al. 2022), re-parameterized for inference (the 5x5 branch merged into the
+            large kernel): 24 large-kernel convs, kernel sizes 31, 29, 27, 13 for the four stages (channels
+            128, 256, 512, 1024 at 56, 28, 14, 7), padding k // 2, 4 distinct. The 3x3 depthwise convs of
+            its stem and transitions are not included.
+
+A problem that occurs in two networks (e.g. MobileNetV1 ``dw1`` and MobileNetV2 ``block1``: 32 channels
+@112) is listed in both: the summary reports each network separately.
+
+Run ``python bench/shapes_depthwise.py`` to print the tables and check them against the architecture walks
+below; when torchvision can be imported, the walks of MobileNetV2, ShuffleNetV2 and ConvNeXt-T are also
+checked against torchvision's modules (the benchmark itself never needs torchvision).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from shapes import ConvShape
+
+
+@dataclass(frozen=True)
+class DepthwiseShape(ConvShape):
+    """A depthwise problem: cin == cout == groups. ``group`` is the network (the name's first part)."""
+
+    @property
+    def group(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def describe(self) -> str:
+        mult = "" if self.cout == self.cin else f"x{self.cout // self.cin}"
+        s = f"dw{self.cin}{mult} {self.k}x{self.k} @{self.hw}"
+        if self.stride != 1:
+            s += f"/s{self.stride}"
+        if self.padding != self.k // 2:
+            s += f" p{self.padding}"
+        return s
+
+
+def _d(name, channels, hw, k, stride, count, aliases=()) -> DepthwiseShape:
+    return DepthwiseShape(name, channels, channels, hw, k, stride, k // 2, 1, channels, count, tuple(aliases))
+
+
+# name                                   C   hw   k  s  count  aliases (same problem)
+MOBILENET_V1: tuple[DepthwiseShape, ...] = (
+    _d("mnv1.dw1",                        32, 112,  3, 1, 1),
+    _d("mnv1.dw2",                        64, 112,  3, 2, 1),
+    _d("mnv1.dw3",                       128,  56,  3, 1, 1),
+    _d("mnv1.dw4",                       128,  56,  3, 2, 1),
+    _d("mnv1.dw5",                       256,  28,  3, 1, 1),
+    _d("mnv1.dw6",                       256,  28,  3, 2, 1),
+    _d("mnv1.dw7",                       512,  14,  3, 1, 5, ["mnv1.dw{8..11}"]),
+    _d("mnv1.dw12",                      512,  14,  3, 2, 1),
+    _d("mnv1.dw13",                     1024,   7,  3, 1, 1),
+)  # fmt: skip
+
+MOBILENET_V2: tuple[DepthwiseShape, ...] = (
+    _d("mnv2.block1.dw",                  32, 112,  3, 1, 1),
+    _d("mnv2.block2.dw",                  96, 112,  3, 2, 1),
+    _d("mnv2.block3.dw",                 144,  56,  3, 1, 1),
+    _d("mnv2.block4.dw",                 144,  56,  3, 2, 1),
+    _d("mnv2.block5.dw",                 192,  28,  3, 1, 2, ["mnv2.block6.dw"]),
+    _d("mnv2.block7.dw",                 192,  28,  3, 2, 1),
+    _d("mnv2.block8.dw",                 384,  14,  3, 1, 4, ["mnv2.block{9,10,11}.dw"]),
+    _d("mnv2.block12.dw",                576,  14,  3, 1, 2, ["mnv2.block13.dw"]),
+    _d("mnv2.block14.dw",                576,  14,  3, 2, 1),
+    _d("mnv2.block15.dw",                960,   7,  3, 1, 3, ["mnv2.block{16,17}.dw"]),
+)  # fmt: skip
+
+SHUFFLENET_V2: tuple[DepthwiseShape, ...] = (
+    _d("shv2.stage2.0.branch1.dw",        24,  56,  3, 2, 1),
+    _d("shv2.stage2.0.branch2.dw",        58,  56,  3, 2, 1),
+    _d("shv2.stage2.1.branch2.dw",        58,  28,  3, 1, 3, ["shv2.stage2.{2,3}.branch2.dw"]),
+    _d("shv2.stage3.0.branch1.dw",       116,  28,  3, 2, 2, ["shv2.stage3.0.branch2.dw"]),
+    _d("shv2.stage3.1.branch2.dw",       116,  14,  3, 1, 7, ["shv2.stage3.{2..7}.branch2.dw"]),
+    _d("shv2.stage4.0.branch1.dw",       232,  14,  3, 2, 2, ["shv2.stage4.0.branch2.dw"]),
+    _d("shv2.stage4.1.branch2.dw",       232,   7,  3, 1, 3, ["shv2.stage4.{2,3}.branch2.dw"]),
+)  # fmt: skip
+
+CONVNEXT_T: tuple[DepthwiseShape, ...] = (
+    _d("convnext.stage1.dw",              96,  56,  7, 1, 3),
+    _d("convnext.stage2.dw",             192,  28,  7, 1, 3),
+    _d("convnext.stage3.dw",             384,  14,  7, 1, 9),
+    _d("convnext.stage4.dw",             768,   7,  7, 1, 3),
+)  # fmt: skip
+
+REPLKNET_31B: tuple[DepthwiseShape, ...] = (
+    _d("replk.stage1.dw",                128,  56, 31, 1, 2),
+    _d("replk.stage2.dw",                256,  28, 29, 1, 2),
+    _d("replk.stage3.dw",                512,  14, 27, 1, 18),
+    _d("replk.stage4.dw",               1024,   7, 13, 1, 2),
+)  # fmt: skip
+
+DEPTHWISE: tuple[DepthwiseShape, ...] = MOBILENET_V1 + MOBILENET_V2 + SHUFFLENET_V2 + CONVNEXT_T + REPLKNET_31B
+
+# --------------------------------------------------------------------------------------------------
+# Architecture walks: every depthwise conv in forward order, as (name, channels, hw_in, k, stride, padding).
+
+
+def mobilenet_v1_walk() -> list[tuple]:
+    """MobileNetV1 1.0-224: after the stride-2 stem (224 -> 112), 13 (dw 3x3, pw 1x1) pairs."""
+    out_channels = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
+    strides = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)  # the last is 1 (see the module docstring)
+    convs, c, hw = [], 32, 112
+    for i, (cout, s) in enumerate(zip(out_channels, strides, strict=True)):
+        convs.append((f"mnv1.dw{i + 1}", c, hw, 3, s, 1))
+        c, hw = cout, hw // s
+    return convs
+
+
+def mobilenet_v2_walk() -> list[tuple]:
+    """torchvision mobilenet_v2: inverted residual settings (t, c, n, s) after the stride-2 stem."""
+    settings = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1))
+    convs, cin, hw, block = [], 32, 112, 1
+    for t, c, n, s in settings:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            convs.append((f"mnv2.block{block}.dw", cin * t, hw, 3, stride, 1))  # on the expanded width
+            cin, hw, block = c, hw // stride, block + 1
+    return convs
+
+
+def shufflenet_v2_walk() -> list[tuple]:
+    """torchvision shufflenet_v2_x1_0: stride-2 stem conv and max-pool (224 -> 56), then stages of
+    4, 8, 4 units. A stride-2 unit has a dw in both branches (branch1 on the unit's input width,
+    branch2 on half the output width); a stride-1 unit only in branch2."""
+    convs, cin, hw = [], 24, 56
+    for stage, (repeats, cout) in enumerate(((4, 116), (8, 232), (4, 464)), start=2):
+        half = cout // 2
+        for i in range(repeats):
+            p = f"shv2.stage{stage}.{i}"
+            if i == 0:
+                convs.append((f"{p}.branch1.dw", cin, hw, 3, 2, 1))
+                convs.append((f"{p}.branch2.dw", half, hw, 3, 2, 1))
+                hw //= 2
+            else:
+                convs.append((f"{p}.branch2.dw", half, hw, 3, 1, 1))
+        cin = cout
+    return convs
+
+
+def convnext_tiny_walk() -> list[tuple]:
+    """ConvNeXt-T: a stride-4 patchify stem (224 -> 56), stages of 3, 3, 9, 3 blocks; each block has one
+    7x7 depthwise conv (padding 3); stride-2 downsampling between stages."""
+    convs, hw = [], 56
+    for stage, (depth, dim) in enumerate(((3, 96), (3, 192), (9, 384), (3, 768)), start=1):
+        convs += [(f"convnext.stage{stage}.dw", dim, hw, 7, 1, 3)] * depth
+        hw //= 2
+    return convs
+
+
+def replknet31b_walk() -> list[tuple]:
+    """RepLKNet-31B: stem down to 56, stages of 2, 2, 18, 2 RepLK blocks with kernel sizes 31, 29, 27, 13
+    (padding k // 2) on 128, 256, 512, 1024 channels; stride-2 transitions between stages."""
+    convs, hw = [], 56
+    for stage, (depth, k, c) in enumerate(((2, 31, 128), (2, 29, 256), (18, 27, 512), (2, 13, 1024)), start=1):
+        convs += [(f"replk.stage{stage}.dw", c, hw, k, 1, k // 2)] * depth
+        hw //= 2
+    return convs
+
+
+NETWORKS = {  # group -> (table, walk, depthwise convs in the network)
+    "mnv1": (MOBILENET_V1, mobilenet_v1_walk, 13),
+    "mnv2": (MOBILENET_V2, mobilenet_v2_walk, 17),
+    "shv2": (SHUFFLENET_V2, shufflenet_v2_walk, 19),
+    "convnext": (CONVNEXT_T, convnext_tiny_walk, 18),
+    "replk": (REPLKNET_31B, replknet31b_walk, 24),
+}
+
+
+def check_depthwise_tables() -> None:
+    """Assert that each table is exactly its de-duplicated architecture walk, with the right counts."""
+    for group, (table, walk_fn, total) in NETWORKS.items():
+        walk = walk_fn()
+        assert len(walk) == total, (group, len(walk), total)
+        distinct: OrderedDict[tuple, list[str]] = OrderedDict()
+        for name, *prob in walk:
+            distinct.setdefault(tuple(prob), []).append(name)
+        by_prob = {(s.cin, s.hw, s.k, s.stride, s.padding): s for s in table}
+        assert len(by_prob) == len(table) == len(distinct), (group, len(by_prob), len(table), len(distinct))
+        for prob, names in distinct.items():
+            s = by_prob.get(prob)
+            assert s is not None, f"{group}: missing {names[0]} {prob}"
+            assert s.name == names[0], (s.name, names[0])
+            assert s.count == len(names), (s.name, s.count, len(names))
+            assert s.cout == s.cin == s.groups and s.group == group, s
+        assert sum(s.count for s in table) == total, group
+    names = [s.name for s in DEPTHWISE]
+    assert len(set(names)) == len(names), "duplicate layer names"
+
+
+def torchvision_walk(model, hw: int = 224) -> list[tuple]:
+    """(module name, channels, hw_in, k, stride, padding) of every depthwise Conv2d of a torchvision model,
+    in execution order (forward hooks on a 1x3xHWxHW input)."""
+    import torch
+
+    found: list[tuple] = []
+    hooks = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Conv2d) and mod.groups > 1 and mod.groups == mod.in_channels:
+            assert mod.out_channels == mod.in_channels, (name, mod)  # multiplier 1 in these networks
+            assert mod.kernel_size[0] == mod.kernel_size[1] and mod.stride[0] == mod.stride[1], (name, mod)
+
+            def hook(m, inputs, _out, name=name):
+                found.append((name, m.in_channels, inputs[0].shape[-1], m.kernel_size[0], m.stride[0],
+                              m.padding[0]))
+
+            hooks.append(mod.register_forward_hook(hook))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, hw, hw))
+    for h in hooks:
+        h.remove()
+    return found
+
+
+def check_against_torchvision() -> str:
+    """Compare the MobileNetV2, ShuffleNetV2 and ConvNeXt-T walks with torchvision's modules (problem by
+    problem, in execution order). Returns what was checked, or why nothing was."""
+    try:
+        from torchvision import models
+    except Exception as e:  # noqa: BLE001 - torchvision is optional
+        return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+    import torchvision
+
+    pairs = (("mnv2", models.mobilenet_v2), ("shv2", models.shufflenet_v2_x1_0), ("convnext", models.convnext_tiny))
+    for group, ctor in pairs:
+        ours = [tuple(p) for _, *p in NETWORKS[group][1]()]
+        theirs = [tuple(p) for _, *p in torchvision_walk(ctor(weights=None))]
+        assert ours == theirs, f"{group}: walk differs from torchvision {ctor.__name__}:\n{ours}\n{theirs}"
+    return f"the mnv2, shv2 and convnext walks match torchvision {torchvision.__version__}"
+
+
+if __name__ == "__main__":
+    check_depthwise_tables()
+    tv = check_against_torchvision()
+    print(f"{'name':28} {'C':>5} {'hw':>4} {'k':>2} {'s':>2} {'p':>2} {'out':>4} {'count':>5}  aliases")
+    for s in DEPTHWISE:
+        print(f"{s.name:28} {s.cin:5} {s.hw:4} {s.k:2} {s.stride:2} {s.padding:2} {s.out_hw:4} {s.count:5}  "
+              + ", ".join(s.aliases))
+    for group, (table, _, total) in NETWORKS.items():
+        print(f"{group:9} {len(table):2} distinct problems, {total:2} depthwise convs")
+    print(f"{len(DEPTHWISE)} problems; the tables match the architecture walks; {tv}")
