@@ -11,3 +11,4 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 python -m cnnkern.info | tee "$out/info.txt"
 python -m pytest -q -ra -x tests 2>&1 | tee "$out/tests.log" | tail -40
 python bench/bench_conv2d.py --quick --layers 3x3 --json "$out/bench-3x3.json" 2>&1 | tee "$out/bench.log" | tail -40
+python bench/bench_depthwise_conv2d.py --quick --mode fwd --json "$out/bench-depthwise-fwd.json" 2>&1 | tee "$out/bench-depthwise.log" | tail -60
