@@ -27,6 +27,15 @@ TORCH_LIBRARY(cnnkern_cuda, m) {
   m.def(
       "conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups) -> ()");
+  m.def(
+      "depthwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> ()");
+  m.def(
+      "depthwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> ()");
+  m.def(
+      "depthwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
+      "int[2] dilation, bool deterministic) -> ()");
 }
 
 namespace {

@@ -14,6 +14,12 @@
 #include "conv/conv2d_index.cuh"
 #include "conv/conv2d_params.cuh"
 #include "conv/conv2d_wgrad.cuh"
+#include "conv/depthwise_conv2d.cuh"
+#include "conv/depthwise_conv2d_common.cuh"
+#include "conv/depthwise_conv2d_direct.cuh"
+#include "conv/depthwise_conv2d_params.cuh"
+#include "conv/depthwise_conv2d_tiled.cuh"
+#include "conv/depthwise_conv2d_wgrad.cuh"
 
 namespace cnnkern {
 
@@ -33,5 +39,37 @@ namespace cnnkern {
 CNNKERN_CHECK_TYPE(float, 4);
 CNNKERN_CHECK_TYPE(__half, 8);
 CNNKERN_CHECK_TYPE(__nv_bfloat16, 8);
+
+// Depthwise: every instantiation csrc/cuda/depthwise_conv2d_launch.cuh can launch.
+#define CNNKERN_CHECK_DW_DIRECT(T, V, MI, KT, RES) \
+  template __global__ void dw_direct_kernel<T, V, MI, KT, RES>(const DwDirectParams<T>)
+#define CNNKERN_CHECK_DW_WGRAD(T, VW)                                                    \
+  template __global__ void dw_wgrad_kernel<T, VW, 0>(const DwWgradParams<T>);           \
+  template __global__ void dw_wgrad_kernel<T, VW, 3>(const DwWgradParams<T>);           \
+  template __global__ void dw_wgrad_kernel<T, VW, 5>(const DwWgradParams<T>);           \
+  template __global__ void dw_wgrad_kernel<T, VW, 7>(const DwWgradParams<T>)
+#define CNNKERN_CHECK_DW_TYPE(T, V)                                                               \
+  template __global__ void dw_tiled_kernel<T, 0>(const DwTiledParams<T>);                         \
+  template __global__ void dw_tiled_kernel<T, 3>(const DwTiledParams<T>);                         \
+  template __global__ void dw_tiled_kernel<T, 5>(const DwTiledParams<T>);                         \
+  template __global__ void dw_tiled_kernel<T, 7>(const DwTiledParams<T>);                         \
+  CNNKERN_CHECK_DW_DIRECT(T, 1, 1, 0, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, 1, 1, 0, true);                                                      \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 1, 0, true);                                                      \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 1, 0, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 1, 3, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 1, 5, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 1, 7, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 2, 0, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 2, 3, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 2, 5, false);                                                     \
+  CNNKERN_CHECK_DW_DIRECT(T, V, 2, 7, false);                                                     \
+  CNNKERN_CHECK_DW_WGRAD(T, 1);                                                                   \
+  CNNKERN_CHECK_DW_WGRAD(T, 4);                                                                   \
+  template __global__ void dw_wgrad_finalize_kernel<T>(const DwWgradFinalizeParams<T>, int64_t)
+
+CNNKERN_CHECK_DW_TYPE(float, 4);
+CNNKERN_CHECK_DW_TYPE(__half, 8);
+CNNKERN_CHECK_DW_TYPE(__nv_bfloat16, 8);
 
 }  // namespace cnnkern

@@ -1,0 +1,151 @@
+// Definitions of the launch entry points declared in depthwise_conv2d_launch.h. Only included by the
+// per-dtype instantiation files. Every launch goes on the caller's stream and is followed by a launch
+// check; kernels that need more than the default 48 KB of dynamic shared memory opt in first.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
+
+#include "conv/depthwise_conv2d.cuh"
+#include "cuda/depthwise_conv2d_launch.h"
+
+namespace cnnkern {
+namespace dw_launch {
+
+template <class Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  if (bytes > kDwSmemDefault) {
+    C10_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  }
+}
+
+template <class T, int KT>
+void tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
+  auto kernel = dw_tiled_kernel<T, KT>;
+  allow_smem(kernel, p.smem_bytes);
+  const dim3 grid(static_cast<unsigned>(p.tiles_x * p.tiles_y), p.grid_y, dw_tiled_grid_z(p));
+  kernel<<<grid, p.threads, p.smem_bytes, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T, int V, int MI, int KT, bool kRes>
+void direct(const DwDirectParams<T>& p, cudaStream_t stream) {
+  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes>;
+  allow_smem(kernel, p.smem_bytes);
+  kernel<<<p.grid_x, p.threads, p.smem_bytes, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T, int V, int MI>
+void direct_window(const DwDirectParams<T>& p, int kt, cudaStream_t stream) {
+  switch (kt) {
+    case 3:
+      direct<T, V, MI, 3, false>(p, stream);
+      break;
+    case 5:
+      direct<T, V, MI, 5, false>(p, stream);
+      break;
+    case 7:
+      direct<T, V, MI, 7, false>(p, stream);
+      break;
+    default:
+      direct<T, V, MI, 0, false>(p, stream);
+  }
+}
+
+template <class T, int VW, int KT>
+void wgrad(const DwWgradParams<T>& p, cudaStream_t stream) {
+  auto kernel = dw_wgrad_kernel<T, VW, KT>;
+  allow_smem(kernel, p.smem_bytes);
+  const dim3 grid(static_cast<unsigned>(p.chunks * p.cblocks), static_cast<unsigned>(p.splits));
+  kernel<<<grid, kDwThreads, p.smem_bytes, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T, int VW>
+void wgrad_k(const DwWgradParams<T>& p, int kt, cudaStream_t stream) {
+  switch (kt) {
+    case 3:
+      wgrad<T, VW, 3>(p, stream);
+      break;
+    case 5:
+      wgrad<T, VW, 5>(p, stream);
+      break;
+    case 7:
+      wgrad<T, VW, 7>(p, stream);
+      break;
+    default:
+      wgrad<T, VW, 0>(p, stream);
+  }
+}
+
+}  // namespace dw_launch
+
+template <class T>
+void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
+  switch (dw_window_k(p.g)) {
+    case 3:
+      dw_launch::tiled<T, 3>(p, stream);
+      break;
+    case 5:
+      dw_launch::tiled<T, 5>(p, stream);
+      break;
+    case 7:
+      dw_launch::tiled<T, 7>(p, stream);
+      break;
+    default:
+      dw_launch::tiled<T, 0>(p, stream);
+  }
+}
+
+template <class T>
+void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  if (v == 1) {
+    TORCH_CHECK(mi == 1 && kt == 0, "cnnkern depthwise: internal error, scalar direct kernel with mi=", mi, " kt=", kt);
+    if (p.g.residue) {
+      dw_launch::direct<T, 1, 1, 0, true>(p, stream);
+    } else {
+      dw_launch::direct<T, 1, 1, 0, false>(p, stream);
+    }
+    return;
+  }
+  TORCH_CHECK(v == kV && (mi == 1 || mi == 2) && (kt == 0 || !p.g.residue),
+              "cnnkern depthwise: internal error, no direct kernel for v=", v, " mi=", mi, " kt=", kt);
+  if (p.g.residue) {
+    TORCH_CHECK(mi == 1, "cnnkern depthwise: internal error, residue kernel with mi=", mi);
+    dw_launch::direct<T, kV, 1, 0, true>(p, stream);
+  } else if (mi == 1) {
+    dw_launch::direct_window<T, kV, 1>(p, kt, stream);
+  } else {
+    dw_launch::direct_window<T, kV, 2>(p, kt, stream);
+  }
+}
+
+template <class T>
+void launch_dw_wgrad(const DwWgradParams<T>& p, int vw, int kt, const DwWgradFinalizeParams<T>& f,
+                     cudaStream_t stream) {
+  if (vw == 4) {
+    dw_launch::wgrad_k<T, 4>(p, kt, stream);
+  } else {
+    TORCH_CHECK(vw == 1, "cnnkern depthwise: internal error, wgrad with vw=", vw);
+    dw_launch::wgrad_k<T, 1>(p, kt, stream);
+  }
+  const int64_t total = int64_t{f.c_out} * f.kh * f.kw;
+  const int blocks = static_cast<int>(std::min<int64_t>((total + kDwThreads - 1) / kDwThreads, 4096));
+  dw_wgrad_finalize_kernel<T><<<blocks, kDwThreads, 0, stream>>>(f, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace cnnkern
+
+#define CNNKERN_INSTANTIATE_DW_GATHER(T)                                                                    \
+  template void cnnkern::launch_dw_tiled<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);               \
+  template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+#define CNNKERN_INSTANTIATE_DW_WGRAD(T)                                                                    \
+  template void cnnkern::launch_dw_wgrad<T>(const cnnkern::DwWgradParams<T>&, int, int,                    \
+                                            const cnnkern::DwWgradFinalizeParams<T>&, cudaStream_t)

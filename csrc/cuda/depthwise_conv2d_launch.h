@@ -1,0 +1,29 @@
+// Typed launch entry points for the depthwise conv2d kernels. Defined in depthwise_conv2d_launch.cuh
+// and explicitly instantiated per dtype in depthwise_conv2d_{gather,wgrad}_{f32,f16,bf16}.cu so that
+// the template instantiations compile in parallel.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "conv/depthwise_conv2d_params.cuh"
+
+namespace cnnkern {
+
+// Shared-memory tiled gather (pixel-contiguous tensors); the template follows dw_window_k(p.g).
+template <class T>
+void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream);
+
+// Direct gather. v: channel vector width (1 or 16 bytes' worth); mi: multiplier folded into a vector
+// (1, or 2 for the forward op); kt: dw_direct_window_k(p, v).
+template <class T>
+void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+
+// Weight gradient: partial sums into p.ws, then f (reading p.ws) casts them into grad_w.
+// vw: channels per thread (1 or 4); kt: 3, 5, 7 for square filters of that size, else 0.
+template <class T>
+void launch_dw_wgrad(const DwWgradParams<T>& p, int vw, int kt, const DwWgradFinalizeParams<T>& f,
+                     cudaStream_t stream);
+
+}  // namespace cnnkern

@@ -1,0 +1,661 @@
+// Host-side replay of the depthwise conv2d kernels, block by block, thread by thread, phase by phase
+// (barrier-separated phases run for every thread before the next phase starts), against a direct
+// double-precision reference. Runs without a GPU: it exercises the real planning (kernels/conv/
+// depthwise_conv2d_params.cuh), index math, shared-memory layouts, masks and store mappings of every
+// kernel path that csrc/cuda/depthwise_conv2d.cu can launch. Atomics become plain adds.
+//
+// Build/run: cmake target `cnnkern_emulate_depthwise` (ctest). Compiled with AddressSanitizer there,
+// so any out-of-bounds load or store aborts; shared memory is poisoned with NaN and outputs are
+// pre-filled with NaN, so reading unstaged data or leaving an output unwritten shows up as a mismatch.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "conv/depthwise_conv2d.cuh"
+
+using namespace cnnkern;
+
+namespace {
+
+int g_failures = 0;
+int g_runs = 0;
+
+// ---- tensors with explicit strides -----------------------------------------------------------------
+
+enum Layout {
+  kNCHW = 0,
+  kNHWC = 1,
+  kNCHWView = 2,  // NCHW view: channel 1.. of a (c+2)-channel buffer, rows padded by 3
+  kNHWCSlice = 3, // NHWC view: channels 1..c of a (c+1)-channel buffer (misaligned, odd strides)
+  kNHWCPadded = 4 // NHWC view: channels 8..c+7 of a (c+8)-channel buffer (aligned, strided)
+};
+const char* layout_name(int l) {
+  static const char* names[] = {"nchw", "nhwc", "nchw_view", "nhwc_slice", "nhwc_padded"};
+  return names[l];
+}
+
+template <class T>
+struct Tensor4 {
+  int d[4];
+  Strides4 st{};
+  T* base = nullptr;
+  size_t alloc = 0;
+  T* ptr = nullptr;
+  std::vector<char> inside;  // which buffer elements belong to the view
+
+  Tensor4(int a, int b, int c, int e, int layout) : d{a, b, c, e} {
+    int64_t base_off = 0;
+    switch (layout) {
+      case kNHWC:
+        st = Strides4{int64_t(b) * c * e, 1, int64_t(e) * b, b};
+        alloc = size_t(a) * b * c * e;
+        break;
+      case kNCHWView: {
+        const int64_t wp = e + 3, cp = b + 2;
+        st = Strides4{cp * c * wp, int64_t(c) * wp, wp, 1};
+        alloc = size_t(a) * cp * c * wp;
+        base_off = st.c;
+        break;
+      }
+      case kNHWCSlice: {
+        const int64_t cp = b + 1;
+        st = Strides4{cp * c * e, 1, cp * e, cp};
+        alloc = size_t(a) * cp * c * e;
+        base_off = 1;
+        break;
+      }
+      case kNHWCPadded: {
+        const int64_t cp = b + 8;
+        st = Strides4{cp * c * e, 1, cp * e, cp};
+        alloc = size_t(a) * cp * c * e;
+        base_off = 8;
+        break;
+      }
+      default:
+        st = Strides4{int64_t(b) * c * e, int64_t(c) * e, e, 1};
+        alloc = size_t(a) * b * c * e;
+    }
+    if (alloc == 0) alloc = 1;
+    void* mem = nullptr;
+    // Exact size (ASan puts its redzone right after), 16-byte aligned like a CUDA allocation.
+    if (posix_memalign(&mem, 16, alloc * sizeof(T)) != 0) std::abort();
+    base = static_cast<T*>(mem);
+    for (size_t i = 0; i < alloc; ++i) base[i] = Num<T>::from_float(1e6f);
+    ptr = base + base_off;
+    inside.assign(alloc, 0);
+    each([&](int i, int j, int k, int l) { inside[size_t(base_off + off(i, j, k, l))] = 1; });
+  }
+  ~Tensor4() { std::free(base); }
+  Tensor4(const Tensor4&) = delete;
+  Tensor4& operator=(const Tensor4&) = delete;
+
+  int64_t off(int i, int j, int k, int l) const { return i * st.n + j * st.c + k * st.h + l * st.w; }
+  T& at(int i, int j, int k, int l) { return ptr[off(i, j, k, l)]; }
+  float get(int i, int j, int k, int l) const { return Num<T>::to_float(ptr[off(i, j, k, l)]); }
+  int64_t numel() const { return int64_t(d[0]) * d[1] * d[2] * d[3]; }
+  template <class F>
+  void each(F f) {
+    for (int i = 0; i < d[0]; ++i)
+      for (int j = 0; j < d[1]; ++j)
+        for (int k = 0; k < d[2]; ++k)
+          for (int l = 0; l < d[3]; ++l) f(i, j, k, l);
+  }
+  void fill_random(std::mt19937& rng) {
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    each([&](int i, int j, int k, int l) { at(i, j, k, l) = Num<T>::from_float(u(rng)); });
+  }
+  void fill_nan() {
+    each([&](int i, int j, int k, int l) { at(i, j, k, l) = Num<T>::from_float(NAN); });
+  }
+  // Elements of the buffer outside the view must keep their sentinel.
+  int clobbered() const {
+    int bad = 0;
+    for (size_t i = 0; i < alloc; ++i)
+      if (!inside[i] && Num<T>::to_float(base[i]) != Num<T>::to_float(Num<T>::from_float(1e6f))) ++bad;
+    return bad;
+  }
+  // Same predicates as csrc/cuda/depthwise_conv2d.cu (on sizes/strides/pointer instead of at::Tensor).
+  int64_t pixel_step() const { return d[3] > 1 ? st.w : (d[2] > 1 ? st.h : st.n); }
+  bool channels_fast() const { return d[1] > 1 && st.c < pixel_step(); }
+  bool vec_ok(int64_t v) const {
+    if (d[1] > 1 && st.c != 1) return false;
+    const int64_t s[3] = {st.n, st.h, st.w};
+    const int dims[3] = {d[0], d[2], d[3]};
+    for (int i = 0; i < 3; ++i)
+      if (dims[i] > 1 && s[i] % v != 0) return false;
+    return reinterpret_cast<uintptr_t>(ptr) % (v * sizeof(T)) == 0;
+  }
+};
+
+struct Case {
+  int n, c, h, w, mult, kh, kw, sh, sw, ph, pw, dh, dw;
+  int extra_h, extra_w;  // implicit bottom/right padding beyond the top/left one
+  const char* name;
+  int oh() const { return (h + 2 * ph + extra_h - dh * (kh - 1) - 1) / sh + 1; }
+  int ow() const { return (w + 2 * pw + extra_w - dw * (kw - 1) - 1) / sw + 1; }
+  int c_out() const { return c * mult; }
+  DwShape shape() const {
+    return DwShape{n, c, h, w, mult, c_out(), oh(), ow(), kh, kw, sh, sw, ph, pw, dh, dw};
+  }
+};
+
+template <class T>
+double tol() {
+  if (std::is_same<T, float>::value) return 2e-5;
+  if (std::is_same<T, __half>::value) return 2e-3;
+  return 1.6e-2;
+}
+
+// |got - ref| relative to the magnitude of the summed terms (abs_sum), which bounds rounding error.
+template <class T>
+bool close(double ref, double abs_sum, float got) {
+  if (!std::isfinite(got)) return false;
+  return std::fabs(ref - got) <= tol<T>() * (abs_sum + std::fabs(ref)) + 1e-6;
+}
+
+// Every (n, co, oy, ox, kh, kw) term of the forward definition with an in-range input position.
+template <class F>
+void for_each_term(const Case& c, F f) {
+  for (int n = 0; n < c.n; ++n)
+    for (int co = 0; co < c.c_out(); ++co)
+      for (int oy = 0; oy < c.oh(); ++oy)
+        for (int ox = 0; ox < c.ow(); ++ox)
+          for (int kh = 0; kh < c.kh; ++kh)
+            for (int kw = 0; kw < c.kw; ++kw) {
+              const int iy = oy * c.sh - c.ph + kh * c.dh, ix = ox * c.sw - c.pw + kw * c.dw;
+              if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+              f(n, co, oy, ox, co / c.mult, iy, ix, kh, kw);
+            }
+}
+
+// ---- replays (phase order of the __global__ wrappers) ------------------------------------------------
+
+struct Smem {
+  std::vector<float> buf;
+  float* p = nullptr;
+  explicit Smem(size_t bytes) : buf(bytes / sizeof(float) + 8) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
+    p = buf.data() + ((16 - a % 16) % 16) / sizeof(float);
+  }
+  void poison(size_t bytes) {
+    for (size_t i = 0; i < bytes / sizeof(float); ++i) p[i] = NAN;
+  }
+};
+
+template <class T, int KT>
+void replay_tiled(const DwTiledParams<T>& p) {
+  Smem sm(p.smem_bytes);
+  std::vector<DwTiledBlock<T, KT>> blk(p.threads);
+  const unsigned gz = dw_tiled_grid_z(p);
+  for (unsigned bz = 0; bz < gz; ++bz)
+    for (unsigned by = 0; by < p.grid_y; ++by) {
+      if (int64_t{bz} * p.grid_y + by >= p.plane_groups) continue;
+      for (unsigned bx = 0; bx < unsigned(p.tiles_x * p.tiles_y); ++bx) {
+        for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, by, bz, t);
+        for (int j = 0; j < p.g.nsrc; ++j) {
+          sm.poison(p.smem_bytes);
+          for (auto& b : blk) b.stage(p, sm.p, j);
+          for (auto& b : blk) b.compute(p, sm.p);
+        }
+        for (auto& b : blk) b.store(p);
+      }
+    }
+}
+
+template <class T, int V, int MI, int KT, bool kRes>
+void replay_direct(const DwDirectParams<T>& p) {
+  Smem sm(p.smem_bytes + 16);
+  std::vector<DwDirectBlock<T, V, MI, KT, kRes>> blk(p.threads);
+  for (unsigned bx = 0; bx < p.grid_x; ++bx) {
+    sm.poison(p.smem_bytes);
+    for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, t);
+    for (auto& b : blk) b.stage(p, sm.p);
+    for (auto& b : blk) b.run(p, sm.p);
+  }
+}
+
+template <class T, int VW, int KT>
+void replay_wgrad(const DwWgradParams<T>& p) {
+  Smem sm(p.smem_bytes);
+  std::vector<DwWgradBlock<T, VW, KT>> blk(kDwThreads);
+  for (int by = 0; by < p.splits; ++by)
+    for (int bx = 0; bx < p.chunks * p.cblocks; ++bx) {
+      sm.poison(p.smem_bytes);
+      for (int t = 0; t < kDwThreads; ++t) blk[t].init(p, bx, by, t);
+      for (auto& b : blk) b.accumulate(p);
+      for (auto& b : blk) b.stash(p, sm.p);
+      for (auto& b : blk) b.partial(p, sm.p);
+      for (auto& b : blk) b.finish(p, sm.p);
+    }
+}
+
+// ---- the same kernel choice as csrc/cuda/depthwise_conv2d_launch.cuh -------------------------------
+
+template <class T>
+void emulate_tiled(const DwTiledParams<T>& p) {
+  switch (dw_window_k(p.g)) {
+    case 3: replay_tiled<T, 3>(p); break;
+    case 5: replay_tiled<T, 5>(p); break;
+    case 7: replay_tiled<T, 7>(p); break;
+    default: replay_tiled<T, 0>(p);
+  }
+}
+
+template <class T, int V, int MI>
+void emulate_direct_window(const DwDirectParams<T>& p, int kt) {
+  switch (kt) {
+    case 3: replay_direct<T, V, MI, 3, false>(p); break;
+    case 5: replay_direct<T, V, MI, 5, false>(p); break;
+    case 7: replay_direct<T, V, MI, 7, false>(p); break;
+    default: replay_direct<T, V, MI, 0, false>(p);
+  }
+}
+
+template <class T>
+void emulate_direct(const DwDirectParams<T>& p, int v, int mi, int kt) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  if (v == 1) {
+    if (mi != 1 || kt != 0) std::abort();
+    if (p.g.residue) replay_direct<T, 1, 1, 0, true>(p);
+    else replay_direct<T, 1, 1, 0, false>(p);
+    return;
+  }
+  if (v != kV || (mi != 1 && mi != 2) || (kt != 0 && p.g.residue)) std::abort();
+  if (p.g.residue) {
+    if (mi != 1) std::abort();
+    replay_direct<T, kV, 1, 0, true>(p);
+  } else if (mi == 1) {
+    emulate_direct_window<T, kV, 1>(p, kt);
+  } else {
+    emulate_direct_window<T, kV, 2>(p, kt);
+  }
+}
+
+template <class T, int VW>
+void emulate_wgrad_k(const DwWgradParams<T>& p, int kt) {
+  switch (kt) {
+    case 3: replay_wgrad<T, VW, 3>(p); break;
+    case 5: replay_wgrad<T, VW, 5>(p); break;
+    case 7: replay_wgrad<T, VW, 7>(p); break;
+    default: replay_wgrad<T, VW, 0>(p);
+  }
+}
+
+// How a gather problem is run: the csrc choice, or a forced alternative.
+enum class Route {
+  kAuto,          // csrc's choice (tiled with the default opt-in limit, else direct)
+  kTinySmem,      // tiled with a 48 KB opt-in limit (forces tile shrinking / the direct fallback)
+  kDirect,        // direct even for pixel-contiguous tensors (the fallback path)
+  kDirectGlobalW  // direct with weights read from global memory (no room in shared memory)
+};
+const char* route_name(Route r) {
+  static const char* names[] = {"auto", "tiny_smem", "direct", "direct_global_w"};
+  return names[static_cast<int>(r)];
+}
+
+struct PathStats {
+  int tiled = 0, direct_vec = 0, direct_scalar = 0, window = 0, residue = 0, global_w = 0;
+} g_stats;
+
+template <class T>
+void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, Route route) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  if (!channel_fast && !g.residue && (route == Route::kAuto || route == Route::kTinySmem)) {
+    DwTiledParams<T> tp;
+    const size_t optin = route == Route::kTinySmem ? kDwSmemDefault : 227 * 1024;
+    if (dw_plan_tiled(g, optin, &tp)) {
+      ++g_stats.tiled;
+      if (dw_window_k(g) > 0) ++g_stats.window;
+      emulate_tiled<T>(tp);
+      return;
+    }
+  }
+  const int v = channel_fast && vec ? kV : 1;
+  DwDirectParams<T> dp = dw_plan_direct(g, v, channel_fast);
+  if (route == Route::kDirectGlobalW) {
+    dp.w_smem = false;
+    dp.smem_bytes = 0;
+  }
+  const int kt = dw_direct_window_k(dp, v);
+  ++(v > 1 ? g_stats.direct_vec : g_stats.direct_scalar);
+  if (kt > 0) ++g_stats.window;
+  if (g.residue) ++g_stats.residue;
+  if (!dp.w_smem) ++g_stats.global_w;
+  emulate_direct<T>(dp, v, v > 1 ? mi : 1, kt);
+}
+
+// Weight tensors: contiguous (C_out, 1, KH, KW), or tap-major (strides 1, -, KW*C_out, C_out) for
+// the view layouts, so that weight indexing through strides is exercised too.
+template <class T>
+Strides4 weight_strides(const Case& c, bool tap_major) {
+  if (!tap_major) return Strides4{int64_t(c.kh) * c.kw, int64_t(c.kh) * c.kw, c.kw, 1};
+  return Strides4{1, 1, int64_t(c.kw) * c.c_out(), c.c_out()};
+}
+
+template <class T>
+struct Weight {
+  std::vector<T> buf;
+  Strides4 st;
+  Weight(const Case& c, bool tap_major, std::mt19937& rng) : buf(size_t(c.c_out()) * c.kh * c.kw) {
+    st = weight_strides<T>(c, tap_major);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (auto& v : buf) v = Num<T>::from_float(u(rng));
+  }
+  float get(int co, int kh, int kw) const { return Num<T>::to_float(buf[co * st.n + kh * st.h + kw * st.w]); }
+};
+
+// ---- ops --------------------------------------------------------------------------------------------
+
+template <class T>
+void run_fwd(const Case& c, int layout, Route route, bool with_bias, std::mt19937& rng) {
+  ++g_runs;
+  Tensor4<T> x(c.n, c.c, c.h, c.w, layout), y(c.n, c.c_out(), c.oh(), c.ow(), layout);
+  Weight<T> w(c, layout >= kNCHWView, rng);
+  x.fill_random(rng);
+  y.fill_nan();
+  std::vector<T> bias(size_t(c.c_out()) * 2);
+  for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
+  const int64_t bstride = layout == kNCHWView ? 2 : 1;
+
+  constexpr int V = 16 / static_cast<int>(sizeof(T));
+  const DwShape s = c.shape();
+  const bool channel_fast = x.channels_fast();
+  const bool vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && x.vec_ok(V / s.mult) &&
+                   y.vec_ok(V);
+  const DwGather<T> g = dw_fwd_gather<T>(s, x.ptr, x.st, w.buf.data(), w.st, with_bias ? bias.data() : nullptr,
+                                         bstride, y.ptr, y.st);
+  run_gather<T>(g, channel_fast, vec, s.mult, route);
+
+  const size_t ny = size_t(y.numel());
+  std::vector<double> ref(ny, 0.0), mag(ny, 0.0);
+  auto yi = [&](int n, int co, int oy, int ox) { return ((size_t(n) * c.c_out() + co) * c.oh() + oy) * c.ow() + ox; };
+  for_each_term(c, [&](int n, int co, int oy, int ox, int ci, int iy, int ix, int kh, int kw) {
+    const double t = double(x.get(n, ci, iy, ix)) * w.get(co, kh, kw);
+    ref[yi(n, co, oy, ox)] += t;
+    mag[yi(n, co, oy, ox)] += std::fabs(t);
+  });
+  int bad = 0;
+  y.each([&](int n, int co, int oy, int ox) {
+    const double b = with_bias ? Num<T>::to_float(bias[co * bstride]) : 0.0;
+    const double rv = ref[yi(n, co, oy, ox)] + b;
+    const float got = y.get(n, co, oy, ox);
+    if (!close<T>(rv, mag[yi(n, co, oy, ox)] + std::fabs(b), got) && bad++ < 4)
+      std::printf("  fwd %s %s %s y[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout_name(layout), route_name(route), n, co,
+                  oy, ox, got, rv);
+  });
+  const int clob = y.clobbered();
+  if (bad || clob) {
+    ++g_failures;
+    std::printf("FAIL fwd %s layout=%s route=%s bias=%d: %d mismatches, %d writes outside the view\n", c.name,
+                layout_name(layout), route_name(route), with_bias, bad, clob);
+  }
+}
+
+template <class T>
+void run_dgrad(const Case& c, int layout, Route route, std::mt19937& rng) {
+  ++g_runs;
+  Tensor4<T> dy(c.n, c.c_out(), c.oh(), c.ow(), layout), dx(c.n, c.c, c.h, c.w, layout);
+  Weight<T> w(c, layout >= kNCHWView, rng);
+  dy.fill_random(rng);
+  dx.fill_nan();
+  constexpr int V = 16 / static_cast<int>(sizeof(T));
+  const DwShape s = c.shape();
+  const bool channel_fast = dy.channels_fast();
+  const bool vec = channel_fast && s.mult == 1 && s.c % V == 0 && dy.vec_ok(V) && dx.vec_ok(V);
+  const DwGather<T> g = dw_dgrad_gather<T>(s, dy.ptr, dy.st, w.buf.data(), w.st, dx.ptr, dx.st);
+  run_gather<T>(g, channel_fast, vec, 1, route);
+
+  const size_t nx = size_t(dx.numel());
+  std::vector<double> ref(nx, 0.0), mag(nx, 0.0);
+  auto xi = [&](int n, int ch, int iy, int ix) { return ((size_t(n) * c.c + ch) * c.h + iy) * c.w + ix; };
+  for_each_term(c, [&](int n, int co, int oy, int ox, int ci, int iy, int ix, int kh, int kw) {
+    const double t = double(dy.get(n, co, oy, ox)) * w.get(co, kh, kw);
+    ref[xi(n, ci, iy, ix)] += t;
+    mag[xi(n, ci, iy, ix)] += std::fabs(t);
+  });
+  int bad = 0;
+  dx.each([&](int n, int ch, int iy, int ix) {
+    const double rv = ref[xi(n, ch, iy, ix)];
+    const float got = dx.get(n, ch, iy, ix);
+    if (!close<T>(rv, mag[xi(n, ch, iy, ix)], got) && bad++ < 4)
+      std::printf("  dgrad %s %s %s dx[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout_name(layout), route_name(route), n,
+                  ch, iy, ix, got, rv);
+  });
+  const int clob = dx.clobbered();
+  if (bad || clob) {
+    ++g_failures;
+    std::printf("FAIL dgrad %s layout=%s route=%s: %d mismatches, %d writes outside the view\n", c.name,
+                layout_name(layout), route_name(route), bad, clob);
+  }
+}
+
+// split_override > 0 forces that many pixels per split (many uneven splits).
+template <class T>
+void run_wgrad(const Case& c, int layout, bool deterministic, int split_override, std::mt19937& rng) {
+  ++g_runs;
+  Tensor4<T> dy(c.n, c.c_out(), c.oh(), c.ow(), layout), x(c.n, c.c, c.h, c.w, layout);
+  dy.fill_random(rng);
+  x.fill_random(rng);
+  // grad_w: contiguous, or tap-major storage for the view layouts.
+  const Strides4 dws = weight_strides<T>(c, layout >= kNCHWView);
+  const size_t nw = size_t(c.c_out()) * c.kh * c.kw;
+  T* dwp = nullptr;
+  if (posix_memalign(reinterpret_cast<void**>(&dwp), 16, nw * sizeof(T)) != 0) std::abort();
+  for (size_t i = 0; i < nw; ++i) dwp[i] = Num<T>::from_float(NAN);
+
+  const DwShape s = c.shape();
+  const bool channel_fast = x.channels_fast();
+  const int vw = channel_fast && s.mult == 1 && s.c_out % 4 == 0 && x.vec_ok(4) && dy.vec_ok(4) ? 4 : 1;
+  const int kt = s.kh == s.kw && (s.kh == 3 || s.kh == 5 || s.kh == 7) ? s.kh : 0;
+  DwWgradParams<T> p = dw_plan_wgrad<T>(s, vw, channel_fast, kt, deterministic);
+  if (split_override > 0) {
+    p.pix_per_split = split_override;
+    p.splits = (p.pix + split_override - 1) / split_override;
+  }
+  const int taps = s.kh * s.kw;
+  std::vector<float> ws(deterministic ? size_t(p.splits) * s.c_out * taps : size_t(s.c_out) * taps,
+                        deterministic ? NAN : 0.0f);
+  p.dy = dy.ptr;
+  p.dys = dy.st;
+  p.x = x.ptr;
+  p.xs = x.st;
+  p.ws = ws.data();
+  if (vw == 4) emulate_wgrad_k<T, 4>(p, kt);
+  else emulate_wgrad_k<T, 1>(p, kt);
+  int unwritten = 0;
+  for (float v : ws) unwritten += std::isnan(v) ? 1 : 0;
+  const DwWgradFinalizeParams<T> f{ws.data(), deterministic ? p.splits : 1, s.c_out, s.kh, s.kw, dwp, dws};
+  for (int64_t e = 0; e < int64_t(s.c_out) * taps; ++e) DwWgradFinalize<T>::run(f, e);
+
+  std::vector<double> ref(nw, 0.0), mag(nw, 0.0);
+  auto wi = [&](int co, int kh, int kw) { return (size_t(co) * c.kh + kh) * c.kw + kw; };
+  for_each_term(c, [&](int n, int co, int oy, int ox, int ci, int iy, int ix, int kh, int kw) {
+    const double t = double(dy.get(n, co, oy, ox)) * x.get(n, ci, iy, ix);
+    ref[wi(co, kh, kw)] += t;
+    mag[wi(co, kh, kw)] += std::fabs(t);
+  });
+  int bad = 0;
+  for (int co = 0; co < c.c_out(); ++co)
+    for (int kh = 0; kh < c.kh; ++kh)
+      for (int kw = 0; kw < c.kw; ++kw) {
+        const double rv = ref[wi(co, kh, kw)];
+        const float got = Num<T>::to_float(dwp[co * dws.n + kh * dws.h + kw * dws.w]);
+        if (!close<T>(rv, mag[wi(co, kh, kw)], got) && bad++ < 4)
+          std::printf("  wgrad %s %s det=%d dw[%d,0,%d,%d]=%g ref=%g\n", c.name, layout_name(layout), deterministic, co,
+                      kh, kw, got, rv);
+      }
+  std::free(dwp);
+  if (bad || unwritten) {
+    ++g_failures;
+    std::printf("FAIL wgrad %s layout=%s det=%d vw=%d kt=%d splits=%d: %d mismatches, %d workspace elements unwritten\n",
+                c.name, layout_name(layout), deterministic, vw, kt, p.splits, bad, unwritten);
+  }
+}
+
+// ---- planning invariants ----------------------------------------------------------------------------
+
+void test_first_tap() {
+  for (int s = 1; s <= 5; ++s)
+    for (int d = 1; d <= 5; ++d)
+      for (int k = 1; k <= 9; ++k)
+        for (int base = -20; base <= 20; ++base) {
+          int expect = k;
+          for (int t = 0; t < k; ++t)
+            if ((base - t * d) % s == 0) {
+              expect = t;
+              break;
+            }
+          const int step = s / dw_detail::gcd(s, d);
+          if (base < 0) continue;  // callers pass y + pad >= 0
+          const int got = dw_first_tap(base, FastDivmod(s), d % s, k, step);
+          if (got != expect) {
+            if (g_failures++ < 10) std::printf("FAIL first_tap base=%d d=%d s=%d k=%d: %d vs %d\n", base, d, s, k, got, expect);
+          }
+          // Every contributing tap is first + i*step.
+          for (int t = 0; t < k; ++t) {
+            const bool contributes = (base - t * d) % s == 0;
+            const bool listed = got < k && t >= got && (t - got) % step == 0;
+            if (contributes != listed && g_failures++ < 10)
+              std::printf("FAIL tap set base=%d d=%d s=%d k=%d t=%d\n", base, d, s, k, t);
+          }
+        }
+}
+
+// Launch geometry of shapes too large to replay: grid limits, and every output/pixel/channel covered.
+void test_plans() {
+  auto fail = [](const char* what, const Case& c) {
+    if (g_failures++ < 20) std::printf("FAIL plan %s: %s\n", what, c.name);
+  };
+  const std::vector<Case> big = {
+      {4096, 1024, 7, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "planes_4M"},
+      {64, 32, 512, 512, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "big_planes"},
+      {1, 70000, 8, 8, 2, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "channels_140k"},
+      {1, 8, 300, 300, 1, 31, 31, 1, 1, 45, 45, 3, 3, 0, 0, "k31_d3_big"},
+      {32, 960, 7, 7, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "mbv3_7x7"},
+  };
+  for (const Case& c : big) {
+    const DwShape s = c.shape();
+    for (int dgrad = 0; dgrad < 2; ++dgrad) {
+      const DwGather<__half> g = dgrad ? dw_dgrad_gather<__half>(s, nullptr, {}, nullptr, {}, nullptr, {})
+                                       : dw_fwd_gather<__half>(s, nullptr, {}, nullptr, {}, nullptr, 0, nullptr, {});
+      DwTiledParams<__half> tp;
+      if (dw_plan_tiled(g, 227 * 1024, &tp)) {
+        const unsigned gz = dw_tiled_grid_z(tp);
+        if (tp.grid_y > 65535 || gz > 65535 || int64_t{tp.grid_y} * gz < tp.plane_groups) fail("tiled grid", c);
+        if (int64_t{tp.tiles_x} * (kDwTiledRW << tp.tx_bits) < g.out_w ||
+            int64_t{tp.tiles_y} * (kDwTiledRH << tp.ty_bits) < g.out_h)
+          fail("tiled coverage", c);
+        if (tp.plane_groups * tp.planes_per_block < int64_t{g.n} * g.out_c) fail("tiled planes", c);
+        if (tp.threads > kDwThreads || tp.smem_bytes > 227 * 1024) fail("tiled block", c);
+      }
+      for (int v : {1, 8}) {
+        if (g.out_c % v != 0) continue;
+        for (int cf = 0; cf < 2; ++cf) {
+          const DwDirectParams<__half> dp = dw_plan_direct(g, v, cf == 1);
+          const int64_t pblocks = (int64_t{dp.groups} + int64_t{dp.tp} * dp.gpt - 1) / (int64_t{dp.tp} * dp.gpt);
+          if (int64_t{dp.grid_x} != pblocks * dp.cblocks) fail("direct grid", c);
+          if (int64_t{dp.cblocks} * dp.tc < dp.cvecs || dp.threads > kDwThreads) fail("direct channels", c);
+          if (dp.smem_bytes > kDwSmemDefault) fail("direct smem", c);
+        }
+      }
+    }
+    for (int vw : {1, 4}) {
+      for (int kt : {0, 3, 5, 7}) {
+        for (int det = 0; det < 2; ++det) {
+          const DwWgradParams<__half> p = dw_plan_wgrad<__half>(s, vw, vw == 4, kt, det == 1);
+          if (p.splits < 1 || p.splits > 65535 || int64_t{p.splits} * p.pix_per_split < p.pix ||
+              int64_t{p.splits - 1} * p.pix_per_split >= p.pix)
+            fail("wgrad splits", c);
+          if (int64_t{p.chunks} * p.cblocks >= (int64_t{1} << 31) || p.smem_bytes > kDwSmemDefault) fail("wgrad grid", c);
+          if (kt == 0 && int64_t{p.chunks} * kDwWgradGenericTaps < int64_t{s.kh} * s.kw) fail("wgrad chunks", c);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void run_case(const Case& c, std::mt19937& rng, bool full) {
+  const int layouts[] = {kNCHW, kNHWC, kNCHWView, kNHWCSlice, kNHWCPadded};
+  for (int layout : layouts) {
+    const bool nchw = layout == kNCHW || layout == kNCHWView;
+    run_fwd<T>(c, layout, Route::kAuto, layout != kNHWCSlice, rng);
+    run_dgrad<T>(c, layout, Route::kAuto, rng);
+    run_wgrad<T>(c, layout, layout != kNHWC, 0, rng);
+    if (!full) continue;
+    if (nchw) {
+      run_fwd<T>(c, layout, Route::kDirect, true, rng);
+      run_dgrad<T>(c, layout, Route::kDirect, rng);
+      run_fwd<T>(c, layout, Route::kTinySmem, false, rng);
+    } else {
+      run_fwd<T>(c, layout, Route::kDirectGlobalW, true, rng);
+      run_dgrad<T>(c, layout, Route::kDirectGlobalW, rng);
+    }
+    run_wgrad<T>(c, layout, layout == kNHWC, 0, rng);
+    run_wgrad<T>(c, layout, true, 37, rng);
+  }
+}
+
+template <class T>
+void run_all(const std::vector<Case>& cases, bool full) {
+  std::mt19937 rng(1234);
+  for (const Case& c : cases) run_case<T>(c, rng, full);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  test_first_tap();
+  std::printf("first_tap: %s\n", g_failures ? "FAILED" : "ok");
+  test_plans();
+  std::printf("plans: %s\n", g_failures ? "FAILED" : "ok");
+  // n c h w mult kh kw sh sw ph pw dh dw extra_h extra_w
+  const std::vector<Case> cases = {
+      {2, 8, 9, 11, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "k3s1p1"},
+      {2, 16, 10, 9, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "k3s2p1"},
+      {1, 4, 12, 13, 2, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "k5m2"},
+      {1, 8, 14, 15, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "k7"},
+      {2, 12, 11, 10, 1, 3, 5, 1, 2, 1, 2, 2, 1, 1, 0, "k3x5_s12_d21"},
+      {1, 3, 5, 6, 4, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, "k1m4_c3"},
+      {1, 5, 7, 8, 1, 2, 2, 1, 1, 0, 0, 1, 1, 1, 1, "k2_same_even"},
+      {1, 4, 16, 15, 1, 13, 13, 1, 1, 6, 6, 1, 1, 0, 0, "k13"},
+      {1, 2, 20, 18, 1, 31, 31, 1, 1, 15, 15, 1, 1, 0, 0, "k31"},
+      {1, 2, 9, 10, 1, 31, 31, 1, 1, 45, 45, 3, 3, 0, 0, "k31_d3"},
+      {3, 5, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 0, 0, "out1x1"},
+      {1, 8, 13, 14, 1, 3, 3, 3, 3, 2, 2, 2, 2, 1, 2, "k3s3d2"},
+      {2, 8, 9, 11, 1, 3, 3, 2, 2, 2, 2, 2, 2, 0, 1, "k3s2d2"},
+      {1, 8, 12, 11, 2, 3, 3, 3, 2, 1, 1, 2, 3, 0, 0, "k3s32d23m2"},
+      {1, 4, 3, 3, 1, 3, 3, 1, 1, 4, 4, 1, 1, 0, 0, "pad_gt_kernel"},
+      {1, 72, 5, 6, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "c72"},
+      {1, 136, 4, 5, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "c136_k5"},
+      {1, 3, 7, 9, 2, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "c3m2"},
+      {2, 4, 11, 13, 1, 5, 5, 2, 2, 2, 2, 1, 1, 1, 0, "k5s2_odd"},
+      {1, 2, 6, 140, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "wide_tiles_x"},
+      {1, 2, 40, 20, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "tall_tiles_y"},
+      {3, 7, 3, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "many_tiny_planes"},
+      {2, 4, 48, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "wgrad_splits"},
+      {1, 8, 10, 12, 2, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "k7m2"},
+      {1, 16, 9, 9, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "k5_vec"},
+      {1, 4, 6, 7, 1, 4, 6, 2, 3, 1, 2, 1, 2, 1, 0, "k4x6_s23"},
+  };
+  run_all<float>(cases, !quick);
+  std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
+  run_all<__half>(cases, !quick);
+  std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
+  run_all<__nv_bfloat16>(cases, !quick);
+  std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
+  std::printf("paths: tiled=%d (window %d total) direct_vec=%d direct_scalar=%d residue=%d global_w=%d\n",
+              g_stats.tiled, g_stats.window, g_stats.direct_vec, g_stats.direct_scalar, g_stats.residue,
+              g_stats.global_w);
+  std::printf(g_failures ? "emulate_depthwise_conv2d: %d FAILURES in %d runs\n"
+                         : "emulate_depthwise_conv2d: all %d runs passed\n",
+              g_failures ? g_failures : g_runs, g_runs);
+  return g_failures ? 1 : 0;
+}

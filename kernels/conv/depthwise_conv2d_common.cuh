@@ -1,0 +1,91 @@
+// Small helpers shared by the depthwise kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "common/numeric.cuh"
+#include "conv/depthwise_conv2d_params.cuh"
+
+namespace cnnkern {
+
+CNNKERN_HD bool dw_in(int v, int n) { return static_cast<unsigned>(v) < static_cast<unsigned>(n); }
+
+// Weight of output channel wch at tap (kh, kw) of the gather problem (flipped for the input-grad).
+template <class T>
+CNNKERN_HD float dw_weight(const DwGather<T>& g, int wch, int kh, int kw) {
+  if (g.flip) {
+    kh = g.kh - 1 - kh;
+    kw = g.kw - 1 - kw;
+  }
+  return Num<T>::to_float(g.w[wch * g.ws.n + kh * g.ws.h + kw * g.ws.w]);
+}
+
+// First tap t in [0, k) with (base - t*d) divisible by s, or k when none: with step s/gcd(s, d)
+// the contributing taps are first, first + step, ... (input-grad with stride > 1). base >= 0;
+// s_div divides by s, d_mod = d % s. Walks t*d mod s instead of dividing per tap.
+CNNKERN_HD int dw_first_tap(int base, const FastDivmod& s_div, int d_mod, int k, int step) {
+  uint32_t q, rho;
+  s_div.divmod(static_cast<uint32_t>(base), q, rho);
+  const int s = static_cast<int>(s_div.divisor);
+  const int lim = step < k ? step : k;
+  int m = 0;  // t*d mod s
+  for (int t = 0; t < lim; ++t) {
+    if (m == static_cast<int>(rho)) return t;
+    m += d_mod;
+    if (m >= s) m -= s;
+  }
+  return k;
+}
+
+// num / s for num divisible by s (either sign).
+CNNKERN_HD int dw_exact_div(int num, const FastDivmod& s_div) {
+  return num >= 0 ? static_cast<int>(s_div.div(static_cast<uint32_t>(num)))
+                  : -static_cast<int>(s_div.div(static_cast<uint32_t>(-num)));
+}
+
+CNNKERN_HD void dw_atomic_add(float* p, float v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(p, v);
+#else
+  *p += v;
+#endif
+}
+
+template <class T, int V>
+CNNKERN_HD void dw_load(const T* q, float (&out)[V]) {
+  if constexpr (V == 1) {
+    out[0] = Num<T>::to_float(*q);
+  } else {
+    const Vec<T, V> v = Vec<T, V>::load(q);
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[i] = Num<T>::to_float(v.v[i]);
+  }
+}
+
+// V floats from 16-byte aligned shared memory.
+template <int V>
+CNNKERN_HD void dw_load_smem(const float* q, float (&out)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < V / 4; ++i) {
+      const float4 f = reinterpret_cast<const float4*>(q)[i];
+      out[4 * i] = f.x;
+      out[4 * i + 1] = f.y;
+      out[4 * i + 2] = f.z;
+      out[4 * i + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[i] = q[i];
+  }
+}
+
+#if defined(__CUDACC__)
+// One dynamic shared-memory buffer for every depthwise kernel (16-byte aligned for float4 reads).
+__device__ __forceinline__ float* dw_dynamic_smem() {
+  extern __shared__ __align__(16) float dw_smem_buf[];
+  return dw_smem_buf;
+}
+#endif
+
+}  // namespace cnnkern

@@ -1,0 +1,439 @@
+// Depthwise convolution (groups == C_in, channel multiplier m = C_out / C_in): parameter structs and
+// the host-side planning that turns a problem into launch geometry. Planning lives here (plain C++,
+// no torch) so that csrc/ and the CPU emulator build exactly the same parameters.
+//
+// Forward and input-grad are both expressed as one "gather" problem:
+//   out[n, oc, y, x] = bias[oc] + sum_{j < nsrc} sum_{taps} src[n, (oc*ch_mul + j) / ch_div, sy, sx] * w[oc*ch_mul + j, 0, tap]
+// * forward form (residue == false): sy = y*sh - ph + kh*dh, sx likewise; taps outside src read as 0.
+//   The forward op is this with src = x (nsrc 1, ch_div m). The input-grad op with unit stride is this
+//   too: src = grad_out, flipped taps, padding (K-1)*d - p (possibly negative), nsrc m, ch_mul m.
+// * residue form (input-grad with stride > 1): only taps with (y + ph - kh*dh) % sh == 0 contribute,
+//   at sy = (y + ph - kh*dh) / sh (same along x); the others are skipped rather than multiplied by 0.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "common/fastdiv.cuh"
+#include "conv/conv2d_params.cuh"
+
+namespace cnnkern {
+
+// Extents of one depthwise problem: x (n, c, h, w), weight (c_out = c*mult, 1, kh, kw),
+// y (n, c_out, oh, ow). Padding is top/left; bottom/right padding is implied by oh/ow.
+struct DwShape {
+  int n, c, h, w;
+  int mult, c_out;
+  int oh, ow;
+  int kh, kw;
+  int sh, sw, ph, pw, dh, dw;
+};
+
+template <class T>
+struct DwGather {
+  const T* src;
+  Strides4 ss;
+  int src_h, src_w;
+  const T* w;
+  Strides4 ws;
+  int kh, kw;
+  const T* bias;  // nullptr when absent
+  int64_t bias_stride;
+  T* out;
+  Strides4 os;
+  int n, out_c, out_h, out_w;
+  int sh, sw, ph, pw, dh, dw;
+  int nsrc, ch_mul, ch_div;
+  bool flip;     // tap (kh, kw) reads weight tap (KH-1-kh, KW-1-kw)
+  bool residue;  // residue form (see above)
+  int kh_step, kw_step;  // residue form: distance between contributing taps, s / gcd(s, d)
+};
+
+// ---- kernel parameter blocks ------------------------------------------------------------------------
+
+// Shared-memory tiled forward-form kernel for pixel-contiguous (NCHW-like) tensors.
+template <class T>
+struct DwTiledParams {
+  DwGather<T> g;
+  int tx_bits, ty_bits;  // threads along x / y of one plane: 1 << bits
+  int planes_per_block;
+  int threads;
+  int tiles_x, tiles_y;
+  int in_rows, in_cols, pitch;  // staged source tile per plane (floats), pitch >= in_cols
+  int planes;                   // n * out_c
+  int64_t plane_groups;
+  unsigned grid_y;              // plane group = blockIdx.z * grid_y + blockIdx.y
+  FastDivmod out_c_div, ch_div, pitch_div, rows_div;
+  int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
+  bool vec_store;               // out has unit x stride: try vector stores
+  size_t smem_bytes;
+};
+
+// Direct (no input staging) gather kernel: threads own V consecutive channels of RP output pixels.
+// Used for channels-last tensors (V = 16 bytes when the layout allows, else 1), for the input-grad
+// with stride > 1 in any layout, and as the fallback when a tiled kernel's halo would not fit.
+template <class T>
+struct DwDirectParams {
+  DwGather<T> g;
+  int tc, tp, threads;     // channel-vector threads x pixel-group threads
+  int cvecs;               // out_c / V
+  int xg;                  // pixel groups per output row
+  int groups;              // n * out_h * xg
+  int gpt;                 // pixel groups per thread
+  bool w_smem;             // weights staged in shared memory (transposed: [j][tap][channel])
+  int cblocks;             // block b covers channel block b % cblocks, pixel block b / cblocks
+  FastDivmod xg_div, oh_div, sw_div, ch_div;
+  FastDivmod cblocks_div, taps_div, cbw_div, kw_div;
+  // Residue form: division by the strides, d % s, and the source step between contributing taps.
+  FastDivmod sh_div;
+  int dh_mod, dw_mod, dsy, dsx;
+  size_t smem_bytes;
+  unsigned grid_x;         // 1-D grid: host checked < 2^31 blocks
+};
+
+// Weight gradient, first pass: per (channel block, tap chunk, pixel split) partial sums.
+template <class T>
+struct DwWgradParams {
+  DwShape s;
+  const T* dy;
+  Strides4 dys;
+  const T* x;
+  Strides4 xs;
+  float* ws;           // deterministic: [splits][c_out][kh*kw], else [c_out][kh*kw] (zeroed, atomics)
+  bool deterministic;
+  int tc, tp;          // channel-vector threads (power of 2) x pixel threads; tc * tp == 256
+  int cvecs;           // c_out / VW
+  int cblocks, chunks, splits;
+  int pix, pix_per_split;
+  FastDivmod ow_div, oh_div, mult_div;
+  size_t smem_bytes;
+};
+
+template <class T>
+struct DwWgradFinalizeParams {
+  const float* ws;
+  int splits;  // 1 for the atomic workspace
+  int c_out, kh, kw;
+  T* dw;
+  Strides4 dws;
+};
+
+// ---- planning (host) --------------------------------------------------------------------------------
+
+namespace dw_detail {
+
+inline int pow2_ceil(int v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+inline int log2_exact(int v) {
+  int b = 0;
+  while ((1 << b) < v) ++b;
+  return b;
+}
+inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int gcd(int a, int b) {
+  while (b != 0) {
+    const int t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+}  // namespace dw_detail
+
+constexpr int kDwThreads = 256;
+constexpr int kDwTiledRW = 4;  // outputs per thread along x (tiled kernel)
+constexpr int kDwTiledRH = 2;  // outputs per thread along y (tiled kernel)
+constexpr size_t kDwSmemDefault = 48 * 1024;
+
+// Compile-time tap specialisation for unit stride and dilation: 3, 5 or 7 (square), else 0 (runtime).
+template <class T>
+inline int dw_window_k(const DwGather<T>& g) {
+  if (g.residue || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.kh != g.kw) return 0;
+  return (g.kh == 3 || g.kh == 5 || g.kh == 7) ? g.kh : 0;
+}
+
+template <class T>
+inline DwGather<T> dw_fwd_gather(const DwShape& s, const T* x, Strides4 xs, const T* w, Strides4 ws, const T* bias,
+                                 int64_t bias_stride, T* y, Strides4 ys) {
+  DwGather<T> g{};
+  g.src = x;
+  g.ss = xs;
+  g.src_h = s.h;
+  g.src_w = s.w;
+  g.w = w;
+  g.ws = ws;
+  g.kh = s.kh;
+  g.kw = s.kw;
+  g.bias = bias;
+  g.bias_stride = bias_stride;
+  g.out = y;
+  g.os = ys;
+  g.n = s.n;
+  g.out_c = s.c_out;
+  g.out_h = s.oh;
+  g.out_w = s.ow;
+  g.sh = s.sh;
+  g.sw = s.sw;
+  g.ph = s.ph;
+  g.pw = s.pw;
+  g.dh = s.dh;
+  g.dw = s.dw;
+  g.nsrc = 1;
+  g.ch_mul = 1;
+  g.ch_div = s.mult;
+  g.flip = false;
+  g.residue = false;
+  g.kh_step = g.kw_step = 1;
+  return g;
+}
+
+template <class T>
+inline DwGather<T> dw_dgrad_gather(const DwShape& s, const T* dy, Strides4 dys, const T* w, Strides4 ws, T* dx,
+                                   Strides4 dxs) {
+  DwGather<T> g{};
+  g.src = dy;
+  g.ss = dys;
+  g.src_h = s.oh;
+  g.src_w = s.ow;
+  g.w = w;
+  g.ws = ws;
+  g.kh = s.kh;
+  g.kw = s.kw;
+  g.bias = nullptr;
+  g.bias_stride = 0;
+  g.out = dx;
+  g.os = dxs;
+  g.n = s.n;
+  g.out_c = s.c;
+  g.out_h = s.h;
+  g.out_w = s.w;
+  g.nsrc = s.mult;
+  g.ch_mul = s.mult;
+  g.ch_div = 1;
+  g.dh = s.dh;
+  g.dw = s.dw;
+  if (s.sh == 1 && s.sw == 1) {
+    // Transposed unit-stride conv == forward conv with the flipped filter.
+    g.sh = g.sw = 1;
+    g.ph = (s.kh - 1) * s.dh - s.ph;
+    g.pw = (s.kw - 1) * s.dw - s.pw;
+    g.flip = true;
+    g.residue = false;
+    g.kh_step = g.kw_step = 1;
+  } else {
+    g.sh = s.sh;
+    g.sw = s.sw;
+    g.ph = s.ph;
+    g.pw = s.pw;
+    g.flip = false;
+    g.residue = true;
+    g.kh_step = s.sh / dw_detail::gcd(s.sh, s.dh);
+    g.kw_step = s.sw / dw_detail::gcd(s.sw, s.dw);
+  }
+  return g;
+}
+
+// Tile geometry of the shared-memory kernel. Returns false when no tile with >= 32 threads fits in
+// smem_max bytes (huge dilated filters): the caller then uses the direct kernel.
+template <class T>
+inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T>* out) {
+  using namespace dw_detail;
+  if (g.residue) return false;
+  // In-plane source offsets are int32 in the staging loop.
+  if (g.ss.h < 0 || g.ss.w < 0 || (int64_t{g.src_h} - 1) * g.ss.h + (int64_t{g.src_w} - 1) * g.ss.w >= (int64_t{1} << 31))
+    return false;
+  const int kt = dw_window_k(g);
+  const int taps = g.kh * g.kw;
+  const int64_t planes = int64_t{g.n} * g.out_c;
+  int tx = std::min(32, pow2_ceil((g.out_w + kDwTiledRW - 1) / kDwTiledRW));
+  int ty = std::min(kDwThreads / tx, pow2_ceil((g.out_h + kDwTiledRH - 1) / kDwTiledRH));
+  int pp = kDwThreads / (tx * ty);
+  pp = static_cast<int>(std::min<int64_t>(pp, pow2_ceil(static_cast<int>(std::min<int64_t>(planes, 256)))));
+  DwTiledParams<T> p{};
+  for (;;) {
+    const int tile_w = tx * kDwTiledRW, tile_h = ty * kDwTiledRH;
+    p.in_rows = (tile_h - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    p.in_cols = (tile_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    if (kt > 0) {
+      // The window of a thread is read as float4s: RW + K - 1 columns rounded up to 4.
+      const int wn = (kDwTiledRW + kt - 1 + 3) / 4 * 4;
+      p.pitch = (std::max(p.in_cols, (tx - 1) * kDwTiledRW + wn) + 3) / 4 * 4;
+    } else {
+      p.pitch = p.in_cols;
+    }
+    const int threads = tx * ty * pp;
+    p.smem_bytes = (size_t(pp) * p.in_rows * p.pitch + size_t(pp) * taps) * sizeof(float);
+    const bool fits_default = p.smem_bytes <= kDwSmemDefault;
+    if (fits_default || (threads <= 128 && p.smem_bytes <= smem_max)) break;
+    if (threads <= 32) return false;
+    if (pp > 1) {
+      pp /= 2;
+    } else if (ty > 1) {
+      ty /= 2;
+    } else if (tx > 1) {
+      tx /= 2;
+    } else {
+      return false;
+    }
+  }
+  p.g = g;
+  p.tx_bits = log2_exact(tx);
+  p.ty_bits = log2_exact(ty);
+  p.planes_per_block = pp;
+  p.threads = tx * ty * pp;
+  p.tiles_x = static_cast<int>(ceil_div64(g.out_w, int64_t{tx} * kDwTiledRW));
+  p.tiles_y = static_cast<int>(ceil_div64(g.out_h, int64_t{ty} * kDwTiledRH));
+  p.planes = static_cast<int>(planes);
+  p.plane_groups = ceil_div64(planes, pp);
+  p.grid_y = static_cast<unsigned>(std::min<int64_t>(p.plane_groups, 65535));
+  p.out_c_div = FastDivmod(static_cast<uint32_t>(g.out_c));
+  p.ch_div = FastDivmod(static_cast<uint32_t>(g.ch_div));
+  p.pitch_div = FastDivmod(static_cast<uint32_t>(p.pitch));
+  p.rows_div = FastDivmod(static_cast<uint32_t>(p.in_rows));
+  p.ssh = static_cast<int>(g.ss.h);
+  p.ssw = static_cast<int>(g.ss.w);
+  p.vec_store = g.os.w == 1;
+  *out = p;
+  return true;
+}
+
+template <class T>
+inline unsigned dw_tiled_grid_z(const DwTiledParams<T>& p) {
+  return static_cast<unsigned>(dw_detail::ceil_div64(p.plane_groups, p.grid_y));
+}
+
+// Outputs per thread of the direct kernel for a channel vector width V.
+constexpr int dw_direct_rp(int v) { return v >= 8 ? 2 : 4; }
+
+// v: channel vector width (1 or 16 bytes' worth); channel_fast: consecutive threads take consecutive
+// channel vectors (channels-last), else consecutive pixel groups (one channel per block).
+template <class T>
+inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channel_fast) {
+  using namespace dw_detail;
+  DwDirectParams<T> p{};
+  p.g = g;
+  p.cvecs = g.out_c / v;
+  const int rp = dw_direct_rp(v);
+  if (channel_fast) {
+    // At most 8 16-byte vectors (128 contiguous bytes per pixel) or 32 scalars per block along C, so
+    // that at least 32 pixel groups share the block's weight staging.
+    const int cap = v > 1 ? 8 : 32;
+    const int cb = static_cast<int>(ceil_div64(p.cvecs, cap));
+    p.tc = static_cast<int>(ceil_div64(p.cvecs, cb));
+  } else {
+    p.tc = 1;
+  }
+  const int taps = g.kh * g.kw;
+  // Transposed weights [j][tap][tc*v] in shared memory; fewer channels per block if they do not fit.
+  auto wbytes = [&](int tc) { return size_t(g.nsrc) * taps * tc * v * sizeof(float); };
+  while (p.tc > 1 && wbytes(p.tc) > kDwSmemDefault) p.tc = (p.tc + 1) / 2;
+  p.w_smem = wbytes(p.tc) <= kDwSmemDefault;
+  p.smem_bytes = p.w_smem ? wbytes(p.tc) : 0;
+  p.tp = kDwThreads / p.tc;
+  p.threads = p.tc * p.tp;
+  if (g.residue) {
+    const int per_res = static_cast<int>(ceil_div64(ceil_div64(g.out_w, g.sw), rp));
+    p.xg = g.sw * per_res;
+  } else {
+    p.xg = static_cast<int>(ceil_div64(g.out_w, rp));
+  }
+  p.groups = g.n * g.out_h * p.xg;  // host checked < 2^31
+  const int64_t cblocks = ceil_div64(p.cvecs, p.tc);
+  // Enough blocks for a few waves on a large GPU; more groups per thread amortise the weight staging.
+  const int64_t want_blocks = 2048;
+  const int64_t per_block_min = ceil_div64(int64_t{p.groups} * cblocks, want_blocks);
+  p.gpt = static_cast<int>(std::min<int64_t>(16, std::max<int64_t>(1, ceil_div64(per_block_min, p.tp))));
+  p.xg_div = FastDivmod(static_cast<uint32_t>(p.xg));
+  p.oh_div = FastDivmod(static_cast<uint32_t>(g.out_h));
+  p.sw_div = FastDivmod(static_cast<uint32_t>(g.sw));
+  p.ch_div = FastDivmod(static_cast<uint32_t>(g.ch_div));
+  p.cblocks = static_cast<int>(cblocks);
+  p.cblocks_div = FastDivmod(static_cast<uint32_t>(cblocks));
+  p.taps_div = FastDivmod(static_cast<uint32_t>(taps));
+  p.cbw_div = FastDivmod(static_cast<uint32_t>(p.tc * v));
+  p.kw_div = FastDivmod(static_cast<uint32_t>(g.kw));
+  p.sh_div = FastDivmod(static_cast<uint32_t>(g.sh));
+  p.dh_mod = g.dh % g.sh;
+  p.dw_mod = g.dw % g.sw;
+  p.dsy = g.kh_step * g.dh / g.sh;  // kh_step * dh = lcm(sh, dh)
+  p.dsx = g.kw_step * g.dw / g.sw;
+  p.grid_x = static_cast<unsigned>(std::min<int64_t>(cblocks * ceil_div64(p.groups, int64_t{p.tp} * p.gpt),
+                                                     int64_t{1} << 31));  // host rejects the clamped case
+  return p;
+}
+
+// Window specialisation of a planned direct kernel: needs channel vectors and staged weights.
+template <class T>
+inline int dw_direct_window_k(const DwDirectParams<T>& p, int v) {
+  return v > 1 && p.w_smem ? dw_window_k(p.g) : 0;
+}
+
+// Weight-gradient geometry. vw: channels per thread (1 or 4); kt: compile-time kernel size (0: runtime).
+constexpr int kDwWgradMaxAcc = 42;  // accumulators per thread; keeps the reduction buffer under 48 KB
+constexpr int dw_wgrad_rows_max(int kt, int vw) { return kt > 0 ? std::max(1, std::min(kt, kDwWgradMaxAcc / (kt * vw))) : 1; }
+constexpr int dw_wgrad_chunks_of(int kt, int vw) { return kt > 0 ? (kt + dw_wgrad_rows_max(kt, vw) - 1) / dw_wgrad_rows_max(kt, vw) : 1; }
+// Rows of taps per chunk (balanced): e.g. 7 rows with room for 6 -> chunks of 4 + 3.
+constexpr int dw_wgrad_rows(int kt, int vw) { return kt > 0 ? (kt + dw_wgrad_chunks_of(kt, vw) - 1) / dw_wgrad_chunks_of(kt, vw) : 1; }
+constexpr int kDwWgradGenericTaps = 8;
+constexpr int dw_wgrad_taps_per_thread(int kt, int vw) { return kt > 0 ? dw_wgrad_rows(kt, vw) * kt : kDwWgradGenericTaps; }
+// The block reduction sums each (accumulator, channel) over its tp pixel threads in groups of 32
+// (or all tp when fewer), then the groups: buffer of per-thread values plus the group sums.
+constexpr int dw_wgrad_red_groups(int tc) { return kDwThreads / tc >= 32 ? kDwThreads / tc / 32 : 1; }
+constexpr size_t dw_wgrad_smem_floats(int na, int tc) {
+  return size_t(na) * kDwThreads + size_t(na) * tc * dw_wgrad_red_groups(tc);
+}
+
+template <class T>
+inline DwWgradParams<T> dw_plan_wgrad(const DwShape& s, int vw, bool channel_fast, int kt, bool deterministic) {
+  using namespace dw_detail;
+  DwWgradParams<T> p{};
+  p.s = s;
+  p.deterministic = deterministic;
+  p.cvecs = s.c_out / vw;
+  if (channel_fast) {
+    // Power-of-two channel threads with the least idle lanes in the last block.
+    int best = 1;
+    int64_t best_waste = INT64_MAX;
+    for (int tc = 32; tc >= 1; tc /= 2) {
+      const int64_t waste = ceil_div64(p.cvecs, tc) * tc - p.cvecs;
+      if (waste < best_waste) {
+        best = tc;
+        best_waste = waste;
+      }
+    }
+    p.tc = best;
+  } else {
+    p.tc = 1;
+  }
+  p.tp = kDwThreads / p.tc;
+  p.cblocks = static_cast<int>(ceil_div64(p.cvecs, p.tc));
+  const int taps = s.kh * s.kw;
+  p.chunks = kt > 0 ? dw_wgrad_chunks_of(kt, vw) : static_cast<int>(ceil_div64(taps, kDwWgradGenericTaps));
+  p.pix = s.n * s.oh * s.ow;
+  // The split count depends on the shape only, so deterministic results are identical on every GPU.
+  constexpr int64_t kTargetBlocks = 2048;
+  const int64_t min_pix = std::max<int64_t>(512, int64_t{p.tp} * 16);
+  int64_t splits = ceil_div64(kTargetBlocks, int64_t{p.cblocks} * p.chunks);
+  splits = std::min(splits, ceil_div64(p.pix, min_pix));
+  splits = std::min<int64_t>(splits, 65535);
+  if (deterministic) {
+    constexpr int64_t kMaxWorkspaceBytes = int64_t{256} << 20;
+    splits = std::min(splits, kMaxWorkspaceBytes / std::max<int64_t>(1, int64_t{4} * s.c_out * taps));
+  }
+  splits = std::max<int64_t>(splits, 1);
+  p.pix_per_split = static_cast<int>(ceil_div64(p.pix, splits));
+  p.splits = static_cast<int>(ceil_div64(p.pix, p.pix_per_split));  // no empty splits
+  p.ow_div = FastDivmod(static_cast<uint32_t>(s.ow));
+  p.oh_div = FastDivmod(static_cast<uint32_t>(s.oh));
+  p.mult_div = FastDivmod(static_cast<uint32_t>(s.mult));
+  const int na = dw_wgrad_taps_per_thread(kt, vw) * vw;
+  p.smem_bytes = dw_wgrad_smem_floats(na, p.tc) * sizeof(float);
+  return p;
+}
+
+}  // namespace cnnkern

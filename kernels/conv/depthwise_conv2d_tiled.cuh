@@ -1,0 +1,233 @@
+// Depthwise forward-form gather for pixel-contiguous (NCHW-like) tensors, staged through shared memory.
+//
+// A block covers planes_per_block output planes (n, oc) x a tile of (ty*RH) x (tx*RW) outputs. For
+// each source j it stages the source tile plus halo (converted to fp32) and the plane's filter, then
+// every thread accumulates RH x RW outputs in registers. With KT > 0 (unit stride and dilation, square
+// KT x KT filter) a thread owns RW consecutive columns and RH consecutive rows: each staged input row
+// is read once as float4s into a register window and used for every (output row, tap) it feeds.
+// With KT == 0 (any geometry) a thread's columns are strided by tx so that lanes read consecutive
+// shared-memory words.
+//
+// Phases (replayed in this order by the CPU emulator): init; for j: [barrier] stage(j); barrier;
+// compute(); then store().
+#pragma once
+
+#include "conv/depthwise_conv2d_common.cuh"
+
+namespace cnnkern {
+
+template <class T, int KT>
+struct DwTiledBlock {
+  static constexpr int RW = kDwTiledRW;
+  static constexpr int RH = kDwTiledRH;
+  static constexpr bool kWin = KT > 0;
+  static constexpr int WN = (RW + (KT > 0 ? KT : 1) - 1 + 3) / 4 * 4;
+
+  int tid_, tx_, ty_, pl_;
+  int oy0_, ox0_;
+  int64_t pg_;
+  bool plane_ok_;
+  int n_, oc_;
+  float acc_[RH][RW];
+
+  CNNKERN_HD void init(const DwTiledParams<T>& p, unsigned bx, unsigned by, unsigned bz, int tid) {
+    tid_ = tid;
+    tx_ = tid & ((1 << p.tx_bits) - 1);
+    ty_ = (tid >> p.tx_bits) & ((1 << p.ty_bits) - 1);
+    pl_ = tid >> (p.tx_bits + p.ty_bits);
+    const int tile_y = static_cast<int>(bx) / p.tiles_x;
+    const int tile_x = static_cast<int>(bx) - tile_y * p.tiles_x;
+    oy0_ = tile_y * (RH << p.ty_bits);
+    ox0_ = tile_x * (RW << p.tx_bits);
+    pg_ = int64_t{bz} * p.grid_y + by;
+    plane_ok_ = plane_of(p, pl_, n_, oc_);
+#pragma unroll
+    for (int k = 0; k < RH; ++k)
+#pragma unroll
+      for (int r = 0; r < RW; ++r) acc_[k][r] = 0.0f;
+  }
+
+  // (n, oc) of plane slot pl of this block; false past the last plane.
+  CNNKERN_HD bool plane_of(const DwTiledParams<T>& p, int pl, int& n, int& oc) const {
+    const int64_t plane = pg_ * p.planes_per_block + pl;
+    const bool ok = plane < p.planes;
+    uint32_t q, r;
+    p.out_c_div.divmod(ok ? static_cast<uint32_t>(plane) : 0u, q, r);
+    n = static_cast<int>(q);
+    oc = static_cast<int>(r);
+    return ok;
+  }
+
+  // Source plane j of output plane (n, oc).
+  CNNKERN_HD const T* plane_src(const DwTiledParams<T>& p, int n, int oc, int j) const {
+    const int cs = static_cast<int>(p.ch_div.div(static_cast<uint32_t>(oc * p.g.ch_mul + j)));
+    return p.g.src + n * p.g.ss.n + cs * p.g.ss.c;
+  }
+
+  CNNKERN_HD void stage(const DwTiledParams<T>& p, float* smem, int j) const {
+    if (p.planes_per_block == 1) {
+      stage_tile<false>(p, smem, j);
+    } else {
+      stage_tile<true>(p, smem, j);
+    }
+    stage_weights(p, smem, j);
+  }
+
+  // Element e = tid + i*threads of the [pp][in_rows][pitch] tile: consecutive threads take
+  // consecutive columns (coalesced loads). Loads are issued in batches of kBatch before any is
+  // stored, so that each thread keeps several in flight (one at a time would leave the kernel
+  // latency-bound far below DRAM bandwidth). Offsets within a source plane are int32 (host-checked).
+  template <bool kMulti>
+  CNNKERN_HD void stage_tile(const DwTiledParams<T>& p, float* smem, int j) const {
+    const DwGather<T>& g = p.g;
+    const int sy0 = oy0_ * g.sh - g.ph;
+    const int sx0 = ox0_ * g.sw - g.pw;
+    constexpr int kBatch = 8;
+    const int total = p.planes_per_block * p.in_rows * p.pitch;
+    int cur = 0;
+    int n0, oc0;
+    bool ok = plane_of(p, 0, n0, oc0);
+    const T* base = plane_src(p, n0, oc0, j);
+    for (int e0 = tid_; e0 < total; e0 += kBatch * p.threads) {
+      T raw[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int e = e0 + b * p.threads;
+        raw[b] = Num<T>::zero();
+        if (e >= total) continue;
+        uint32_t row, col;
+        p.pitch_div.divmod(static_cast<uint32_t>(e), row, col);
+        if constexpr (kMulti) {
+          uint32_t pl;
+          p.rows_div.divmod(row, pl, row);
+          if (static_cast<int>(pl) != cur) {
+            cur = static_cast<int>(pl);
+            int n, oc;
+            ok = plane_of(p, cur, n, oc);
+            base = plane_src(p, n, oc, j);
+          }
+        }
+        const int sy = sy0 + static_cast<int>(row);
+        const int sx = sx0 + static_cast<int>(col);
+        if (ok && static_cast<int>(col) < p.in_cols && dw_in(sy, g.src_h) && dw_in(sx, g.src_w)) {
+          raw[b] = base[sy * p.ssh + sx * p.ssw];
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int e = e0 + b * p.threads;
+        if (e < total) smem[e] = Num<T>::to_float(raw[b]);
+      }
+    }
+  }
+
+  CNNKERN_HD void stage_weights(const DwTiledParams<T>& p, float* smem, int j) const {
+    const DwGather<T>& g = p.g;
+    const int pp = p.planes_per_block;
+    const int taps = g.kh * g.kw;
+    float* wsm = smem + pp * p.in_rows * p.pitch;
+    for (int e = tid_; e < pp * taps; e += p.threads) {
+      const int q = e / taps;
+      const int t = e - q * taps;
+      int n, oc;
+      const bool wok = plane_of(p, q, n, oc);
+      const int kh = t / g.kw;
+      wsm[e] = wok ? dw_weight(g, oc * g.ch_mul + j, kh, t - kh * g.kw) : 0.0f;
+    }
+  }
+
+  CNNKERN_HD void compute(const DwTiledParams<T>& p, const float* smem) {
+    const DwGather<T>& g = p.g;
+    const float* tile = smem + pl_ * p.in_rows * p.pitch;
+    const float* wsm = smem + p.planes_per_block * p.in_rows * p.pitch + pl_ * g.kh * g.kw;
+    if constexpr (kWin) {
+      float w[KT][KT];
+#pragma unroll
+      for (int kh = 0; kh < KT; ++kh)
+#pragma unroll
+        for (int kw = 0; kw < KT; ++kw) w[kh][kw] = wsm[kh * KT + kw];
+#pragma unroll
+      for (int i = 0; i < RH + KT - 1; ++i) {
+        float win[WN];
+        dw_load_smem<WN>(tile + (ty_ * RH + i) * p.pitch + tx_ * RW, win);
+#pragma unroll
+        for (int k = 0; k < RH; ++k) {
+          const int kh = i - k;
+          if (kh < 0 || kh >= KT) continue;
+#pragma unroll
+          for (int kw = 0; kw < KT; ++kw)
+#pragma unroll
+            for (int r = 0; r < RW; ++r) acc_[k][r] += w[kh][kw] * win[r + kw];
+        }
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < RH; ++k) {
+        const int yl = ty_ * RH + k;
+        for (int kh = 0; kh < g.kh; ++kh) {
+          const float* row = tile + (yl * g.sh + kh * g.dh) * p.pitch + tx_ * g.sw;
+          for (int kw = 0; kw < g.kw; ++kw) {
+            const float wv = wsm[kh * g.kw + kw];
+            const float* q = row + kw * g.dw;
+#pragma unroll
+            for (int r = 0; r < RW; ++r) acc_[k][r] += wv * q[(r << p.tx_bits) * g.sw];
+          }
+        }
+      }
+    }
+  }
+
+  CNNKERN_HD void store(const DwTiledParams<T>& p) const {
+    if (!plane_ok_) return;
+    const DwGather<T>& g = p.g;
+    const float b = g.bias != nullptr ? Num<T>::to_float(g.bias[oc_ * g.bias_stride]) : 0.0f;
+    T* base = g.out + n_ * g.os.n + oc_ * g.os.c;
+#pragma unroll
+    for (int k = 0; k < RH; ++k) {
+      const int y = oy0_ + ty_ * RH + k;
+      if (y >= g.out_h) break;
+      T* row = base + y * g.os.h;
+      if constexpr (kWin) {
+        const int x0 = ox0_ + tx_ * RW;
+        using V = Vec<T, RW>;
+        if (p.vec_store && x0 + RW <= g.out_w && reinterpret_cast<uintptr_t>(row + x0) % sizeof(V) == 0) {
+          V v;
+#pragma unroll
+          for (int r = 0; r < RW; ++r) v.v[r] = Num<T>::from_float(acc_[k][r] + b);
+          *reinterpret_cast<V*>(row + x0) = v;
+        } else {
+#pragma unroll
+          for (int r = 0; r < RW; ++r) {
+            if (x0 + r < g.out_w) row[(x0 + r) * g.os.w] = Num<T>::from_float(acc_[k][r] + b);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const int x = ox0_ + tx_ + (r << p.tx_bits);
+          if (x < g.out_w) row[x * g.os.w] = Num<T>::from_float(acc_[k][r] + b);
+        }
+      }
+    }
+  }
+};
+
+#if defined(__CUDACC__)
+template <class T, int KT>
+__global__ void __launch_bounds__(kDwThreads) dw_tiled_kernel(const DwTiledParams<T> p) {
+  const int64_t pg = int64_t{blockIdx.z} * p.grid_y + blockIdx.y;
+  if (pg >= p.plane_groups) return;  // whole block: grid_y * grid_z overshoots plane_groups
+  float* smem = dw_dynamic_smem();
+  DwTiledBlock<T, KT> blk;
+  blk.init(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
+  for (int j = 0; j < p.g.nsrc; ++j) {
+    if (j > 0) __syncthreads();  // the previous source's tile is still being read
+    blk.stage(p, smem, j);
+    __syncthreads();
+    blk.compute(p, smem);
+  }
+  blk.store(p);
+}
+#endif
+
+}  // namespace cnnkern
