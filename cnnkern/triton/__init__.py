@@ -40,3 +40,23 @@ def why_not_device(device: torch.device) -> str | None:
     if device.type == "cpu":
         return "CPU tensors need the Triton interpreter (set TRITON_INTERPRET=1 before importing cnnkern)"
     return f"tensors on {device.type} are not supported by the triton backend"
+
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT32_MAX = 2**31 - 1
+
+
+def why_not_problem(problem) -> str | None:
+    """The device and dtype checks every Triton op shares (``problem`` has ``.device`` and ``.dtype``)."""
+    why = why_not_device(problem.device)
+    if why is not None:
+        return why
+    if problem.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {problem.dtype} is not supported by the triton kernels (fp16, bf16, fp32, fp64)"
+    return None
+
+
+def needs_int64(tensors) -> bool:
+    """Whether any offset into these tensors can pass int32 (sliced views reach past numel: use the span)."""
+    span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
+    return max(span, max(t.numel() for t in tensors)) > _INT32_MAX

@@ -16,20 +16,10 @@ import torch
 import triton
 import triton.language as tl
 
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
-from cnnkern.triton import interpreting, why_not_device
+from cnnkern.ops._conv_args import Conv2dSpec
+from cnnkern.triton import interpreting, needs_int64, why_not_problem
 
-_SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INT32_MAX = 2**31 - 1
-
-
-def why_not(problem: Conv2dProblem) -> str | None:
-    why = why_not_device(problem.device)
-    if why is not None:
-        return why
-    if problem.dtype not in _SUPPORTED:
-        return f"dtype {problem.dtype} is not supported by the triton kernels (fp16, bf16, fp32, fp64)"
-    return None
+why_not = why_not_problem
 
 
 def _configs(extra_k_split: bool = False):
@@ -259,11 +249,8 @@ def _conv2d_bwd_weight_kernel(
 
 
 def _common(dtype: torch.dtype, tensors) -> dict:
-    numel = max(t.numel() for t in tensors)
-    # Strides can reach past numel for sliced views; the storage span is what must fit in int32.
-    span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
     return {
-        "INT64": max(numel, span) > _INT32_MAX,
+        "INT64": needs_int64(tensors),
         "UPCAST": interpreting() and dtype == torch.bfloat16,
         "IEEE": dtype in (torch.float32, torch.float64),
         "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,

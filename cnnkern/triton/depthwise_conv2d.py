@@ -21,20 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
-from cnnkern.triton import interpreting, why_not_device
+from cnnkern.ops._conv_args import Conv2dSpec
+from cnnkern.triton import interpreting, needs_int64, why_not_problem
 
-_SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INT32_MAX = 2**31 - 1
-
-
-def why_not(problem: Conv2dProblem) -> str | None:
-    why = why_not_device(problem.device)
-    if why is not None:
-        return why
-    if problem.dtype not in _SUPPORTED:
-        return f"dtype {problem.dtype} is not supported by the triton kernels (fp16, bf16, fp32, fp64)"
-    return None
+why_not = why_not_problem
 
 
 def _cfg(warps: int, **blocks) -> triton.Config:
@@ -74,6 +64,18 @@ def _pix(p, OH, OW):
     return n, rem // OW, rem % OW
 
 
+@triton.jit
+def _plane_tile(C_BLOCKED, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """(n, channel, rows, cols) of this program's BLOCK_H x BLOCK_W tile of one (n, channel) plane."""
+    plane = tl.program_id(0)
+    tiles_w = tl.cdiv(EXT_W, BLOCK_W)
+    rows = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    if INT64:
+        plane = plane.to(tl.int64)
+    return plane // C_BLOCKED, plane % C_BLOCKED, rows, cols
+
+
 # ------------------------------------------------------------------------------------------- forward
 @triton.autotune(configs=_spatial_configs(), key=_KEY, cache_results=True)
 @triton.jit
@@ -85,14 +87,7 @@ def _dw_fwd_spatial_kernel(
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
-    plane = tl.program_id(0)  # n * C_out + co
-    tiles_w = tl.cdiv(OW, BLOCK_W)
-    oh = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
-    ow = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
-    if INT64:
-        plane = plane.to(tl.int64)
-    n = plane // C_BLOCKED
-    co = plane % C_BLOCKED
+    n, co, oh, ow = _plane_tile(C_BLOCKED, OW, INT64, BLOCK_H, BLOCK_W)
     x_plane = x_ptr + n * sxn + (co // MULT) * sxc
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -177,14 +172,7 @@ def _dw_dgrad_spatial_kernel(
     KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
-    plane = tl.program_id(0)  # n * C + c
-    tiles_w = tl.cdiv(W, BLOCK_W)
-    h = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
-    w = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
-    if INT64:
-        plane = plane.to(tl.int64)
-    n = plane // C_BLOCKED
-    c = plane % C_BLOCKED
+    n, c, h, w = _plane_tile(C_BLOCKED, W, INT64, BLOCK_H, BLOCK_W)
     acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
@@ -312,12 +300,7 @@ def _channels_last(t: torch.Tensor) -> bool:
 
 
 def _flags(dtype: torch.dtype, tensors) -> dict:
-    # Strides can reach past numel for sliced views; the storage span is what must fit in int32.
-    span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
-    return {
-        "INT64": max(span, max(t.numel() for t in tensors)) > _INT32_MAX,
-        "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
-    }
+    return {"INT64": needs_int64(tensors), "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32}
 
 
 def _geometry(spec: Conv2dSpec) -> tuple[int, ...]:
