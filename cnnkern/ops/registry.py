@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 
+import cnnkern.reference.channel_shuffle as ref_channel_shuffle
 import cnnkern.reference.conv2d as ref_conv2d
+import cnnkern.reference.group_pointwise_conv2d as ref_group_pointwise
 from cnnkern import triton as triton_pkg
 from cnnkern.ops import _cuda
 from cnnkern.ops.backend import Backend, register_backend
@@ -30,12 +32,20 @@ reference.register("conv2d_bwd_weight", ref_conv2d.why_not, ref_conv2d.backward_
 reference.register("depthwise_conv2d_fwd", ref_conv2d.why_not, ref_conv2d.forward)
 reference.register("depthwise_conv2d_bwd_input", ref_conv2d.why_not, ref_conv2d.backward_input)
 reference.register("depthwise_conv2d_bwd_weight", ref_conv2d.why_not, ref_conv2d.backward_weight)
+reference.register("group_pointwise_conv2d_fwd", ref_group_pointwise.why_not, ref_group_pointwise.forward)
+reference.register("group_pointwise_conv2d_bwd_input", ref_group_pointwise.why_not,
+                   ref_group_pointwise.backward_input)
+reference.register("group_pointwise_conv2d_bwd_weight", ref_group_pointwise.why_not,
+                   ref_group_pointwise.backward_weight)
+reference.register("channel_shuffle", ref_channel_shuffle.why_not, ref_channel_shuffle.channel_map)
 
 triton = register_backend(Backend("triton", triton_pkg.why_unavailable))
-for _family in ("conv2d", "depthwise_conv2d"):
+# (group_pointwise_conv2d and channel_shuffle have no CUDA kernels yet: Triton and reference only.)
+for _family in ("conv2d", "depthwise_conv2d", "group_pointwise_conv2d"):
     triton.register(f"{_family}_fwd", *_lazy_triton(_family, "forward"))
     triton.register(f"{_family}_bwd_input", *_lazy_triton(_family, "backward_input"))
     triton.register(f"{_family}_bwd_weight", *_lazy_triton(_family, "backward_weight"))
+triton.register("channel_shuffle", *_lazy_triton("channel_shuffle", "channel_map"))
 
 cuda = register_backend(Backend("cuda", _cuda.why_unavailable))
 cuda.register("conv2d_fwd", _cuda.why_not_conv2d, _cuda.conv2d_forward)

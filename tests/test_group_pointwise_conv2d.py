@@ -1,0 +1,250 @@
+"""group_pointwise_conv2d (grouped 1x1 conv + shuffled store + folded-BN/ReLU epilogue) against unfused PyTorch."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _conv_cases import backend_params, make_input
+from _group_pointwise_cases import (  # noqa: F401
+    DTYPES,
+    LAYOUTS,
+    assert_fused_matches_unfused,
+    dtype_id,
+    poison_outputs,
+)
+
+import cnnkern
+from cnnkern.reference.group_pointwise_conv2d import group_pointwise_conv2d as unfused
+
+# (N, C_in, H, W), C_out, groups, shuffle_groups, epilogue. Channel counts mostly not multiples of 8;
+# shuffle_groups equal to groups (ShuffleNetV1), different from it, and absent.
+CASES = [
+    pytest.param((2, 5, 4, 5), 7, 1, None, "bias", id="g1"),
+    pytest.param((2, 6, 3, 5), 10, 2, 2, "bn-relu", id="g2-s2"),
+    pytest.param((1, 9, 4, 6), 12, 3, 3, "relu", id="g3-s3"),
+    pytest.param((2, 12, 3, 5), 20, 4, 2, "scale", id="g4-s2"),
+    pytest.param((1, 16, 3, 4), 24, 8, 8, "bias-bn", id="g8-s8"),
+    pytest.param((2, 6, 5, 3), 10, 2, 5, "bn-relu", id="g2-s5"),
+    pytest.param((1, 7, 3, 7), 9, 1, 3, "none", id="g1-s3"),
+]
+EPILOGUES = {  # epilogue -> (bias, scale, shift, relu)
+    "none": (False, False, False, False),
+    "bias": (True, False, False, False),
+    "relu": (True, False, False, True),
+    "scale": (False, True, False, False),
+    "bn-relu": (False, True, True, True),
+    "bias-bn": (True, True, True, False),
+}
+
+
+def _operands(shape, c_out, groups, epilogue, dtype, device, layout):
+    has_bias, has_scale, has_shift, relu = EPILOGUES[epilogue]
+    x = make_input(shape, dtype, device, layout)
+    cg_in = shape[1] // groups
+    w = (torch.randn(c_out, cg_in, 1, 1, device=device) / cg_in ** 0.5).to(dtype)
+
+    def vec(on, base=0.0):
+        return (base + torch.randn(c_out, device=device)).to(dtype) if on else None
+
+    return x, w, vec(has_bias), vec(has_scale, 1.0), vec(has_shift), relu
+
+
+def _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue):
+    x, w, b, scale, shift, relu = _operands(shape, c_out, groups, epilogue, dtype, device, layout)
+
+    def fused(x, w, b):
+        return cnnkern.group_pointwise_conv2d(x, w, b, groups, shuffle_groups, scale=scale, shift=shift, relu=relu)
+
+    def plain(x, w, b):
+        sc = None if scale is None else scale.to(x.dtype)
+        sh = None if shift is None else shift.to(x.dtype)
+        return unfused(x, w, b, groups, shuffle_groups, scale=sc, shift=sh, relu=relu)
+
+    return assert_fused_matches_unfused(backend, fused, plain, (x, w, b), (True, True, b is not None))
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape,c_out,groups,shuffle_groups,epilogue", CASES)
+def test_matches_unfused(poison_outputs, device, backend, layout, dtype, shape, c_out, groups,  # noqa: F811
+                         shuffle_groups, epilogue):
+    y, grads = _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue)
+    assert cnnkern.last_choice().backend == backend
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert y.is_contiguous(memory_format=fmt)
+    # grad_input follows the input's memory format, as ATen's does.
+    assert grads[0].is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+def test_unbatched_and_defaults(device, backend):
+    x = torch.randn(6, 3, 4, device=device)
+    w = torch.randn(4, 3, 1, 1, device=device)
+    with cnnkern.use_backend(backend):
+        y = cnnkern.group_pointwise_conv2d(x, w, groups=2)
+    torch.testing.assert_close(y, F.conv2d(x, w, groups=2))
+    assert y.shape == (4, 3, 4)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+def test_fp64_gradcheck(device, backend):
+    x = torch.randn(2, 6, 3, 2, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(9, 2, 1, 1, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(9, dtype=torch.float64, device=device, requires_grad=True)
+    scale, shift = torch.randn(9, dtype=torch.float64, device=device), torch.randn(9, dtype=torch.float64)
+
+    def fn(x, w, b):
+        return cnnkern.group_pointwise_conv2d(x, w, b, 3, 3, scale=scale, shift=shift.to(device), relu=True)
+
+    with cnnkern.use_backend(backend):
+        assert torch.autograd.gradcheck(fn, (x, w, b), fast_mode=True)
+        xc = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 3, 9), (xc, w),
+                                        fast_mode=True)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_opcheck(device, backend, layout):
+    x = make_input((2, 6, 3, 4), torch.float32, device, layout).requires_grad_()
+    w = torch.randn(9, 2, 1, 1, device=device, requires_grad=True)
+    b = torch.randn(9, device=device, requires_grad=True)
+    scale, shift = torch.randn(9, device=device), torch.randn(9, device=device)
+    with cnnkern.use_backend(backend):
+        torch.library.opcheck(torch.ops.cnnkern.group_pointwise_conv2d.default, (x, w, b, scale, shift, 3, 3, True))
+        y = torch.ops.cnnkern.group_pointwise_conv2d(x, w, b, scale, shift, 3, 3, True)
+        # The backward ops are not differentiable themselves (no double backward): plain tensors.
+        x, w, y, g = x.detach(), w.detach(), y.detach(), torch.randn_like(y)
+        torch.library.opcheck(torch.ops.cnnkern.group_pointwise_conv2d_backward_input.default,
+                              (g, w, y, scale, 3, 3, 0, layout == "channels_last"))
+        torch.library.opcheck(torch.ops.cnnkern.group_pointwise_conv2d_backward_weight.default,
+                              (g, x, None, scale, 3, 3, 0, 9))
+
+
+def test_compile_fullgraph():
+    """A ShuffleNetV1 unit body: fused 1x1 + shuffle, depthwise 3x3, fused 1x1 with BN + ReLU."""
+    x = torch.randn(2, 6, 5, 4, requires_grad=True)
+    w1 = torch.randn(9, 2, 1, 1, requires_grad=True)
+    w_dw = torch.randn(9, 1, 3, 3, requires_grad=True)
+    w2 = torch.randn(6, 3, 1, 1, requires_grad=True)
+    scale, shift = torch.rand(6) + 0.5, torch.randn(6)
+
+    def unit(gpw, dw, x, w1, w_dw, w2):
+        y = gpw(x, w1, groups=3, shuffle_groups=3)
+        y = dw(y, w_dw)
+        return gpw(y, w2, groups=3, scale=scale, shift=shift, relu=True) + x
+
+    def ours(*args):
+        return unit(cnnkern.group_pointwise_conv2d, lambda y, w: cnnkern.depthwise_conv2d(y, w, padding=1), *args)
+
+    def plain(*args):
+        return unit(unfused, lambda y, w: F.conv2d(y, w, padding=1, groups=9), *args)
+
+    params = (x, w1, w_dw, w2)
+    out = torch.compile(ours, fullgraph=True, backend="aot_eager")(*params)
+    grads = torch.autograd.grad(out.square().sum(), params)
+    ref = plain(*params)
+    ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("device,backend", backend_params(device_backends={"triton"}))
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_weight_grad_is_bitwise_reproducible(device, backend, layout):
+    # More pixels than one split holds, so partial sums from several programs are combined.
+    x = make_input((2, 4, 9, 8), torch.float32, device, layout)
+    w = torch.randn(6, 2, 1, 1, device=device, requires_grad=True)
+    g = torch.randn(2, 6, 9, 8, device=device)
+
+    def weight_grad():
+        with cnnkern.use_backend(backend):
+            return torch.autograd.grad(cnnkern.group_pointwise_conv2d(x, w, None, 2, 3, relu=True), w, g)[0]
+
+    first, second = weight_grad(), weight_grad()
+    assert torch.equal(first, second)
+
+
+def test_trainable_scale_or_shift_is_refused():
+    x, w = torch.randn(1, 4, 2, 2), torch.randn(4, 4, 1, 1, requires_grad=True)
+    scale = torch.ones(4, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"scale requires grad.*inference or frozen BatchNorm.*detach"):
+        cnnkern.group_pointwise_conv2d(x, w, scale=scale)
+    with pytest.raises(RuntimeError, match=r"shift requires grad.*frozen BatchNorm"):
+        cnnkern.group_pointwise_conv2d(x, w, shift=scale)
+    # Under no_grad (inference) it is fine, and so is a detached scale.
+    with torch.no_grad():
+        cnnkern.group_pointwise_conv2d(x, w, scale=scale)
+    cnnkern.group_pointwise_conv2d(x, w, scale=scale.detach()).sum().backward()
+    # Calling the op directly gets as far as the backward, which refuses rather than dropping the gradient.
+    y = torch.ops.cnnkern.group_pointwise_conv2d(x, w, None, scale, None, 1, 1, False)
+    with pytest.raises(RuntimeError, match=r"scale requires grad.*frozen BatchNorm"):
+        y.sum().backward()
+
+
+# (input, weight, kwargs, regex, pytorch_raises): pytorch_raises says whether F.conv2d + F.channel_shuffle
+# with the same arguments raise too (a 3x3 weight is valid for F.conv2d, just not a pointwise conv).
+BAD = [
+    pytest.param((1, 4, 5, 5), (4, 4, 3, 3), {}, r"expected a 1x1 weight.*\[4, 4, 3, 3\].*\[1, 4, 5, 5\]", False,
+                 id="3x3-weight"),
+    pytest.param((1, 4, 5, 5), (4, 4), {}, r"expected a 1x1 weight.*\[4, 4\]", True, id="2d-weight"),
+    pytest.param((1, 5, 3, 3), (4, 2, 1, 1), {"groups": 2},
+                 r"Given groups=2, weight of size \[4, 2, 1, 1\], expected input\[1, 5, 3, 3\] to have 4 channels",
+                 True, id="c-in-not-divisible"),
+    pytest.param((1, 6, 3, 3), (5, 2, 1, 1), {"groups": 3},
+                 r"Given groups=3, expected weight to be divisible by 3 at dimension 0.*\[5, 2, 1, 1\]", True,
+                 id="c-out-not-divisible"),
+    pytest.param((1, 6, 3, 3), (6, 3, 1, 1), {"groups": 2, "shuffle_groups": 4},
+                 r"Number of channels must be divisible by groups. Got 6 channels and 4 groups", True,
+                 id="shuffle-not-divisible"),
+    pytest.param((1, 6, 3, 3), (6, 3, 1, 1), {"groups": 2, "shuffle_groups": 0},
+                 r"groups to divide channels in must be positive. Value of groups:0", True, id="shuffle-zero"),
+    pytest.param((1, 6, 3, 3), (6, 6, 1, 1), {"groups": 0}, r"non-positive groups is not supported", True,
+                 id="groups-zero"),
+    pytest.param((6, 3), (6, 6, 1, 1), {}, r"3D \(unbatched\) or 4D.*group_pointwise_conv2d.*\[6, 3\]", True,
+                 id="rank-2-input"),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,match,pytorch_raises", BAD)
+def test_bad_input_errors(x_shape, w_shape, kwargs, match, pytorch_raises):
+    x, w = torch.randn(x_shape), torch.randn(w_shape)
+    with pytest.raises(RuntimeError, match=match):
+        cnnkern.group_pointwise_conv2d(x, w, **kwargs)
+    if pytorch_raises:
+        with pytest.raises(RuntimeError):
+            y = F.conv2d(x, w, groups=kwargs.get("groups", 1))
+            F.channel_shuffle(y, kwargs.get("shuffle_groups", 1))
+
+
+def test_bad_dtype_and_vector_errors():
+    x, w = torch.randn(1, 4, 2, 2), torch.randn(6, 4, 1, 1)
+    with pytest.raises(RuntimeError, match=r"input \(torch.float32\) and weight \(torch.float16\)"):
+        cnnkern.group_pointwise_conv2d(x, w.half())
+    with pytest.raises(RuntimeError, match=r"expected bias to be 1-dimensional with 6 elements.*\[4\]"):
+        cnnkern.group_pointwise_conv2d(x, w, torch.randn(4))
+    with pytest.raises(RuntimeError, match=r"expected scale to be 1-dimensional with 6 elements.*\[5\]"):
+        cnnkern.group_pointwise_conv2d(x, w, scale=torch.randn(5))
+    with pytest.raises(RuntimeError, match=r"shift \(torch.float64, cpu\) must have the input's dtype"):
+        cnnkern.group_pointwise_conv2d(x, w, shift=torch.randn(6, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"expected floating-point tensors, but input has dtype torch.int64"):
+        cnnkern.group_pointwise_conv2d(x.long(), w)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape,c_out,groups,shuffle_groups,epilogue", [
+    ((8, 240, 28, 28), 60, 3, 3, "bn-relu"),     # ShuffleNetV1 g=3 stage 2 bottleneck in
+    ((8, 60, 28, 28), 240, 3, None, "bias-bn"),  # ... and out (no shuffle after the last 1x1)
+    ((8, 384, 14, 14), 96, 8, 8, "bn-relu"),     # ShuffleNetV1 g=8 stage 3
+    ((8, 544, 7, 7), 136, 4, 4, "bn-relu"),      # ShuffleNetV1 g=4 stage 4
+    ((16, 116, 28, 28), 116, 1, None, "bn-relu"),  # ShuffleNetV2 1x stage 2 pointwise (not a multiple of 8)
+    ((4, 58, 33, 31), 58, 2, 2, "relu"),         # odd spatial size
+])
+def test_gpu_shufflenet_shapes(poison_outputs, dtype, layout, shape, c_out, groups, shuffle_groups,  # noqa: F811
+                               epilogue):
+    if "triton" not in cnnkern.available_backends():
+        pytest.skip(f"triton: {cnnkern.backend_status()['triton']}")
+    _check("cuda", "triton", layout, dtype, shape, c_out, groups, shuffle_groups, epilogue)
