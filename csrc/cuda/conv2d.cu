@@ -3,104 +3,36 @@
 // stream. Outputs are preallocated by the caller with any strides; nothing big is made contiguous.
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
 #include <limits>
 #include <optional>
 
 #include <ATen/core/Tensor.h>
-#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
 #include "common/gemm_tile.cuh"
 #include "cuda/conv2d_launch.h"
+#include "cuda/host_common.h"
 
 namespace cnnkern {
 namespace {
 
-// GEMM indices are int32 in the kernels (with up to a tile of overshoot); coordinates including
-// padding and dilation must stay far from overflow.
+using namespace host;
+
+// GEMM indices are int32 in the kernels (with up to a tile of overshoot).
 constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
-constexpr int64_t kCoordLimit = int64_t{1} << 30;
 constexpr int64_t kGridYZLimit = 65535;
 
-struct ConvArgs {
-  int64_t stride[2];
-  int64_t pad[2];
-  int64_t dil[2];
-  int64_t groups;
-};
-
-ConvArgs parse_args(const char* op, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                    int64_t groups) {
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
-              ": stride, padding and dilation must have 2 elements each, got stride=", stride,
-              " padding=", padding, " dilation=", dilation);
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", stride);
-  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ", dilation);
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ", padding);
-  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", groups);
-  for (int i = 0; i < 2; ++i) {
-    TORCH_CHECK(stride[i] < kCoordLimit && padding[i] < kCoordLimit && dilation[i] < kCoordLimit, op,
-                ": stride/padding/dilation too large for 32-bit coordinates");
-  }
-  return ConvArgs{{stride[0], stride[1]}, {padding[0], padding[1]}, {dilation[0], dilation[1]}, groups};
-}
-
-void check_tensor(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
-                  const at::Tensor& ref) {
-  TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be 4-D, got shape ", t.sizes());
-  TORCH_CHECK(t.layout() == at::kStrided, op, ": ", name, " must be a strided (dense) tensor");
-  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got device ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), op, ": all tensors must be on the same device; ", name, " is on ",
-              t.device(), " but ", ref_name, " is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": all tensors must have the same dtype; ", name, " is ",
-              t.scalar_type(), " but ", ref_name, " is ", ref.scalar_type());
-}
-
 void check_dtype_and_device(const char* op, const at::Tensor& t) {
+  check_dtype(op, t);
   const auto st = t.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, op,
-              ": supported dtypes are float32, float16 and bfloat16, got ", st);
   if (st != at::kFloat) {
-    // (ATen/cuda/CUDAContext.h would pull in cuSPARSE/cuBLAS headers; a plain attribute query suffices.)
-    int major = 0, minor = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, t.get_device()));
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, t.get_device()));
+    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
+    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
     TORCH_CHECK(major >= 8, op, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
                 t.device(), " is sm_", major, minor);
   }
-}
-
-void check_output(const char* op, const char* name, const at::Tensor& out, std::initializer_list<at::Tensor> inputs) {
-  TORCH_CHECK(at::has_internal_overlap(out) != at::MemOverlap::Yes, op, ": ", name,
-              " has internal overlap (e.g. an expanded tensor); every output element must have its own memory");
-  for (const at::Tensor& in : inputs) {
-    if (in.defined()) at::assert_no_overlap(out, in);
-  }
-}
-
-// Output extent for top/left padding `pad` and bottom/right padding `pad_hi`; -1 if the dilated
-// kernel does not fit.
-int64_t out_extent(int64_t in, int64_t pad, int64_t pad_hi, int64_t k, int64_t stride, int64_t dil) {
-  const int64_t span = in + pad + pad_hi - dil * (k - 1) - 1;
-  return span < 0 ? -1 : span / stride + 1;
-}
-
-// Bottom/right padding is implied by the shapes (any amount >= 0, e.g. asymmetric 'same' or explicit
-// 4-sided padding), so the output extent must be at least the one with zero bottom/right padding.
-void check_geometry(const char* op, const char* what, int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
-                    int64_t dil) {
-  const int64_t least = std::max<int64_t>(1, out_extent(in, pad, 0, k, stride, dil));
-  TORCH_CHECK(out >= least, op, ": output ", what, " ", out, " is impossible for input ", what, " ", in,
-              " with kernel ", k, ", stride ", stride, ", top/left padding ", pad, ", dilation ", dil,
-              " (at least ", least, "; symmetric padding gives ", out_extent(in, pad, pad, k, stride, dil), ")");
-  TORCH_CHECK(in + pad + 1 + dil * (k - 1) < kCoordLimit && (out + 1) * stride + pad < kCoordLimit, op, ": ", what,
-              " extents too large for 32-bit coordinates");
 }
 
 // Checks channel/group/shape consistency between activation (n, c_in, h, w), weight and the other
@@ -115,13 +47,8 @@ Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tenso
   TORCH_CHECK(cg_in * g == c_in, op, ": ", w_name, " shape ", w_like.sizes(), " expects ", cg_in * g,
               " input channels (", cg_in, " per group x groups=", g, ") but ", x_name, " shape ", x_like.sizes(),
               " has ", c_in);
-  TORCH_CHECK(kh > 0 && kw > 0, op, ": kernel size must be positive, got ", w_name, " shape ", w_like.sizes());
-  TORCH_CHECK(y_like.size(0) == n && y_like.size(1) == c_out, op, ": ", y_name, " shape ", y_like.sizes(),
-              " must be (N=", n, ", C_out=", c_out, ", OH, OW) for ", x_name, " shape ", x_like.sizes(), " and ",
-              w_name, " shape ", w_like.sizes());
+  check_out_shape(op, x_like, w_like, y_like, x_name, w_name, y_name, a);
   const int64_t oh = y_like.size(2), ow = y_like.size(3);
-  check_geometry(op, "height", h, oh, kh, a.stride[0], a.pad[0], a.dil[0]);
-  check_geometry(op, "width", w, ow, kw, a.stride[1], a.pad[1], a.dil[1]);
 
   const int64_t cg_out = c_out / g;
   TORCH_CHECK(n * oh * ow <= kIndexLimit && n * h * w <= kIndexLimit, op, ": N*H*W = ", n * h * w,
@@ -139,54 +66,7 @@ Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tenso
                      i(a.stride[0]), i(a.stride[1]), i(a.pad[0]), i(a.pad[1]), i(a.dil[0]), i(a.dil[1])};
 }
 
-Strides4 strides_of(const at::Tensor& t) { return Strides4{t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
-
-// Element distance between consecutive pixels (w, then h, then n when the inner extents are 1).
-int64_t pixel_step(const at::Tensor& t) {
-  return t.size(3) > 1 ? t.stride(3) : (t.size(2) > 1 ? t.stride(2) : t.stride(0));
-}
-bool channels_fast(const at::Tensor& t) { return t.size(1) > 1 && t.stride(1) < pixel_step(t); }
-
-// 16-byte vector loads along channels: unit channel stride, every other stride that can be
-// non-zero-multiplied a multiple of the vector width, and an aligned base pointer.
-bool vec_ok(const at::Tensor& t, int64_t v) {
-  if (t.stride(1) != 1) return false;
-  for (int d : {0, 2, 3}) {
-    if (t.size(d) > 1 && t.stride(d) % v != 0) return false;
-  }
-  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
-}
-
-template <class T>
-struct Tag {
-  using type = T;
-};
-
-template <class F>
-void dispatch(at::ScalarType st, F&& f) {
-  switch (st) {
-    case at::kFloat:
-      f(Tag<float>{});
-      break;
-    case at::kHalf:
-      f(Tag<__half>{});
-      break;
-    case at::kBFloat16:
-      f(Tag<__nv_bfloat16>{});
-      break;
-    default:
-      TORCH_CHECK(false, "cnnkern conv2d: unsupported dtype ", st);
-  }
-}
-
-template <class T>
-const T* in_ptr(const at::Tensor& t) {
-  return static_cast<const T*>(t.const_data_ptr());
-}
-template <class T>
-T* out_ptr(const at::Tensor& t) {
-  return static_cast<T*>(t.mutable_data_ptr());
-}
+constexpr OpFamily<Conv2dShape> kConv2d{"cnnkern conv2d", &check_dtype_and_device, &make_shape};
 
 // ---- ops -------------------------------------------------------------------------------------------
 
@@ -194,34 +74,8 @@ void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at
                 const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                 int64_t groups) {
   constexpr const char* op = "cnnkern conv2d_fwd";
-  const ConvArgs a = parse_args(op, stride, padding, dilation, groups);
-  check_tensor(op, "x", x, "x", x);
-  check_tensor(op, "weight", w, "x", x);
-  check_tensor(op, "out", out, "x", x);
-  check_dtype_and_device(op, x);
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == w.size(0), op, ": bias must have shape (C_out=", w.size(0),
-                "), got ", bias->sizes());
-    TORCH_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), op,
-                ": bias must match x in device and dtype; bias is ", bias->scalar_type(), " on ", bias->device(),
-                ", x is ", x.scalar_type(), " on ", x.device());
-  }
-  const Conv2dShape s = make_shape(op, x, w, out, "x", "weight", "out", a);
-  check_output(op, "out", out, {x, w, has_bias ? *bias : at::Tensor()});
-
-  c10::cuda::CUDAGuard guard(x.device());
-  if (out.numel() == 0) return;
-  if (x.numel() == 0 || w.numel() == 0) {  // empty reduction: out = bias (or 0)
-    if (has_bias) {
-      out.copy_(bias->view({1, -1, 1, 1}).expand_as(out));
-    } else {
-      out.zero_();
-    }
-    return;
-  }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch(x.scalar_type(), [&](auto tag) {
+  run_fwd(op, kConv2d, parse_args(op, stride, padding, dilation, groups), x, w, bias, out,
+          [&](auto tag, const Conv2dShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     constexpr int64_t V = 16 / sizeof(T);
     at::Tensor wk = w;
@@ -250,22 +104,8 @@ void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at
 void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   constexpr const char* op = "cnnkern conv2d_bwd_input";
-  const ConvArgs a = parse_args(op, stride, padding, dilation, groups);
-  check_tensor(op, "grad_out", grad_out, "grad_out", grad_out);
-  check_tensor(op, "weight", w, "grad_out", grad_out);
-  check_tensor(op, "grad_in", grad_in, "grad_out", grad_out);
-  check_dtype_and_device(op, grad_out);
-  const Conv2dShape s = make_shape(op, grad_in, w, grad_out, "grad_in", "weight", "grad_out", a);
-  check_output(op, "grad_in", grad_in, {grad_out, w});
-
-  c10::cuda::CUDAGuard guard(grad_out.device());
-  if (grad_in.numel() == 0) return;
-  if (grad_out.numel() == 0 || w.numel() == 0) {  // nothing reaches the input
-    grad_in.zero_();
-    return;
-  }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch(grad_out.scalar_type(), [&](auto tag) {
+  run_dgrad(op, kConv2d, parse_args(op, stride, padding, dilation, groups), grad_out, w, grad_in,
+            [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     constexpr int64_t V = 16 / sizeof(T);
     GatherMap map = GatherMap::kPixelFast;
@@ -315,22 +155,8 @@ SplitPlan plan_wgrad_splits(const Conv2dShape& s, int bm, int bn, int bk) {
 void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   constexpr const char* op = "cnnkern conv2d_bwd_weight";
-  const ConvArgs a = parse_args(op, stride, padding, dilation, groups);
-  check_tensor(op, "grad_out", grad_out, "x", x);
-  check_tensor(op, "x", x, "x", x);
-  check_tensor(op, "grad_weight", grad_w, "x", x);
-  check_dtype_and_device(op, x);
-  const Conv2dShape s = make_shape(op, x, grad_w, grad_out, "x", "grad_weight", "grad_out", a);
-  check_output(op, "grad_weight", grad_w, {grad_out, x});
-
-  c10::cuda::CUDAGuard guard(x.device());
-  if (grad_w.numel() == 0) return;
-  if (grad_out.numel() == 0 || x.numel() == 0) {  // empty reduction
-    grad_w.zero_();
-    return;
-  }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch(x.scalar_type(), [&](auto tag) {
+  run_wgrad(op, kConv2d, parse_args(op, stride, padding, dilation, groups), grad_out, x, grad_w,
+            [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     using Tile = GemmTile<T>;
     const SplitPlan plan = plan_wgrad_splits(s, Tile::kBM, Tile::kBN, Tile::kBK);
