@@ -76,6 +76,18 @@ def _plane_tile(C_BLOCKED, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.constexpr, BL
     return plane // C_BLOCKED, plane % C_BLOCKED, rows, cols
 
 
+@triton.jit
+def _pixel_channel_tile(P_TOTAL, C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, BLOCK_P: tl.constexpr,
+                        BLOCK_C: tl.constexpr):
+    """(n, row, col, channel, pixel mask, channel mask) of this program's BLOCK_P x BLOCK_C tile."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INT64:
+        p = p.to(tl.int64)
+    n, row, col = _pix(p, EXT_H, EXT_W)
+    return n, row, col, c, p < P_TOTAL, c < C_BLOCKED
+
+
 # ------------------------------------------------------------------------------------------- forward
 @triton.autotune(configs=_spatial_configs(), key=_KEY, cache_results=True)
 @triton.jit
@@ -120,13 +132,7 @@ def _dw_fwd_channels_kernel(
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        p = p.to(tl.int64)
-    mask_p = p < P_TOTAL
-    mask_c = co < C_BLOCKED
-    n, oh, ow = _pix(p, OH, OW)
+    n, oh, ow, co, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, OH, OW, INT64, BLOCK_P, BLOCK_C)
     x_chan = x_ptr + ((co // MULT) * sxc)[None, :]
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -201,13 +207,7 @@ def _dw_dgrad_channels_kernel(
     KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        p = p.to(tl.int64)
-    mask_p = p < P_TOTAL
-    mask_c = c < C_BLOCKED
-    n, h, w = _pix(p, H, W)
+    n, h, w, c, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, H, W, INT64, BLOCK_P, BLOCK_C)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
