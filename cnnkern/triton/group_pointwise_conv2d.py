@@ -52,6 +52,17 @@ def _masked_grad(go_ptr, o_ptr, go_off, o_off, mask, RELU: tl.constexpr):
     return g
 
 
+@triton.jit
+def _gemm_tile(GEMM_M, N_LIMIT, INT64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's group, pixel rows and channel columns (with their masks)."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INT64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    return tl.program_id(2), offs_m, offs_n, offs_m < GEMM_M, offs_n < N_LIMIT
+
+
 @triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=_PRUNE, cache_results=True)
 @triton.jit
 def _gpw_fwd_kernel(
@@ -63,14 +74,7 @@ def _gpw_fwd_kernel(
     RELU: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    g = tl.program_id(2)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    mask_m = offs_m < GEMM_M
-    mask_n = offs_n < Cg_out
+    g, offs_m, offs_n, mask_m, mask_n = _gemm_tile(GEMM_M, Cg_out, INT64, BLOCK_M, BLOCK_N)
     n, h, w = _pix(offs_m, H, W)
     x_row = n * sxn + h * sxh + w * sxw + (g * Cg_in) * sxc
     co = g * Cg_out + offs_n
@@ -106,14 +110,7 @@ def _gpw_dgrad_kernel(
     INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    g = tl.program_id(2)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    mask_m = offs_m < GEMM_M
-    mask_n = offs_n < Cg_in
+    g, offs_m, offs_n, mask_m, mask_n = _gemm_tile(GEMM_M, Cg_in, INT64, BLOCK_M, BLOCK_N)
     n, h, w = _pix(offs_m, H, W)
     go_row = n * sgn + h * sgh + w * sgw
     o_row = n * son + h * soh + w * sow
