@@ -102,6 +102,17 @@ class BenchSpec:
     # After the main loop: more measurements, returning {json key: records}; records whose status is
     # mismatch/error count as failures like the main ones.
     extra_sections: Callable[[Run], dict[str, list[dict]]] | None = None
+    # Optional overrides for benchmarks of ops that are not a plain F.conv2d (None / empty: the defaults).
+    # eager_call(s) -> f(x, w): what the eager baselines run and torch.compile compiles (default F.conv2d).
+    eager_call: Callable[[ConvShape], Callable] | None = None
+    # make_problem(s, n, dtype, layout, backward, ref_dtype, dev, seed) -> (x, w, dy, ref) like make_problem
+    # below; ref may be a dict {provider name: ref, None: default ref} for providers with other outputs.
+    make_problem: Callable | None = None
+    reduce_shape: Callable[[ConvShape], ConvShape] | None = None  # CPU reduction (default reduce_for_cpu)
+    provider_backends: dict[str, str] = field(default_factory=dict)  # provider -> cnnkern backend it forces
+    # cnnkern_provider_call(provider name, ck, s) -> f(x, w): replaces cnnkern_call when providers differ
+    cnnkern_provider_call: Callable[[str, object, ConvShape], Callable] | None = None
+    explain_failures: bool = True  # on a cnnkern failure, record cnnkern.explain_conv2d's report
 
 
 @dataclass
@@ -267,7 +278,8 @@ def import_cnnkern(api: str = "conv2d"):
         return None, f"import cnnkern failed: {type(e).__name__}: {e}"
 
 
-def provider_status(name: str, dev: str, ck, ck_err: str | None, backend_status: dict) -> str | None:
+def provider_status(name: str, dev: str, ck, ck_err: str | None, backend_status: dict,
+                    backend: str | None = None) -> str | None:
     """None if the provider can run here, else why not."""
     if name == "cudnn":
         if dev != "cuda":
@@ -281,7 +293,7 @@ def provider_status(name: str, dev: str, ck, ck_err: str | None, backend_status:
         return ck_err
     if name == "cnnkern-auto":
         return None
-    backend = name.split("-", 1)[1]
+    backend = backend or name.split("-", 1)[1]
     if backend not in backend_status:
         return f"cnnkern.backend_status() does not list {backend!r}"
     why = backend_status[backend]
@@ -327,7 +339,12 @@ class Provider:
     def __init__(self, name: str, ck, s: ConvShape, spec: BenchSpec):
         self.name = name
         self.uses_cudagraphs = False
-        if name in ("cudnn", *CPU_PROVIDERS):
+        if name in ("cudnn", *CPU_PROVIDERS) and spec.eager_call is not None:
+            self.call = spec.eager_call(s)
+        elif name == "compile" and spec.eager_call is not None:
+            self.call = torch.compile(spec.eager_call(s), mode=spec.compile_mode, dynamic=False)
+            self.uses_cudagraphs = spec.compile_mode in ("max-autotune", "reduce-overhead")
+        elif name in ("cudnn", *CPU_PROVIDERS):
             args = (s.stride, s.padding, s.dilation, s.groups)
             self.call = lambda x, w: F.conv2d(x, w, None, *args)
         elif name == "compile":
@@ -338,9 +355,12 @@ class Provider:
 
             self.call = torch.compile(conv, mode=spec.compile_mode, dynamic=False)
             self.uses_cudagraphs = spec.compile_mode in ("max-autotune", "reduce-overhead")
+        elif spec.cnnkern_provider_call is not None:
+            self.call = spec.cnnkern_provider_call(name, ck, s)
         else:
             self.call = spec.cnnkern_call(ck, s)
         backend = name.split("-", 1)[1] if name.startswith("cnnkern-") else None
+        backend = spec.provider_backends.get(name, backend)
         self._backend = None if backend in (None, "auto") else backend
         self._ck = ck
 
@@ -437,6 +457,8 @@ def measure(run: Run, prov: Provider, s: ConvShape, x, w, dy, ref, dtype_name: s
     """Check then time one provider on one problem; fills rec in place."""
     tol = C.REL_TOL[dtype_name]
     rec["tol"] = tol
+    if isinstance(ref, dict):
+        ref = ref.get(prov.name, ref[None])
     try:
         with prov.context():
             f = prov.step(x, w, dy)
@@ -450,7 +472,7 @@ def measure(run: Run, prov: Provider, s: ConvShape, x, w, dy, ref, dtype_name: s
             t = run.time(f)
     except Exception as e:  # noqa: BLE001 - any provider failure is a result, not a crash
         record_failure(run, rec, e, prov.name.startswith("cnnkern-"))
-        why = explain(run.ck, x, w, s) if prov.name.startswith("cnnkern-") else None
+        why = explain(run.ck, x, w, s) if prov.name.startswith("cnnkern-") and run.spec.explain_failures else None
         if why:
             rec["explain"] = why
         return
@@ -553,7 +575,8 @@ def _environment(run: Run) -> None:
     meta["cnnkern"] = getattr(ck, "__version__", None) if ck else None
     meta["cnnkern_path"] = os.path.dirname(ck.__file__) if ck else None
     meta["cnnkern_backend_status"] = backend_status if ck else ck_err
-    run.prov_status = {p: provider_status(p, run.devkind, ck, ck_err, backend_status) for p in run.providers}
+    run.prov_status = {p: provider_status(p, run.devkind, ck, ck_err, backend_status,
+                                          spec.provider_backends.get(p)) for p in run.providers}
     meta["providers"] = {p: {"description": spec.providers[p], "skipped": run.prov_status[p]}
                          for p in run.providers}
     if "compile" in run.providers and run.prov_status["compile"] is None:
@@ -652,7 +675,8 @@ def _run_problem(run: Run, s: ConvShape, n: int, dt: str, layout: str, mode: str
             "count": s.count, "dtype": dt, "layout": layout, "mode": mode,
             "flops": flops, "bytes": nbytes, "reduced": run.reduced}
     try:
-        x, w, dy, ref = make_problem(s, n, C.DTYPES[dt], layout, backward, run.ref_dtype, run.dev, seed)
+        x, w, dy, ref = (run.spec.make_problem or make_problem)(s, n, C.DTYPES[dt], layout, backward,
+                                                                run.ref_dtype, run.dev, seed)
     except Exception as e:  # noqa: BLE001 - e.g. out of memory for the reference
         if run.on_gpu:
             torch.cuda.empty_cache()
@@ -734,7 +758,7 @@ def main(spec: BenchSpec, argv=None) -> int:
         print(f"error: --layers matched no layer (see python bench/bench_{spec.name}.py --list)", file=sys.stderr)
         return 2
     if reduced:
-        shapes = [reduce_for_cpu(spec, s) for s in shapes]
+        shapes = [spec.reduce_shape(s) if spec.reduce_shape else reduce_for_cpu(spec, s) for s in shapes]
     if args.list:
         gw = max(5, *(len(s.group) for s in shapes))
         for s in shapes:
