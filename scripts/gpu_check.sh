@@ -12,3 +12,4 @@ python -m cnnkern.info | tee "$out/info.txt"
 python -m pytest -q -ra -x tests 2>&1 | tee "$out/tests.log" | tail -40
 python bench/bench_conv2d.py --quick --layers 3x3 --json "$out/bench-3x3.json" 2>&1 | tee "$out/bench.log" | tail -40
 python bench/bench_depthwise_conv2d.py --quick --mode fwd --json "$out/bench-depthwise-fwd.json" 2>&1 | tee "$out/bench-depthwise.log" | tail -60
+python bench/bench_group_pointwise_conv2d.py --quick --json "$out/bench-group-pointwise.json" 2>&1 | tee "$out/bench-group-pointwise.log" | tail -40
