@@ -11,6 +11,7 @@
 #include "common/implicit_gemm.cuh"
 #include "conv/conv2d_index.cuh"
 #include "conv/conv2d_params.cuh"
+#include "conv/conv2d_weight_operand.cuh"
 
 namespace cnnkern {
 
@@ -76,40 +77,7 @@ struct Conv2dDgradProblem {
     }
   };
 
-  struct OperandB {
-    struct Row {
-      int64_t off;
-      bool valid;
-    };
-    struct Kc {
-      int64_t off;
-      bool valid;
-    };
-    const T* w;
-    Strides4 ws;
-    int rows, k;
-    TapChannelIndex tap;  // over (KH, KW, Cg_out)
-
-    CNNKERN_HD Row row(int ci) const {
-      Row r;
-      r.valid = ci < rows;
-      r.off = r.valid ? ci * ws.c : 0;
-      return r;
-    }
-    CNNKERN_HD Kc kc(int ki) const {
-      Kc c;
-      c.valid = ki < k;
-      int r, s, j;
-      tap.split(c.valid ? ki : 0, r, s, j);
-      c.off = j * ws.n + r * ws.h + s * ws.w;
-      return c;
-    }
-    template <int V>
-    CNNKERN_HD Vec<T, V> load(const Row& r, const Kc& c) const {
-      if (r.valid && c.valid) return Vec<T, V>::load(w + r.off + c.off);
-      return Vec<T, V>::zeros();
-    }
-  };
+  using OperandB = ConvWeightOperand<T>;
 
   struct Epilogue {
     T* dx;
@@ -172,7 +140,7 @@ struct Conv2dDgradProblem {
                     FastDivmod(static_cast<uint32_t>(s.stride_w)),
                     PixelIndex(s.h, s.w),
                     TapChannelIndex(s.cg_out, s.kw)};
-    pr.b = OperandB{p.w, p.ws, s.cg_in, pr.k, TapChannelIndex(s.cg_out, s.kw)};
+    pr.b = OperandB{p.w, p.ws.c, p.ws.n, p.ws.h, p.ws.w, s.cg_in, pr.k, TapChannelIndex(s.cg_out, s.kw)};
     pr.epi = Epilogue{p.dx, p.dxs, PixelIndex(s.h, s.w), out_m_fast};
     pr.dy_group_off = static_cast<int64_t>(s.cg_out) * p.dys.c;
     pr.w_group_off = static_cast<int64_t>(s.cg_out) * p.ws.n;

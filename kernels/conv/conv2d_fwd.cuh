@@ -9,6 +9,7 @@
 #include "common/implicit_gemm.cuh"
 #include "conv/conv2d_index.cuh"
 #include "conv/conv2d_params.cuh"
+#include "conv/conv2d_weight_operand.cuh"
 
 namespace cnnkern {
 
@@ -74,40 +75,7 @@ struct Conv2dFwdProblem {
     }
   };
 
-  struct OperandB {
-    struct Row {
-      int64_t off;
-      bool valid;
-    };
-    struct Kc {
-      int64_t off;
-      bool valid;
-    };
-    const T* w;
-    Strides4 ws;
-    int rows, k;
-    TapChannelIndex tap;
-
-    CNNKERN_HD Row row(int j) const {
-      Row r;
-      r.valid = j < rows;
-      r.off = r.valid ? j * ws.n : 0;
-      return r;
-    }
-    CNNKERN_HD Kc kc(int ki) const {
-      Kc c;
-      c.valid = ki < k;
-      int r, s, ci;
-      tap.split(c.valid ? ki : 0, r, s, ci);
-      c.off = ci * ws.c + r * ws.h + s * ws.w;
-      return c;
-    }
-    template <int V>
-    CNNKERN_HD Vec<T, V> load(const Row& r, const Kc& c) const {
-      if (r.valid && c.valid) return Vec<T, V>::load(w + r.off + c.off);
-      return Vec<T, V>::zeros();
-    }
-  };
+  using OperandB = ConvWeightOperand<T>;
 
   struct Epilogue {
     T* y;
@@ -162,7 +130,7 @@ struct Conv2dFwdProblem {
     pr.groups = s.groups;
     pr.a = OperandA{p.x, p.xs, s.h, s.w, pr.m, pr.k, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h,
                     s.dil_w, PixelIndex(s.oh, s.ow), TapChannelIndex(s.cg_in, s.kw)};
-    pr.b = OperandB{p.w, p.ws, s.cg_out, pr.k, TapChannelIndex(s.cg_in, s.kw)};
+    pr.b = OperandB{p.w, p.ws.n, p.ws.c, p.ws.h, p.ws.w, s.cg_out, pr.k, TapChannelIndex(s.cg_in, s.kw)};
     pr.epi = Epilogue{p.y, p.ys, p.bias, p.bias_stride, PixelIndex(s.oh, s.ow), out_m_fast};
     pr.x_group_off = static_cast<int64_t>(s.cg_in) * p.xs.c;
     pr.w_group_off = static_cast<int64_t>(s.cg_out) * p.ws.n;
