@@ -395,5 +395,6 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
         KH=kh, KW=kw, BLOCK_T=block_t, CHANNELS_LAST=channels_last, ATOMIC=atomic,
         **_flags(x.dtype, (grad_out, x)),
     )
-    total = buf if atomic else buf.sum(0)  # a fixed-order reduction over splits
+    # A fixed-order reduction over splits (none needed for one split).
+    total = buf if atomic else (buf[0] if split == 1 else buf.sum(0))
     grad_w.copy_(total.view(grad_w.shape))
