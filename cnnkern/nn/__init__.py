@@ -1,0 +1,6 @@
+"""Drop-in ``torch.nn`` modules on cnnkern kernels: same constructor arguments, parameter and buffer names."""
+
+from cnnkern.nn.conv import Conv2d
+from cnnkern.nn.shuffle import ChannelShuffle
+
+__all__ = ["ChannelShuffle", "Conv2d"]
