@@ -28,6 +28,9 @@ TORCH_LIBRARY(cnnkern_cuda, m) {
       "conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups) -> ()");
   m.def(
+      "conv_transpose2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> ()");
+  m.def(
       "depthwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
       "int[2] dilation) -> ()");
   m.def(
@@ -36,6 +39,16 @@ TORCH_LIBRARY(cnnkern_cuda, m) {
   m.def(
       "depthwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
       "int[2] dilation, bool deterministic) -> ()");
+  m.def(
+      "group_pointwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor? scale, Tensor? shift, Tensor(a!) out, "
+      "int groups, int shuffle_groups, int channel_offset, bool relu) -> ()");
+  m.def(
+      "group_pointwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor? output, Tensor? scale, "
+      "Tensor(a!) grad_in, int groups, int shuffle_groups, int channel_offset) -> ()");
+  m.def(
+      "group_pointwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor? output, Tensor? scale, "
+      "Tensor(a!) grad_w, int groups, int shuffle_groups, int channel_offset) -> ()");
+  m.def("channel_shuffle(Tensor src, Tensor(a!) dst, int shuffle_groups, int channel_offset, bool scatter) -> ()");
 }
 
 namespace {

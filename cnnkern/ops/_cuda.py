@@ -76,3 +76,73 @@ def depthwise_conv2d_backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> N
     torch.ops.cnnkern_cuda.depthwise_conv2d_bwd_weight(grad_out, x, grad_w, list(spec.stride),
                                                        list(spec.pad_tl), list(spec.dilation),
                                                        torch.are_deterministic_algorithms_enabled())
+
+
+# Transposed conv2d forward = the input gradient of its equivalent conv2d (``spec``), bias included.
+_GRID_Z_LIMIT = 65535
+
+
+def why_not_conv_transpose2d(problem: Conv2dProblem) -> str | None:
+    if not _has_op("conv_transpose2d_fwd"):
+        return "this build of cnnkern._C has no conv_transpose2d kernel (rebuild the extension)"
+    spec = problem.spec
+    if spec.groups * spec.stride[0] * spec.stride[1] > _GRID_Z_LIMIT:
+        return (f"groups={spec.groups} times the {spec.stride[0]}x{spec.stride[1]} stride phases exceeds the "
+                f"CUDA grid limit {_GRID_Z_LIMIT}")
+    return why_not_conv2d(problem)
+
+
+def conv_transpose2d_forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    torch.ops.cnnkern_cuda.conv_transpose2d_fwd(x, w, bias, out, list(spec.stride), list(spec.pad_tl),
+                                                list(spec.dilation), spec.groups)
+
+
+def why_not_depthwise_conv_transpose2d(problem: Conv2dProblem) -> str | None:
+    reason = why_not_depthwise(problem)
+    if reason is not None:
+        return reason
+    spec = problem.spec
+    # The depthwise input-gradient op checks its geometry as a conv2d's: output rows past the reach of
+    # every input (output_padding - padding >= stride, possible when dilation > stride) fail that check.
+    if spec.padding[1] <= -spec.stride[0] or spec.padding[3] <= -spec.stride[1]:
+        return ("output_padding - padding >= stride: output rows past every input's reach are not supported "
+                "by the depthwise input-gradient kernel")
+    return None
+
+
+def depthwise_conv_transpose2d_forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    torch.ops.cnnkern_cuda.depthwise_conv2d_bwd_input(x, w, out, list(spec.stride), list(spec.pad_tl),
+                                                      list(spec.dilation))
+    if bias is not None:
+        # A second pass over out: the depthwise kernels have no bias in their input-gradient epilogue, and
+        # depthwise transposed convs are rare enough not to warrant one.
+        out.add_(bias.view(1, -1, 1, 1))
+
+
+def why_not_group_pointwise(problem) -> str | None:
+    """For the grouped pointwise conv ops and channel_shuffle (a GroupPointwiseProblem)."""
+    if not _has_op("group_pointwise_conv2d_fwd"):
+        return "this build of cnnkern._C has no group_pointwise_conv2d kernels (rebuild the extension)"
+    return why_not_conv2d(problem)
+
+
+def group_pointwise_conv2d_forward(x, w, bias, scale, shift, out, spec) -> None:
+    cm = spec.channels
+    torch.ops.cnnkern_cuda.group_pointwise_conv2d_fwd(x, w, bias, scale, shift, out, spec.groups, cm.shuffle_groups,
+                                                      cm.offset, spec.relu)
+
+
+def group_pointwise_conv2d_backward_input(grad_out, w, output, scale, grad_in, spec) -> None:
+    cm = spec.channels
+    torch.ops.cnnkern_cuda.group_pointwise_conv2d_bwd_input(grad_out, w, output, scale, grad_in, spec.groups,
+                                                            cm.shuffle_groups, cm.offset)
+
+
+def group_pointwise_conv2d_backward_weight(grad_out, x, output, scale, grad_w, spec) -> None:
+    cm = spec.channels
+    torch.ops.cnnkern_cuda.group_pointwise_conv2d_bwd_weight(grad_out, x, output, scale, grad_w, spec.groups,
+                                                             cm.shuffle_groups, cm.offset)
+
+
+def channel_map(src, dst, cmap, scatter: bool) -> None:
+    torch.ops.cnnkern_cuda.channel_shuffle(src, dst, cmap.shuffle_groups, cmap.offset, scatter)

@@ -6,6 +6,7 @@ import importlib
 
 import cnnkern.reference.channel_shuffle as ref_channel_shuffle
 import cnnkern.reference.conv2d as ref_conv2d
+import cnnkern.reference.conv_transpose2d as ref_conv_transpose2d
 import cnnkern.reference.group_pointwise_conv2d as ref_group_pointwise
 from cnnkern import triton as triton_pkg
 from cnnkern.ops import _cuda
@@ -38,14 +39,17 @@ reference.register("group_pointwise_conv2d_bwd_input", ref_group_pointwise.why_n
 reference.register("group_pointwise_conv2d_bwd_weight", ref_group_pointwise.why_not,
                    ref_group_pointwise.backward_weight)
 reference.register("channel_shuffle", ref_channel_shuffle.why_not, ref_channel_shuffle.channel_map)
+for _op in ("conv_transpose2d_fwd", "depthwise_conv_transpose2d_fwd"):
+    reference.register(_op, ref_conv_transpose2d.why_not, ref_conv_transpose2d.forward)
 
 triton = register_backend(Backend("triton", triton_pkg.why_unavailable))
-# (group_pointwise_conv2d and channel_shuffle have no CUDA kernels yet: Triton and reference only.)
 for _family in ("conv2d", "depthwise_conv2d", "group_pointwise_conv2d"):
     triton.register(f"{_family}_fwd", *_lazy_triton(_family, "forward"))
     triton.register(f"{_family}_bwd_input", *_lazy_triton(_family, "backward_input"))
     triton.register(f"{_family}_bwd_weight", *_lazy_triton(_family, "backward_weight"))
 triton.register("channel_shuffle", *_lazy_triton("channel_shuffle", "channel_map"))
+triton.register("conv_transpose2d_fwd", *_lazy_triton("conv_transpose2d", "forward"))
+triton.register("depthwise_conv_transpose2d_fwd", *_lazy_triton("conv_transpose2d", "forward_depthwise"))
 
 cuda = register_backend(Backend("cuda", _cuda.why_unavailable))
 cuda.register("conv2d_fwd", _cuda.why_not_conv2d, _cuda.conv2d_forward)
@@ -54,3 +58,12 @@ cuda.register("conv2d_bwd_weight", _cuda.why_not_conv2d, _cuda.conv2d_backward_w
 cuda.register("depthwise_conv2d_fwd", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_forward)
 cuda.register("depthwise_conv2d_bwd_input", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_backward_input)
 cuda.register("depthwise_conv2d_bwd_weight", _cuda.why_not_depthwise, _cuda.depthwise_conv2d_backward_weight)
+cuda.register("conv_transpose2d_fwd", _cuda.why_not_conv_transpose2d, _cuda.conv_transpose2d_forward)
+cuda.register("depthwise_conv_transpose2d_fwd", _cuda.why_not_depthwise_conv_transpose2d,
+              _cuda.depthwise_conv_transpose2d_forward)
+cuda.register("group_pointwise_conv2d_fwd", _cuda.why_not_group_pointwise, _cuda.group_pointwise_conv2d_forward)
+cuda.register("group_pointwise_conv2d_bwd_input", _cuda.why_not_group_pointwise,
+              _cuda.group_pointwise_conv2d_backward_input)
+cuda.register("group_pointwise_conv2d_bwd_weight", _cuda.why_not_group_pointwise,
+              _cuda.group_pointwise_conv2d_backward_weight)
+cuda.register("channel_shuffle", _cuda.why_not_group_pointwise, _cuda.channel_map)

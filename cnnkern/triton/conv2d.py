@@ -6,7 +6,8 @@ spatial index math is done once per tap and channel loads are contiguous for cha
 
 GEMM views (per group g):
   forward       M = N*OH*OW pixels,  N = Cg_out,        K = KH*KW*Cg_in
-  input grad    M = N*H*W pixels,    N = Cg_in,         K = KH*KW*Cg_out   (gather: no atomics)
+  input grad    M = N*H*W pixels,    N = Cg_in,         K = taps*Cg_out    (gather per stride phase, in
+                                                                             conv_transpose2d.py)
   weight grad   M = Cg_out,          N = KH*KW*Cg_in,   K = N*OH*OW        (split-K into fp32 partials)
 """
 
@@ -129,64 +130,6 @@ def _conv2d_fwd_kernel(
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
-@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=_PRUNE, cache_results=True)
-@triton.jit
-def _conv2d_bwd_input_kernel(
-    go_ptr, w_ptr, gi_ptr,
-    N, H, W, OH, OW, Cg_in, Cg_out,
-    sgn, sgc, sgh, sgw,
-    swo, swc, swh, sww,
-    sin, sic, sih, siw,
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-    GEMM_M, GEMM_N, GEMM_K,
-    KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-    INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    g = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    mask_m = offs_m < GEMM_M
-    mask_n = offs_n < Cg_in
-    hw = H * W
-    n = offs_m // hw
-    rem = offs_m % hw
-    h = rem // W
-    w = rem % W
-    go_row = n * sgn + (g * Cg_out) * sgc
-    ci = g * Cg_in + offs_n
-    w_col = offs_n * swc  # the weight's channel dim counts within the group
-    offs_k = tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for r in tl.static_range(KH):
-        th = h + pad_h - r * dil_h
-        th_c = tl.where(th >= 0, th, 0)  # keep // and % away from negative operands
-        oh = th_c // stride_h
-        ok_h = mask_m & (th >= 0) & (th_c - oh * stride_h == 0) & (oh < OH)
-        for s in tl.static_range(KW):
-            tw = w + pad_w - s * dil_w
-            tw_c = tl.where(tw >= 0, tw, 0)
-            ow = tw_c // stride_w
-            ok = ok_h & (tw >= 0) & (tw_c - ow * stride_w == 0) & (ow < OW)
-            go_pix = go_row + oh * sgh + ow * sgw
-            w_tap = w_col + r * swh + s * sww
-            for k0 in range(0, Cg_out, BLOCK_K):
-                k = k0 + offs_k
-                mask_k = k < Cg_out
-                a = tl.load(go_ptr + go_pix[:, None] + k[None, :] * sgc,
-                            mask=ok[:, None] & mask_k[None, :], other=0.0)
-                b = tl.load(w_ptr + w_tap[None, :] + ((g * Cg_out + k) * swo)[:, None],
-                            mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc = _mma(acc, a, b, UPCAST, IEEE)
-    gi_off = (n * sin + h * sih + w * siw)[:, None] + (ci * sic)[None, :]
-    tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-
-
 @triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=_PRUNE, cache_results=True)
 @triton.jit
 def _conv2d_bwd_weight_kernel(
@@ -284,25 +227,11 @@ def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
 
 
 def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
-    n, _c_in, h, wd = grad_in.shape
-    c_out, cg_in, kh, kw = w.shape
-    _, _, oh, ow = grad_out.shape
-    groups = spec.groups
-    cg_out = c_out // groups
-    gemm_m = n * h * wd
+    # The input gradient is a transposed conv of grad_out: the phase-decomposed gather runs only the taps
+    # that reach each stride phase of grad_in. (Imported here: that module builds on this one's pieces.)
+    from cnnkern.triton.conv_transpose2d import phase_gather
 
-    def grid(meta):
-        return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_in, meta["BLOCK_N"]), groups)
-
-    _conv2d_bwd_input_kernel[grid](
-        grad_out, w, grad_in,
-        n, h, wd, oh, ow, cg_in, cg_out,
-        *grad_out.stride(), *w.stride(), *grad_in.stride(),
-        *spec.stride, *spec.pad_tl, *spec.dilation,
-        gemm_m, cg_in, kh * kw * cg_out,
-        KH=kh, KW=kw, CHANNELS_LAST=_channels_last(grad_out),
-        **_common(grad_out.dtype, (grad_out, w, grad_in)),
-    )
+    phase_gather(grad_out, w, None, grad_in, spec)
 
 
 def _split_k(gemm_k: int, tiles: int, device: torch.device) -> int:

@@ -108,6 +108,9 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
             [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     constexpr int64_t V = 16 / sizeof(T);
+    // One block row per (group, stride phase) of grad_in.
+    TORCH_CHECK(int64_t{s.groups} * s.stride_h * s.stride_w <= kGridYZLimit, op, ": groups=", s.groups,
+                " times the stride phases ", s.stride_h, "x", s.stride_w, " exceeds the grid limit ", kGridYZLimit);
     GatherMap map = GatherMap::kPixelFast;
     if (channels_fast(grad_out)) {
       map = (s.cg_out % V == 0 && vec_ok(grad_out, V)) ? GatherMap::kChannelVec : GatherMap::kChannelFast;
@@ -118,7 +121,9 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
                                  in_ptr<T>(w),
                                  strides_of(w),
                                  out_ptr<T>(grad_in),
-                                 strides_of(grad_in)};
+                                 strides_of(grad_in),
+                                 nullptr,
+                                 0};
     launch_conv2d_dgrad<T>(p, map, !channels_fast(grad_in), stream);
   });
 }

@@ -162,14 +162,19 @@ void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt1993
   EXPECT(bad == 0, "fwd %s layout=%d variant=%d bias=%d: %d mismatches", c.name, layout, variant, with_bias, bad);
 }
 
+// Also the transposed conv forward (dy = its input, dx = its output); the bias, when present, is read
+// through a stride of 2 like a sliced view.
 template <class T>
-void run_dgrad(const Case& c, int layout, int variant, std::mt19937& rng) {
+void run_dgrad(const Case& c, int layout, int variant, std::mt19937& rng, bool with_bias = false) {
   Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout),
       dx(c.n, c.cin, c.h, c.w, layout);
   fill(dy, rng);
   fill(w, rng);
+  std::vector<T> bias(2 * c.cin);
+  for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
   dx.each([&](int i, int j, int k, int l) { dx.at(i, j, k, l) = Num<T>::from_float(NAN); });
-  Conv2dDgradParams<T> prm{c.shape(), dy.ptr, dy.st, w.ptr, w.st, dx.ptr, dx.st};
+  Conv2dDgradParams<T> prm{c.shape(), dy.ptr, dy.st, w.ptr, w.st, dx.ptr, dx.st,
+                           with_bias ? bias.data() : nullptr, 2};
   const bool m_fast = layout != 1;
   if (variant == 0) replay(Conv2dDgradProblem<T, Fast::kRow, 1>::make(prm, m_fast));
   if (variant == 1) replay(Conv2dDgradProblem<T, Fast::kK, 1>::make(prm, m_fast));
@@ -184,12 +189,41 @@ void run_dgrad(const Case& c, int layout, int variant, std::mt19937& rng) {
   });
   int bad = 0;
   dx.each([&](int n, int ch, int h, int w_) {
-    const double rv = ref[xi(n, ch, h, w_)];
+    const double rv = ref[xi(n, ch, h, w_)] + (with_bias ? Num<T>::to_float(bias[2 * ch]) : 0.0);
     const float got = dx.get(n, ch, h, w_);
     if (!close<T>(rv, got, 1.0) && bad++ < 5)
       std::printf("  dgrad %s layout=%d var=%d dx[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, n, ch, h, w_, got, rv);
   });
-  EXPECT(bad == 0, "dgrad %s layout=%d variant=%d: %d mismatches", c.name, layout, variant, bad);
+  EXPECT(bad == 0, "dgrad %s layout=%d variant=%d bias=%d: %d mismatches", c.name, layout, variant, with_bias, bad);
+}
+
+// The phase tap lists against brute force: every tap that reaches a phase is listed, once, and only those.
+void test_phase_taps() {
+  int bad = 0;
+  for (int stride = 1; stride <= 6; ++stride)
+    for (int dil = 1; dil <= 6; ++dil)
+      for (int k = 1; k <= 7; ++k)
+        for (int pad = 0; pad <= 9; ++pad) {
+          const int step = stride / Conv2dDgradProblem<float, Fast::kRow, 1>::gcd(stride, dil);
+          const DgradAxis ax{k, stride, pad, dil, step, step * dil / stride, 1};
+          for (int phase = 0; phase < stride; ++phase) {
+            const PhaseTaps t = phase_taps(ax, phase);
+            std::vector<int> want, got;
+            for (int r = 0; r < k; ++r)
+              if ((phase + pad - r * dil) % stride == 0) want.push_back(r);
+            for (int j = 0; j < t.count; ++j) got.push_back(t.first + j * step);
+            bool ok = want == got;
+            for (int j = 0; ok && j < t.count; ++j) {
+              const int r = t.first + j * step;
+              for (int i = 0; i < 4; ++i)  // dy coordinate of dx pixel phase + stride*i through tap r
+                ok = ok && (phase + stride * i + pad - r * dil) == stride * (i + t.shift - j * ax.dil_step);
+            }
+            if (!ok && bad++ < 5)
+              std::printf("FAIL phase_taps stride=%d dil=%d k=%d pad=%d phase=%d: first=%d count=%d\n", stride, dil,
+                          k, pad, phase, t.first, t.count);
+          }
+        }
+  g_failures += bad;
 }
 
 template <class T>
@@ -282,6 +316,22 @@ void run_all(const std::vector<Case>& cases) {
   }
 }
 
+// Stride-phase coverage of the input gradient / transposed conv forward, with and without bias.
+template <class T>
+void run_phases(const std::vector<Case>& cases) {
+  std::mt19937 rng(4321);
+  const int v = vec_width<T>();
+  for (const Case& c : cases) {
+    for (int layout = 0; layout < 3; ++layout) {
+      for (int variant = 0; variant < 2; ++variant) {
+        run_dgrad<T>(c, layout, variant, rng, false);
+        run_dgrad<T>(c, layout, variant, rng, true);
+      }
+      if (layout == 1 && (c.cout / c.groups) % v == 0) run_dgrad<T>(c, layout, 2, rng, true);
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -307,6 +357,28 @@ int main() {
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases);
   std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
+
+  test_phase_taps();
+  std::printf("phase taps: %s\n", g_failures ? "FAILED" : "ok");
+  // As transposed convs: dy (cout channels, oh x ow) is the input, dx (cin, h x w) the output.
+  // n cin h w cout kh kw groups sh sw ph pw dh dw extra_h extra_w
+  const std::vector<Case> phase_cases = {
+      {2, 6, 16, 14, 8, 4, 4, 1, 2, 2, 1, 1, 1, 1, 0, 0, "dcgan_k4s2p1"},
+      {1, 4, 10, 8, 5, 1, 1, 1, 3, 2, 0, 0, 1, 1, 0, 0, "k1s3x2_empty_phases"},
+      {2, 6, 13, 11, 4, 5, 3, 2, 3, 2, 2, 1, 2, 3, 1, 0, "k5x3_s3x2_d2x3_g2"},
+      {1, 3, 9, 9, 4, 3, 3, 1, 2, 2, 1, 0, 2, 2, 0, 0, "s2d2_one_phase_all_taps"},
+      {1, 4, 11, 7, 3, 2, 2, 1, 3, 1, 0, 1, 1, 1, 2, 0, "k2_s3x1"},
+      {1, 3, 12, 10, 4, 3, 3, 1, 2, 2, 0, 0, 3, 3, -2, -3, "rows_past_reach"},
+      {2, 8, 9, 10, 16, 4, 4, 2, 2, 3, 1, 2, 1, 1, 0, 0, "vec_g2_s2x3"},
+      {1, 4, 7, 7, 4, 3, 3, 4, 2, 2, 1, 1, 1, 1, 1, 1, "depthwise_s2"},
+      {1, 2, 2, 3, 3, 3, 3, 1, 3, 3, 2, 2, 1, 1, 0, 0, "extent_below_stride"},
+  };
+  run_phases<float>(phase_cases);
+  std::printf("phases float: %s\n", g_failures ? "FAILED" : "ok");
+  run_phases<__half>(phase_cases);
+  std::printf("phases half: %s\n", g_failures ? "FAILED" : "ok");
+  run_phases<__nv_bfloat16>(phase_cases);
+  std::printf("phases bf16: %s\n", g_failures ? "FAILED" : "ok");
   std::printf(g_failures ? "emulate_conv2d: %d FAILURES\n" : "emulate_conv2d: all passed\n", g_failures);
   return g_failures ? 1 : 0;
 }

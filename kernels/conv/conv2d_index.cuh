@@ -46,15 +46,4 @@ struct TapChannelIndex {
   }
 };
 
-// Gather formulation of the transposed convolution: the output coordinate that input coordinate
-// `i` meets through tap offset `tap_off` (= r * dilation), or -1 when none does (not divisible by the
-// stride, or outside [0, out_extent)). `i_pad` is i + pad.
-CNNKERN_HD int source_coord(int i_pad, int tap_off, const FastDivmod& div_stride, int out_extent) {
-  const int t = i_pad - tap_off;
-  if (t < 0) return -1;
-  uint32_t o, rem;
-  div_stride.divmod(static_cast<uint32_t>(t), o, rem);
-  return (rem == 0 && static_cast<int>(o) < out_extent) ? static_cast<int>(o) : -1;
-}
-
 }  // namespace cnnkern

@@ -51,6 +51,8 @@ struct Conv2dDgradParams {
   Strides4 ws;
   T* dx;
   Strides4 dxs;
+  const T* bias;  // per dx channel, nullptr when absent (transposed conv forward)
+  int64_t bias_stride;
 };
 
 template <class T>
