@@ -42,6 +42,12 @@ from shapes import ConvShape, select
 MODES = ("fwd", "fwdbwd")
 CPU_PROVIDERS = ("aten-cpu",)  # providers that run only on the CPU (the rest need or prefer a GPU)
 
+
+def is_cudnn(name: str) -> bool:
+    """The cuDNN eager baseline and its variants (``cudnn-det``: with deterministic algorithms)."""
+    return name == "cudnn" or name.startswith("cudnn-")
+
+
 CPU_NOTICE = ("No CUDA GPU: timing the CPU paths (reference = ATen CPU; triton = Triton interpreter, only "
               "if TRITON_INTERPRET=1) on reduced shapes (batch {b}, channels/{c}, spatial capped at {hw}) -- "
               "these are not performance numbers for the GPU kernels.")
@@ -104,15 +110,37 @@ class BenchSpec:
     extra_sections: Callable[[Run], dict[str, list[dict]]] | None = None
     # Optional overrides for benchmarks of ops that are not a plain F.conv2d (None / empty: the defaults).
     # eager_call(s) -> f(x, w): what the eager baselines run and torch.compile compiles (default F.conv2d).
+    # (Each call builder, eager_call / cnnkern_call / cnnkern_provider_call, also gets the problem's extra
+    # inputs as keyword arguments: see Problem.)
     eager_call: Callable[[ConvShape], Callable] | None = None
     # make_problem(s, n, dtype, layout, backward, ref_dtype, dev, seed) -> (x, w, dy, ref) like make_problem
-    # below; ref may be a dict {provider name: ref, None: default ref} for providers with other outputs.
+    # below, or a Problem when the op needs more inputs than x and w; ref may be a dict {provider name: ref,
+    # None: default ref} for providers with other outputs.
     make_problem: Callable | None = None
     reduce_shape: Callable[[ConvShape], ConvShape] | None = None  # CPU reduction (default reduce_for_cpu)
     provider_backends: dict[str, str] = field(default_factory=dict)  # provider -> cnnkern backend it forces
     # cnnkern_provider_call(provider name, ck, s) -> f(x, w): replaces cnnkern_call when providers differ
     cnnkern_provider_call: Callable[[str, object, ConvShape], Callable] | None = None
     explain_failures: bool = True  # on a cnnkern failure, record cnnkern.explain_conv2d's report
+    # provider_context(provider name) -> a context manager entered around that provider's check and timing
+    # (e.g. deterministic-algorithm flags); None: none.
+    provider_context: Callable[[str], contextlib.AbstractContextManager] | None = None
+
+
+@dataclass
+class Problem:
+    """One problem's tensors, as a make_problem hook may return them.
+
+    ``inputs`` are per-problem tensors the op takes besides x and w (e.g. the passthrough half of a
+    concatenation): the driver hands them by keyword to the call builders when it builds the providers for
+    this problem, so the timed calls capture them and nothing is looked up per call.
+    """
+
+    x: torch.Tensor
+    w: torch.Tensor
+    dy: torch.Tensor | None
+    ref: object
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -281,7 +309,7 @@ def import_cnnkern(api: str = "conv2d"):
 def provider_status(name: str, dev: str, ck, ck_err: str | None, backend_status: dict,
                     backend: str | None = None) -> str | None:
     """None if the provider can run here, else why not."""
-    if name == "cudnn":
+    if is_cudnn(name):
         if dev != "cuda":
             return "no CUDA GPU"
         return None if torch.backends.cudnn.is_available() else "cuDNN not available in this torch build"
@@ -336,15 +364,17 @@ def auto_choice(ck, x, w, s: ConvShape) -> dict:
 class Provider:
     """How to call one provider on one problem."""
 
-    def __init__(self, name: str, ck, s: ConvShape, spec: BenchSpec):
+    def __init__(self, name: str, ck, s: ConvShape, spec: BenchSpec, inputs: dict | None = None):
         self.name = name
+        inputs = inputs or {}  # the problem's extra inputs, for the call builders (see Problem)
         self.uses_cudagraphs = False
-        if name in ("cudnn", *CPU_PROVIDERS) and spec.eager_call is not None:
-            self.call = spec.eager_call(s)
+        eager = is_cudnn(name) or name in CPU_PROVIDERS
+        if eager and spec.eager_call is not None:
+            self.call = spec.eager_call(s, **inputs)
         elif name == "compile" and spec.eager_call is not None:
-            self.call = torch.compile(spec.eager_call(s), mode=spec.compile_mode, dynamic=False)
+            self.call = torch.compile(spec.eager_call(s, **inputs), mode=spec.compile_mode, dynamic=False)
             self.uses_cudagraphs = spec.compile_mode in ("max-autotune", "reduce-overhead")
-        elif name in ("cudnn", *CPU_PROVIDERS):
+        elif eager:
             args = (s.stride, s.padding, s.dilation, s.groups)
             self.call = lambda x, w: F.conv2d(x, w, None, *args)
         elif name == "compile":
@@ -356,21 +386,24 @@ class Provider:
             self.call = torch.compile(conv, mode=spec.compile_mode, dynamic=False)
             self.uses_cudagraphs = spec.compile_mode in ("max-autotune", "reduce-overhead")
         elif spec.cnnkern_provider_call is not None:
-            self.call = spec.cnnkern_provider_call(name, ck, s)
+            self.call = spec.cnnkern_provider_call(name, ck, s, **inputs)
         else:
-            self.call = spec.cnnkern_call(ck, s)
+            self.call = spec.cnnkern_call(ck, s, **inputs)
         backend = name.split("-", 1)[1] if name.startswith("cnnkern-") else None
         backend = spec.provider_backends.get(name, backend)
         self._backend = None if backend in (None, "auto") else backend
         self._ck = ck
+        self._extra = spec.provider_context
 
     @contextlib.contextmanager
     def context(self):
-        """Force the backend (process-wide, so autograd's backward threads see it too)."""
-        if self._backend is None:
-            yield
-            return
-        with self._ck.use_backend(self._backend):
+        """Force the backend (process-wide, so autograd's backward threads see it too), inside the spec's
+        provider_context if it has one."""
+        with contextlib.ExitStack() as stack:
+            if self._extra is not None:
+                stack.enter_context(self._extra(self.name))
+            if self._backend is not None:
+                stack.enter_context(self._ck.use_backend(self._backend))
             yield
 
     def step(self, x, w, dy):
@@ -548,7 +581,7 @@ def _resolve_configs(spec: BenchSpec, args, on_gpu: bool):
     requested = C.parse_list(args.providers) or spec.default_providers[devkind]
     if "all" in requested:
         requested = [p for p in spec.providers
-                     if not (p in CPU_PROVIDERS if on_gpu else p == "cudnn")]
+                     if not (p in CPU_PROVIDERS if on_gpu else is_cudnn(p))]
     bad = [p for p in requested if p not in spec.providers]
     if bad:
         raise ValueError(f"unknown provider {bad[0]!r}; choose from {', '.join(spec.providers)}")
@@ -675,8 +708,10 @@ def _run_problem(run: Run, s: ConvShape, n: int, dt: str, layout: str, mode: str
             "count": s.count, "dtype": dt, "layout": layout, "mode": mode,
             "flops": flops, "bytes": nbytes, "reduced": run.reduced}
     try:
-        x, w, dy, ref = (run.spec.make_problem or make_problem)(s, n, C.DTYPES[dt], layout, backward,
-                                                                run.ref_dtype, run.dev, seed)
+        made = (run.spec.make_problem or make_problem)(s, n, C.DTYPES[dt], layout, backward, run.ref_dtype,
+                                                       run.dev, seed)
+        problem = made if isinstance(made, Problem) else Problem(*made)
+        x, w, dy, ref = problem.x, problem.w, problem.dy, problem.ref
     except Exception as e:  # noqa: BLE001 - e.g. out of memory for the reference
         if run.on_gpu:
             torch.cuda.empty_cache()
@@ -690,7 +725,7 @@ def _run_problem(run: Run, s: ConvShape, n: int, dt: str, layout: str, mode: str
         rec = dict(base, provider=p)
         prov = None
         try:
-            prov = Provider(p, run.ck, s, run.spec)
+            prov = Provider(p, run.ck, s, run.spec, problem.inputs)
             measure(run, prov, s, x, w, dy, ref, dt, rec)
         finally:
             if p == "compile":
@@ -720,7 +755,7 @@ def _run_problem(run: Run, s: ConvShape, n: int, dt: str, layout: str, mode: str
         table.row(rec)
         rec.pop("rate", None)
         run.records.append(rec)
-    del x, w, dy, ref
+    del x, w, dy, ref, problem, made
 
 
 def _stop(signum, frame):

@@ -7,8 +7,9 @@ ShuffleNetV1 1.0x (g = 3 and g = 8) and ShuffleNetV2 x1.0; see bench/shapes_grou
 Same procedure as bench_conv2d.py (bench/_driver.py): every provider is checked against the same ops in
 higher precision before it is timed. Each layer carries the shuffle that follows it in the real network:
 the baselines run conv + shuffle (or conv + cat + shuffle), the cnnkern providers the fused op.
-``cnnkern-triton-noshuffle`` runs the same Triton kernel without the shuffle (shuffle_groups=None, or
-shuffle_groups=1 for the concat layers), so the cost of the fused shuffle can be read off. The baseline's
+``cnnkern-triton-noshuffle`` / ``cnnkern-cuda-noshuffle`` run the same Triton / CUDA kernel without the
+shuffle (shuffle_groups=None, or shuffle_groups=1 for the concat layers), so the cost of the fused shuffle
+can be read off. The baseline's
 F.channel_shuffle returns a contiguous (NCHW) tensor even for channels_last input: that copy is part of
 its real cost. 1x1 convs are bound by memory, so next to TFLOP/s each result gives GB/s of its minimal
 traffic and that as a % of the copy bandwidth measured at the start of the run (%bw).
@@ -41,11 +42,14 @@ PROVIDERS = {
     "cnnkern-triton-noshuffle": "the same Triton kernel without the shuffle (shuffle_groups=None; concat "
                                 "layers: shuffle_cat_pointwise with shuffle_groups=1), checked against the "
                                 "unshuffled reference",
+    "cnnkern-cuda-noshuffle": "the same CUDA kernel without the shuffle (as cnnkern-triton-noshuffle)",
     "cnnkern-auto": "cnnkern.group_pointwise_conv2d / shuffle_cat_pointwise with the automatic backend choice",
     "cnnkern-reference": "cnnkern.group_pointwise_conv2d / shuffle_cat_pointwise inside use_backend('reference')",
     "aten-cpu": "eager F.conv2d + F.channel_shuffle on the CPU (ATen)",
 }
 NOSHUFFLE = "cnnkern-triton-noshuffle"
+NOSHUFFLE_CUDA = "cnnkern-cuda-noshuffle"
+NOSHUFFLE_OF = {"cnnkern-triton": NOSHUFFLE, "cnnkern-cuda": NOSHUFFLE_CUDA}  # fused provider -> its baseline
 
 # The issue's targets. (a) fused vs the same kernel without shuffle; (b), (c) geomean speedups of the fused
 # op over the layers that the network shuffles after (fwd and fwd+bwd, every config).
@@ -54,17 +58,14 @@ SPEEDUP_GOALS = (("b", "cudnn", 1.4, "geomean x eager conv+shuffle, shuffled lay
                  ("c", "compile", 1.15, "geomean x torch.compile, shuffled layers"))
 TARGET_PROVIDERS = ("cnnkern-triton", "cnnkern-cuda")
 
-# Where the current problem's passthrough tensor lives (ShuffleNetV2 tails): set by make_problem, read
-# when the providers are built right after it (so the timed calls capture it; no per-call lookup).
-_PROBLEM: dict[str, torch.Tensor | None] = {"passthrough": None}
-
-
 def _shuffled(s: GroupPointwiseShape) -> bool:
     return s.shuffle_groups is not None
 
 
-def eager_call(s: GroupPointwiseShape):
-    g, sg, p = s.groups, s.shuffle_groups, _PROBLEM["passthrough"]
+# ``passthrough``: the ShuffleNetV2 tail's passthrough half, an extra input of the concat layers' problems
+# (make_problem returns it in D.Problem.inputs; the driver hands it to these call builders).
+def eager_call(s: GroupPointwiseShape, passthrough: torch.Tensor | None = None):
+    g, sg, p = s.groups, s.shuffle_groups, passthrough
     if s.cat:
         def f(x, w):
             return F.channel_shuffle(torch.cat([p, F.conv2d(x, w, None, 1, 0, 1, g)], 1), sg)
@@ -77,8 +78,8 @@ def eager_call(s: GroupPointwiseShape):
     return f
 
 
-def cnnkern_call(ck, s: GroupPointwiseShape, shuffle: bool = True):
-    g, sg, p = s.groups, s.shuffle_groups, _PROBLEM["passthrough"]
+def cnnkern_call(ck, s: GroupPointwiseShape, shuffle: bool = True, passthrough: torch.Tensor | None = None):
+    g, sg, p = s.groups, s.shuffle_groups, passthrough
     if s.cat:
         sg = sg if shuffle else 1
         return lambda x, w: ck.shuffle_cat_pointwise(p, x, w, None, g, shuffle_groups=sg)
@@ -86,14 +87,15 @@ def cnnkern_call(ck, s: GroupPointwiseShape, shuffle: bool = True):
     return lambda x, w: ck.group_pointwise_conv2d(x, w, None, g, sg)
 
 
-def provider_call(name: str, ck, s: GroupPointwiseShape):
-    return cnnkern_call(ck, s, shuffle=name != NOSHUFFLE)
+def provider_call(name: str, ck, s: GroupPointwiseShape, passthrough: torch.Tensor | None = None):
+    return cnnkern_call(ck, s, shuffle=name not in NOSHUFFLE_OF.values(), passthrough=passthrough)
 
 
 def make_problem(s: GroupPointwiseShape, n: int, dtype: torch.dtype, layout: str, backward: bool, ref_dtype,
                  dev: torch.device, seed: int):
     """x, w, dy and the higher-precision references: {None: conv + the layer's shuffle (or cat + shuffle),
-    NOSHUFFLE: conv alone (or cat without shuffle), with the same dy}."""
+    NOSHUFFLE: conv alone (or cat without shuffle), with the same dy}; concat layers also get their
+    passthrough tensor as the extra input ``passthrough``."""
     gen = torch.Generator(device=dev).manual_seed(seed)
 
     def randn(*shape, scale=1.0):
@@ -106,7 +108,6 @@ def make_problem(s: GroupPointwiseShape, n: int, dtype: torch.dtype, layout: str
     p = randn(n, oc, hw, hw) if s.cat else None
     out_c = 2 * oc if s.cat else oc
     dy = randn(n, out_c, hw, hw) if backward else None
-    _PROBLEM["passthrough"] = p
 
     refs = {}
     xr = x.detach().to(ref_dtype).requires_grad_(backward)
@@ -121,10 +122,11 @@ def make_problem(s: GroupPointwiseShape, n: int, dtype: torch.dtype, layout: str
             if backward:
                 ref += [t.detach() for t in torch.autograd.grad(y, (xr, wr), dy.to(ref_dtype), retain_graph=True)]
             refs[key] = ref
+    refs[NOSHUFFLE_CUDA] = refs[NOSHUFFLE]
     if backward:
         x.requires_grad_(True)
         w.requires_grad_(True)
-    return x, w, dy, refs
+    return D.Problem(x, w, dy, refs, {"passthrough": p} if s.cat else {})
 
 
 def counts(s: GroupPointwiseShape, n: int, elem_size: int, backward: bool) -> tuple[int, int]:
@@ -198,16 +200,16 @@ def evaluate_targets(run: D.Run, summary: list[dict]) -> list[dict]:
                     "n_pass": n_pass, "not_ok": not_ok, "what": what, "verdict": verdict})
 
     # (a) shuffle overhead: ms(fused) / ms(same kernel, no shuffle) - 1, geomean over the shuffled layers.
-    prov = "cnnkern-triton"
-    fused = {_key(r): r for r in recs if r["provider"] == prov}
-    plain = {_key(r): r for r in recs if r["provider"] == NOSHUFFLE}
-    chosen = [r for k, r in fused.items() if k in plain] + [r for k, r in plain.items() if k in fused]
-    ratios = [fused[k]["ms"] / plain[k]["ms"] for k in fused if k in plain
-              and fused[k].get("status") == "ok" and plain[k].get("status") == "ok"]
-    pcts = [100.0 * (v - 1) for v in ratios]
-    value = 100.0 * (C.geomean(ratios) - 1) if ratios else None
-    row("a", prov, "shuffle overhead vs noshuffle (geomean %), shuffled layers", SHUFFLE_OVERHEAD_GOAL,
-        pcts, chosen, value, lambda v: v <= SHUFFLE_OVERHEAD_GOAL)
+    for prov, noshuffle in NOSHUFFLE_OF.items():
+        fused = {_key(r): r for r in recs if r["provider"] == prov}
+        plain = {_key(r): r for r in recs if r["provider"] == noshuffle}
+        chosen = [r for k, r in fused.items() if k in plain] + [r for k, r in plain.items() if k in fused]
+        ratios = [fused[k]["ms"] / plain[k]["ms"] for k in fused if k in plain
+                  and fused[k].get("status") == "ok" and plain[k].get("status") == "ok"]
+        pcts = [100.0 * (v - 1) for v in ratios]
+        value = 100.0 * (C.geomean(ratios) - 1) if ratios else None
+        row("a", prov, "shuffle overhead vs noshuffle (geomean %), shuffled layers", SHUFFLE_OVERHEAD_GOAL,
+            pcts, chosen, value, lambda v: v <= SHUFFLE_OVERHEAD_GOAL)
     # (b), (c) speedups.
     for prov in TARGET_PROVIDERS:
         mine = [r for r in recs if r["provider"] == prov]
@@ -240,7 +242,7 @@ SPEC = D.BenchSpec(
     shapes=GROUP_POINTWISE,
     shapes_label="ShuffleNet",
     providers=PROVIDERS,
-    default_providers={"cuda": ["cudnn", "compile", "cnnkern-cuda", "cnnkern-triton", NOSHUFFLE],
+    default_providers={"cuda": ["cudnn", "compile", "cnnkern-cuda", NOSHUFFLE_CUDA, "cnnkern-triton", NOSHUFFLE],
                        "cpu": ["aten-cpu", "cnnkern-reference", "cnnkern-triton", NOSHUFFLE, "cnnkern-cuda"]},
     baselines={"cuda": ["cudnn", "compile"], "cpu": ["aten-cpu", "compile"]},
     layers_help="keep layers whose name contains PAT or matches it as a regex, or whose network is PAT "
@@ -258,7 +260,7 @@ SPEC = D.BenchSpec(
                   "'gm xcompile' = geomean speedup vs torch.compile ==",
     group_header="network",
     cnnkern_api="group_pointwise_conv2d",
-    cnnkern_call=lambda ck, s: cnnkern_call(ck, s),
+    cnnkern_call=lambda ck, s, **inputs: cnnkern_call(ck, s, **inputs),
     cnnkern_provider_call=provider_call,
     compile_mode="default",
     counts=counts,
@@ -271,7 +273,7 @@ SPEC = D.BenchSpec(
     eager_call=eager_call,
     make_problem=make_problem,
     reduce_shape=reduce_shape,
-    provider_backends={NOSHUFFLE: "triton"},
+    provider_backends={NOSHUFFLE: "triton", NOSHUFFLE_CUDA: "cuda"},
     explain_failures=False,
 )
 

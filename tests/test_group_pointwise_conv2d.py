@@ -23,29 +23,31 @@ CASES = [
     pytest.param((1, 9, 4, 6), 12, 3, 3, "relu", id="g3-s3"),
     pytest.param((2, 12, 3, 5), 20, 4, 2, "scale", id="g4-s2"),
     pytest.param((1, 16, 3, 4), 24, 8, 8, "bias-bn", id="g8-s8"),
-    pytest.param((2, 6, 5, 3), 10, 2, 5, "bn-relu", id="g2-s5"),
+    pytest.param((2, 6, 5, 3), 10, 2, 5, "bn32-relu", id="g2-s5-bn32"),
     pytest.param((1, 7, 3, 7), 9, 1, 3, "none", id="g1-s3"),
 ]
-EPILOGUES = {  # epilogue -> (bias, scale, shift, relu)
-    "none": (False, False, False, False),
-    "bias": (True, False, False, False),
-    "relu": (True, False, False, True),
-    "scale": (False, True, False, False),
-    "bn-relu": (False, True, True, True),
-    "bias-bn": (True, True, True, False),
+EPILOGUES = {  # epilogue -> (bias, scale, shift, relu, scale/shift in fp32 whatever the input dtype)
+    "none": (False, False, False, False, False),
+    "bias": (True, False, False, False, False),
+    "relu": (True, False, False, True, False),
+    "scale": (False, True, False, False, False),
+    "bn-relu": (False, True, True, True, False),
+    "bn32-relu": (False, True, True, True, True),  # folded BN parameters kept in fp32
+    "bias-bn": (True, True, True, False, False),
 }
 
 
 def _operands(shape, c_out, groups, epilogue, dtype, device, layout):
-    has_bias, has_scale, has_shift, relu = EPILOGUES[epilogue]
+    has_bias, has_scale, has_shift, relu, vec_f32 = EPILOGUES[epilogue]
     x = make_input(shape, dtype, device, layout)
     cg_in = shape[1] // groups
     w = (torch.randn(c_out, cg_in, 1, 1, device=device) / cg_in ** 0.5).to(dtype)
 
-    def vec(on, base=0.0):
-        return (base + torch.randn(c_out, device=device)).to(dtype) if on else None
+    def vec(on, base=0.0, vec_dtype=dtype):
+        return (base + torch.randn(c_out, device=device)).to(vec_dtype) if on else None
 
-    return x, w, vec(has_bias), vec(has_scale, 1.0), vec(has_shift), relu
+    bn_dtype = torch.float32 if vec_f32 and dtype != torch.float64 else dtype
+    return x, w, vec(has_bias), vec(has_scale, 1.0, bn_dtype), vec(has_shift, 0.0, bn_dtype), relu
 
 
 def _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue):
@@ -150,7 +152,7 @@ def test_compile_fullgraph():
         torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("device,backend", backend_params(device_backends={"triton"}))
+@pytest.mark.parametrize("device,backend", backend_params(device_backends={"triton", ("cuda", "cuda")}))
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_weight_grad_is_bitwise_reproducible(device, backend, layout):
     # More pixels than one split holds, so partial sums from several programs are combined.
@@ -226,25 +228,55 @@ def test_bad_dtype_and_vector_errors():
         cnnkern.group_pointwise_conv2d(x, w, torch.randn(4))
     with pytest.raises(RuntimeError, match=r"expected scale to be 1-dimensional with 6 elements.*\[5\]"):
         cnnkern.group_pointwise_conv2d(x, w, scale=torch.randn(5))
-    with pytest.raises(RuntimeError, match=r"shift \(torch.float64, cpu\) must have the input's dtype"):
+    with pytest.raises(RuntimeError, match=r"shift \(torch.float64, cpu\) must be on the input's device.*"
+                       r"input's dtype \(torch.float32\), or float32 for float16/bfloat16 input"):
         cnnkern.group_pointwise_conv2d(x, w, shift=torch.randn(6, dtype=torch.float64))
+    # fp32 folded-BN vectors go with fp16/bf16 input only; lower precision than the input never does.
+    with pytest.raises(RuntimeError, match=r"scale \(torch.float16, cpu\) must be on the input's device"):
+        cnnkern.group_pointwise_conv2d(x, w, scale=torch.randn(6, dtype=torch.float16))
+    with pytest.raises(RuntimeError, match=r"scale \(torch.float32, cpu\).*input's dtype \(torch.float64\)"):
+        cnnkern.group_pointwise_conv2d(x.double(), w.double(), scale=torch.randn(6))
+    with pytest.raises(RuntimeError, match=r"shift \(torch.float16, cpu\).*input's dtype \(torch.bfloat16\)"):
+        cnnkern.group_pointwise_conv2d(x.bfloat16(), w.bfloat16(), shift=torch.randn(6, dtype=torch.float16))
     with pytest.raises(RuntimeError, match=r"expected floating-point tensors, but input has dtype torch.int64"):
         cnnkern.group_pointwise_conv2d(x.long(), w)
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("shape,c_out,groups,shuffle_groups,epilogue", [
     ((8, 240, 28, 28), 60, 3, 3, "bn-relu"),     # ShuffleNetV1 g=3 stage 2 bottleneck in
     ((8, 60, 28, 28), 240, 3, None, "bias-bn"),  # ... and out (no shuffle after the last 1x1)
-    ((8, 384, 14, 14), 96, 8, 8, "bn-relu"),     # ShuffleNetV1 g=8 stage 3
+    ((8, 384, 14, 14), 96, 8, 8, "bn32-relu"),   # ShuffleNetV1 g=8 stage 3, fp32 folded BN
     ((8, 544, 7, 7), 136, 4, 4, "bn-relu"),      # ShuffleNetV1 g=4 stage 4
     ((16, 116, 28, 28), 116, 1, None, "bn-relu"),  # ShuffleNetV2 1x stage 2 pointwise (not a multiple of 8)
     ((4, 58, 33, 31), 58, 2, 2, "relu"),         # odd spatial size
 ])
-def test_gpu_shufflenet_shapes(poison_outputs, dtype, layout, shape, c_out, groups, shuffle_groups,  # noqa: F811
-                               epilogue):
-    if "triton" not in cnnkern.available_backends():
-        pytest.skip(f"triton: {cnnkern.backend_status()['triton']}")
-    _check("cuda", "triton", layout, dtype, shape, c_out, groups, shuffle_groups, epilogue)
+def test_gpu_shufflenet_shapes(poison_outputs, backend, dtype, layout, shape, c_out, groups,  # noqa: F811
+                               shuffle_groups, epilogue):
+    if backend not in cnnkern.available_backends():
+        pytest.skip(f"{backend}: {cnnkern.backend_status()[backend]}")
+    _check("cuda", backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue)
+    assert cnnkern.last_choice().backend == backend
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("shape,groups", [((8, 240, 28, 28), 3), ((4, 116, 14, 14), 2), ((2, 58, 7, 9), 29)])
+def test_gpu_channel_shuffle_sizes(poison_outputs, backend, dtype, layout, shape, groups):  # noqa: F811
+    """Sizes that take the 16-byte vector paths of the CUDA copy kernel (and ones that cannot), both
+    directions (the gradient is the inverse shuffle)."""
+    if backend not in cnnkern.available_backends():
+        pytest.skip(f"{backend}: {cnnkern.backend_status()[backend]}")
+    x = make_input(shape, dtype, "cuda", layout).requires_grad_()
+    g = torch.randn(shape, device="cuda", dtype=dtype)
+    with cnnkern.use_backend(backend):
+        y = cnnkern.channel_shuffle(x, groups)
+        (gx,) = torch.autograd.grad(y, x, g)
+    assert cnnkern.last_choice().backend == backend
+    assert torch.equal(y, F.channel_shuffle(x.detach(), groups))
+    assert torch.equal(gx, F.channel_shuffle(g, shape[1] // groups))

@@ -91,9 +91,17 @@ def check_group_pointwise(input: torch.Tensor, weight: torch.Tensor, bias, scale
             got = list(vec.shape) if isinstance(vec, torch.Tensor) else type(vec).__name__
             raise RuntimeError(f"{op}: expected {name} to be 1-dimensional with {weight.shape[0]} elements "
                                f"(one per output channel of weight {list(weight.shape)}), but got {got}")
-        if vec.dtype != input.dtype or vec.device != input.device:
-            raise RuntimeError(f"{op}: {name} ({vec.dtype}, {vec.device}) must have the input's dtype and "
-                               f"device ({input.dtype}, {input.device})")
+        if not epilogue_dtype_ok(vec.dtype, input.dtype) or vec.device != input.device:
+            raise RuntimeError(f"{op}: {name} ({vec.dtype}, {vec.device}) must be on the input's device "
+                               f"({input.device}) and have the input's dtype ({input.dtype}), or float32 for "
+                               "float16/bfloat16 input")
+
+
+def epilogue_dtype_ok(vec_dtype: torch.dtype, input_dtype: torch.dtype) -> bool:
+    """scale/shift: the input's dtype, or fp32 with fp16/bf16 input (folded BatchNorm parameters are fp32;
+    every backend applies them on its fp32 accumulator)."""
+    return vec_dtype == input_dtype or (vec_dtype == torch.float32 and input_dtype in (torch.float16,
+                                                                                         torch.bfloat16))
 
 
 def frozen_epilogue_error(name: str, op: str) -> RuntimeError:

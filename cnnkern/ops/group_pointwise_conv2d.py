@@ -6,7 +6,9 @@ the gradient through the same map: no shuffled copy exists in either direction.
 
 Forward, per output channel c:  z = conv(x, w)[c] + bias[c];  z = z * scale[c] + shift[c];  z = relu(z);
 stored at ``ChannelMap.dest(c)``. The backward ops take the saved output (ReLU mask: gradient flows where it
-is positive) and the scale (multiplies the gradient); scale and shift themselves get no gradient.
+is positive) and the scale (multiplies the gradient); scale and shift themselves get no gradient. scale and
+shift have the input's dtype, or fp32 with fp16/bf16 input (folded BatchNorm parameters); either way they are
+applied on the fp32 accumulator.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cnnkern.ops import _autocast
 from cnnkern.ops import _group_pointwise_args as _args
 from cnnkern.ops import backend as _backend
 from cnnkern.ops._conv_args import check_tensors, suggest_memory_format
@@ -149,8 +152,8 @@ def pointwise_grads(grad, input, weight, output, scale, groups: int, cmap: Chann
     if needs[2]:
         g = grad if output is None else torch.where(output > 0, grad, 0)
         grad_b = g.sum((0, 2, 3)).index_select(0, cmap.dest_index(weight.shape[0], grad.device))
-        if scale is not None:
-            grad_b = grad_b * scale
+        if scale is not None:  # (an fp32 scale with fp16/bf16 activations: multiplied in fp32, rounded once)
+            grad_b = (grad_b.to(scale.dtype) * scale).to(grad.dtype)
     return grad_in, grad_w, grad_b
 
 
@@ -189,11 +192,14 @@ def group_pointwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = 
 
     Equals ``F.channel_shuffle(act(F.conv2d(input, weight, bias, groups=groups) * scale + shift),
     shuffle_groups)`` with ``act`` ReLU if ``relu`` else identity, scale/shift per output channel
-    (omitted when None) and no shuffle when ``shuffle_groups`` is None. ``weight`` is
+    (omitted when None; the input's dtype, or float32 with float16/bfloat16 input, applied in fp32) and no
+    shuffle when ``shuffle_groups`` is None. ``weight`` is
     (C_out, C_in/groups, 1, 1). The output keeps the input's memory format (channels_last stays
-    channels_last). Differentiable in input, weight and bias; scale/shift are frozen (no gradient).
+    channels_last). Differentiable in input, weight and bias; scale/shift are frozen (no gradient). Under
+    ``torch.autocast`` input, weight and bias run in the autocast dtype (scale/shift stay as given).
     """
     op = "group_pointwise_conv2d"
+    input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
     check_tensors(input, weight, bias, op)
     input, unbatched = _args.batched(input, op)
     check_frozen_epilogue({"scale": scale, "shift": shift}, op)

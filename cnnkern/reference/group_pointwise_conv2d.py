@@ -55,8 +55,9 @@ def _grad_z(grad_out, output, scale, c_out: int, cmap: ChannelMap):
     g = grad_out.index_select(1, dest)
     if output is not None:
         g = torch.where(output.index_select(1, dest) > 0, g, 0)
-    if scale is not None:
-        g = g * scale.view(1, -1, 1, 1)
+    if scale is not None:  # in fp32 (scale may be fp32 with fp16/bf16 gradients), rounded once
+        acc = _acc_dtype(g.dtype)
+        g = (g.to(acc) * scale.to(acc).view(1, -1, 1, 1)).to(g.dtype)
     return g
 
 

@@ -1,6 +1,7 @@
 // Compiles every kernels/ header and instantiates every kernel template that csrc/ launches, with no
 // torch include path on the command line: the build itself enforces "kernels/ never includes torch".
 #include "check/block_replay.cuh"
+#include "check/emulate_tensor.cuh"
 #include "common/fastdiv.cuh"
 #include "common/gemm_loader.cuh"
 #include "common/gemm_math.cuh"
@@ -8,6 +9,7 @@
 #include "common/implicit_gemm.cuh"
 #include "common/macros.cuh"
 #include "common/numeric.cuh"
+#include "conv/channel_shuffle.cuh"
 #include "conv/conv2d.cuh"
 #include "conv/conv2d_dgrad.cuh"
 #include "conv/conv2d_fwd.cuh"
@@ -20,6 +22,9 @@
 #include "conv/depthwise_conv2d_params.cuh"
 #include "conv/depthwise_conv2d_tiled.cuh"
 #include "conv/depthwise_conv2d_wgrad.cuh"
+#include "conv/group_pointwise_conv2d.cuh"
+#include "conv/group_pointwise_conv2d_operands.cuh"
+#include "conv/group_pointwise_conv2d_params.cuh"
 
 namespace cnnkern {
 
@@ -71,5 +76,30 @@ CNNKERN_CHECK_TYPE(__nv_bfloat16, 8);
 CNNKERN_CHECK_DW_TYPE(float, 4);
 CNNKERN_CHECK_DW_TYPE(__half, 8);
 CNNKERN_CHECK_DW_TYPE(__nv_bfloat16, 8);
+
+// Grouped pointwise conv: every instantiation csrc/cuda/group_pointwise_conv2d_launch.cuh can launch
+// (the split reduction is conv2d's, instantiated above).
+#define CNNKERN_CHECK_GPW_TYPE(T, V)                    \
+  CNNKERN_CHECK_GEMM(GpwFwdProblem<T, Fast::kRow, 1>);  \
+  CNNKERN_CHECK_GEMM(GpwFwdProblem<T, Fast::kK, 1>);    \
+  CNNKERN_CHECK_GEMM(GpwFwdProblem<T, Fast::kK, V>);    \
+  CNNKERN_CHECK_GEMM(GpwDgradProblem<T, Fast::kRow>);   \
+  CNNKERN_CHECK_GEMM(GpwDgradProblem<T, Fast::kK>);     \
+  CNNKERN_CHECK_GEMM(GpwWgradProblem<T, Fast::kK>);     \
+  CNNKERN_CHECK_GEMM(GpwWgradProblem<T, Fast::kRow>)
+
+CNNKERN_CHECK_GPW_TYPE(float, 4);
+CNNKERN_CHECK_GPW_TYPE(__half, 8);
+CNNKERN_CHECK_GPW_TYPE(__nv_bfloat16, 8);
+
+// Channel shuffle: 2- and 4-byte words, scalar and 16-byte vectors, both mappings.
+#define CNNKERN_CHECK_SHUFFLE(E, V)                                                         \
+  template __global__ void channel_shuffle_kernel<E, 1, true>(const ChannelShuffleParams<E>); \
+  template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>); \
+  template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>); \
+  template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>)
+
+CNNKERN_CHECK_SHUFFLE(uint16_t, 8);
+CNNKERN_CHECK_SHUFFLE(uint32_t, 4);
 
 }  // namespace cnnkern

@@ -1,0 +1,97 @@
+// Host side of cnnkern_cuda::channel_shuffle: the channel permutation copy behind channel_shuffle, the
+// passthrough half of shuffle_cat_pointwise and their gradients. scatter: dst[:, dest(c)] = src[:, c];
+// gather: dst[:, c] = src[:, dest(c)], with dest the ChannelMap (total channels = the permuted side's,
+// shuffle_groups, channel_offset). Any strides on either side; the kernel plan (mapping, vector width)
+// is plan_channel_shuffle, shared with the emulator.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include "conv/channel_shuffle.cuh"
+#include "cuda/host_common.h"
+
+namespace cnnkern {
+namespace {
+
+using namespace host;
+
+constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
+
+template <class E, int V, bool kPixelFast>
+void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((p.items + kThreads - 1) / kThreads, int64_t{1} << 20);
+  channel_shuffle_kernel<E, V, kPixelFast><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// A pure copy: dispatched on the element size, not the dtype.
+template <class E>
+void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, int shuffle_groups, int offset,
+         bool scatter, cudaStream_t stream) {
+  const int n = static_cast<int>(src.size(0)), h = static_cast<int>(src.size(2)), w = static_cast<int>(src.size(3));
+  const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, strides_of(src), src.const_data_ptr(),
+                                                       strides_of(dst), dst.const_data_ptr(), sizeof(E), scatter);
+  const int pixels = n * h * w;
+  const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),
+                                  strides_of(src),
+                                  static_cast<E*>(dst.mutable_data_ptr()),
+                                  strides_of(dst),
+                                  pixels,
+                                  channels,
+                                  scatter,
+                                  PixelIndex(h, w),
+                                  ShuffleMap(total, shuffle_groups, offset),
+                                  FastDivmod(static_cast<uint32_t>(plan.pixel_fast ? pixels / plan.vec
+                                                                                   : channels / plan.vec)),
+                                  int64_t{channels} * pixels / plan.vec};
+  constexpr int V = 16 / sizeof(E);
+  if (plan.vec == 1) {
+    if (plan.pixel_fast) launch<E, 1, true>(p, stream);
+    else launch<E, 1, false>(p, stream);
+  } else {
+    if (plan.pixel_fast) launch<E, V, true>(p, stream);
+    else launch<E, V, false>(p, stream);
+  }
+}
+
+void channel_shuffle(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
+                     bool scatter) {
+  constexpr const char* op = "cnnkern channel_shuffle";
+  check_tensor(op, "src", src, "src", src);
+  check_tensor(op, "dst", dst, "src", src);
+  check_dtype(op, src);
+  TORCH_CHECK(src.size(0) == dst.size(0) && src.size(2) == dst.size(2) && src.size(3) == dst.size(3), op,
+              ": src ", src.sizes(), " and dst ", dst.sizes(), " must have the same batch and spatial size");
+  const int64_t channels = scatter ? src.size(1) : dst.size(1);
+  const int64_t total = scatter ? dst.size(1) : src.size(1);
+  TORCH_CHECK(shuffle_groups > 0 && total % shuffle_groups == 0, op, ": shuffle_groups=", shuffle_groups,
+              " must be positive and divide the ", total, " permuted channels");
+  TORCH_CHECK(channel_offset >= 0 && channel_offset + channels <= total, op, ": channels [", channel_offset, ", ",
+              channel_offset + channels, ") do not fit the ", total, " permuted channels");
+  const int64_t pixels = src.size(0) * src.size(2) * src.size(3);
+  TORCH_CHECK(pixels * channels <= kIndexLimit && total <= kIndexLimit, op, ": ", channels, " x ", pixels,
+              " elements exceed the 32-bit index limit; split the batch");
+  check_output(op, "dst", dst, {src});
+
+  c10::cuda::CUDAGuard guard(src.device());
+  if (pixels * channels == 0) return;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  auto i = [](int64_t v) { return static_cast<int>(v); };
+  if (src.element_size() == 2) {
+    run<uint16_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, stream);
+  } else {
+    run<uint32_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, stream);
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) { m.impl("channel_shuffle", &channel_shuffle); }
+
+}  // namespace cnnkern

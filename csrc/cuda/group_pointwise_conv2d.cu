@@ -1,0 +1,251 @@
+// Host side of cnnkern_cuda::group_pointwise_conv2d_{fwd,bwd_input,bwd_weight}: argument checks (a defence
+// behind the Python-side validation), dtype dispatch, choice of gather mapping / split-K, launches on the
+// current stream. The conv's output channel c is stored at (forward) or its gradient read from
+// (backward) channel dest(c) of a `total`-channel tensor, dest being the ChannelMap of
+// cnnkern/ops/_group_pointwise_args.py given by (shuffle_groups, channel_offset).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include "common/gemm_tile.cuh"
+#include "cuda/group_pointwise_conv2d_launch.h"
+#include "cuda/host_common.h"
+
+namespace cnnkern {
+namespace {
+
+using namespace host;
+
+// GEMM and channel indices are int32 in the kernels (with up to a tile of overshoot).
+constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
+constexpr int64_t kGridYZLimit = 65535;
+
+void check_dtype_and_device(const char* op, const at::Tensor& t) {
+  check_dtype(op, t);
+  const auto st = t.scalar_type();
+  if (st != at::kFloat) {
+    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
+    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
+    TORCH_CHECK(major >= 8, op, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
+                t.device(), " is sm_", major, minor);
+  }
+}
+
+bool present(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+// A per-output-channel vector: `bias` has x's dtype; scale/shift may also be fp32 for fp16/bf16 x
+// (folded BatchNorm parameters are fp32), and are applied on the fp32 accumulator either way.
+void check_vector(const char* op, const char* name, const std::optional<at::Tensor>& v, int64_t c_out,
+                  const at::Tensor& x, bool allow_f32) {
+  if (!present(v)) return;
+  TORCH_CHECK(v->dim() == 1 && v->size(0) == c_out, op, ": ", name, " must have shape (C_out=", c_out, "), got ",
+              v->sizes());
+  TORCH_CHECK(v->device() == x.device(), op, ": ", name, " is on ", v->device(), " but x is on ", x.device());
+  const bool same = v->scalar_type() == x.scalar_type();
+  const bool f32 = allow_f32 && v->scalar_type() == at::kFloat &&
+                   (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16);
+  TORCH_CHECK(same || f32, op, ": ", name, " has dtype ", v->scalar_type(), " but x is ", x.scalar_type(), "; ",
+              name, " must have x's dtype", allow_f32 ? " (or float32 for float16/bfloat16 x)" : "");
+}
+
+ChannelVec channel_vec(const std::optional<at::Tensor>& v) {
+  if (!present(v)) return ChannelVec{};
+  return ChannelVec{v->const_data_ptr(), v->stride(0), v->scalar_type() == at::kFloat};
+}
+
+template <class T>
+const T* opt_ptr(const std::optional<at::Tensor>& t) {
+  return present(t) ? in_ptr<T>(*t) : nullptr;
+}
+
+// Checks activation x_like (n, c_in, h, w), the 1x1 weight, and the stored tensor y_like (n, total,
+// h, w) in which the conv's c_out channels sit at dest(c); builds the kernel shape.
+GpwShape make_shape(const char* op, const at::Tensor& x_like, const at::Tensor& w, const at::Tensor& y_like,
+                    const char* x_name, const char* w_name, const char* y_name, int64_t groups,
+                    int64_t shuffle_groups, int64_t offset) {
+  const int64_t n = x_like.size(0), c_in = x_like.size(1), h = x_like.size(2), wd = x_like.size(3);
+  const int64_t c_out = w.size(0), cg_in = w.size(1), total = y_like.size(1);
+  TORCH_CHECK(w.size(2) == 1 && w.size(3) == 1, op, ": ", w_name, " must be a 1x1 filter (C_out, C_in/groups, 1, 1), "
+              "got shape ", w.sizes());
+  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", groups);
+  TORCH_CHECK(groups <= kGridYZLimit, op, ": groups=", groups, " exceeds the grid limit ", kGridYZLimit);
+  TORCH_CHECK(c_in % groups == 0, op, ": ", x_name, " has ", c_in, " channels, not divisible by groups=", groups);
+  TORCH_CHECK(c_out % groups == 0, op, ": ", w_name, " has ", c_out, " output channels, not divisible by groups=",
+              groups);
+  TORCH_CHECK(cg_in * groups == c_in, op, ": ", w_name, " shape ", w.sizes(), " expects ", cg_in * groups,
+              " input channels (", cg_in, " per group x groups=", groups, ") but ", x_name, " shape ",
+              x_like.sizes(), " has ", c_in);
+  TORCH_CHECK(y_like.size(0) == n && y_like.size(2) == h && y_like.size(3) == wd, op, ": ", y_name, " shape ",
+              y_like.sizes(), " must be (N=", n, ", C, H=", h, ", W=", wd, ") for ", x_name, " shape ",
+              x_like.sizes());
+  TORCH_CHECK(shuffle_groups > 0 && total % shuffle_groups == 0, op, ": shuffle_groups=", shuffle_groups,
+              " must be positive and divide the ", total, " channels of ", y_name);
+  TORCH_CHECK(offset >= 0 && offset + c_out <= total, op, ": channels [", offset, ", ", offset + c_out,
+              ") of this conv do not fit the ", total, " channels of ", y_name, " shape ", y_like.sizes());
+  TORCH_CHECK(n * h * wd <= kIndexLimit, op, ": N*H*W = ", n * h * wd,
+              " exceeds the 32-bit pixel index limit; split the batch");
+  TORCH_CHECK(c_in <= kIndexLimit && total <= kIndexLimit && c_out * std::max<int64_t>(cg_in, 1) <= kIndexLimit,
+              op, ": too many channels for 32-bit indexing: ", w_name, " shape ", w.sizes(), ", ", y_name,
+              " shape ", y_like.sizes());
+  TORCH_CHECK((std::max(cg_in, c_out / groups) + 63) / 64 <= kGridYZLimit, op, ": too many channels per group");
+  auto i = [](int64_t v) { return static_cast<int>(v); };
+  return GpwShape{i(n),      i(h),           i(wd),     i(c_in), i(c_out), i(groups), i(cg_in), i(c_out / groups),
+                  i(total), i(shuffle_groups), i(offset)};
+}
+
+void check_common(const char* op, const at::Tensor& a, const char* a_name, std::initializer_list<const char*> names,
+                  std::initializer_list<const at::Tensor*> ts) {
+  check_tensor(op, a_name, a, a_name, a);
+  auto name = names.begin();
+  for (const at::Tensor* t : ts) check_tensor(op, *name++, *t, a_name, a);
+  check_dtype_and_device(op, a);
+}
+
+void check_saved_output(const char* op, const std::optional<at::Tensor>& output, const at::Tensor& grad_out) {
+  if (!present(output)) return;
+  check_tensor(op, "output", *output, "grad_out", grad_out);
+  TORCH_CHECK(output->sizes() == grad_out.sizes(), op, ": output shape ", output->sizes(),
+              " must equal grad_out shape ", grad_out.sizes());
+}
+
+// ---- ops -------------------------------------------------------------------------------------------
+
+void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                                const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                                const at::Tensor& out, int64_t groups, int64_t shuffle_groups, int64_t channel_offset,
+                                bool relu) {
+  constexpr const char* op = "cnnkern group_pointwise_conv2d_fwd";
+  check_common(op, x, "x", {"weight", "out"}, {&w, &out});
+  const GpwShape s = make_shape(op, x, w, out, "x", "weight", "out", groups, shuffle_groups, channel_offset);
+  check_vector(op, "bias", bias, w.size(0), x, false);
+  check_vector(op, "scale", scale, w.size(0), x, true);
+  check_vector(op, "shift", shift, w.size(0), x, true);
+  check_output(op, "out", out,
+               {x, w, present(bias) ? *bias : at::Tensor(), present(scale) ? *scale : at::Tensor(),
+                present(shift) ? *shift : at::Tensor()});
+
+  c10::cuda::CUDAGuard guard(x.device());
+  if (int64_t{s.n} * s.h * s.w == 0 || s.c_out == 0) return;  // nothing of this conv is stored
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    constexpr int64_t V = 16 / sizeof(T);
+    at::Tensor wk = w;
+    GatherMap map = GatherMap::kPixelFast;
+    if (channels_fast(x)) {
+      map = GatherMap::kChannelFast;
+      if (s.cg_in % V == 0 && vec_ok(x, V)) {
+        // The weight is small: give it the matching contiguous layout if it lacks it.
+        if (!vec_ok(wk, V)) wk = w.contiguous();
+        if (vec_ok(wk, V)) map = GatherMap::kChannelVec;
+      }
+    }
+    const GpwFwdParams<T> p{s,
+                            in_ptr<T>(x),
+                            strides_of(x),
+                            in_ptr<T>(wk),
+                            strides_of(wk),
+                            opt_ptr<T>(bias),
+                            present(bias) ? bias->stride(0) : 0,
+                            channel_vec(scale),
+                            channel_vec(shift),
+                            relu,
+                            out_ptr<T>(out),
+                            strides_of(out)};
+    launch_group_pointwise_conv2d_fwd<T>(p, map, !channels_fast(out), stream);
+  });
+}
+
+void group_pointwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w,
+                                      const std::optional<at::Tensor>& output, const std::optional<at::Tensor>& scale,
+                                      const at::Tensor& grad_in, int64_t groups, int64_t shuffle_groups,
+                                      int64_t channel_offset) {
+  constexpr const char* op = "cnnkern group_pointwise_conv2d_bwd_input";
+  check_common(op, grad_out, "grad_out", {"weight", "grad_in"}, {&w, &grad_in});
+  check_saved_output(op, output, grad_out);
+  const GpwShape s =
+      make_shape(op, grad_in, w, grad_out, "grad_in", "weight", "grad_out", groups, shuffle_groups, channel_offset);
+  check_vector(op, "scale", scale, w.size(0), grad_out, true);
+  check_output(op, "grad_in", grad_in,
+               {grad_out, w, present(output) ? *output : at::Tensor(), present(scale) ? *scale : at::Tensor()});
+
+  c10::cuda::CUDAGuard guard(grad_out.device());
+  if (grad_in.numel() == 0) return;
+  if (s.c_out == 0) {  // nothing reaches the input
+    grad_in.zero_();
+    return;
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch("cnnkern group_pointwise_conv2d", grad_out.scalar_type(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const GpwDgradParams<T> p{s,
+                              in_ptr<T>(grad_out),
+                              strides_of(grad_out),
+                              opt_ptr<T>(output),
+                              present(output) ? strides_of(*output) : Strides4{0, 0, 0, 0},
+                              in_ptr<T>(w),
+                              strides_of(w),
+                              channel_vec(scale),
+                              out_ptr<T>(grad_in),
+                              strides_of(grad_in)};
+    launch_group_pointwise_conv2d_dgrad<T>(p, channels_fast(grad_out), !channels_fast(grad_in), stream);
+  });
+}
+
+void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x,
+                                       const std::optional<at::Tensor>& output,
+                                       const std::optional<at::Tensor>& scale, const at::Tensor& grad_w,
+                                       int64_t groups, int64_t shuffle_groups, int64_t channel_offset) {
+  constexpr const char* op = "cnnkern group_pointwise_conv2d_bwd_weight";
+  check_common(op, x, "x", {"grad_out", "grad_weight"}, {&grad_out, &grad_w});
+  check_saved_output(op, output, grad_out);
+  const GpwShape s =
+      make_shape(op, x, grad_w, grad_out, "x", "grad_weight", "grad_out", groups, shuffle_groups, channel_offset);
+  check_vector(op, "scale", scale, grad_w.size(0), x, true);
+  check_output(op, "grad_weight", grad_w,
+               {grad_out, x, present(output) ? *output : at::Tensor(), present(scale) ? *scale : at::Tensor()});
+
+  c10::cuda::CUDAGuard guard(x.device());
+  if (grad_w.numel() == 0) return;
+  if (int64_t{s.n} * s.h * s.w == 0) {  // empty reduction
+    grad_w.zero_();
+    return;
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Tile = GemmTile<T>;
+    const GpwSplitPlan plan = gpw_wgrad_plan(s, Tile::kBM, Tile::kBN, Tile::kBK);
+    at::Tensor workspace = at::empty({plan.splits, s.c_out, s.cg_in}, x.options().dtype(at::kFloat));
+    const GpwWgradParams<T> p{s,
+                              in_ptr<T>(grad_out),
+                              strides_of(grad_out),
+                              opt_ptr<T>(output),
+                              present(output) ? strides_of(*output) : Strides4{0, 0, 0, 0},
+                              in_ptr<T>(x),
+                              strides_of(x),
+                              channel_vec(scale),
+                              workspace.mutable_data_ptr<float>(),
+                              plan.splits,
+                              plan.k_per_split,
+                              out_ptr<T>(grad_w),
+                              strides_of(grad_w)};
+    launch_group_pointwise_conv2d_wgrad<T>(p, channels_fast(x), stream);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
+  m.impl("group_pointwise_conv2d_fwd", &group_pointwise_conv2d_fwd);
+  m.impl("group_pointwise_conv2d_bwd_input", &group_pointwise_conv2d_bwd_input);
+  m.impl("group_pointwise_conv2d_bwd_weight", &group_pointwise_conv2d_bwd_weight);
+}
+
+}  // namespace cnnkern

@@ -1,0 +1,144 @@
+// Plain-old-data description of a grouped 1x1 convolution whose output channels are stored through a
+// channel shuffle (ShuffleNet), filled in by the host (csrc/) and consumed by the problem policies in
+// group_pointwise_conv2d.cuh. Tensors are addressed through element strides (Strides4), so NCHW,
+// channels_last and sliced views need no copies.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common/fastdiv.cuh"
+#include "common/numeric.cuh"
+#include "conv/conv2d_params.cuh"
+
+namespace cnnkern {
+
+// Channel c of an op sits at offset + c of a `total`-channel order that is then shuffled with
+// `groups` groups: it is stored at ((c + offset) % per_group) * groups + (c + offset) / per_group.
+// With groups == 1 and per_group == total this is c + offset (no shuffle). Same map as the Python
+// ChannelMap.dest.
+struct ShuffleMap {
+  FastDivmod div_per_group;
+  int groups = 1;
+  int offset = 0;
+
+  ShuffleMap() = default;
+  __host__ ShuffleMap(int total, int shuffle_groups, int off)
+      : div_per_group(static_cast<uint32_t>(total / shuffle_groups)), groups(shuffle_groups), offset(off) {}
+
+  CNNKERN_HD int dest(int c) const {
+    uint32_t q, r;
+    div_per_group.divmod(static_cast<uint32_t>(c + offset), q, r);
+    return static_cast<int>(r) * groups + static_cast<int>(q);
+  }
+};
+
+// A per-output-channel vector of the epilogue (folded BatchNorm scale or shift) in either the
+// activation dtype or fp32: BN parameters are naturally fp32, and they are applied on the fp32
+// accumulator either way. A runtime flag rather than a template parameter keeps the instantiation
+// count down; the branch is uniform across the launch.
+struct ChannelVec {
+  const void* p = nullptr;  // nullptr when absent
+  int64_t stride = 0;
+  bool f32 = false;
+
+  CNNKERN_HD bool present() const { return p != nullptr; }
+  template <class T>
+  CNNKERN_HD float at(int c) const {
+    return f32 ? static_cast<const float*>(p)[c * stride] : Num<T>::to_float(static_cast<const T*>(p)[c * stride]);
+  }
+};
+
+struct GpwShape {
+  int n, h, w;          // batch and spatial size (same for input and output)
+  int c_in, c_out;      // the conv's own channels
+  int groups, cg_in, cg_out;
+  int total;            // channels of the tensor the output is stored in (>= c_out; the concat case)
+  int shuffle_groups;   // of that tensor; 1 = no shuffle
+  int offset;           // of this conv's channels in the concatenated order
+
+  __host__ ShuffleMap map() const { return ShuffleMap(total, shuffle_groups, offset); }
+  __host__ int pixels() const { return n * h * w; }
+};
+
+// y[n, map.dest(c), p, q] = relu?((conv(x, w)[c] + bias[c]) * scale[c] + shift[c])
+template <class T>
+struct GpwFwdParams {
+  GpwShape s;
+  const T* x;
+  Strides4 xs;
+  const T* w;
+  Strides4 ws;
+  const T* bias;  // nullptr when absent
+  int64_t bias_stride;
+  ChannelVec scale, shift;
+  bool relu;
+  T* y;  // `total` channels
+  Strides4 ys;
+};
+
+// dx = conv_input_grad(g, w * scale) with g[n, c] = dy[n, map.dest(c)] masked where out (same
+// position) is not positive; out == nullptr means no ReLU.
+template <class T>
+struct GpwDgradParams {
+  GpwShape s;
+  const T* dy;  // `total` channels
+  Strides4 dys;
+  const T* out;  // saved output (ReLU mask), `total` channels, or nullptr
+  Strides4 outs;
+  const T* w;
+  Strides4 ws;
+  ChannelVec scale;
+  T* dx;
+  Strides4 dxs;
+};
+
+// dw[c, i] = scale[c] * sum over pixels of g[., c] * x[., group(c) * cg_in + i], g as for the input
+// grad. Split-K over pixels into fp32 partials `workspace` (splits, c_out, cg_in), reduced in a fixed
+// order (Conv2dWgradReduce).
+template <class T>
+struct GpwWgradParams {
+  GpwShape s;
+  const T* dy;
+  Strides4 dys;
+  const T* out;
+  Strides4 outs;
+  const T* x;
+  Strides4 xs;
+  ChannelVec scale;
+  float* workspace;
+  int splits;
+  int k_per_split;  // multiple of the GEMM tile K
+  T* dw;
+  Strides4 dws;
+};
+
+// Split-K plan for the weight gradient: the pixel extent is cut into tile-aligned ranges until there
+// are about kTargetBlocks blocks. A constant target (not the SM count) keeps results bitwise identical
+// across GPUs as well as across runs.
+struct GpwSplitPlan {
+  int splits;
+  int k_per_split;
+};
+
+__host__ inline GpwSplitPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int bk) {
+  constexpr int64_t kTargetBlocks = 1024;
+  constexpr int64_t kMinKTilesPerSplit = 4;
+  constexpr int64_t kMaxSplits = 256;
+  constexpr int64_t kMaxZ = 65535;
+  constexpr int64_t kMaxWorkspaceBytes = int64_t{512} << 20;
+  const int64_t k = int64_t{s.n} * s.h * s.w;
+  const int64_t tiles_mn = ((s.cg_out + bm - 1) / bm) * int64_t{(s.cg_in + bn - 1) / bn} * s.groups;
+  const int64_t k_tiles = (k + bk - 1) / bk;
+  int64_t splits = (kTargetBlocks + tiles_mn - 1) / tiles_mn;
+  splits = std::min(splits, (k_tiles + kMinKTilesPerSplit - 1) / kMinKTilesPerSplit);
+  splits = std::min(splits, kMaxSplits);
+  splits = std::min(splits, kMaxZ / s.groups);
+  splits = std::min(splits, kMaxWorkspaceBytes / std::max<int64_t>(1, 4 * int64_t{s.c_out} * s.cg_in));
+  splits = std::max<int64_t>(splits, 1);
+  const int64_t tiles_per_split = (k_tiles + splits - 1) / splits;
+  splits = (k_tiles + tiles_per_split - 1) / tiles_per_split;  // no empty splits
+  return GpwSplitPlan{static_cast<int>(splits), static_cast<int>(tiles_per_split * bk)};
+}
+
+}  // namespace cnnkern
