@@ -12,14 +12,16 @@ say nothing about GPU kernel performance. See bench/README.md. The loop itself i
 
     python bench/bench_conv2d.py                       # full grid on GPU; quick reduced run on CPU
     python bench/bench_conv2d.py --quick --layers 3x3  # headline configuration only
+    python bench/bench_conv2d.py --layers dilated      # DeepLabv3 dilated 3x3 convs vs deterministic cuDNN
 """
 
 from __future__ import annotations
 
 import sys
 
+import _deterministic as DET
 import _driver as D
-from shapes import RESNET50
+from shapes import DILATED, RESNET50
 
 PROVIDERS = {
     "cudnn": "torch.nn.functional.conv2d eager on the GPU (cuDNN), cudnn.benchmark=True",
@@ -69,7 +71,7 @@ SPEC = D.BenchSpec(
                        "cpu": ["aten-cpu", "cnnkern-reference", "cnnkern-triton", "cnnkern-cuda"]},
     baselines={"cuda": ["cudnn"], "cpu": ["aten-cpu"]},
     layers_help="keep layers whose name contains PAT or matches it as a regex, or whose kernel class is PAT "
-                "(3x3, 1x1, 7x7/stem)",
+                "(3x3, 1x1, 7x7/stem); 'dilated' switches to DeepLabv3's dilated convs (then filtered by the other PATs)",
     quick_help="headline configuration only (fp16, channels_last, batch 256 on GPU) unless those flags are "
                "given, and shorter timing. Implied on CPU.",
     dtypes=(["fp16", "bf16"], ["fp16"]),
@@ -85,5 +87,24 @@ SPEC = D.BenchSpec(
                         "r50.layer2.0.downsample.0"),
 )
 
+# --layers dilated: DeepLabv3-ResNet-50's dilated 3x3 convs (shapes.DILATED), DeepLab's training batch 16,
+# with the deterministic providers; the direct conv2d weight gradient is deterministic in every mode, so the
+# plain cnnkern providers are opt-in there.
+DILATED_SPEC = DET.dilated_spec(
+    SPEC, DILATED, "cnnkern.conv2d", ["cudnn", "cudnn-det", "cnnkern-cuda-det", "cnnkern-triton-det"],
+    description="Benchmark cnnkern.conv2d vs cuDNN (also deterministic) on DeepLabv3's dilated 3x3 convs.",
+    batches=([8, 16], [16]),
+    summary_title="== geomean speedup vs {baseline} (>1 = faster) per config, over all layers ('all') and per "
+                  "network; 'weighted' = the network's total dilated-conv time ratio; 'gm xcudnn-det' = geomean "
+                  "speedup vs deterministic cuDNN ==",
+    interpreter_layers=("dl3os8.layer4.1.conv2", "dl3os16.aspp.1"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    dilated, argv = DET.split_dilated(sys.argv[1:] if argv is None else argv)
+    return D.main(DILATED_SPEC if dilated else SPEC, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(D.main(SPEC))
+    sys.exit(main())

@@ -15,6 +15,7 @@ say nothing about GPU kernel performance. See bench/README.md.
 
     python bench/bench_depthwise_conv2d.py            # full grid on GPU; quick reduced run on CPU
     python bench/bench_depthwise_conv2d.py --quick    # headline subset: bf16, both layouts, batch 256
+    python bench/bench_depthwise_conv2d.py --layers dilated   # DeepLab dilated depthwise vs deterministic cuDNN
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import contextlib
 import sys
 
 import _common as C
+import _deterministic as DET
 import _driver as D
 import torch
-from shapes_depthwise import DEPTHWISE
+from shapes_depthwise import DEPTHWISE, DILATED_DEPTHWISE
 
 PROVIDERS = {
     "cudnn": "F.conv2d(groups=C) eager on the GPU, cudnn.benchmark=True. ATen runs cuDNN or its own "
@@ -244,7 +246,8 @@ SPEC = D.BenchSpec(
                        "cpu": ["aten-cpu", "cnnkern-reference", "cnnkern-triton", "cnnkern-cuda"]},
     baselines={"cuda": ["cudnn", "compile"], "cpu": ["aten-cpu", "compile"]},
     layers_help="keep layers whose name contains PAT or matches it as a regex, whose network is PAT (mnv1, "
-                "mnv2, shv2, convnext, replk) or whose kernel is PAT (3x3, 7x7, 31x31, ...)",
+                "mnv2, shv2, convnext, replk) or whose kernel is PAT (3x3, 7x7, 31x31, ...); 'dilated' switches to the "
+                "dilated depthwise convs of DeepLab networks (then filtered by the other PATs)",
     quick_help="headline subset (bf16, channels_last and nchw, batch 256 on GPU) unless those flags are "
                "given, and shorter timing. Implied on CPU.",
     dtypes=(["fp16", "bf16"], ["bf16"]),
@@ -271,5 +274,25 @@ SPEC = D.BenchSpec(
     extra_sections=deterministic_section,
 )
 
+# --layers dilated: the dilated depthwise convs of DeepLab networks (shapes_depthwise.DILATED_DEPTHWISE),
+# batch 16, with the deterministic providers; the targets are issue 5's dilated one instead of (a)-(d).
+DILATED_SPEC = DET.dilated_spec(
+    SPEC, DILATED_DEPTHWISE, "cnnkern.depthwise_conv2d",
+    ["cudnn", "cudnn-det", "compile", "cnnkern-cuda", "cnnkern-triton", "cnnkern-cuda-det", "cnnkern-triton-det"],
+    description="Benchmark cnnkern.depthwise_conv2d vs cuDNN eager (also deterministic) / torch.compile on the "
+                "dilated depthwise layers of DeepLab networks.",
+    batches=([8, 16], [16]),
+    summary_title="== geomean speedup vs {baseline} (>1 = faster) per config, over all layers ('all') and per "
+                  "network; 'weighted' = the network's total time ratio; 'gm xcudnn-det' / 'gm xcompile' = "
+                  "geomean speedup vs deterministic cuDNN / torch.compile ==",
+    interpreter_layers=("mnv2dl8.block15.dw", "mnv3dl.block13.dw"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    dilated, argv = DET.split_dilated(sys.argv[1:] if argv is None else argv)
+    return D.main(DILATED_SPEC if dilated else SPEC, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(D.main(SPEC))
+    sys.exit(main())

@@ -47,8 +47,10 @@ class DepthwiseShape(ConvShape):
         s = f"dw{self.cin}{mult} {self.k}x{self.k} @{self.hw}"
         if self.stride != 1:
             s += f"/s{self.stride}"
-        if self.padding != self.k // 2:
+        if self.padding != self.dilation * (self.k // 2):
             s += f" p{self.padding}"
+        if self.dilation != 1:
+            s += f" d{self.dilation}"
         return s
 
 
@@ -246,6 +248,156 @@ def check_against_torchvision() -> str:
     return f"the mnv2, shv2 and convnext walks match torchvision {torchvision.__version__}"
 
 
+# --------------------------------------------------------------------------------------------------
+# Dilated depthwise convs of DeepLab segmentation networks at the DeepLab crop size 513x513 (bench
+# --layers dilated). Padding dilation * (k // 2) keeps the feature map size.
+#
+#   mnv2dl8, mnv2dl16  DeepLabv3 on MobileNetV2 (Sandler et al. 2018, sec. 6.3), output stride 8 and 16, with
+#            the output-stride rule of the TF DeepLab/slim code: once the stride reaches the output stride, a
+#            later layer's stride is dropped and the atrous rate multiplied by it; the layer whose stride was
+#            dropped still uses the old rate. Channels and strides are mobilenet_v2_walk()'s.
+#   mnv3dl   torchvision ``deeplabv3_mobilenet_v3_large`` (MobileNetV3-Large with ``dilated=True``: the last
+#            stage's stride dropped, all three of its 5x5 depthwise convs at dilation 2), output stride 16.
+#   dl3plus  DeepLabv3+ (Chen et al. 2018) atrous separable ASPP on the Xception-65 features (2048 channels,
+#            output stride 16): one 3x3 depthwise conv per rate 6, 12, 18 before its 1x1 projection.
+# ``check_dilated_depthwise_tables`` checks them against these walks; mnv3dl also against torchvision.
+
+DILATED_HW = 513
+
+
+def _dd(name, channels, hw, k, dilation, count, aliases=()) -> DepthwiseShape:
+    return DepthwiseShape(name, channels, channels, hw, k, 1, dilation * (k // 2), dilation, channels, count,
+                          tuple(aliases))
+
+
+# name                                   C   hw   k  dilation  count  aliases
+MNV2_DEEPLAB_OS8: tuple[DepthwiseShape, ...] = (
+    _dd("mnv2dl8.block8.dw",             384,  65,  3, 2, 4, ["mnv2dl8.block{9,10,11}.dw"]),
+    _dd("mnv2dl8.block12.dw",            576,  65,  3, 2, 3, ["mnv2dl8.block{13,14}.dw"]),
+    _dd("mnv2dl8.block15.dw",            960,  65,  3, 4, 3, ["mnv2dl8.block{16,17}.dw"]),
+)  # fmt: skip
+
+MNV2_DEEPLAB_OS16: tuple[DepthwiseShape, ...] = (
+    _dd("mnv2dl16.block15.dw",           960,  33,  3, 2, 3, ["mnv2dl16.block{16,17}.dw"]),
+)  # fmt: skip
+
+MNV3_DEEPLAB: tuple[DepthwiseShape, ...] = (
+    _dd("mnv3dl.block13.dw",             672,  33,  5, 2, 1),
+    _dd("mnv3dl.block14.dw",             960,  33,  5, 2, 2, ["mnv3dl.block15.dw"]),
+)  # fmt: skip
+
+DEEPLABV3PLUS_ASPP: tuple[DepthwiseShape, ...] = (
+    _dd("dl3plus.aspp.1",               2048,  33,  3, 6, 1),
+    _dd("dl3plus.aspp.2",               2048,  33,  3, 12, 1),
+    _dd("dl3plus.aspp.3",               2048,  33,  3, 18, 1),
+)  # fmt: skip
+
+DILATED_DEPTHWISE: tuple[DepthwiseShape, ...] = MNV2_DEEPLAB_OS8 + MNV2_DEEPLAB_OS16 + MNV3_DEEPLAB + DEEPLABV3PLUS_ASPP
+
+
+def _out(hw: int, k: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (hw + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+def _dilated_walk(net: str, layers, output_stride: int, hw: int, keep_rate_on_dropped: bool) -> list[tuple]:
+    """Apply an output-stride rule to (block, channels, k, stride) layers after a stride-2 stem; return the
+    dilated ones as (name, channels, hw_in, k, stride, padding, dilation). keep_rate_on_dropped: the layer
+    whose stride is dropped keeps the old rate (TF DeepLab) instead of taking the new one (torchvision)."""
+    convs, current, rate, hw = [], 2, 1, _out(hw, 3, 2, 1)
+    for block, c, k, stride in layers:
+        if current >= output_stride:
+            new_rate = rate * stride
+            layer_rate = rate if keep_rate_on_dropped else new_rate
+            layer_stride, rate = 1, new_rate
+        else:
+            layer_stride, layer_rate = stride, 1
+            current *= stride
+        if layer_rate > 1:
+            convs.append((f"{net}.block{block}.dw", c, hw, k, layer_stride, layer_rate * (k // 2), layer_rate))
+        hw = _out(hw, k, layer_stride, layer_rate * (k // 2), layer_rate)
+    return convs
+
+
+def mobilenet_v2_deeplab_walk(output_stride: int, hw: int = DILATED_HW) -> list[tuple]:
+    layers = [(int(name.split("block")[1].split(".")[0]), c, k, s) for name, c, _, k, s, _ in mobilenet_v2_walk()]
+    return _dilated_walk(f"mnv2dl{output_stride}", layers, output_stride, hw, keep_rate_on_dropped=True)
+
+
+# MobileNetV3-Large inverted residual blocks (Howard et al. 2019, Table 1): (expanded channels, kernel, stride).
+MNV3_LARGE_BLOCKS = ((16, 3, 1), (64, 3, 2), (72, 3, 1), (72, 5, 2), (120, 5, 1), (120, 5, 1), (240, 3, 2),
+                     (200, 3, 1), (184, 3, 1), (184, 3, 1), (480, 3, 1), (672, 3, 1), (672, 5, 2), (960, 5, 1),
+                     (960, 5, 1))
+
+
+def mobilenet_v3_deeplab_walk(hw: int = DILATED_HW) -> list[tuple]:
+    layers = [(i, c, k, s) for i, (c, k, s) in enumerate(MNV3_LARGE_BLOCKS, start=1)]
+    return _dilated_walk("mnv3dl", layers, 16, hw, keep_rate_on_dropped=False)
+
+
+def deeplabv3plus_aspp_walk(hw: int = DILATED_HW) -> list[tuple]:
+    feat = _out(hw, 3, 2, 1)  # Xception-65: the stride-2 entry conv, then 3 stride-2 entry-flow blocks: OS16
+    for _ in range(3):
+        feat = _out(feat, 3, 2, 1)
+    return [(f"dl3plus.aspp.{i}", 2048, feat, 3, 1, r, r) for i, r in enumerate((6, 12, 18), start=1)]
+
+
+DILATED_NETWORKS = {  # group -> (table, walk, dilated depthwise convs in the network)
+    "mnv2dl8": (MNV2_DEEPLAB_OS8, lambda: mobilenet_v2_deeplab_walk(8), 10),
+    "mnv2dl16": (MNV2_DEEPLAB_OS16, lambda: mobilenet_v2_deeplab_walk(16), 3),
+    "mnv3dl": (MNV3_DEEPLAB, mobilenet_v3_deeplab_walk, 3),
+    "dl3plus": (DEEPLABV3PLUS_ASPP, deeplabv3plus_aspp_walk, 3),
+}
+
+
+def check_dilated_depthwise_tables() -> None:
+    """Assert that each dilated table is exactly its de-duplicated walk, with the right counts."""
+    for group, (table, walk_fn, total) in DILATED_NETWORKS.items():
+        walk = walk_fn()
+        assert len(walk) == total, (group, len(walk), total)
+        distinct: OrderedDict[tuple, list[str]] = OrderedDict()
+        for name, *prob in walk:
+            distinct.setdefault(tuple(prob), []).append(name)
+        by_prob = {(s.cin, s.hw, s.k, s.stride, s.padding, s.dilation): s for s in table}
+        assert len(by_prob) == len(table) == len(distinct), (group, len(by_prob), len(table), len(distinct))
+        for prob, names in distinct.items():
+            s = by_prob.get(prob)
+            assert s is not None, f"{group}: missing {names[0]} {prob}"
+            assert (s.name, s.count) == (names[0], len(names)), (s.name, s.count, names)
+            assert s.cout == s.cin == s.groups and s.group == group and s.out_hw == s.hw, s
+    names = [s.name for s in DILATED_DEPTHWISE]
+    assert len(set(names)) == len(names), "duplicate layer names"
+
+
+def check_dilated_against_torchvision() -> str:
+    """Compare the mnv3dl walk with torchvision's deeplabv3_mobilenet_v3_large (meta device)."""
+    try:
+        import torch
+        import torchvision
+        from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+    except Exception as e:  # noqa: BLE001 - torchvision is optional
+        return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+    from shapes import hooked_convs
+
+    with torch.device("meta"):
+        model = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, aux_loss=False)
+    theirs = hooked_convs(model, DILATED_HW, lambda m: m.groups == m.in_channels > 1 and m.dilation[0] > 1)
+    ours = mobilenet_v3_deeplab_walk()
+    assert [(c, h, k, s, p, d) for _, c, _, h, k, s, p, d, _ in theirs] == [tuple(c[1:]) for c in ours], (theirs, ours)
+    assert [f"mnv3dl.block{t[0].split('.')[1]}.dw" for t in theirs] == [c[0] for c in ours], theirs
+    return f"the mnv3dl walk matches torchvision {torchvision.__version__} deeplabv3_mobilenet_v3_large"
+
+
+def print_dilated() -> None:
+    check_dilated_depthwise_tables()
+    tv = check_dilated_against_torchvision()
+    print(f"\n{'name':28} {'C':>5} {'hw':>4} {'k':>2} {'d':>2} {'p':>2} {'out':>4} {'count':>5}  aliases")
+    for s in DILATED_DEPTHWISE:
+        print(f"{s.name:28} {s.cin:5} {s.hw:4} {s.k:2} {s.dilation:2} {s.padding:2} {s.out_hw:4} {s.count:5}  "
+              + ", ".join(s.aliases))
+    print(f"{len(DILATED_DEPTHWISE)} dilated problems at {DILATED_HW}x{DILATED_HW} (--layers dilated); the tables "
+          f"match the walks; {tv}")
+
+
 if __name__ == "__main__":
     check_depthwise_tables()
     tv = check_against_torchvision()
@@ -256,3 +408,4 @@ if __name__ == "__main__":
     for group, (table, _, total) in NETWORKS.items():
         print(f"{group:9} {len(table):2} distinct problems, {total:2} depthwise convs")
     print(f"{len(DEPTHWISE)} problems; the tables match the architecture walks; {tv}")
+    print_dilated()
