@@ -7,16 +7,25 @@
     print(cnnkern.explain_conv2d(x, w))                      # which backend runs, and why not the others
     y = cnnkern.group_pointwise_conv2d(x, w_1x1, groups=g, shuffle_groups=g)  # ShuffleNet: conv + shuffle
     y = cnnkern.shuffle_cat_pointwise(x1, x2, w_1x1, relu=True)  # ShuffleNetV2: shuffle(cat([x1, conv(x2)]))
+    y = cnnkern.conv_transpose2d(x, w_t, stride=2, padding=1, output_padding=1)  # = F.conv_transpose2d
+    report = cnnkern.convert(model)  # swap a model's nn.Conv2d/ConvTranspose2d/ChannelShuffle in place
+    m = cnnkern.models.mobilenet_v2(); conv = cnnkern.nn.Conv2d(32, 64, 3)  # models, drop-in modules
 """
 
+# cnnkern.models and cnnkern.nn import only cnnkern.ops.* submodules, so their place in this list is safe.
+from cnnkern import models, nn
+from cnnkern.convert import ConversionReport, convert
 from cnnkern.ops import (
     Conv2dFunction,
+    ConvTranspose2dFunction,
     available_backends,
     backend_status,
     channel_shuffle,
     conv2d,
+    conv_transpose2d,
     depthwise_conv2d,
     explain_conv2d,
+    explain_conv_transpose2d,
     group_pointwise_conv2d,
     last_choice,
     shuffle_cat_pointwise,
@@ -28,15 +37,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Conv2dFunction",
+    "ConvTranspose2dFunction",
+    "ConversionReport",
     "__version__",
     "available_backends",
     "backend_status",
     "channel_shuffle",
     "conv2d",
+    "conv_transpose2d",
+    "convert",
     "depthwise_conv2d",
     "explain_conv2d",
+    "explain_conv_transpose2d",
     "group_pointwise_conv2d",
     "last_choice",
+    "models",
+    "nn",
     "shuffle_cat_pointwise",
     "shuffle_cat_pointwise2",
     "use_backend",

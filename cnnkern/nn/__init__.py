@@ -1,6 +1,8 @@
 """Drop-in ``torch.nn`` modules on cnnkern kernels: same constructor arguments, parameter and buffer names."""
 
 from cnnkern.nn.conv import Conv2d
+from cnnkern.nn.conv_transpose import ConvTranspose2d
+from cnnkern.nn.pointwise_shuffle import GroupPointwiseBN, ShuffleV2Unit
 from cnnkern.nn.shuffle import ChannelShuffle
 
-__all__ = ["ChannelShuffle", "Conv2d"]
+__all__ = ["ChannelShuffle", "Conv2d", "ConvTranspose2d", "GroupPointwiseBN", "ShuffleV2Unit"]

@@ -12,8 +12,12 @@ class ChannelShuffle(torch.nn.ChannelShuffle):
     """Drop-in ``torch.nn.ChannelShuffle``; channels_last input stays channels_last."""
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.dim() == 3:  # unbatched (C, H, W), as torch accepts
-            return channel_shuffle(input.unsqueeze(0), self.groups).squeeze(0)
+        # torch shuffles dim 1 of any input with >= 3 dims and any dtype; the kernel takes 4-D floats, so
+        # 3-D (N, C, L) gets a unit W and other ranks/dtypes stay on torch's shuffle.
+        if not input.is_floating_point() or input.dim() not in (3, 4):
+            return super().forward(input)
+        if input.dim() == 3:
+            return channel_shuffle(input.unsqueeze(-1), self.groups).squeeze(-1)
         return channel_shuffle(input, self.groups)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,1 @@
+"""Pieces of ``python -m cnnkern.train``: data, distributed setup, checkpoints, progress output."""
