@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from cnnkern.ops import _autocast
 from cnnkern.ops import backend as _backend
 from cnnkern.ops._conv_args import (
     Conv2dProblem,
@@ -157,7 +158,8 @@ class Conv2dFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------------------- public API
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
-    """``torch.nn.functional.conv2d`` on cnnkern kernels (same arguments, same result, autograd)."""
+    """``torch.nn.functional.conv2d`` on cnnkern kernels (same arguments, same result, autograd, autocast)."""
+    input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
     check_tensors(input, weight, bias)
     if input.dim() not in (3, 4):
         raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cnnkern.ops import _autocast
 from cnnkern.ops import _group_pointwise_args as _args
 from cnnkern.ops._conv_args import suggest_memory_format
 from cnnkern.ops._group_pointwise_args import (
@@ -178,6 +179,8 @@ def shuffle_cat_pointwise(passthrough: Tensor, input: Tensor, weight: Tensor, bi
     scale=scale, shift=shift, relu=relu)], 1), shuffle_groups)``; the ReLU applies to the conv branch only.
     All tensors are 4-D (N, C, H, W); the result has the memory format of ``input``.
     """
+    passthrough, input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), passthrough, input, weight,
+                                                      bias)
     check_frozen_epilogue({"scale": scale, "shift": shift}, "shuffle_cat_pointwise")
     return torch.ops.cnnkern.shuffle_cat_pointwise(passthrough, input, weight, bias, scale, shift, groups,
                                                    shuffle_groups, relu)
@@ -194,6 +197,8 @@ def shuffle_cat_pointwise2(input1: Tensor, weight1: Tensor, input2: Tensor, weig
     pw(input2, weight2, bias2, scale2, shift2)], 1), shuffle_groups)`` where ``pw`` is
     ``group_pointwise_conv2d(..., groups=groups, relu=relu)``. The result has the memory format of ``input2``.
     """
+    input1, weight1, bias1, input2, weight2, bias2 = _autocast.cast(_autocast.autocast_dtype(input2), input1,
+                                                                    weight1, bias1, input2, weight2, bias2)
     check_frozen_epilogue({"scale1": scale1, "shift1": shift1, "scale2": scale2, "shift2": shift2},
                           "shuffle_cat_pointwise2")
     return torch.ops.cnnkern.shuffle_cat_pointwise2(input1, weight1, bias1, scale1, shift1, input2, weight2,
