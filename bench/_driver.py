@@ -426,23 +426,31 @@ class Provider:
 
 
 def make_problem(s: ConvShape, n: int, dtype: torch.dtype, layout: str, backward: bool, ref_dtype,
-                 dev: torch.device, seed: int):
+                 dev: torch.device, seed: int, w_shape: Sequence[int] | None = None,
+                 reference: Callable | None = None):
+    """x (N, C_in, hw, hw), w (``w_shape``, conv2d's by default), dy (N, C_out, out_hw, out_hw), and
+    ``reference(x, w)`` (F.conv2d by default) with its gradients, from the same rounded inputs in ref_dtype."""
     g = torch.Generator(device=dev).manual_seed(seed)
     oh = s.out_hw
+    if w_shape is None:
+        w_shape = (s.cout, s.cin // s.groups, s.k, s.k)
+    if reference is None:
+        def reference(x, w):
+            return F.conv2d(x, w, None, s.stride, s.padding, s.dilation, s.groups)
 
     def randn(*shape, scale=1.0):
         t = torch.randn(*shape, generator=g, device=dev, dtype=torch.float32)
         return C.to_layout((t * scale if scale != 1.0 else t).to(dtype), layout)
 
     x = randn(n, s.cin, s.hw, s.hw)
-    w = randn(s.cout, s.cin // s.groups, s.k, s.k, scale=1 / math.sqrt(s.cin // s.groups * s.k * s.k))
+    w = randn(*w_shape, scale=1 / math.sqrt(s.cin // s.groups * s.k * s.k))
     dy = randn(n, s.cout, oh, oh) if backward else None
 
     # Reference from the same (rounded) inputs, in higher precision.
     xr = x.detach().to(ref_dtype).requires_grad_(backward)
     wr = w.detach().to(ref_dtype).requires_grad_(backward)
     with strict_fp32() if dev.type == "cuda" else contextlib.nullcontext():
-        yr = F.conv2d(xr, wr, None, s.stride, s.padding, s.dilation, s.groups)
+        yr = reference(xr, wr)
         ref = [yr.detach()]
         if backward:
             ref += [t.detach() for t in torch.autograd.grad(yr, (xr, wr), dy.to(ref_dtype))]

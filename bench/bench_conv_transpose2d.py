@@ -20,8 +20,6 @@ say nothing about GPU kernel performance. See bench/README.md.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sys
 
 import _common as C
@@ -67,26 +65,9 @@ def make_problem(s: TransposeShape, n: int, dtype: torch.dtype, layout: str, bac
                  dev: torch.device, seed: int):
     """x (N, C_in, hw, hw), weight (C_in, C_out / groups, k, k), dy, and the reference computed by
     F.conv_transpose2d from the same rounded inputs in higher precision."""
-    gen = torch.Generator(device=dev).manual_seed(seed)
-
-    def randn(*shape, scale=1.0):
-        t = torch.randn(*shape, generator=gen, device=dev, dtype=torch.float32)
-        return C.to_layout((t * scale if scale != 1.0 else t).to(dtype), layout)
-
-    x = randn(n, s.cin, s.hw, s.hw)
-    w = randn(s.cin, s.cout // s.groups, s.k, s.k, scale=1 / math.sqrt(s.cin // s.groups * s.k * s.k))
-    dy = randn(n, s.cout, s.out_hw, s.out_hw) if backward else None
-    xr = x.detach().to(ref_dtype).requires_grad_(backward)
-    wr = w.detach().to(ref_dtype).requires_grad_(backward)
-    with D.strict_fp32() if dev.type == "cuda" else contextlib.nullcontext():
-        yr = F.conv_transpose2d(xr, wr, None, *_args(s))
-        ref = [yr.detach()]
-        if backward:
-            ref += [t.detach() for t in torch.autograd.grad(yr, (xr, wr), dy.to(ref_dtype))]
-    if backward:
-        x.requires_grad_(True)
-        w.requires_grad_(True)
-    return x, w, dy, ref
+    return D.make_problem(s, n, dtype, layout, backward, ref_dtype, dev, seed,
+                          w_shape=(s.cin, s.cout // s.groups, s.k, s.k),
+                          reference=lambda x, w: F.conv_transpose2d(x, w, None, *_args(s)))
 
 
 def counts(s: TransposeShape, n: int, elem_size: int, backward: bool) -> tuple[int, int]:

@@ -15,6 +15,16 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 
+def describe_tags(*tags: tuple[str, int, int]) -> str:
+    """The (prefix, value, default) tags whose value is not the default, run together: "/s2 d2"."""
+    return "".join(f"{prefix}{value}" for prefix, value, default in tags if value != default)
+
+
+def torchvision_skipped(e: Exception) -> str:
+    """Why a check against torchvision (optional) did not run."""
+    return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+
+
 @dataclass(frozen=True)
 class ConvShape:
     """One 2-d convolution problem (batch size excluded). Input is square: H = W = ``hw``."""
@@ -41,14 +51,8 @@ class ConvShape:
         return "stem" if self.k == 7 else f"{self.k}x{self.k}"
 
     def describe(self) -> str:
-        s = f"{self.cin}->{self.cout} {self.k}x{self.k} @{self.hw}"
-        if self.stride != 1:
-            s += f"/s{self.stride}"
-        if self.groups != 1:
-            s += f" g{self.groups}"
-        if self.dilation != 1:
-            s += f" d{self.dilation}"
-        return s
+        return (f"{self.cin}->{self.cout} {self.k}x{self.k} @{self.hw}"
+                + describe_tags(("/s", self.stride, 1), (" g", self.groups, 1), (" d", self.dilation, 1)))
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -264,7 +268,7 @@ def check_dilated_against_torchvision() -> str:
         from torchvision.models.segmentation import deeplabv3_resnet50
         from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
     except Exception as e:  # noqa: BLE001 - torchvision is optional
-        return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+        return torchvision_skipped(e)
     with torch.device("meta"):
         os8 = deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)
         backbone = resnet50(weights=None, replace_stride_with_dilation=[False, False, True])

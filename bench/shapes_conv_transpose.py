@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shapes import ConvShape
+from shapes import ConvShape, describe_tags
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,9 @@ class TransposeShape(ConvShape):
         return self.name.split(".", 1)[0]
 
     def describe(self) -> str:
-        s = f"{self.cin}->{self.cout} {self.k}x{self.k} @{self.hw}"
-        if self.stride != 1:
-            s += f"/s{self.stride}"
-        if self.padding:
-            s += f" p{self.padding}"
-        if self.output_padding:
-            s += f" op{self.output_padding}"
-        if self.dilation != 1:
-            s += f" d{self.dilation}"
-        if self.groups != 1:
-            s += f" g{self.groups}"
-        return s
+        return (f"{self.cin}->{self.cout} {self.k}x{self.k} @{self.hw}"
+                + describe_tags(("/s", self.stride, 1), (" p", self.padding, 0), (" op", self.output_padding, 0),
+                                (" d", self.dilation, 1), (" g", self.groups, 1)))
 
     def as_dict(self) -> dict:
         return dict(super().as_dict(), output_padding=self.output_padding)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from shapes import ConvShape
+from shapes import ConvShape, describe_tags, torchvision_skipped
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,9 @@ class DepthwiseShape(ConvShape):
 
     def describe(self) -> str:
         mult = "" if self.cout == self.cin else f"x{self.cout // self.cin}"
-        s = f"dw{self.cin}{mult} {self.k}x{self.k} @{self.hw}"
-        if self.stride != 1:
-            s += f"/s{self.stride}"
-        if self.padding != self.dilation * (self.k // 2):
-            s += f" p{self.padding}"
-        if self.dilation != 1:
-            s += f" d{self.dilation}"
-        return s
+        return (f"dw{self.cin}{mult} {self.k}x{self.k} @{self.hw}"
+                + describe_tags(("/s", self.stride, 1), (" p", self.padding, self.dilation * (self.k // 2)),
+                                (" d", self.dilation, 1)))
 
 
 def _d(name, channels, hw, k, stride, count, aliases=()) -> DepthwiseShape:
@@ -237,7 +232,7 @@ def check_against_torchvision() -> str:
     try:
         from torchvision import models
     except Exception as e:  # noqa: BLE001 - torchvision is optional
-        return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+        return torchvision_skipped(e)
     import torchvision
 
     pairs = (("mnv2", models.mobilenet_v2), ("shv2", models.shufflenet_v2_x1_0), ("convnext", models.convnext_tiny))
@@ -375,7 +370,7 @@ def check_dilated_against_torchvision() -> str:
         import torchvision
         from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
     except Exception as e:  # noqa: BLE001 - torchvision is optional
-        return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+        return torchvision_skipped(e)
     from shapes import hooked_convs
 
     with torch.device("meta"):

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from shapes import ConvShape
+from shapes import ConvShape, torchvision_skipped
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def check_against_torchvision() -> str:
         try:
             from torchvision import models
         except Exception as e:  # noqa: BLE001
-            return f"torchvision not importable ({type(e).__name__}: {e}); the torchvision check was skipped"
+            return torchvision_skipped(e)
     import torch
     import torchvision
 

@@ -88,6 +88,21 @@ def reference_grads(x, w, b, g, stride, padding, dilation, groups, dtype):
     return out
 
 
+def run_empty_batch(conv, backend, device, x_shape, w_shape, out_shape, **kwargs):
+    """``conv`` on an empty batch: an empty output, an empty grad_input, and weight/bias gradients that are
+    exactly zero. Returns the bias, for further checks."""
+    x = torch.randn(x_shape, device=device, requires_grad=True)
+    w = torch.randn(w_shape, device=device, requires_grad=True)
+    b = torch.randn(out_shape[1], device=device, requires_grad=True)
+    with cnnkern.use_backend(backend):
+        y = conv(x, w, b, **kwargs)
+        assert y.shape == out_shape
+        y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+    return b
+
+
 def assert_conv_results(y, grads, refs, layout, dtype):
     """Output and gradients against ``reference_grads``; memory formats follow the input's."""
     (y64, g64), (ydt, gdt) = refs

@@ -10,6 +10,7 @@ from _conv_cases import (  # noqa: F401
     poison_outputs,
     reference_grads,
     run_conv,
+    run_empty_batch,
 )
 
 import cnnkern
@@ -75,15 +76,7 @@ def test_unbatched_input(device, backend):
 
 @pytest.mark.parametrize("device,backend", backend_params())
 def test_empty_batch(device, backend):
-    x = torch.randn(0, 3, 6, 5, device=device, requires_grad=True)
-    w = torch.randn(4, 3, 3, 3, device=device, requires_grad=True)
-    b = torch.randn(4, device=device, requires_grad=True)
-    with cnnkern.use_backend(backend):
-        y = cnnkern.conv2d(x, w, b, padding=1)
-        assert y.shape == (0, 4, 6, 5)
-        y.sum().backward()
-    assert x.grad.shape == x.shape
-    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+    run_empty_batch(cnnkern.conv2d, backend, device, (0, 3, 6, 5), (4, 3, 3, 3), (0, 4, 6, 5), padding=1)
 
 
 @pytest.mark.parametrize("device,backend", backend_params())

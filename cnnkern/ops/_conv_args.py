@@ -77,6 +77,39 @@ def resolve_padding(
     return (ph, ph, pw, pw)
 
 
+def check_ranks(op: str, input_shape: Sequence[int], weight_shape: Sequence[int], weight_layout: str) -> None:
+    """Both 4-D (an unbatched input is batched by the caller); ``weight_layout`` names the weight's dims."""
+    if len(input_shape) != 4:
+        raise RuntimeError(
+            f"Expected 3D (unbatched) or 4D (batched) input to {op}, but got input of size: {list(input_shape)}"
+        )
+    if len(weight_shape) != 4:
+        raise RuntimeError(f"{op}: expected a 4-D weight {weight_layout}, got {list(weight_shape)}")
+
+
+def stride_dilation_pairs(stride: IntOrPair, dilation: IntOrPair) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(stride, dilation) as pairs, the stride checked positive (dilation's message differs per op)."""
+    stride_p = _pair(stride, "stride")
+    dilation_p = _pair(dilation, "dilation")
+    if any(s <= 0 for s in stride_p):
+        raise RuntimeError(f"non-positive stride is not supported (got stride={list(stride_p)})")
+    return stride_p, dilation_p
+
+
+def check_groups_and_kernel(op: str, weight_shape: Sequence[int], groups) -> None:
+    """groups > 0, a non-empty kernel, and weight dim 0 split evenly into groups: conv2d and transposed alike."""
+    if isinstance(groups, bool) or not isinstance(groups, (int, torch.SymInt)) or groups <= 0:
+        raise RuntimeError(f"non-positive groups is not supported (got groups={groups!r})")
+    kh, kw = weight_shape[2], weight_shape[3]
+    if kh <= 0 or kw <= 0:
+        raise RuntimeError(f"{op}: kernel size must be positive, got weight of size {list(weight_shape)}")
+    if weight_shape[0] % groups != 0:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight_shape)} instead"
+        )
+
+
 def conv2d_spec(
     input_shape: Sequence[int],
     weight_shape: Sequence[int],
@@ -87,29 +120,13 @@ def conv2d_spec(
     groups: int,
 ) -> Conv2dSpec:
     """Validate a batched (4-D) convolution problem and compute its output size."""
-    if len(input_shape) != 4:
-        raise RuntimeError(
-            f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(input_shape)}"
-        )
-    if len(weight_shape) != 4:
-        raise RuntimeError(f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got {list(weight_shape)}")
-    stride_p = _pair(stride, "stride")
-    dilation_p = _pair(dilation, "dilation")
-    if any(s <= 0 for s in stride_p):
-        raise RuntimeError(f"non-positive stride is not supported (got stride={list(stride_p)})")
+    check_ranks("conv2d", input_shape, weight_shape, "(C_out, C_in/groups, kH, kW)")
+    stride_p, dilation_p = stride_dilation_pairs(stride, dilation)
     if any(d <= 0 for d in dilation_p):
         raise RuntimeError(f"dilation should be greater than zero (got dilation={list(dilation_p)})")
-    if isinstance(groups, bool) or not isinstance(groups, (int, torch.SymInt)) or groups <= 0:
-        raise RuntimeError(f"non-positive groups is not supported (got groups={groups!r})")
+    check_groups_and_kernel("conv2d", weight_shape, groups)
     _n, c_in, h, w = input_shape
     c_out, cg_in, kh, kw = weight_shape
-    if kh <= 0 or kw <= 0:
-        raise RuntimeError(f"conv2d: kernel size must be positive, got weight of size {list(weight_shape)}")
-    if c_out % groups != 0:
-        raise RuntimeError(
-            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
-            f"but got weight of size {list(weight_shape)} instead"
-        )
     if cg_in * groups != c_in:
         raise RuntimeError(
             f"Given groups={groups}, weight of size {list(weight_shape)}, expected input{list(input_shape)} "

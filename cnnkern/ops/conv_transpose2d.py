@@ -20,7 +20,16 @@ from torch import Tensor
 
 from cnnkern.ops import _autocast
 from cnnkern.ops import backend as _backend
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec, _pair, check_tensors, suggest_memory_format
+from cnnkern.ops._conv_args import (
+    Conv2dProblem,
+    Conv2dSpec,
+    _pair,
+    check_groups_and_kernel,
+    check_ranks,
+    check_tensors,
+    stride_dilation_pairs,
+    suggest_memory_format,
+)
 from cnnkern.ops.depthwise_conv2d import kernel_family
 
 _OP = "conv_transpose2d"
@@ -46,31 +55,16 @@ def conv_transpose2d_spec(
     groups: int,
 ) -> tuple[Conv2dSpec, tuple[int, int, int, int]]:
     """Validate a batched transposed conv; return the equivalent conv2d's spec and the output shape."""
-    if len(input_shape) != 4:
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to {_OP}, but got input of size: "
-                           f"{list(input_shape)}")
-    if len(weight_shape) != 4:
-        raise RuntimeError(f"{_OP}: expected a 4-D weight (C_in, C_out/groups, kH, kW), got {list(weight_shape)}")
-    stride_p = _pair(stride, "stride")
-    dilation_p = _pair(dilation, "dilation")
-    if any(s <= 0 for s in stride_p):
-        raise RuntimeError(f"non-positive stride is not supported (got stride={list(stride_p)})")
+    check_ranks(_OP, input_shape, weight_shape, "(C_in, C_out/groups, kH, kW)")
+    stride_p, dilation_p = stride_dilation_pairs(stride, dilation)
     if any(d <= 0 for d in dilation_p):
         raise RuntimeError(f"dilation should be greater than zero, but got dilation_height: {dilation_p[0]}, "
                            f"dilation_width: {dilation_p[1]}")
     pad_p = _nonneg_pair(padding, "padding", "padding")
     out_pad = _nonneg_pair(output_padding, "output_padding", "output_padding")
-    if isinstance(groups, bool) or not isinstance(groups, (int, torch.SymInt)) or groups <= 0:
-        raise RuntimeError(f"non-positive groups is not supported (got groups={groups!r})")
+    check_groups_and_kernel(_OP, weight_shape, groups)
     n, c_in, h, w = input_shape
     w_in, cg_out, kh, kw = weight_shape
-    if kh <= 0 or kw <= 0:
-        raise RuntimeError(f"{_OP}: kernel size must be positive, got weight of size {list(weight_shape)}")
-    if w_in % groups != 0:
-        raise RuntimeError(
-            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
-            f"but got weight of size {list(weight_shape)} instead"
-        )
     if w_in != c_in:
         raise RuntimeError(
             f"Given transposed=1, weight of size {list(weight_shape)}, expected input{list(input_shape)} "

@@ -70,6 +70,40 @@ def _mma(acc, a, b, UPCAST: tl.constexpr, IEEE: tl.constexpr):
     return tl.dot(a, b, acc)
 
 
+@triton.jit
+def _tile_offsets(pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, INT64: tl.constexpr):
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INT64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    return offs_m, offs_n
+
+
+@triton.jit
+def _tap_mma(acc, x_ptr, x_pix, ok, sxc, w_ptr, w_tap, swc, C, mask_n, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+             BLOCK_K: tl.constexpr):
+    """acc += x[pixels, c] @ w[c, cols] over the C channels of one kernel tap, BLOCK_K at a time."""
+    offs_k = tl.arange(0, BLOCK_K)
+    for c0 in range(0, C, BLOCK_K):
+        c = c0 + offs_k
+        mask_c = c < C
+        a = tl.load(x_ptr + x_pix[:, None] + c[None, :] * sxc, mask=ok[:, None] & mask_c[None, :], other=0.0)
+        b = tl.load(w_ptr + w_tap[None, :] + c[:, None] * swc, mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        acc = _mma(acc, a, b, UPCAST, IEEE)
+    return acc
+
+
+@triton.jit
+def _bias_store(acc, b_ptr, y_ptr, pix_off, co, syc, mask_m, mask_n, HAS_BIAS: tl.constexpr,
+                ACC_DTYPE: tl.constexpr):
+    """y[pixels, co] = acc (+ bias[co]), in y's dtype."""
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    y_off = pix_off[:, None] + (co * syc)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
 @triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=_PRUNE, cache_results=True)
 @triton.jit
 def _conv2d_fwd_kernel(
@@ -85,14 +119,8 @@ def _conv2d_fwd_kernel(
     ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
     g = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
+    offs_m, offs_n = _tile_offsets(tl.program_id(0), tl.program_id(1), BLOCK_M, BLOCK_N, INT64)
     mask_m = offs_m < GEMM_M
     mask_n = offs_n < Cg_out
     ohw = OH * OW
@@ -105,7 +133,6 @@ def _conv2d_fwd_kernel(
     x_row = n * sxn + (g * Cg_in) * sxc
     co = g * Cg_out + offs_n
     w_col = co * swo
-    offs_k = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     for r in tl.static_range(KH):
         ih = ih0 + r * dil_h
@@ -113,21 +140,9 @@ def _conv2d_fwd_kernel(
         for s in tl.static_range(KW):
             iw = iw0 + s * dil_w
             ok = ok_h & (iw >= 0) & (iw < W)
-            x_pix = x_row + ih * sxh + iw * sxw
-            w_tap = w_col + r * swh + s * sww
-            for c0 in range(0, Cg_in, BLOCK_K):
-                c = c0 + offs_k
-                mask_c = c < Cg_in
-                a = tl.load(x_ptr + x_pix[:, None] + c[None, :] * sxc,
-                            mask=ok[:, None] & mask_c[None, :], other=0.0)
-                b = tl.load(w_ptr + w_tap[None, :] + c[:, None] * swc,
-                            mask=mask_c[:, None] & mask_n[None, :], other=0.0)
-                acc = _mma(acc, a, b, UPCAST, IEEE)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)
-        acc += bias[None, :]
-    y_off = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+            acc = _tap_mma(acc, x_ptr, x_row + ih * sxh + iw * sxw, ok, sxc, w_ptr, w_col + r * swh + s * sww, swc,
+                           Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    _bias_store(acc, b_ptr, y_ptr, n * syn + oh * syh + ow * syw, co, syc, mask_m, mask_n, HAS_BIAS, ACC_DTYPE)
 
 
 @triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=_PRUNE, cache_results=True)

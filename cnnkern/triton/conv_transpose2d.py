@@ -20,9 +20,33 @@ import triton.language as tl
 
 from cnnkern.ops._conv_args import Conv2dSpec
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
-from cnnkern.triton.conv2d import _KEY, _PRUNE, _channels_last, _common, _configs, _mma
+from cnnkern.triton.conv2d import (
+    _KEY,
+    _PRUNE,
+    _bias_store,
+    _channels_last,
+    _common,
+    _configs,
+    _tap_mma,
+    _tile_offsets,
+)
 
 why_not = why_not_problem
+
+
+@triton.jit
+def _phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M):
+    """Pixels offs_m of phase (ph, pw)'s sub-grid: image n, place (jh, jw) in the sub-grid, output (oh, ow)."""
+    jhw = JH * JW
+    n = offs_m // jhw
+    rem = offs_m % jhw
+    jh = rem // JW
+    jw = rem % JW
+    oh = ph + jh * stride_h
+    ow = pw + jw * stride_w
+    # The last row/column of the phase grid exists only for the phases that fit in HO/WO.
+    mask_m = (offs_m < GEMM_M) & (oh < HO) & (ow < WO)
+    return n, jh, jw, oh, ow, mask_m
 
 
 @triton.autotune(configs=_configs(), key=_KEY + ["stride_h", "stride_w"], prune_configs_by=_PRUNE,
@@ -41,32 +65,18 @@ def _phase_gather_kernel(
     ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
     tiles_n = tl.cdiv(Cg_out, BLOCK_N)
     phase = tl.program_id(1) // tiles_n
-    pid_n = tl.program_id(1) % tiles_n
     g = tl.program_id(2)
     ph = phase // stride_w
     pw = phase % stride_w
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
-    jhw = JH * JW
-    n = offs_m // jhw
-    rem = offs_m % jhw
-    jh = rem // JW
-    jw = rem % JW
-    oh = ph + jh * stride_h
-    ow = pw + jw * stride_w
-    # The last row/column of the phase grid exists only for the phases that fit in HO/WO.
-    mask_m = (offs_m < GEMM_M) & (oh < HO) & (ow < WO)
+    offs_m, offs_n = _tile_offsets(tl.program_id(0), tl.program_id(1) % tiles_n, BLOCK_M, BLOCK_N, INT64)
+    n, jh, jw, oh, ow, mask_m = _phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M)
     mask_n = offs_n < Cg_out
     in_row = n * sin + (g * Cg_in) * sic
     co = g * Cg_out + offs_n
-    w_col = offs_n * swo  # the weight's second dim counts output channels within the group
-    offs_k = tl.arange(0, BLOCK_K)
+    # The weight's first dim counts this group's input-role channels, its second output channels in the group.
+    w_col = (g * Cg_in) * swi + offs_n * swo
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     for r in tl.static_range(KH):
         off_h = ph + pad_h - r * dil_h
@@ -79,21 +89,10 @@ def _phase_gather_kernel(
                 if off_w % stride_w == 0:
                     iw = jw + off_w // stride_w
                     ok = ok_h & (iw >= 0) & (iw < WI)
-                    in_pix = in_row + ih * sih + iw * siw
-                    w_tap = w_col + r * swh + s * sww
-                    for k0 in range(0, Cg_in, BLOCK_K):
-                        k = k0 + offs_k
-                        mask_k = k < Cg_in
-                        a = tl.load(in_ptr + in_pix[:, None] + k[None, :] * sic,
-                                    mask=ok[:, None] & mask_k[None, :], other=0.0)
-                        b = tl.load(w_ptr + w_tap[None, :] + ((g * Cg_in + k) * swi)[:, None],
-                                    mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                        acc = _mma(acc, a, b, UPCAST, IEEE)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)
-        acc += bias[None, :]
-    out_off = (n * son + oh * soh + ow * sow)[:, None] + (co * soc)[None, :]
-    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+                    acc = _tap_mma(acc, in_ptr, in_row + ih * sih + iw * siw, ok, sic,
+                                   w_ptr, w_col + r * swh + s * sww, swi, Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    _bias_store(acc, b_ptr, out_ptr, n * son + oh * soh + ow * sow, co, soc, mask_m, mask_n,
+                HAS_BIAS, ACC_DTYPE)
 
 
 def phase_gather(inp, w, bias, out, spec: Conv2dSpec) -> None:
@@ -152,23 +151,11 @@ def _depthwise_phase_kernel(
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # Output channel c sums input channels c*MULT .. c*MULT+MULT-1, each with its own (kH, kW) filter.
-    pid_m = tl.program_id(0)
     phase = tl.program_id(1)
     ph = phase // stride_w
     pw = phase % stride_w
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_c = offs_c.to(tl.int64)
-    jhw = JH * JW
-    n = offs_m // jhw
-    rem = offs_m % jhw
-    jh = rem // JW
-    jw = rem % JW
-    oh = ph + jh * stride_h
-    ow = pw + jw * stride_w
-    mask_m = (offs_m < GEMM_M) & (oh < HO) & (ow < WO)
+    offs_m, offs_c = _tile_offsets(tl.program_id(0), tl.program_id(2), BLOCK_M, BLOCK_C, INT64)
+    n, jh, jw, oh, ow, mask_m = _phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M)
     mask_c = offs_c < C
     acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=ACC_DTYPE)
     for r in tl.static_range(KH):
@@ -188,10 +175,7 @@ def _depthwise_phase_kernel(
                                     mask=ok[:, None] & mask_c[None, :], other=0.0)
                         wv = tl.load(w_ptr + ci * swi + r * swh + s * sww, mask=mask_c, other=0.0)
                         acc += a.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(ACC_DTYPE)[None, :]
-    y_off = (n * syn + oh * syh + ow * syw)[:, None] + (offs_c * syc)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_c[None, :])
+    _bias_store(acc, b_ptr, y_ptr, n * syn + oh * syh + ow * syw, offs_c, syc, mask_m, mask_c, HAS_BIAS, ACC_DTYPE)
 
 
 def forward_depthwise(x, w, bias, out, spec: Conv2dSpec) -> None:
