@@ -24,17 +24,6 @@ using namespace host;
 constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
 constexpr int64_t kGridYZLimit = 65535;
 
-void check_dtype_and_device(const char* op, const at::Tensor& t) {
-  check_dtype(op, t);
-  const auto st = t.scalar_type();
-  if (st != at::kFloat) {
-    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
-    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
-    TORCH_CHECK(major >= 8, op, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
-                t.device(), " is sm_", major, minor);
-  }
-}
-
 // Checks channel/group/shape consistency between activation (n, c_in, h, w), weight and the other
 // activation (n, c_out, oh, ow), and builds the kernel shape.
 Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tensor& w_like, const at::Tensor& y_like,
@@ -66,7 +55,7 @@ Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tenso
                      i(a.stride[0]), i(a.stride[1]), i(a.pad[0]), i(a.pad[1]), i(a.dil[0]), i(a.dil[1])};
 }
 
-constexpr OpFamily<Conv2dShape> kConv2d{"cnnkern conv2d", &check_dtype_and_device, &make_shape};
+constexpr OpFamily<Conv2dShape> kConv2d{"cnnkern conv2d", &check_dtype_tensor_cores, &make_shape};
 
 // ---- ops -------------------------------------------------------------------------------------------
 
@@ -128,35 +117,6 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
   });
 }
 
-// Split-K plan for the weight gradient. The K extent (N*OH*OW) is usually far larger than the output
-// (C_out x KH*KW*Cg_in), so K is cut into `splits` contiguous, tile-aligned ranges until there are
-// enough blocks to fill the GPU. The target is a constant rather than the SM count so that results
-// are bitwise identical across GPUs, not only across runs.
-struct SplitPlan {
-  int splits;
-  int k_per_split;
-};
-
-SplitPlan plan_wgrad_splits(const Conv2dShape& s, int bm, int bn, int bk) {
-  constexpr int64_t kTargetBlocks = 1024;
-  constexpr int64_t kMinKTilesPerSplit = 4;
-  constexpr int64_t kMaxSplits = 256;
-  constexpr int64_t kMaxWorkspaceBytes = int64_t{512} << 20;
-  const int64_t rows = s.cg_out, cols = int64_t{s.kh} * s.kw * s.cg_in;
-  const int64_t k = int64_t{s.n} * s.oh * s.ow;
-  const int64_t tiles_mn = ((rows + bm - 1) / bm) * ((cols + bn - 1) / bn) * s.groups;
-  const int64_t k_tiles = (k + bk - 1) / bk;
-  int64_t splits = (kTargetBlocks + tiles_mn - 1) / tiles_mn;
-  splits = std::min(splits, (k_tiles + kMinKTilesPerSplit - 1) / kMinKTilesPerSplit);
-  splits = std::min(splits, kMaxSplits);
-  splits = std::min(splits, kGridYZLimit / s.groups);
-  splits = std::min(splits, kMaxWorkspaceBytes / std::max<int64_t>(1, 4 * int64_t{s.c_out} * cols));
-  splits = std::max<int64_t>(splits, 1);
-  const int64_t tiles_per_split = (k_tiles + splits - 1) / splits;
-  splits = (k_tiles + tiles_per_split - 1) / tiles_per_split;  // no empty splits
-  return SplitPlan{static_cast<int>(splits), static_cast<int>(tiles_per_split * bk)};
-}
-
 void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   constexpr const char* op = "cnnkern conv2d_bwd_weight";
@@ -164,8 +124,9 @@ void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at
             [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     using Tile = GemmTile<T>;
-    const SplitPlan plan = plan_wgrad_splits(s, Tile::kBM, Tile::kBN, Tile::kBK);
     const int64_t cols = int64_t{s.kh} * s.kw * s.cg_in;
+    const SplitKPlan plan =
+        wgrad_split_plan(s.cg_out, cols, int64_t{s.n} * s.oh * s.ow, s.groups, Tile::kBM, Tile::kBN, Tile::kBK);
     at::Tensor workspace = at::empty({plan.splits, s.c_out, cols}, x.options().dtype(at::kFloat));
     const Conv2dWgradParams<T> p{s,
                                  in_ptr<T>(grad_out),

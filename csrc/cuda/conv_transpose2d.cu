@@ -25,17 +25,6 @@ constexpr const char* kOp = "cnnkern conv_transpose2d_fwd";
 constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
 constexpr int64_t kGridZLimit = 65535;
 
-void check_dtype_and_device(const at::Tensor& t) {
-  check_dtype(kOp, t);
-  const auto st = t.scalar_type();
-  if (st != at::kFloat) {
-    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
-    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
-    TORCH_CHECK(major >= 8, kOp, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
-                t.device(), " is sm_", major, minor);
-  }
-}
-
 // x (N, C_in, H, W), weight (C_in, C_out/groups, KH, KW), out (N, C_out, H_out, W_out). Any H_out works
 // for the gather (rows past the reach of x get the bias alone), so out's extent stands for
 // output_padding; returns the equivalent conv2d's shape.
@@ -79,26 +68,15 @@ void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   check_tensor(kOp, "x", x, "x", x);
   check_tensor(kOp, "weight", w, "x", x);
   check_tensor(kOp, "out", out, "x", x);
-  check_dtype_and_device(x);
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out.size(1), kOp, ": bias must have shape (C_out=",
-                out.size(1), "), got ", bias->sizes());
-    TORCH_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), kOp,
-                ": bias must match x in device and dtype; bias is ", bias->scalar_type(), " on ", bias->device(),
-                ", x is ", x.scalar_type(), " on ", x.device());
-  }
+  check_dtype_tensor_cores(kOp, x);
+  const bool has_bias = check_bias(kOp, bias, out.size(1), x);
   const Conv2dShape s = make_shape(x, w, out, a);
   check_output(kOp, "out", out, {x, w, has_bias ? *bias : at::Tensor()});
 
   c10::cuda::CUDAGuard guard(x.device());
   if (out.numel() == 0) return;
-  if (x.numel() == 0 || w.numel() == 0) {  // no input channels: out = bias (or 0)
-    if (has_bias) {
-      out.copy_(bias->view({1, -1, 1, 1}).expand_as(out));
-    } else {
-      out.zero_();
-    }
+  if (x.numel() == 0 || w.numel() == 0) {  // no input channels
+    fill_bias_or_zero(out, bias);
     return;
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

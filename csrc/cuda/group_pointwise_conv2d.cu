@@ -26,19 +26,6 @@ using namespace host;
 constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
 constexpr int64_t kGridYZLimit = 65535;
 
-void check_dtype_and_device(const char* op, const at::Tensor& t) {
-  check_dtype(op, t);
-  const auto st = t.scalar_type();
-  if (st != at::kFloat) {
-    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
-    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
-    TORCH_CHECK(major >= 8, op, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
-                t.device(), " is sm_", major, minor);
-  }
-}
-
-bool present(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
 // A per-output-channel vector: `bias` has x's dtype; scale/shift may also be fp32 for fp16/bf16 x
 // (folded BatchNorm parameters are fp32), and are applied on the fp32 accumulator either way.
 void check_vector(const char* op, const char* name, const std::optional<at::Tensor>& v, int64_t c_out,
@@ -104,7 +91,7 @@ void check_common(const char* op, const at::Tensor& a, const char* a_name, std::
   check_tensor(op, a_name, a, a_name, a);
   auto name = names.begin();
   for (const at::Tensor* t : ts) check_tensor(op, *name++, *t, a_name, a);
-  check_dtype_and_device(op, a);
+  check_dtype_tensor_cores(op, a);
 }
 
 void check_saved_output(const char* op, const std::optional<at::Tensor>& output, const at::Tensor& grad_out) {
@@ -221,7 +208,7 @@ void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Ten
   dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Tile = GemmTile<T>;
-    const GpwSplitPlan plan = gpw_wgrad_plan(s, Tile::kBM, Tile::kBN, Tile::kBK);
+    const SplitKPlan plan = gpw_wgrad_plan(s, Tile::kBM, Tile::kBN, Tile::kBK);
     at::Tensor workspace = at::empty({plan.splits, s.c_out, s.cg_in}, x.options().dtype(at::kFloat));
     const GpwWgradParams<T> p{s,
                               in_ptr<T>(grad_out),

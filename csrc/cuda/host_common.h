@@ -71,6 +71,40 @@ inline int device_attribute(cudaDeviceAttr attr, int device) {
   return value;
 }
 
+// check_dtype, plus compute capability >= 8.0 for the 16-bit types, whose GEMM kernels use tensor cores.
+inline void check_dtype_tensor_cores(const char* op, const at::Tensor& t) {
+  check_dtype(op, t);
+  const auto st = t.scalar_type();
+  if (st != at::kFloat) {
+    const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, t.get_device());
+    const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, t.get_device());
+    TORCH_CHECK(major >= 8, op, ": ", st, " kernels use tensor cores and need compute capability >= 8.0; ",
+                t.device(), " is sm_", major, minor);
+  }
+}
+
+inline bool present(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+// A forward's optional bias: shape (C_out), on x's device with x's dtype. Returns whether it is there.
+inline bool check_bias(const char* op, const std::optional<at::Tensor>& bias, int64_t c_out, const at::Tensor& x) {
+  if (!present(bias)) return false;
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == c_out, op, ": bias must have shape (C_out=", c_out, "), got ",
+              bias->sizes());
+  TORCH_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), op,
+              ": bias must match x in device and dtype; bias is ", bias->scalar_type(), " on ", bias->device(),
+              ", x is ", x.scalar_type(), " on ", x.device());
+  return true;
+}
+
+// A forward output with an empty reduction (no input channels or no filter taps): the bias, or 0.
+inline void fill_bias_or_zero(const at::Tensor& out, const std::optional<at::Tensor>& bias) {
+  if (present(bias)) {
+    out.copy_(bias->view({1, -1, 1, 1}).expand_as(out));
+  } else {
+    out.zero_();
+  }
+}
+
 inline void check_output(const char* op, const char* name, const at::Tensor& out,
                          std::initializer_list<at::Tensor> inputs) {
   TORCH_CHECK(at::has_internal_overlap(out) != at::MemOverlap::Yes, op, ": ", name,
@@ -187,25 +221,14 @@ void run_fwd(const char* op, const OpFamily<Shape>& f, const ConvArgs& a, const 
   check_tensor(op, "weight", w, "x", x);
   check_tensor(op, "out", out, "x", x);
   f.check_dtype_and_device(op, x);
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == w.size(0), op, ": bias must have shape (C_out=", w.size(0),
-                "), got ", bias->sizes());
-    TORCH_CHECK(bias->device() == x.device() && bias->scalar_type() == x.scalar_type(), op,
-                ": bias must match x in device and dtype; bias is ", bias->scalar_type(), " on ", bias->device(),
-                ", x is ", x.scalar_type(), " on ", x.device());
-  }
+  const bool has_bias = check_bias(op, bias, w.size(0), x);
   const Shape s = f.make_shape(op, x, w, out, "x", "weight", "out", a);
   check_output(op, "out", out, {x, w, has_bias ? *bias : at::Tensor()});
 
   c10::cuda::CUDAGuard guard(x.device());
   if (out.numel() == 0) return;
-  if (x.numel() == 0 || w.numel() == 0) {  // empty reduction: out = bias (or 0)
-    if (has_bias) {
-      out.copy_(bias->view({1, -1, 1, 1}).expand_as(out));
-    } else {
-      out.zero_();
-    }
+  if (x.numel() == 0 || w.numel() == 0) {
+    fill_bias_or_zero(out, bias);
     return;
   }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

@@ -1,6 +1,7 @@
 // Compiles every kernels/ header and instantiates every kernel template that csrc/ launches, with no
 // torch include path on the command line: the build itself enforces "kernels/ never includes torch".
 #include "check/block_replay.cuh"
+#include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
 #include "common/fastdiv.cuh"
 #include "common/gemm_loader.cuh"

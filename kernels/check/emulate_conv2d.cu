@@ -13,9 +13,14 @@
 #include <vector>
 
 #include "check/block_replay.cuh"
+#include "check/emulate_tensor.cuh"
 #include "conv/conv2d.cuh"
 
 using namespace cnnkern;
+using emulate::kNCHW;
+using emulate::kNCHWView;
+using emulate::kNHWC;
+using emulate::Tensor4;
 
 namespace {
 
@@ -30,53 +35,6 @@ int g_failures = 0;
       ++g_failures;                                          \
     }                                                        \
   } while (0)
-
-// ---- tensors with explicit strides -----------------------------------------------------------------
-
-template <class T>
-struct Tensor4 {
-  int d[4];
-  Strides4 st;
-  T* base = nullptr;   // exact-size allocation (so ASan sees overruns)
-  size_t alloc = 0;
-  T* ptr = nullptr;    // element (0,0,0,0)
-
-  // layout: 0 = NCHW contiguous, 1 = channels_last, 2 = NCHW view into a larger (padded) buffer
-  Tensor4(int a, int b, int c, int e, int layout) : d{a, b, c, e} {
-    if (layout == 1) {
-      st = Strides4{int64_t(b) * c * e, 1, int64_t(e) * b, b};
-      alloc = size_t(a) * b * c * e;
-    } else if (layout == 2) {
-      // sliced view: channels 1.. of a (b+2)-channel tensor with width padded by 3
-      const int64_t wp = e + 3, cp = b + 2;
-      st = Strides4{cp * c * wp, int64_t(c) * wp, wp, 1};
-      alloc = size_t(a) * cp * c * wp;
-    } else {
-      st = Strides4{int64_t(b) * c * e, int64_t(c) * e, e, 1};
-      alloc = size_t(a) * b * c * e;
-    }
-    const size_t bytes = ((alloc * sizeof(T) + 63) / 64) * 64 + 64;
-    base = static_cast<T*>(std::aligned_alloc(64, bytes));
-    for (size_t i = 0; i < alloc; ++i) base[i] = Num<T>::from_float(1e6f);  // garbage outside the view
-    ptr = base + (layout == 2 ? st.c : 0);
-    if (layout == 2) alloc -= static_cast<size_t>(st.c);
-  }
-  ~Tensor4() { std::free(base); }
-  Tensor4(const Tensor4&) = delete;
-  Tensor4& operator=(const Tensor4&) = delete;
-
-  int64_t off(int i, int j, int k, int l) const { return i * st.n + j * st.c + k * st.h + l * st.w; }
-  T& at(int i, int j, int k, int l) { return ptr[off(i, j, k, l)]; }
-  float get(int i, int j, int k, int l) const { return Num<T>::to_float(ptr[off(i, j, k, l)]); }
-  int64_t numel() const { return int64_t(d[0]) * d[1] * d[2] * d[3]; }
-  template <class F>
-  void each(F f) {
-    for (int i = 0; i < d[0]; ++i)
-      for (int j = 0; j < d[1]; ++j)
-        for (int k = 0; k < d[2]; ++k)
-          for (int l = 0; l < d[3]; ++l) f(i, j, k, l);
-  }
-};
 
 struct Case {
   int n, cin, h, w, cout, kh, kw, groups, sh, sw, ph, pw, dh, dw;
@@ -100,12 +58,6 @@ bool close(double ref, float got, double scale) {
   return std::fabs(ref - got) <= tol<T>() * (std::fabs(ref) + scale);
 }
 
-template <class T>
-void fill(Tensor4<T>& t, std::mt19937& rng) {
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  t.each([&](int i, int j, int k, int l) { t.at(i, j, k, l) = Num<T>::from_float(u(rng)); });
-}
-
 // Reference in scatter form: iterate the forward definition and accumulate in double.
 template <class T, class F>
 void for_each_term(const Case& c, F f) {
@@ -123,6 +75,9 @@ void for_each_term(const Case& c, F f) {
               }
 }
 
+// The filter is never a sliced view; it takes the activations' layout otherwise.
+int weight_layout(int layout) { return layout == kNCHWView ? kNCHW : layout; }
+
 template <class T>
 int vec_width() {
   return 16 / static_cast<int>(sizeof(T));
@@ -130,16 +85,16 @@ int vec_width() {
 
 template <class T>
 void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt19937& rng) {
-  Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout),
+  Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout)),
       y(c.n, c.cout, c.oh(), c.ow(), layout);
-  fill(x, rng);
-  fill(w, rng);
+  x.fill_random(rng);
+  w.fill_random(rng);
   std::vector<T> bias(c.cout);
   for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
-  y.each([&](int i, int j, int k, int l) { y.at(i, j, k, l) = Num<T>::from_float(NAN); });
+  y.fill_nan();
 
   Conv2dFwdParams<T> prm{c.shape(), x.ptr, x.st, w.ptr, w.st, with_bias ? bias.data() : nullptr, 1, y.ptr, y.st};
-  const bool m_fast = layout != 1;
+  const bool m_fast = layout != kNHWC;
   if (variant == 0) replay(Conv2dFwdProblem<T, Fast::kRow, 1>::make(prm, m_fast));
   if (variant == 1) replay(Conv2dFwdProblem<T, Fast::kK, 1>::make(prm, m_fast));
   if (variant == 2) {
@@ -166,16 +121,16 @@ void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt1993
 // through a stride of 2 like a sliced view.
 template <class T>
 void run_dgrad(const Case& c, int layout, int variant, std::mt19937& rng, bool with_bias = false) {
-  Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout),
+  Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout)),
       dx(c.n, c.cin, c.h, c.w, layout);
-  fill(dy, rng);
-  fill(w, rng);
+  dy.fill_random(rng);
+  w.fill_random(rng);
   std::vector<T> bias(2 * c.cin);
   for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
-  dx.each([&](int i, int j, int k, int l) { dx.at(i, j, k, l) = Num<T>::from_float(NAN); });
+  dx.fill_nan();
   Conv2dDgradParams<T> prm{c.shape(), dy.ptr, dy.st, w.ptr, w.st, dx.ptr, dx.st,
                            with_bias ? bias.data() : nullptr, 2};
-  const bool m_fast = layout != 1;
+  const bool m_fast = layout != kNHWC;
   if (variant == 0) replay(Conv2dDgradProblem<T, Fast::kRow, 1>::make(prm, m_fast));
   if (variant == 1) replay(Conv2dDgradProblem<T, Fast::kK, 1>::make(prm, m_fast));
   if (variant == 2) {
@@ -229,10 +184,10 @@ void test_phase_taps() {
 template <class T>
 void run_wgrad(const Case& c, int layout, int variant, int splits_req, std::mt19937& rng) {
   Tensor4<T> dy(c.n, c.cout, c.oh(), c.ow(), layout), x(c.n, c.cin, c.h, c.w, layout),
-      dw(c.cout, c.cin / c.groups, c.kh, c.kw, layout == 2 ? 0 : layout);
-  fill(dy, rng);
-  fill(x, rng);
-  dw.each([&](int i, int j, int k, int l) { dw.at(i, j, k, l) = Num<T>::from_float(NAN); });
+      dw(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout));
+  dy.fill_random(rng);
+  x.fill_random(rng);
+  dw.fill_nan();
   const int bk = GemmTile<T>::kBK;
   const int kgemm = c.n * c.oh() * c.ow();
   const int ktiles = (kgemm + bk - 1) / bk;
@@ -303,14 +258,14 @@ void run_all(const std::vector<Case>& cases) {
   for (const Case& c : cases) {
     const bool vec_fwd = (c.cin / c.groups) % v == 0;
     const bool vec_dgrad = (c.cout / c.groups) % v == 0;
-    for (int layout = 0; layout < 3; ++layout) {
+    for (int layout = kNCHW; layout <= kNCHWView; ++layout) {
       for (int variant = 0; variant < 2; ++variant) {
         run_fwd<T>(c, layout, variant, variant == 0, rng);
         run_dgrad<T>(c, layout, variant, rng);
         run_wgrad<T>(c, layout, variant, 1 + 3 * variant, rng);
       }
-      if (layout == 1 && vec_fwd) run_fwd<T>(c, layout, 2, true, rng);
-      if (layout == 1 && vec_dgrad) run_dgrad<T>(c, layout, 2, rng);
+      if (layout == kNHWC && vec_fwd) run_fwd<T>(c, layout, 2, true, rng);
+      if (layout == kNHWC && vec_dgrad) run_dgrad<T>(c, layout, 2, rng);
     }
     run_wgrad<T>(c, 0, 0, 1000000, rng);  // one K tile per split
   }
@@ -322,12 +277,12 @@ void run_phases(const std::vector<Case>& cases) {
   std::mt19937 rng(4321);
   const int v = vec_width<T>();
   for (const Case& c : cases) {
-    for (int layout = 0; layout < 3; ++layout) {
+    for (int layout = kNCHW; layout <= kNCHWView; ++layout) {
       for (int variant = 0; variant < 2; ++variant) {
         run_dgrad<T>(c, layout, variant, rng, false);
         run_dgrad<T>(c, layout, variant, rng, true);
       }
-      if (layout == 1 && (c.cout / c.groups) % v == 0) run_dgrad<T>(c, layout, 2, rng, true);
+      if (layout == kNHWC && (c.cout / c.groups) % v == 0) run_dgrad<T>(c, layout, 2, rng, true);
     }
   }
 }

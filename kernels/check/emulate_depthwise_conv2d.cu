@@ -14,9 +14,9 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <type_traits>
 #include <vector>
 
+#include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
 #include "conv/depthwise_conv2d.cuh"
 
@@ -39,20 +39,6 @@ struct Case {
     return DwShape{n, c, h, w, mult, c_out(), oh(), ow(), kh, kw, sh, sw, ph, pw, dh, dw};
   }
 };
-
-template <class T>
-double tol() {
-  if (std::is_same<T, float>::value) return 2e-5;
-  if (std::is_same<T, __half>::value) return 2e-3;
-  return 1.6e-2;
-}
-
-// |got - ref| relative to the magnitude of the summed terms (abs_sum), which bounds rounding error.
-template <class T>
-bool close(double ref, double abs_sum, float got) {
-  if (!std::isfinite(got)) return false;
-  return std::fabs(ref - got) <= tol<T>() * (abs_sum + std::fabs(ref)) + 1e-6;
-}
 
 // Every (n, co, oy, ox, kh, kw) term of the forward definition with an in-range input position.
 template <class F>

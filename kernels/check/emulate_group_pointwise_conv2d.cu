@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "check/block_replay.cuh"
+#include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
 #include "conv/channel_shuffle.cuh"
 #include "conv/group_pointwise_conv2d.cuh"
@@ -45,19 +46,6 @@ struct Case {
     return (d % pg) * shuffle_groups + d / pg;
   }
 };
-
-template <class T>
-double tol() {
-  if (std::is_same<T, float>::value) return 2e-5;
-  if (std::is_same<T, __half>::value) return 2e-3;
-  return 1.6e-2;
-}
-
-// |got - ref| relative to the magnitude of the summed terms, which bounds the rounding error.
-template <class T>
-bool close(double ref, double mag, float got) {
-  return std::isfinite(got) && std::fabs(ref - got) <= tol<T>() * (mag + std::fabs(ref)) + 1e-6;
-}
 
 // A per-channel vector in T or in fp32 (the folded-BN case), as the kernels see it.
 struct Vec1 {
@@ -222,11 +210,11 @@ void run_wgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
   Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), dw(c.cout, cgi, 1, 1, kNCHW);
   x.fill_random(rng);
   dw.fill_nan();
-  GpwSplitPlan plan = gpw_wgrad_plan(c.shape(), Tile::kBM, Tile::kBN, Tile::kBK);
+  SplitKPlan plan = gpw_wgrad_plan(c.shape(), Tile::kBM, Tile::kBN, Tile::kBK);
   if (force_splits > 0) {
     const int k_tiles = (c.n * c.h * c.w + Tile::kBK - 1) / Tile::kBK;
     const int tps = (k_tiles + force_splits - 1) / force_splits;
-    plan = GpwSplitPlan{(k_tiles + tps - 1) / tps, tps * Tile::kBK};
+    plan = SplitKPlan{(k_tiles + tps - 1) / tps, tps * Tile::kBK};
   }
   std::vector<float> ws(size_t(plan.splits) * c.cout * cgi, NAN);
   const GpwWgradParams<T> p{c.shape(), gi.dy.ptr, gi.dy.st, relu ? gi.out.ptr : nullptr, gi.out.st, x.ptr,

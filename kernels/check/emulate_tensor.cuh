@@ -51,18 +51,12 @@ struct Tensor4 {
         base_off = st.c;
         break;
       }
-      case kNHWCSlice: {
-        const int64_t cp = b + 1;
+      case kNHWCSlice:
+      case kNHWCPadded: {  // the view starts `lead` channels into each pixel's channel run
+        const int64_t lead = layout == kNHWCSlice ? 1 : 8, cp = b + lead;
         st = Strides4{cp * c * e, 1, cp * e, cp};
         alloc = size_t(a) * cp * c * e;
-        base_off = 1;
-        break;
-      }
-      case kNHWCPadded: {
-        const int64_t cp = b + 8;
-        st = Strides4{cp * c * e, 1, cp * e, cp};
-        alloc = size_t(a) * cp * c * e;
-        base_off = 8;
+        base_off = lead;
         break;
       }
       default:

@@ -3,6 +3,7 @@
 // channels_last and sliced/permuted views need no copies.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace cnnkern {
@@ -69,5 +70,34 @@ struct Conv2dWgradParams {
   T* dw;
   Strides4 dws;
 };
+
+// Split-K plan for a weight gradient: `groups` GEMMs of rows x cols with reduction extent k (pixels),
+// whose fp32 partials take 4 * groups * rows * cols bytes per split. K is usually far larger than the
+// output, so it is cut into `splits` contiguous, tile-aligned ranges until there are about
+// kTargetBlocks blocks. The target is a constant rather than the SM count so that results are
+// bitwise identical across GPUs, not only across runs.
+struct SplitKPlan {
+  int splits;
+  int k_per_split;  // multiple of bk
+};
+
+inline SplitKPlan wgrad_split_plan(int64_t rows, int64_t cols, int64_t k, int64_t groups, int bm, int bn, int bk) {
+  constexpr int64_t kTargetBlocks = 1024;
+  constexpr int64_t kMinKTilesPerSplit = 4;
+  constexpr int64_t kMaxSplits = 256;
+  constexpr int64_t kMaxGridZ = 65535;  // the split index shares blockIdx.z with the group
+  constexpr int64_t kMaxWorkspaceBytes = int64_t{512} << 20;
+  const int64_t tiles_mn = ((rows + bm - 1) / bm) * ((cols + bn - 1) / bn) * groups;
+  const int64_t k_tiles = (k + bk - 1) / bk;
+  int64_t splits = (kTargetBlocks + tiles_mn - 1) / tiles_mn;
+  splits = std::min(splits, (k_tiles + kMinKTilesPerSplit - 1) / kMinKTilesPerSplit);
+  splits = std::min(splits, kMaxSplits);
+  splits = std::min(splits, kMaxGridZ / groups);
+  splits = std::min(splits, kMaxWorkspaceBytes / std::max<int64_t>(1, 4 * groups * rows * cols));
+  splits = std::max<int64_t>(splits, 1);
+  const int64_t tiles_per_split = (k_tiles + splits - 1) / splits;
+  splits = (k_tiles + tiles_per_split - 1) / tiles_per_split;  // no empty splits
+  return SplitKPlan{static_cast<int>(splits), static_cast<int>(tiles_per_split * bk)};
+}
 
 }  // namespace cnnkern

@@ -16,17 +16,12 @@
 
 namespace cnnkern {
 
-// kAFast: pixels-fast gathers for NCHW-like x, channels-fast for NHWC-like. kVec > 1 (16-byte vectors
-// along channels) requires unit channel stride and 16-byte alignment of x and w and Cg_in % kVec == 0
-// (host-checked).
-template <class T, Fast kAFast_, int kVec>
-struct GpwFwdProblem {
+// What the forward and input-gradient policies share: GEMM rows are the pixels, blockIdx.z the group,
+// which offsets the gathered channels of A by g * k, the stored ones by g * n and the filter by
+// g * w_group_off.
+template <class T>
+struct GpwPixelProblem {
   using Element = T;
-  static constexpr Fast kAFast = kAFast_;
-  static constexpr int kAVec = kVec;
-  static constexpr Fast kBFast = Fast::kK;
-  static constexpr int kBVec = kVec;
-  static_assert(kVec == 1 || kAFast_ == Fast::kK, "vector gathers run along channels");
   using OperandA = ActOperand<T, true>;
   using OperandB = WeightOperand<T>;
   using Epilogue = PointwiseEpilogue<T>;
@@ -56,6 +51,22 @@ struct GpwFwdProblem {
     e.c0 = g * n;
     return e;
   }
+};
+
+// kAFast: pixels-fast gathers for NCHW-like x, channels-fast for NHWC-like. kVec > 1 (16-byte vectors
+// along channels) requires unit channel stride and 16-byte alignment of x and w and Cg_in % kVec == 0
+// (host-checked).
+template <class T, Fast kAFast_, int kVec>
+struct GpwFwdProblem : GpwPixelProblem<T> {
+  static constexpr Fast kAFast = kAFast_;
+  static constexpr int kAVec = kVec;
+  static constexpr Fast kBFast = Fast::kK;
+  static constexpr int kBVec = kVec;
+  static_assert(kVec == 1 || kAFast_ == Fast::kK, "vector gathers run along channels");
+  using Base = GpwPixelProblem<T>;
+  using typename Base::Epilogue;
+  using typename Base::OperandA;
+  using typename Base::OperandB;
 
   __host__ static GpwFwdProblem make(const GpwFwdParams<T>& p, bool out_m_fast) {
     const GpwShape& s = p.s;
@@ -77,41 +88,21 @@ struct GpwFwdProblem {
 // shuffled channels are not contiguous). The filter is read with its input channels (the GEMM columns)
 // fast, which is its contiguous dimension.
 template <class T, Fast kAFast_>
-struct GpwDgradProblem {
-  using Element = T;
+struct GpwDgradProblem : GpwPixelProblem<T> {
   static constexpr Fast kAFast = kAFast_;
   static constexpr int kAVec = 1;
   static constexpr Fast kBFast = Fast::kRow;
   static constexpr int kBVec = 1;
-  using OperandA = ActOperand<T, true>;
-  using OperandB = WeightOperand<T>;
-  using Epilogue = PointwiseEpilogue<T>;
+  using Base = GpwPixelProblem<T>;
+  using typename Base::Epilogue;
+  using typename Base::OperandA;
+  using typename Base::OperandB;
 
-  OperandA a;
-  OperandB b;
-  Epilogue epi;
-  int m, n, k, groups;
-  int64_t w_group_off;
-
-  CNNKERN_HD int gemm_m() const { return m; }
-  CNNKERN_HD int gemm_n() const { return n; }
-  CNNKERN_HD int grid_z() const { return groups; }
-  CNNKERN_HD KRange k_range(int) const { return KRange{0, k}; }
-  CNNKERN_HD OperandA operand_a(int g) const {
-    OperandA o = a;
-    o.c0 = g * k;
-    return o;
-  }
+  // The weight scale is indexed by output channel, which is this GEMM's k.
   CNNKERN_HD OperandB operand_b(int g) const {
-    OperandB o = b;
-    o.w += g * w_group_off;
-    o.scale_c0 = g * k;
+    OperandB o = Base::operand_b(g);
+    o.scale_c0 = g * this->k;
     return o;
-  }
-  CNNKERN_HD Epilogue epilogue(int g) const {
-    Epilogue e = epi;
-    e.c0 = g * n;
-    return e;
   }
 
   __host__ static GpwDgradProblem make(const GpwDgradParams<T>& p, bool out_m_fast) {

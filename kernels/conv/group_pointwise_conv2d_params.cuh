@@ -4,7 +4,6 @@
 // channels_last and sliced views need no copies.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
 #include "common/fastdiv.cuh"
@@ -113,32 +112,9 @@ struct GpwWgradParams {
   Strides4 dws;
 };
 
-// Split-K plan for the weight gradient: the pixel extent is cut into tile-aligned ranges until there
-// are about kTargetBlocks blocks. A constant target (not the SM count) keeps results bitwise identical
-// across GPUs as well as across runs.
-struct GpwSplitPlan {
-  int splits;
-  int k_per_split;
-};
-
-__host__ inline GpwSplitPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int bk) {
-  constexpr int64_t kTargetBlocks = 1024;
-  constexpr int64_t kMinKTilesPerSplit = 4;
-  constexpr int64_t kMaxSplits = 256;
-  constexpr int64_t kMaxZ = 65535;
-  constexpr int64_t kMaxWorkspaceBytes = int64_t{512} << 20;
-  const int64_t k = int64_t{s.n} * s.h * s.w;
-  const int64_t tiles_mn = ((s.cg_out + bm - 1) / bm) * int64_t{(s.cg_in + bn - 1) / bn} * s.groups;
-  const int64_t k_tiles = (k + bk - 1) / bk;
-  int64_t splits = (kTargetBlocks + tiles_mn - 1) / tiles_mn;
-  splits = std::min(splits, (k_tiles + kMinKTilesPerSplit - 1) / kMinKTilesPerSplit);
-  splits = std::min(splits, kMaxSplits);
-  splits = std::min(splits, kMaxZ / s.groups);
-  splits = std::min(splits, kMaxWorkspaceBytes / std::max<int64_t>(1, 4 * int64_t{s.c_out} * s.cg_in));
-  splits = std::max<int64_t>(splits, 1);
-  const int64_t tiles_per_split = (k_tiles + splits - 1) / splits;
-  splits = (k_tiles + tiles_per_split - 1) / tiles_per_split;  // no empty splits
-  return GpwSplitPlan{static_cast<int>(splits), static_cast<int>(tiles_per_split * bk)};
+// The weight gradient's split-K plan over the pixel extent (wgrad_split_plan).
+__host__ inline SplitKPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int bk) {
+  return wgrad_split_plan(s.cg_out, s.cg_in, int64_t{s.n} * s.h * s.w, s.groups, bm, bn, bk);
 }
 
 }  // namespace cnnkern
