@@ -122,17 +122,7 @@ def check_resnet50_table() -> None:
     """Assert that RESNET50 is exactly the de-duplicated architecture walk, with the right counts."""
     walk = resnet50_walk()
     assert len(walk) == 53, len(walk)
-    distinct: OrderedDict[tuple, list[str]] = OrderedDict()
-    for name, *prob in walk:
-        distinct.setdefault(tuple(prob), []).append(name)
-    table = {(s.cin, s.cout, s.hw, s.k, s.stride, s.padding): s for s in RESNET50}
-    assert len(table) == len(RESNET50) == len(distinct), (len(table), len(RESNET50), len(distinct))
-    for prob, names in distinct.items():
-        s = table.get(prob)
-        assert s is not None, f"missing {names[0]} {prob}"
-        assert s.name == names[0], (s.name, names[0])
-        assert s.count == len(names), (s.name, s.count, len(names))
-    assert sum(s.count for s in RESNET50) == 53
+    check_dedup(RESNET50, walk, lambda s: (s.cin, s.cout, s.hw, s.k, s.stride, s.padding), "resnet50")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,25 +198,26 @@ def deeplabv3_walk(output_stride: int, hw: int = DEEPLAB_HW) -> list[tuple]:
     return convs
 
 
-def _check_dedup(table, walk: list[tuple], key) -> None:
-    """table == the de-duplicated walk (first name of each problem, occurrence counts)."""
+def check_dedup(table, walk: list[tuple], key, label: str = "") -> None:
+    """table == the de-duplicated walk (first name of each problem, occurrence counts). ``walk`` rows are
+    (name, *problem); ``key(shape)`` gives a table row's problem in the same order."""
     distinct: OrderedDict[tuple, list[str]] = OrderedDict()
     for name, *prob in walk:
         distinct.setdefault(tuple(prob), []).append(name)
     by_prob = {key(s): s for s in table}
-    assert len(by_prob) == len(table) == len(distinct), (len(by_prob), len(table), len(distinct))
+    assert len(by_prob) == len(table) == len(distinct), (label, len(by_prob), len(table), len(distinct))
     for prob, names in distinct.items():
         s = by_prob.get(prob)
-        assert s is not None, f"missing {names[0]} {prob}"
-        assert s.name == names[0], (s.name, names[0])
-        assert s.count == len(names), (s.name, s.count, len(names))
-    assert sum(s.count for s in table) == len(walk)
+        assert s is not None, f"{label}: missing {names[0]} {prob}"
+        assert s.name == names[0], (label, s.name, names[0])
+        assert s.count == len(names), (label, s.name, s.count, len(names))
+    assert sum(s.count for s in table) == len(walk), label
 
 
 def check_dilated_tables() -> None:
     for os_, table in ((8, DEEPLABV3_OS8), (16, DEEPLABV3_OS16)):
-        _check_dedup(table, deeplabv3_walk(os_),
-                     lambda s: (s.cin, s.cout, s.hw, s.k, s.stride, s.padding, s.dilation))
+        check_dedup(table, deeplabv3_walk(os_),
+                    lambda s: (s.cin, s.cout, s.hw, s.k, s.stride, s.padding, s.dilation), f"deeplabv3 os{os_}")
         assert all(s.out_hw == s.hw for s in table)  # dilation keeps the feature map size
     names = [s.name for s in DILATED]
     assert len(set(names)) == len(names), "duplicate layer names"

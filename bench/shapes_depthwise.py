@@ -28,10 +28,9 @@ checked against torchvision's modules (the benchmark itself never needs torchvis
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from shapes import ConvShape, describe_tags, torchvision_skipped
+from shapes import ConvShape, check_dedup, describe_tags, torchvision_skipped
 
 
 @dataclass(frozen=True)
@@ -186,18 +185,9 @@ def check_depthwise_tables() -> None:
     for group, (table, walk_fn, total) in NETWORKS.items():
         walk = walk_fn()
         assert len(walk) == total, (group, len(walk), total)
-        distinct: OrderedDict[tuple, list[str]] = OrderedDict()
-        for name, *prob in walk:
-            distinct.setdefault(tuple(prob), []).append(name)
-        by_prob = {(s.cin, s.hw, s.k, s.stride, s.padding): s for s in table}
-        assert len(by_prob) == len(table) == len(distinct), (group, len(by_prob), len(table), len(distinct))
-        for prob, names in distinct.items():
-            s = by_prob.get(prob)
-            assert s is not None, f"{group}: missing {names[0]} {prob}"
-            assert s.name == names[0], (s.name, names[0])
-            assert s.count == len(names), (s.name, s.count, len(names))
+        check_dedup(table, walk, lambda s: (s.cin, s.hw, s.k, s.stride, s.padding), group)
+        for s in table:
             assert s.cout == s.cin == s.groups and s.group == group, s
-        assert sum(s.count for s in table) == total, group
     names = [s.name for s in DEPTHWISE]
     assert len(set(names)) == len(names), "duplicate layer names"
 
@@ -349,15 +339,8 @@ def check_dilated_depthwise_tables() -> None:
     for group, (table, walk_fn, total) in DILATED_NETWORKS.items():
         walk = walk_fn()
         assert len(walk) == total, (group, len(walk), total)
-        distinct: OrderedDict[tuple, list[str]] = OrderedDict()
-        for name, *prob in walk:
-            distinct.setdefault(tuple(prob), []).append(name)
-        by_prob = {(s.cin, s.hw, s.k, s.stride, s.padding, s.dilation): s for s in table}
-        assert len(by_prob) == len(table) == len(distinct), (group, len(by_prob), len(table), len(distinct))
-        for prob, names in distinct.items():
-            s = by_prob.get(prob)
-            assert s is not None, f"{group}: missing {names[0]} {prob}"
-            assert (s.name, s.count) == (names[0], len(names)), (s.name, s.count, names)
+        check_dedup(table, walk, lambda s: (s.cin, s.hw, s.k, s.stride, s.padding, s.dilation), group)
+        for s in table:
             assert s.cout == s.cin == s.groups and s.group == group and s.out_hw == s.hw, s
     names = [s.name for s in DILATED_DEPTHWISE]
     assert len(set(names)) == len(names), "duplicate layer names"

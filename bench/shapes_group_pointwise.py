@@ -29,10 +29,9 @@ against torchvision's modules (the benchmark itself never needs torchvision).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from shapes import ConvShape, torchvision_skipped
+from shapes import ConvShape, check_dedup, torchvision_skipped
 
 
 @dataclass(frozen=True)
@@ -169,20 +168,11 @@ def check_group_pointwise_tables() -> None:
     for group, (table, walk_fn, total) in NETWORKS.items():
         walk = walk_fn()
         assert len(walk) == total, (group, len(walk), total)
-        distinct: OrderedDict[tuple, list[str]] = OrderedDict()
-        for name, *prob in walk:
-            distinct.setdefault(tuple(prob), []).append(name)
-        by_prob = {(s.cin, s.cout, s.hw, s.groups, s.shuffle_groups, s.cat): s for s in table}
-        assert len(by_prob) == len(table) == len(distinct), (group, len(by_prob), len(table), len(distinct))
-        for prob, names in distinct.items():
-            s = by_prob.get(prob)
-            assert s is not None, f"{group}: missing {names[0]} {prob}"
-            assert s.name == names[0], (s.name, names[0])
-            assert s.count == len(names), (s.name, s.count, len(names))
+        check_dedup(table, walk, lambda s: (s.cin, s.cout, s.hw, s.groups, s.shuffle_groups, s.cat), group)
+        for s in table:
             assert s.k == 1 and s.stride == 1 and s.padding == 0 and s.group == group, s
             assert s.cin % s.groups == 0 and s.cout % s.groups == 0, s
             assert s.shuffle_groups is None or s.cout % s.shuffle_groups == 0, s
-        assert sum(s.count for s in table) == total, group
     names = [s.name for s in GROUP_POINTWISE]
     assert len(set(names)) == len(names), "duplicate layer names"
 
