@@ -5,7 +5,7 @@ import torch
 from tolerances import assert_matches_reference
 
 import cnnkern
-from cnnkern.ops import _group_pointwise_args
+from cnnkern.problem import channel_map as _group_pointwise_args
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last", "strided"]

@@ -5,7 +5,7 @@ import importlib
 import pytest
 import torch
 
-from cnnkern.ops import _group_pointwise_args
+from cnnkern.problem import channel_map as _group_pointwise_args
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import cnnkern.nn as cnn
 
 _conv2d_ops = importlib.import_module("cnnkern.ops.conv2d")
 _conv_transpose_ops = importlib.import_module("cnnkern.ops.conv_transpose2d")
-_pointwise_args = importlib.import_module("cnnkern.ops._group_pointwise_args")
+_pointwise_args = importlib.import_module("cnnkern.problem.channel_map")
 
 
 @pytest.fixture

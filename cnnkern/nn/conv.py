@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnkern.ops.conv2d import conv2d
-from cnnkern.ops.depthwise_conv2d import is_depthwise
 from cnnkern.ops.group_pointwise_conv2d import group_pointwise_conv2d
+from cnnkern.problem.conv2d import is_depthwise
 
 
 def conv2d_kernel_family(in_channels: int, weight_shape, groups: int, stride, padding, dilation) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from cnnkern.ops.conv_transpose2d import conv_transpose2d
-from cnnkern.ops.depthwise_conv2d import is_depthwise
+from cnnkern.problem.conv2d import is_depthwise
 
 
 def conv_transpose2d_kernel_family(out_channels: int, weight_shape, groups: int) -> str:

@@ -7,7 +7,7 @@ import functools
 import torch
 
 from cnnkern._ext import extension, why_no_extension
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
+from cnnkern.problem.conv2d import Conv2dProblem, Conv2dSpec
 
 _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cnnkern.ops import _group_pointwise_args as _args
 from cnnkern.ops import backend as _backend
-from cnnkern.ops._conv_args import suggest_memory_format
-from cnnkern.ops._group_pointwise_args import ChannelMap, GroupPointwiseProblem, check_shuffle_groups
+from cnnkern.problem import channel_map as _args
+from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, check_shuffle_groups
+from cnnkern.problem.conv2d import suggest_memory_format
 
 
 def run_channel_map(src: Tensor, dst: Tensor, cmap: ChannelMap, scatter: bool) -> None:

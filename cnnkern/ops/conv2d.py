@@ -13,14 +13,14 @@ from torch import Tensor
 
 from cnnkern.ops import _autocast
 from cnnkern.ops import backend as _backend
-from cnnkern.ops._conv_args import (
+from cnnkern.problem.conv2d import (
     Conv2dProblem,
     Conv2dSpec,
     check_tensors,
     conv2d_spec,
+    kernel_family,
     suggest_memory_format,
 )
-from cnnkern.ops.depthwise_conv2d import kernel_family
 
 
 def _spec(input, weight, bias, stride, padding, dilation, groups) -> Conv2dSpec:

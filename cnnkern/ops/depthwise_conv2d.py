@@ -9,21 +9,9 @@ exactly as for any other conv2d.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor
 
-from cnnkern.ops._conv_args import check_tensors
-
-
-def is_depthwise(input_channels: int, weight_shape: Sequence[int], groups: int) -> bool:
-    """Every input channel is its own group (the channel multiplier is ``C_out / C_in``)."""
-    return groups == input_channels and len(weight_shape) == 4 and weight_shape[1] == 1
-
-
-def kernel_family(op: str, input_channels: int, weight_shape: Sequence[int], groups: int) -> str:
-    """Backend op name for a conv2d op: ``conv2d_fwd`` -> ``depthwise_conv2d_fwd`` for depthwise problems."""
-    return f"depthwise_{op}" if is_depthwise(input_channels, weight_shape, groups) else op
+from cnnkern.problem.conv2d import check_tensors
 
 
 def check_depthwise_weight(input: Tensor, weight: Tensor) -> None:

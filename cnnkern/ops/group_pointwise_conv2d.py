@@ -17,10 +17,9 @@ import torch
 from torch import Tensor
 
 from cnnkern.ops import _autocast
-from cnnkern.ops import _group_pointwise_args as _args
 from cnnkern.ops import backend as _backend
-from cnnkern.ops._conv_args import check_tensors, suggest_memory_format
-from cnnkern.ops._group_pointwise_args import (
+from cnnkern.problem import channel_map as _args
+from cnnkern.problem.channel_map import (
     ChannelMap,
     GroupPointwiseProblem,
     GroupPointwiseSpec,
@@ -29,6 +28,7 @@ from cnnkern.ops._group_pointwise_args import (
     check_shuffle_groups,
     frozen_epilogue_error,
 )
+from cnnkern.problem.conv2d import check_tensors, suggest_memory_format
 
 
 def _fmt(channels_last: bool):

@@ -17,17 +17,17 @@ import torch
 from torch import Tensor
 
 from cnnkern.ops import _autocast
-from cnnkern.ops import _group_pointwise_args as _args
-from cnnkern.ops._conv_args import suggest_memory_format
-from cnnkern.ops._group_pointwise_args import (
+from cnnkern.ops.channel_shuffle import run_channel_map
+from cnnkern.ops.group_pointwise_conv2d import check_no_epilogue_grads, pointwise_grads, run_forward
+from cnnkern.problem import channel_map as _args
+from cnnkern.problem.channel_map import (
     ChannelMap,
     GroupPointwiseSpec,
     check_frozen_epilogue,
     check_group_pointwise,
     check_shuffle_groups,
 )
-from cnnkern.ops.channel_shuffle import run_channel_map
-from cnnkern.ops.group_pointwise_conv2d import check_no_epilogue_grads, pointwise_grads, run_forward
+from cnnkern.problem.conv2d import suggest_memory_format
 
 
 def _check_same_pixels(first: Tensor, second: Tensor, op: str) -> None:

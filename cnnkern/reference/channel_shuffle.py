@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnkern.ops._group_pointwise_args import ChannelMap
+from cnnkern.problem.channel_map import ChannelMap
 from cnnkern.reference.group_pointwise_conv2d import why_not  # noqa: F401  (same acceptance rule)
 
 

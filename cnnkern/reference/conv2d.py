@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
+from cnnkern.problem.conv2d import Conv2dProblem, Conv2dSpec
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, fp64: bool = False):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from cnnkern.ops._conv_args import Conv2dProblem, Conv2dSpec
+from cnnkern.problem.conv2d import Conv2dProblem, Conv2dSpec
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,

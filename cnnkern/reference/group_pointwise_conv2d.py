@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnkern.ops._group_pointwise_args import ChannelMap, GroupPointwiseProblem, GroupPointwiseSpec
+from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, GroupPointwiseSpec
 
 
 def group_pointwise_conv2d(input, weight, bias=None, groups=1, shuffle_groups=None, *, scale=None, shift=None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from cnnkern.ops._group_pointwise_args import ChannelMap
+from cnnkern.problem.channel_map import ChannelMap
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
 from cnnkern.triton.depthwise_conv2d import _pix
 from cnnkern.triton.group_pointwise_conv2d import _dest

@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from cnnkern.ops._conv_args import Conv2dSpec
+from cnnkern.problem.conv2d import Conv2dSpec
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
 from cnnkern.triton.conv2d import (
     _KEY,

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cnnkern.ops._conv_args import Conv2dSpec
+from cnnkern.problem.conv2d import Conv2dSpec
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
 
 why_not = why_not_problem

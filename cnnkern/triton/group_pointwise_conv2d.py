@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from cnnkern.ops._group_pointwise_args import GroupPointwiseSpec
+from cnnkern.problem.channel_map import GroupPointwiseSpec
 from cnnkern.triton import interpreting, why_not_problem
 from cnnkern.triton.conv2d import _channels_last, _common, _mma, _prune, _split_k
 from cnnkern.triton.conv2d import _configs as _conv_configs

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnkern.ops._conv_args import check_tensors, conv2d_spec
+from cnnkern.problem.conv2d import check_tensors, conv2d_spec
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,16 @@ def suggest_memory_format(t: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def is_depthwise(input_channels: int, weight_shape: Sequence[int], groups: int) -> bool:
+    """Every input channel is its own group (the channel multiplier is ``C_out / C_in``)."""
+    return groups == input_channels and len(weight_shape) == 4 and weight_shape[1] == 1
+
+
+def kernel_family(op: str, input_channels: int, weight_shape: Sequence[int], groups: int) -> str:
+    """Backend op name for a conv2d op: ``conv2d_fwd`` -> ``depthwise_conv2d_fwd`` for depthwise problems."""
+    return f"depthwise_{op}" if is_depthwise(input_channels, weight_shape, groups) else op
+
+
 @dataclass(frozen=True)
 class Conv2dProblem:
     """What a backend is asked to run: the operands (outputs excluded) and the validated spec."""
