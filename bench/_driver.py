@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import _baseline as B
 import _common as C
 import torch
 import torch.nn.functional as F
@@ -242,6 +243,11 @@ def parse_args(spec: BenchSpec, argv=None) -> argparse.Namespace:
                    help="CPU runs: torch.set_num_threads (default 1; steadier timings on small machines)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--list", action="store_true", help="print the selected problems and exit")
+    p.add_argument("--compare", metavar="latest|PATH", default=None,
+                   help="after the run, compare each measurement with a baseline (ratio ms new / baseline): "
+                        "'latest' = the newest bench/baselines/<gpu>-<date>/ for this GPU, or a folder or JSON")
+    p.add_argument("--compare-threshold", type=float, default=B.DEFAULT_THRESHOLD, metavar="FRAC",
+                   help="flag ratios beyond 1 + FRAC as regressions (default %(default)g)")
     if spec.add_arguments:
         spec.add_arguments(p)
     return p.parse_args(argv)
@@ -604,6 +610,7 @@ def _environment(run: Run) -> None:
     """cnnkern import, provider availability, peaks, bandwidth and metadata."""
     spec, args, on_gpu, dev = run.spec, run.args, run.on_gpu, run.dev
     meta = run.meta = C.run_metadata(dev)
+    meta["bench"] = spec.name  # which benchmark wrote the JSON (baselines and comparisons key on it)
     ck, ck_err = import_cnnkern(spec.cnnkern_api)
     backend_status = {}
     if ck is not None:
@@ -870,4 +877,19 @@ def main(spec: BenchSpec, argv=None) -> int:
         print(f"wrote {C.write_json(json_path, meta, run.records, summary=summary, targets=targets, **extras)}")
     if args.csv:
         print(f"wrote {C.write_csv(args.csv, run.records)}")
+    if args.compare:
+        _compare(run, args.compare, args.compare_threshold)
     return 1 if bad or interrupted else 0
+
+
+def _compare(run: Run, spec: str, threshold: float) -> None:
+    """Print this run's measurements against a committed baseline (bench/_baseline.py)."""
+    doc = {"metadata": run.meta, "records": run.records}
+    base, source, note = B.resolve_baseline(spec, doc)
+    print()
+    if base is None:
+        print(f"compare: {note}")
+        return
+    if note:
+        print(f"compare: {note}")
+    print("\n".join(B.format_comparison(B.compare_docs(doc, base, threshold), source, threshold)))
