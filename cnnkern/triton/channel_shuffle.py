@@ -2,7 +2,7 @@
 
 A program copies a BLOCK_P pixels x BLOCK_C channels tile, reading and writing through each tensor's own
 strides, so the result keeps whatever layout it was allocated in (channels_last stays channels_last) and
-sliced inputs need no copy. Only the channel index is permuted (``_dest``, the same map the fused
+sliced inputs need no copy. Only the channel index is permuted (``shuffle_dest``, the same map the fused
 pointwise-conv epilogue uses).
 """
 
@@ -13,16 +13,15 @@ import triton.language as tl
 
 from cnnkern.problem.channel_map import ChannelMap
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
-from cnnkern.triton.depthwise_conv2d import _pix
-from cnnkern.triton.group_pointwise_conv2d import _dest
+from cnnkern.triton.tiles import cfg, channels_last, pix, shuffle_dest, tile_offsets
 
 why_not = why_not_problem
 
 
 def _configs():
     if interpreting():
-        return [triton.Config({"BLOCK_P": 64, "BLOCK_C": 32}, num_warps=1)]
-    return [triton.Config({"BLOCK_P": p, "BLOCK_C": c}, num_warps=4) for p, c in ((64, 32), (128, 16), (16, 64))]
+        return [cfg(1, BLOCK_P=64, BLOCK_C=32)]
+    return [cfg(4, BLOCK_P=p, BLOCK_C=c) for p, c in ((64, 32), (128, 16), (16, 64))]
 
 
 @triton.autotune(configs=_configs(), key=["P", "C", "CHANNELS_LAST"], cache_results=True)
@@ -33,14 +32,10 @@ def _channel_map_kernel(
     SCATTER: tl.constexpr, CHANNELS_LAST: tl.constexpr, INT64: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        offs_p = offs_p.to(tl.int64)
-        c = c.to(tl.int64)
+    offs_p, c = tile_offsets(tl.program_id(0), tl.program_id(1), BLOCK_P, BLOCK_C, INT64)
     mask = (offs_p < P)[:, None] & (c < C)[None, :]
-    n, h, w = _pix(offs_p, H, W)
-    mapped = _dest(c, OFF, CPG, SG)
+    n, h, w = pix(offs_p, H, W)
+    mapped = shuffle_dest(c, OFF, CPG, SG)
     if SCATTER:
         src_c = c
         dst_c = mapped
@@ -63,6 +58,6 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
     _channel_map_kernel[grid](
         src, dst, h, w, pixels, channels, cmap.offset, cmap.per_group, cmap.shuffle_groups,
         *src.stride(), *dst.stride(),
-        SCATTER=scatter, CHANNELS_LAST=src.stride(1) == 1 and src.shape[1] > 1,
+        SCATTER=scatter, CHANNELS_LAST=channels_last(src),
         INT64=needs_int64((src, dst)),
     )

@@ -22,46 +22,45 @@ import triton
 import triton.language as tl
 
 from cnnkern.problem.conv2d import Conv2dSpec
-from cnnkern.triton import interpreting, needs_int64, why_not_problem
+from cnnkern.triton import interpreting, why_not_problem
+from cnnkern.triton.tiles import (
+    acc_dtype,
+    bias_store,
+    cfg,
+    channels_last,
+    conv_geometry,
+    fma_flags,
+    pix,
+    prune_to_problem,
+    reduction_splits,
+    split_chunks,
+    store_tile,
+    sum_splits,
+)
 
 why_not = why_not_problem
-
-
-def _cfg(warps: int, **blocks) -> triton.Config:
-    return triton.Config(blocks, num_warps=warps)
 
 
 def _spatial_configs():
     if interpreting():
         # Interpreted programs cost per operation, not per element: few large tiles run fastest.
-        return [_cfg(1, BLOCK_H=16, BLOCK_W=16)]
-    return [_cfg(4, BLOCK_H=8, BLOCK_W=32), _cfg(4, BLOCK_H=16, BLOCK_W=32), _cfg(8, BLOCK_H=16, BLOCK_W=64),
-            _cfg(4, BLOCK_H=4, BLOCK_W=64), _cfg(8, BLOCK_H=32, BLOCK_W=32), _cfg(2, BLOCK_H=4, BLOCK_W=16)]
+        return [cfg(1, BLOCK_H=16, BLOCK_W=16)]
+    return [cfg(4, BLOCK_H=8, BLOCK_W=32), cfg(4, BLOCK_H=16, BLOCK_W=32), cfg(8, BLOCK_H=16, BLOCK_W=64),
+            cfg(4, BLOCK_H=4, BLOCK_W=64), cfg(8, BLOCK_H=32, BLOCK_W=32), cfg(2, BLOCK_H=4, BLOCK_W=16)]
 
 
 def _channel_configs():
     if interpreting():
-        return [_cfg(1, BLOCK_P=64, BLOCK_C=16)]
-    return [_cfg(4, BLOCK_P=16, BLOCK_C=64), _cfg(4, BLOCK_P=32, BLOCK_C=32), _cfg(8, BLOCK_P=32, BLOCK_C=64),
-            _cfg(4, BLOCK_P=8, BLOCK_C=128), _cfg(8, BLOCK_P=64, BLOCK_C=32), _cfg(2, BLOCK_P=16, BLOCK_C=16)]
+        return [cfg(1, BLOCK_P=64, BLOCK_C=16)]
+    return [cfg(4, BLOCK_P=16, BLOCK_C=64), cfg(4, BLOCK_P=32, BLOCK_C=32), cfg(8, BLOCK_P=32, BLOCK_C=64),
+            cfg(4, BLOCK_P=8, BLOCK_C=128), cfg(8, BLOCK_P=64, BLOCK_C=32), cfg(2, BLOCK_P=16, BLOCK_C=16)]
 
 
-def _prune_channels(configs, named_args, **kwargs):
-    """Channel blocks far wider than the channel count only waste lanes."""
-    cap = max(16, triton.next_power_of_2(named_args["C_BLOCKED"]))
-    return [c for c in configs if c.kwargs["BLOCK_C"] <= cap] or configs[-1:]
+# Channel blocks far wider than the channel count only waste lanes.
+_PRUNE_CHANNELS = {"early_config_prune": prune_to_problem({"BLOCK_C": "C_BLOCKED"})}
 
 
 _KEY = ["C_BLOCKED", "MULT", "KH", "KW", "stride_h", "stride_w", "OW"]
-
-
-@triton.jit
-def _pix(p, OH, OW):
-    """Flattened pixel index -> (n, oh, ow)."""
-    ohw = OH * OW
-    n = p // ohw
-    rem = p % ohw
-    return n, rem // OW, rem % OW
 
 
 @triton.jit
@@ -84,7 +83,7 @@ def _pixel_channel_tile(P_TOTAL, C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, B
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if INT64:
         p = p.to(tl.int64)
-    n, row, col = _pix(p, EXT_H, EXT_W)
+    n, row, col = pix(p, EXT_H, EXT_W)
     return n, row, col, c, p < P_TOTAL, c < C_BLOCKED
 
 
@@ -121,7 +120,7 @@ def _dw_fwd_spatial_kernel(
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune_channels},
+@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by=_PRUNE_CHANNELS,
                  cache_results=True)
 @triton.jit
 def _dw_fwd_channels_kernel(
@@ -148,10 +147,7 @@ def _dw_fwd_channels_kernel(
             xv = tl.load(x_chan + (x_row + iw * sxw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
             wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
             acc += xv.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + co, mask=mask_c, other=0.0).to(ACC_DTYPE)[None, :]
-    y_off = (n * syn + oh * syh + ow * syw)[:, None] + (co * syc)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_p[:, None] & mask_c[None, :])
+    bias_store(acc, b_ptr, y_ptr, n * syn + oh * syh + ow * syw, co, syc, mask_p, mask_c, HAS_BIAS, ACC_DTYPE)
 
 
 # ------------------------------------------------------------------------------------ input gradient
@@ -196,7 +192,7 @@ def _dw_dgrad_spatial_kernel(
     tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by={"early_config_prune": _prune_channels},
+@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by=_PRUNE_CHANNELS,
                  cache_results=True)
 @triton.jit
 def _dw_dgrad_channels_kernel(
@@ -223,8 +219,7 @@ def _dw_dgrad_channels_kernel(
                 g = tl.load(go_chan + (go_row + ow * sgw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
                 wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
                 acc += g.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
-    gi_off = (n * sin + h * sih + w * siw)[:, None] + (c * sic)[None, :]
-    tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask_p[:, None] & mask_c[None, :])
+    store_tile(gi_ptr, n * sin + h * sih + w * siw, c, sic, acc, mask_p, mask_c)
 
 
 # ----------------------------------------------------------------------------------- weight gradient
@@ -234,10 +229,10 @@ def _dw_dgrad_channels_kernel(
 # over pixels happens in registers and only [BLOCK_T, BLOCK_C] sums leave the program.
 def _wgrad_configs():
     if interpreting():
-        return [_cfg(1, BLOCK_P=32, BLOCK_C=4)]
+        return [cfg(1, BLOCK_P=32, BLOCK_C=4)]
     # The input tile is BLOCK_T x BLOCK_P x BLOCK_C (BLOCK_T is up to 16 taps): keep it near 8K elements.
-    return [_cfg(8, BLOCK_P=16, BLOCK_C=32), _cfg(8, BLOCK_P=32, BLOCK_C=16), _cfg(8, BLOCK_P=8, BLOCK_C=64),
-            _cfg(4, BLOCK_P=64, BLOCK_C=4), _cfg(4, BLOCK_P=128, BLOCK_C=2), _cfg(4, BLOCK_P=256, BLOCK_C=1)]
+    return [cfg(8, BLOCK_P=16, BLOCK_C=32), cfg(8, BLOCK_P=32, BLOCK_C=16), cfg(8, BLOCK_P=8, BLOCK_C=64),
+            cfg(4, BLOCK_P=64, BLOCK_C=4), cfg(4, BLOCK_P=128, BLOCK_C=2), cfg(4, BLOCK_P=256, BLOCK_C=1)]
 
 
 def _prune_wgrad(configs, named_args, **kwargs):
@@ -275,7 +270,7 @@ def _dw_wgrad_kernel(
     for p0 in range(0, P_CHUNK, BLOCK_P):
         p = start + p0 + tl.arange(0, BLOCK_P)
         mask_p = p < P_TOTAL
-        n, oh, ow = _pix(p, OH, OW)
+        n, oh, ow = pix(p, OH, OW)
         g = tl.load(go_ptr + (n * sgn + oh * sgh + ow * sgw)[:, None] + (co * sgc)[None, :],
                     mask=mask_p[:, None] & mask_c[None, :], other=0.0).to(ACC_DTYPE)
         ih = (oh * stride_h - pad_h)[None, :] + (r * dil_h)[:, None]  # [T, P]
@@ -295,18 +290,6 @@ def _dw_wgrad_kernel(
 
 
 # ------------------------------------------------------------------------------------- host wrappers
-def _channels_last(t: torch.Tensor) -> bool:
-    return t.stride(1) == 1 and t.shape[1] > 1
-
-
-def _flags(dtype: torch.dtype, tensors) -> dict:
-    return {"INT64": needs_int64(tensors), "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32}
-
-
-def _geometry(spec: Conv2dSpec) -> tuple[int, ...]:
-    return (*spec.stride, *spec.pad_tl, *spec.dilation)
-
-
 def _w_strides(w: torch.Tensor) -> tuple[int, int, int]:
     return (w.stride(0), w.stride(2), w.stride(3))
 
@@ -316,9 +299,9 @@ def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
     c_out, _, kh, kw = w.shape
     _, _, oh, ow = out.shape
     args = (x, w, bias if bias is not None else w, out, h, wd, oh, ow, c_out, c_out // c_in)
-    strides = (*x.stride(), *_w_strides(w), *out.stride(), *_geometry(spec))
-    consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, **_flags(x.dtype, (x, w, out))}
-    if _channels_last(x):
+    strides = (*x.stride(), *_w_strides(w), *out.stride(), *conv_geometry(spec))
+    consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, **fma_flags(x.dtype, (x, w, out))}
+    if channels_last(x):
         pixels = n * oh * ow
 
         def grid(meta):
@@ -337,10 +320,10 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
     c_out, _, kh, kw = w.shape
     _, _, oh, ow = grad_out.shape
     args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
-    strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *_geometry(spec))
+    strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
     consts = {"KH": kh, "KW": kw, "UNIT_STRIDE": spec.stride == (1, 1),
-              **_flags(grad_out.dtype, (grad_out, w, grad_in))}
-    if _channels_last(grad_in):
+              **fma_flags(grad_out.dtype, (grad_out, w, grad_in))}
+    if channels_last(grad_in):
         pixels = n * h * wd
 
         def grid(meta):
@@ -354,15 +337,6 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         _dw_dgrad_spatial_kernel[grid](*args, *strides, **consts)
 
 
-def _wgrad_split(pixels: int, programs: int, device: torch.device) -> int:
-    """Splits of the pixel reduction: enough programs to fill the GPU, each with a long run of pixels."""
-    if interpreting() or device.type != "cuda":
-        return 1 if pixels <= 32 else 2  # still exercises the split/combine path under the interpreter
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    want = max(1, (4 * sms) // max(programs, 1))
-    return int(max(1, min(want, pixels // 2048, 1024)))
-
-
 def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool | None = None) -> None:
     """``deterministic=None`` follows ``torch.are_deterministic_algorithms_enabled()``."""
     if deterministic is None:
@@ -372,29 +346,29 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
     _, _, oh, ow = grad_out.shape
     taps = kh * kw
     block_t = min(16, triton.next_power_of_2(taps))
-    channels_last = _channels_last(x)
+    nhwc = channels_last(x)
     pixels = n * oh * ow
-    c_blocks_est = triton.cdiv(c_out, 32 if channels_last else 4)
-    split = _wgrad_split(pixels, c_blocks_est * triton.cdiv(taps, block_t), x.device)
+    c_blocks_est = triton.cdiv(c_out, 32 if nhwc else 4)
+    # Splits of the pixel reduction: enough programs to fill the GPU, each with a long run of pixels.
+    split = reduction_splits(pixels, c_blocks_est * triton.cdiv(taps, block_t), x.device, interpreter_cutoff=32,
+                             min_run=2048, cap=1024)
     unit = 32 if interpreting() else 256  # a multiple of every BLOCK_P, so splits never share a pixel block
-    chunk = triton.cdiv(triton.cdiv(pixels, split), unit) * unit
-    split = triton.cdiv(pixels, chunk)
-    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    chunk, split = split_chunks(pixels, split, unit)
     atomic = not deterministic and split > 1
     if atomic:
-        buf = torch.zeros((c_out, taps), device=x.device, dtype=acc_dtype)
+        buf = torch.zeros((c_out, taps), device=x.device, dtype=acc_dtype(x.dtype))
     else:
-        buf = torch.empty((split, c_out, taps), device=x.device, dtype=acc_dtype)
+        buf = torch.empty((split, c_out, taps), device=x.device, dtype=acc_dtype(x.dtype))
 
     def grid(meta):
         return (triton.cdiv(c_out, meta["BLOCK_C"]), triton.cdiv(taps, block_t), split)
 
     _dw_wgrad_kernel[grid](
         grad_out, x, buf, h, wd, oh, ow, c_out, c_out // c_in, pixels, chunk,
-        *grad_out.stride(), *x.stride(), *_geometry(spec),
-        KH=kh, KW=kw, BLOCK_T=block_t, CHANNELS_LAST=channels_last, ATOMIC=atomic,
-        **_flags(x.dtype, (grad_out, x)),
+        *grad_out.stride(), *x.stride(), *conv_geometry(spec),
+        KH=kh, KW=kw, BLOCK_T=block_t, CHANNELS_LAST=nhwc, ATOMIC=atomic,
+        **fma_flags(x.dtype, (grad_out, x)),
     )
     # A fixed-order reduction over splits (none needed for one split).
-    total = buf if atomic else (buf[0] if split == 1 else buf.sum(0))
+    total = buf if atomic else sum_splits(buf)
     grad_w.copy_(total.view(grad_w.shape))

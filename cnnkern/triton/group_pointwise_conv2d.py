@@ -1,8 +1,8 @@
 """Grouped 1x1 conv as one grouped GEMM in Triton, with the channel shuffle folded into its indexing.
 
 Every group runs in the same launch (grid axis 2). Output channel ``co`` is stored at (forward), and its
-gradient read from (backward), ``_dest(co)``; the ReLU mask (saved output > 0) and the scale are applied to
-the gradient as it is loaded, so the backward never materialises an unshuffled or masked gradient.
+gradient read from (backward), ``shuffle_dest(co)``; the ReLU mask (saved output > 0) and the scale are
+applied to the gradient as it is loaded, so the backward never materialises an unshuffled or masked gradient.
 
 GEMM views (per group g), pixels m = (n, h, w) decomposed so that sliced views need no copy:
   forward       M = N*H*W,   N = Cg_out,  K = Cg_in      epilogue: +bias, *scale +shift, relu, shuffled store
@@ -17,30 +17,34 @@ import triton
 import triton.language as tl
 
 from cnnkern.problem.channel_map import GroupPointwiseSpec
-from cnnkern.triton import interpreting, why_not_problem
-from cnnkern.triton.conv2d import _channels_last, _common, _mma, _prune, _split_k
-from cnnkern.triton.conv2d import _configs as _conv_configs
-from cnnkern.triton.depthwise_conv2d import _pix
+from cnnkern.triton import why_not_problem
+from cnnkern.triton.tiles import (
+    GEMM_PRUNE,
+    acc_dtype,
+    add_per_channel,
+    channels_last,
+    gemm_configs,
+    mma,
+    mma_flags,
+    pix,
+    shuffle_dest,
+    split_chunks,
+    split_k,
+    store_tile,
+    sum_splits,
+    tap_mma,
+    tile_offsets,
+)
 
 why_not = why_not_problem
 
 
 def _configs():
-    if interpreting():
-        # Interpreted programs cost per operation, not per element: few large tiles run fastest.
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=1)]
-    return _conv_configs()
+    # Interpreted programs cost per operation, not per element: few large tiles run fastest.
+    return gemm_configs(interpreter_blocks=(64, 32, 32))
 
 
 _KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "CHANNELS_LAST", "RELU"]
-_PRUNE = {"early_config_prune": _prune}
-
-
-@triton.jit
-def _dest(c, OFF, CPG, SG):
-    """Where channel c of this conv is stored: the shuffled position of ``OFF + c`` (see ChannelMap)."""
-    d = c + OFF
-    return (d % CPG) * SG + d // CPG
 
 
 @triton.jit
@@ -55,15 +59,11 @@ def _masked_grad(go_ptr, o_ptr, go_off, o_off, mask, RELU: tl.constexpr):
 @triton.jit
 def _gemm_tile(GEMM_M, N_LIMIT, INT64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's group, pixel rows and channel columns (with their masks)."""
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
+    offs_m, offs_n = tile_offsets(tl.program_id(0), tl.program_id(1), BLOCK_M, BLOCK_N, INT64)
     return tl.program_id(2), offs_m, offs_n, offs_m < GEMM_M, offs_n < N_LIMIT
 
 
-@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE, cache_results=True)
 @triton.jit
 def _gpw_fwd_kernel(
     x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr,
@@ -75,31 +75,22 @@ def _gpw_fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     g, offs_m, offs_n, mask_m, mask_n = _gemm_tile(GEMM_M, Cg_out, INT64, BLOCK_M, BLOCK_N)
-    n, h, w = _pix(offs_m, H, W)
-    x_row = n * sxn + h * sxh + w * sxw + (g * Cg_in) * sxc
+    n, h, w = pix(offs_m, H, W)
     co = g * Cg_out + offs_n
-    offs_k = tl.arange(0, BLOCK_K)
+    # A 1x1 conv is a single kernel tap.
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for c0 in range(0, Cg_in, BLOCK_K):
-        c = c0 + offs_k
-        mask_c = c < Cg_in
-        a = tl.load(x_ptr + x_row[:, None] + c[None, :] * sxc, mask=mask_m[:, None] & mask_c[None, :], other=0.0)
-        b = tl.load(w_ptr + (co * swo)[None, :] + c[:, None] * swc, mask=mask_c[:, None] & mask_n[None, :],
-                    other=0.0)
-        acc = _mma(acc, a, b, UPCAST, IEEE)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    x_row = n * sxn + h * sxh + w * sxw + (g * Cg_in) * sxc
+    acc = tap_mma(acc, x_ptr, x_row, mask_m, sxc, w_ptr, co * swo, swc, Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    acc = add_per_channel(acc, b_ptr, co, mask_n, HAS_BIAS, ACC_DTYPE)
     if HAS_SCALE:
         acc *= tl.load(scale_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
-    if HAS_SHIFT:
-        acc += tl.load(shift_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    acc = add_per_channel(acc, shift_ptr, co, mask_n, HAS_SHIFT, ACC_DTYPE)
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    y_off = (n * syn + h * syh + w * syw)[:, None] + (_dest(co, OFF, CPG, SG) * syc)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    store_tile(y_ptr, n * syn + h * syh + w * syw, shuffle_dest(co, OFF, CPG, SG), syc, acc, mask_m, mask_n)
 
 
-@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE, cache_results=True)
 @triton.jit
 def _gpw_dgrad_kernel(
     go_ptr, o_ptr, w_ptr, scale_ptr, gi_ptr,
@@ -111,7 +102,7 @@ def _gpw_dgrad_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     g, offs_m, offs_n, mask_m, mask_n = _gemm_tile(GEMM_M, Cg_in, INT64, BLOCK_M, BLOCK_N)
-    n, h, w = _pix(offs_m, H, W)
+    n, h, w = pix(offs_m, H, W)
     go_row = n * sgn + h * sgh + w * sgw
     o_row = n * son + h * soh + w * sow
     offs_k = tl.arange(0, BLOCK_K)
@@ -119,7 +110,7 @@ def _gpw_dgrad_kernel(
     for k0 in range(0, Cg_out, BLOCK_K):
         mask_k = k0 + offs_k < Cg_out
         co = g * Cg_out + k0 + offs_k
-        dc = _dest(co, OFF, CPG, SG)
+        dc = shuffle_dest(co, OFF, CPG, SG)
         a = _masked_grad(go_ptr, o_ptr, go_row[:, None] + (dc * sgc)[None, :], o_row[:, None] + (dc * soc)[None, :],
                          mask_m[:, None] & mask_k[None, :], RELU)
         b = tl.load(w_ptr + (co * swo)[:, None] + (offs_n * swc)[None, :], mask=mask_k[:, None] & mask_n[None, :],
@@ -128,13 +119,11 @@ def _gpw_dgrad_kernel(
             # Rounded once to the operand dtype, as the unfused grad * scale would be.
             s = tl.load(scale_ptr + co, mask=mask_k, other=0.0).to(ACC_DTYPE)
             b = (b.to(ACC_DTYPE) * s[:, None]).to(w_ptr.dtype.element_ty)
-        acc = _mma(acc, a, b, UPCAST, IEEE)
-    ci = g * Cg_in + offs_n
-    gi_off = (n * sin + h * sih + w * siw)[:, None] + (ci * sic)[None, :]
-    tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+        acc = mma(acc, a, b, UPCAST, IEEE)
+    store_tile(gi_ptr, n * sin + h * sih + w * siw, g * Cg_in + offs_n, sic, acc, mask_m, mask_n)
 
 
-@triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=GEMM_PRUNE, cache_results=True)
 @triton.jit
 def _gpw_wgrad_kernel(
     go_ptr, o_ptr, x_ptr, scale_ptr, part_ptr,
@@ -148,17 +137,14 @@ def _gpw_wgrad_kernel(
     # partials: (SPLIT_K, C_out, Cg_in) contiguous, ACC_DTYPE; summed on the host in fixed order.
     g = tl.program_id(2) // SPLIT_K
     split = tl.program_id(2) % SPLIT_K
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, offs_n = tile_offsets(tl.program_id(0), tl.program_id(1), BLOCK_M, BLOCK_N, INT64)
     offs_k = tl.arange(0, BLOCK_K)
     if INT64:
-        offs_m = offs_m.to(tl.int64)
-        offs_n = offs_n.to(tl.int64)
         offs_k = offs_k.to(tl.int64)
     mask_m = offs_m < Cg_out
     mask_n = offs_n < Cg_in
     co = g * Cg_out + offs_m
-    dc = _dest(co, OFF, CPG, SG)
+    dc = shuffle_dest(co, OFF, CPG, SG)
     ci = g * Cg_in + offs_n
     k_start = split * K_CHUNK
     k_end = tl.minimum(k_start + K_CHUNK, GEMM_K)
@@ -166,13 +152,13 @@ def _gpw_wgrad_kernel(
     for k0 in range(k_start, k_end, BLOCK_K):
         k = k0 + offs_k
         mask_k = k < k_end
-        n, h, w = _pix(k, H, W)
+        n, h, w = pix(k, H, W)
         a = _masked_grad(go_ptr, o_ptr, (dc * sgc)[:, None] + (n * sgn + h * sgh + w * sgw)[None, :],
                          (dc * soc)[:, None] + (n * son + h * soh + w * sow)[None, :],
                          mask_m[:, None] & mask_k[None, :], RELU)
         b = tl.load(x_ptr + (n * sxn + h * sxh + w * sxw)[:, None] + (ci * sxc)[None, :],
                     mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        acc = _mma(acc, a, b, UPCAST, IEEE)
+        acc = mma(acc, a, b, UPCAST, IEEE)
     if HAS_SCALE:
         acc *= tl.load(scale_ptr + co, mask=mask_m, other=0.0).to(ACC_DTYPE)[:, None]
     p_off = split * C_out * Cg_in + (co * Cg_in)[:, None] + offs_n[None, :]
@@ -203,8 +189,8 @@ def forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
         h, wd, cg_in, cg_out, *_map_args(spec),
         *_s4(x), w.stride(0), w.stride(1), *_s4(out),
         gemm_m, cg_out, cg_in,
-        CHANNELS_LAST=_channels_last(x), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None,
-        HAS_SHIFT=shift is not None, RELU=spec.relu, **_common(x.dtype, (x, w, out)),
+        CHANNELS_LAST=channels_last(x), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None, RELU=spec.relu, **mma_flags(x.dtype, (x, w, out)),
     )
 
 
@@ -224,8 +210,8 @@ def backward_input(grad_out, w, output, scale, grad_in, spec: GroupPointwiseSpec
         h, wd, cg_in, cg_out, *_map_args(spec),
         *_s4(grad_out), *_s4(o), w.stride(0), w.stride(1), *_s4(grad_in),
         gemm_m, cg_in, cg_out,
-        CHANNELS_LAST=_channels_last(grad_out), HAS_SCALE=scale is not None, RELU=output is not None,
-        **_common(grad_out.dtype, (grad_out, o, w, grad_in)),
+        CHANNELS_LAST=channels_last(grad_out), HAS_SCALE=scale is not None, RELU=output is not None,
+        **mma_flags(grad_out.dtype, (grad_out, o, w, grad_in)),
     )
 
 
@@ -236,13 +222,10 @@ def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec
     cg_out = c_out // groups
     gemm_k = n * h * wd
     o = grad_out if output is None else output
-    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     # Tile count estimated with 64x64 tiles, only to size the split.
-    split = _split_k(gemm_k, triton.cdiv(cg_out, 64) * triton.cdiv(cg_in, 64) * groups, x.device)
-    chunk_unit = 64  # a multiple of every BLOCK_K, so splits never share a K block
-    k_chunk = triton.cdiv(triton.cdiv(gemm_k, split), chunk_unit) * chunk_unit
-    split = triton.cdiv(gemm_k, k_chunk)
-    partials = torch.empty((split, c_out, cg_in), device=x.device, dtype=acc_dtype)
+    split = split_k(gemm_k, triton.cdiv(cg_out, 64) * triton.cdiv(cg_in, 64) * groups, x.device)
+    k_chunk, split = split_chunks(gemm_k, split, 64)  # 64: a multiple of every BLOCK_K, so no shared K block
+    partials = torch.empty((split, c_out, cg_in), device=x.device, dtype=acc_dtype(x.dtype))
 
     def grid(meta):
         return (triton.cdiv(cg_out, meta["BLOCK_M"]), triton.cdiv(cg_in, meta["BLOCK_N"]), groups * split)
@@ -252,7 +235,7 @@ def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec
         h, wd, cg_in, cg_out, c_out, *_map_args(spec),
         *_s4(grad_out), *_s4(o), *_s4(x),
         cg_out, cg_in, gemm_k, k_chunk,
-        CHANNELS_LAST=_channels_last(x), SPLIT_K=split, HAS_SCALE=scale is not None, RELU=output is not None,
-        **_common(x.dtype, (grad_out, o, x, partials)),
+        CHANNELS_LAST=channels_last(x), SPLIT_K=split, HAS_SCALE=scale is not None, RELU=output is not None,
+        **mma_flags(x.dtype, (grad_out, o, x, partials)),
     )
-    grad_w.copy_((partials.sum(0) if split > 1 else partials[0]).view(grad_w.shape))
+    grad_w.copy_(sum_splits(partials).view(grad_w.shape))

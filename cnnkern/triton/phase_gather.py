@@ -1,0 +1,107 @@
+"""The stride-phase gather: transposed conv2d's forward and conv2d's input gradient, one kernel for both.
+
+Output pixel (oh, ow) reads input pixel ih = (oh + pad - r*dil) / stride for every tap r where that
+division is exact. Whether it is exact depends only on oh mod stride (the pixel's "phase"), so the output is
+split into stride_h*stride_w phase sub-grids; one program works on pixels of a single phase and loops only
+over the taps that reach it (a test on scalars, uniform over the program). No zeros are inserted and no MMA
+is spent on a tap that cannot contribute: for stride 2, each program runs about a quarter of the taps.
+
+GEMM view per (group, phase): M = N*ceil(HO/sh)*ceil(WO/sw) pixels, N = Cg_out, K = taps * Cg_in.
+As conv2d's input gradient: output := grad_input, input := grad_output, no bias; the weight is indexed
+[input-role channel, output-role channel within the group, r, s] in both uses. It lives in its own module
+because two kernel modules launch it (conv2d.py and conv_transpose2d.py), and kernel modules never import
+each other.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from cnnkern.problem.conv2d import Conv2dSpec
+from cnnkern.triton.tiles import (
+    CONV_GEMM_KEY,
+    GEMM_PRUNE,
+    bias_store,
+    channels_last,
+    conv_geometry,
+    gemm_configs,
+    mma_flags,
+    phase_pixels,
+    tap_mma,
+    tile_offsets,
+)
+
+
+@triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY + ["stride_h", "stride_w"],
+                 prune_configs_by=GEMM_PRUNE, cache_results=True)
+@triton.jit
+def _phase_gather_kernel(
+    in_ptr, w_ptr, b_ptr, out_ptr,
+    HI, WI, HO, WO, JH, JW, Cg_in, Cg_out,
+    sin, sic, sih, siw,
+    swi, swo, swh, sww,
+    son, soc, soh, sow,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    GEMM_M, GEMM_N, GEMM_K,
+    KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+    HAS_BIAS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    tiles_n = tl.cdiv(Cg_out, BLOCK_N)
+    phase = tl.program_id(1) // tiles_n
+    g = tl.program_id(2)
+    ph = phase // stride_w
+    pw = phase % stride_w
+    offs_m, offs_n = tile_offsets(tl.program_id(0), tl.program_id(1) % tiles_n, BLOCK_M, BLOCK_N, INT64)
+    n, jh, jw, oh, ow, mask_m = phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M)
+    mask_n = offs_n < Cg_out
+    in_row = n * sin + (g * Cg_in) * sic
+    co = g * Cg_out + offs_n
+    # The weight's first dim counts this group's input-role channels, its second output channels in the group.
+    w_col = (g * Cg_in) * swi + offs_n * swo
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    for r in tl.static_range(KH):
+        off_h = ph + pad_h - r * dil_h
+        # Exact division (either sign): `%` is zero and `//` exact whatever the rounding convention.
+        if off_h % stride_h == 0:
+            ih = jh + off_h // stride_h
+            ok_h = mask_m & (ih >= 0) & (ih < HI)
+            for s in tl.static_range(KW):
+                off_w = pw + pad_w - s * dil_w
+                if off_w % stride_w == 0:
+                    iw = jw + off_w // stride_w
+                    ok = ok_h & (iw >= 0) & (iw < WI)
+                    acc = tap_mma(acc, in_ptr, in_row + ih * sih + iw * siw, ok, sic,
+                                  w_ptr, w_col + r * swh + s * sww, swi, Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    bias_store(acc, b_ptr, out_ptr, n * son + oh * soh + ow * sow, co, soc, mask_m, mask_n, HAS_BIAS, ACC_DTYPE)
+
+
+def phase_gather(inp, w, bias, out, spec: Conv2dSpec) -> None:
+    """out[n, o] = sum over the taps reaching each pixel of inp[n, i] * w[i, o % Cg_out] (+ bias[o]).
+
+    ``spec`` is the conv2d from ``out`` (as its input) to ``inp`` (as its output); ``w`` is that conv2d's
+    weight, (C_inp, C_out/groups, kH, kW) with C_inp = inp's channels.
+    """
+    n, c_in, hi, wi = inp.shape
+    _, c_out, ho, wo = out.shape
+    kh, kw = w.shape[2], w.shape[3]
+    groups = spec.groups
+    cg_in, cg_out = c_in // groups, c_out // groups
+    sh, sw = spec.stride
+    jh, jw = triton.cdiv(ho, sh), triton.cdiv(wo, sw)
+    gemm_m = n * jh * jw
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_out, meta["BLOCK_N"]) * sh * sw, groups)
+
+    _phase_gather_kernel[grid](
+        inp, w, bias if bias is not None else w, out,
+        hi, wi, ho, wo, jh, jw, cg_in, cg_out,
+        *inp.stride(), *w.stride(), *out.stride(),
+        *conv_geometry(spec),
+        gemm_m, cg_out, triton.cdiv(kh, sh) * triton.cdiv(kw, sw) * cg_in,
+        KH=kh, KW=kw, CHANNELS_LAST=channels_last(inp), HAS_BIAS=bias is not None,
+        **mma_flags(inp.dtype, (inp, w, out)),
+    )

@@ -1,0 +1,228 @@
+"""What the Triton kernel modules share: @triton.jit tile helpers, autotune configs and pruning, launch flags.
+
+Every kernel module takes its shared pieces from here (and the device/dtype checks from the package), never
+from another kernel module: the kernel modules stay leaves of the import graph, so one can change without
+reaching into another's private names (tests/test_structure.py keeps it so). The one kernel two ops launch,
+the stride-phase gather, has its own module (phase_gather.py) built on this one.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from cnnkern.problem.conv2d import Conv2dSpec
+from cnnkern.triton import interpreting, needs_int64
+
+
+# ------------------------------------------------------------------------------- autotune configs, keys
+def cfg(warps: int, **blocks) -> triton.Config:
+    return triton.Config(blocks, num_warps=warps)
+
+
+def gemm_configs(interpreter_blocks: tuple[int, int, int] = (16, 16, 16)) -> list[triton.Config]:
+    """Implicit-GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K).
+
+    The interpreter executes every program on the CPU, one operation at a time: a single tile keeps CI fast,
+    its size chosen per kernel (``interpreter_blocks``).
+    """
+    if interpreting():
+        bm, bn, bk = interpreter_blocks
+        return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=1)]
+    cfgs = []
+    for bm, bn, bk, warps, stages in (
+        (128, 128, 32, 8, 3),
+        (128, 64, 32, 4, 4),
+        (64, 128, 32, 4, 4),
+        (64, 64, 32, 4, 4),
+        (128, 128, 64, 8, 3),
+        (64, 64, 64, 4, 3),
+        (128, 32, 32, 4, 4),
+        (32, 64, 32, 4, 4),
+        (64, 32, 16, 2, 4),
+    ):
+        cfgs.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps,
+                                  num_stages=stages))
+    return cfgs
+
+
+def prune_to_problem(block_of: dict[str, str], floor: int = 16):
+    """An ``early_config_prune`` dropping tiles far larger than the problem: they only waste autotuning time.
+
+    ``block_of`` maps a block size to the kernel argument it tiles; a block is kept up to that argument's
+    next power of two (at least ``floor``). If nothing fits, the last (smallest) config is kept.
+    """
+
+    def prune(configs, named_args, **kwargs):
+        caps = {block: max(floor, triton.next_power_of_2(named_args[arg])) for block, arg in block_of.items()}
+        kept = [c for c in configs if all(c.kwargs[block] <= cap for block, cap in caps.items())]
+        return kept or configs[-1:]
+
+    return prune
+
+
+GEMM_PRUNE = {"early_config_prune": prune_to_problem({"BLOCK_M": "GEMM_M", "BLOCK_N": "GEMM_N",
+                                                      "BLOCK_K": "GEMM_K"})}
+# Autotune key of the conv2d implicit GEMMs (direct forward/weight grad and the phase gather).
+CONV_GEMM_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "KH", "KW", "CHANNELS_LAST"]
+
+
+# ------------------------------------------------------------------------------------- @triton.jit helpers
+@triton.jit
+def tile_offsets(pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, INT64: tl.constexpr):
+    """Row and column indices of tile (pid_m, pid_n), widened when an offset could pass int32."""
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if INT64:
+        offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+    return offs_m, offs_n
+
+
+@triton.jit
+def pix(p, OH, OW):
+    """Flattened pixel index -> (n, oh, ow)."""
+    ohw = OH * OW
+    n = p // ohw
+    rem = p % ohw
+    return n, rem // OW, rem % OW
+
+
+@triton.jit
+def mma(acc, a, b, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+    if UPCAST:
+        # The interpreter's bf16 dot is wrong (triton 3.8); fp32 is exact for bf16 products.
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    # out_dtype=acc.dtype: triton < 3.8 defaults it to fp32 and asserts that acc has that dtype, so an fp64
+    # accumulator fails to compile there (compiled and interpreted alike); 3.8 takes acc's dtype itself.
+    if IEEE:
+        return tl.dot(a, b, acc, input_precision="ieee", out_dtype=acc.dtype)
+    return tl.dot(a, b, acc, out_dtype=acc.dtype)
+
+
+@triton.jit
+def tap_mma(acc, x_ptr, x_pix, ok, sxc, w_ptr, w_tap, swc, C, mask_n, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+            BLOCK_K: tl.constexpr):
+    """acc += x[pixels, c] @ w[c, cols] over the C channels of one kernel tap, BLOCK_K at a time."""
+    offs_k = tl.arange(0, BLOCK_K)
+    for c0 in range(0, C, BLOCK_K):
+        c = c0 + offs_k
+        mask_c = c < C
+        a = tl.load(x_ptr + x_pix[:, None] + c[None, :] * sxc, mask=ok[:, None] & mask_c[None, :], other=0.0)
+        b = tl.load(w_ptr + w_tap[None, :] + c[:, None] * swc, mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(acc, a, b, UPCAST, IEEE)
+    return acc
+
+
+@triton.jit
+def add_per_channel(acc, v_ptr, co, mask_n, ENABLED: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """acc[:, j] += v[co[j]] (a bias or folded-BN shift), when ENABLED."""
+    if ENABLED:
+        acc += tl.load(v_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    return acc
+
+
+@triton.jit
+def store_tile(y_ptr, pix_off, co, syc, acc, mask_m, mask_n):
+    """y[pixels, co] = acc, in y's dtype (rows are pixel offsets, columns channel indices)."""
+    y_off = pix_off[:, None] + (co * syc)[None, :]
+    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def bias_store(acc, b_ptr, y_ptr, pix_off, co, syc, mask_m, mask_n, HAS_BIAS: tl.constexpr,
+               ACC_DTYPE: tl.constexpr):
+    """y[pixels, co] = acc (+ bias[co]), in y's dtype."""
+    acc = add_per_channel(acc, b_ptr, co, mask_n, HAS_BIAS, ACC_DTYPE)
+    store_tile(y_ptr, pix_off, co, syc, acc, mask_m, mask_n)
+
+
+@triton.jit
+def phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M):
+    """Pixels offs_m of phase (ph, pw)'s sub-grid: image n, place (jh, jw) in the sub-grid, output (oh, ow)."""
+    jhw = JH * JW
+    n = offs_m // jhw
+    rem = offs_m % jhw
+    jh = rem // JW
+    jw = rem % JW
+    oh = ph + jh * stride_h
+    ow = pw + jw * stride_w
+    # The last row/column of the phase grid exists only for the phases that fit in HO/WO.
+    mask_m = (offs_m < GEMM_M) & (oh < HO) & (ow < WO)
+    return n, jh, jw, oh, ow, mask_m
+
+
+@triton.jit
+def shuffle_dest(c, OFF, CPG, SG):
+    """Where channel c is stored after the channel shuffle: the shuffled position of ``OFF + c``.
+
+    The kernel-side twin of ``ChannelMap.dest`` (cnnkern.problem.channel_map): OFF = offset, CPG = per_group,
+    SG = shuffle_groups.
+    """
+    d = c + OFF
+    return (d % CPG) * SG + d // CPG
+
+
+# --------------------------------------------------------------------------------- host-side launch helpers
+def channels_last(t: torch.Tensor) -> bool:
+    return t.stride(1) == 1 and t.shape[1] > 1
+
+
+def conv_geometry(spec: Conv2dSpec) -> tuple[int, ...]:
+    """stride_h, stride_w, pad_h, pad_w, dil_h, dil_w: the order every conv kernel takes them in."""
+    return (*spec.stride, *spec.pad_tl, *spec.dilation)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation (and split-partials) dtype: fp64 for fp64, fp32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fma_flags(dtype: torch.dtype, tensors) -> dict:
+    """Constexprs of the elementwise (no ``tl.dot``) kernels."""
+    return {"INT64": needs_int64(tensors), "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32}
+
+
+def mma_flags(dtype: torch.dtype, tensors) -> dict:
+    """Constexprs of the kernels that go through ``mma``: fma_flags plus how the dot runs."""
+    return {
+        **fma_flags(dtype, tensors),
+        "UPCAST": interpreting() and dtype == torch.bfloat16,
+        "IEEE": dtype in (torch.float32, torch.float64),
+    }
+
+
+def reduction_splits(length: int, programs: int, device: torch.device, *, interpreter_cutoff: int,
+                     min_run: int, cap: int) -> int:
+    """How many programs share a reduction over ``length`` elements.
+
+    Enough to give every SM a few programs when the output grid alone (``programs``) is small, while each
+    split still loops over at least ``min_run`` elements; at most ``cap``.
+    """
+    if interpreting() or device.type != "cuda":
+        return 1 if length <= interpreter_cutoff else 2  # still exercises the split path in the interpreter
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    want = max(1, (4 * sms) // max(programs, 1))
+    return int(max(1, min(want, length // min_run, cap)))
+
+
+def split_k(gemm_k: int, tiles: int, device: torch.device) -> int:
+    """Split-K factor of the implicit-GEMM weight gradients (``tiles``: output tiles of the launch)."""
+    return reduction_splits(gemm_k, tiles, device, interpreter_cutoff=64, min_run=1024, cap=64)
+
+
+def split_chunks(length: int, splits: int, unit: int) -> tuple[int, int]:
+    """(chunk, splits) with the chunk rounded up to ``unit``.
+
+    ``unit`` is a multiple of every block size along the reduction, so no two splits share a block; rounding
+    can leave fewer splits than asked for.
+    """
+    chunk = triton.cdiv(triton.cdiv(length, splits), unit) * unit
+    return chunk, triton.cdiv(length, chunk)
+
+
+def sum_splits(partials: torch.Tensor) -> torch.Tensor:
+    """The per-split partials (dim 0) summed in a fixed order; no reduction for a single split."""
+    return partials.sum(0) if partials.shape[0] > 1 else partials[0]
