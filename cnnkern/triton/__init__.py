@@ -22,11 +22,33 @@ def _import_error() -> str | None:
     return None
 
 
+@functools.cache
+def _interpreter_clash() -> str | None:
+    """triton < 3.7's interpreter turns a kernel scalar (a 1-element array) into an int with ``int(array)``,
+    which NumPy 2.4 made an error: every kernel whose loop bound is a runtime scalar then fails with
+    "only 0-dimensional arrays can be converted to Python scalars" (triton-lang/triton#9171, fixed in 3.7).
+    Interpreter only; compiled kernels do not go through NumPy."""
+    import re
+
+    import numpy as np
+    import triton
+
+    version = re.match(r"(\d+)\.(\d+)", triton.__version__)
+    if version is None or (int(version[1]), int(version[2])) >= (3, 7):
+        return None
+    if np.lib.NumpyVersion(np.__version__) < "2.4.0":
+        return None
+    return (f"the interpreter of triton {triton.__version__} cannot run with numpy {np.__version__} "
+            "(triton-lang/triton#9171): install numpy<2.4, or triton>=3.7")
+
+
 def why_unavailable() -> str | None:
     err = _import_error()
     if err is not None:
         return err
-    if interpreting() or torch.cuda.is_available():
+    if interpreting():
+        return _interpreter_clash()
+    if torch.cuda.is_available():
         return None
     return "no CUDA GPU is visible, and TRITON_INTERPRET=1 is not set (the interpreter runs on the CPU)"
 
