@@ -38,6 +38,20 @@ def _seed_and_auto_backend(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _ieee_fp32():
+    # The tolerance table (tests/tolerances.py) assumes IEEE fp32, for our kernels and for PyTorch's own fp32
+    # results alike (the reference backend, "PyTorch's own error", the F.conv2d expectations). On Ampere and
+    # newer GPUs cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32 is True),
+    # ~1e-3 off an fp64 reference where the table allows 2e-5, so TF32 is off in every test (cuBLAS too, in
+    # case the environment turned it on). The legacy flags work on every torch we claim, and inductor reads them.
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    yield
+    cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 @pytest.fixture(scope="session")
 def backend_status():
     return cnnkern.backend_status()

@@ -18,6 +18,9 @@ CASES = [((2, 6, 3, 5), 1), ((2, 10, 4, 3), 2), ((1, 9, 5, 4), 3), ((2, 12, 3, 3
 @pytest.mark.parametrize("dtype", DTYPES + [torch.float64], ids=dtype_id)
 @pytest.mark.parametrize("shape,groups", CASES, ids=lambda v: str(v).replace(" ", ""))
 def test_matches_pytorch_exactly(poison_outputs, device, backend, layout, dtype, shape, groups):  # noqa: F811
+    if backend == "cuda" and dtype == torch.float64:
+        pytest.skip("the CUDA kernels implement fp16/bf16/fp32 only (a forced backend never falls back); "
+                    "fp64 runs on triton/reference")
     x = make_input(shape, dtype, device, layout).requires_grad_()
     g = torch.randn(shape, device=device).to(dtype)
     with cnnkern.use_backend(backend):

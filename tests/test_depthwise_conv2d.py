@@ -53,9 +53,15 @@ def _check_depthwise(device, backend, dtype, layout, shape, mult, kernel, stride
     w = _weight(c, mult, kernel, device, dtype)
     b = torch.randn(c * mult, device=device, dtype=dtype) if bias else None
     y, g, grads = run_conv(backend, x, w, b, stride, padding, dilation, c)
-    # The depthwise kernels ran, not the general ones.
-    assert cnnkern.last_choice().op == "depthwise_conv2d_bwd_weight"
+    # The depthwise kernels ran, not the general ones. last_choice() is per thread, and autograd runs the
+    # backward of CUDA tensors on its own device thread: here it is the backward's choice on the CPU but the
+    # forward's on a GPU. The report names all three ops' choices on any device.
+    assert cnnkern.last_choice().op.startswith("depthwise_conv2d_")
     assert cnnkern.last_choice().backend == backend
+    with cnnkern.use_backend(backend):
+        report = cnnkern.explain_conv2d(x, w, b, stride, padding, dilation, c)
+    assert [(op, choice.backend) for op, choice in report.items()] == [
+        (f"depthwise_conv2d_{part}", backend) for part in ("fwd", "bwd_input", "bwd_weight")]
     refs = reference_grads(x, w, b, g, stride, padding, dilation, c, dtype)
     assert_conv_results(y, grads, refs, layout, dtype)
 

@@ -90,6 +90,8 @@ def test_unbatched_and_defaults(device, backend):
 
 @pytest.mark.parametrize("device,backend", backend_params())
 def test_fp64_gradcheck(device, backend):
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels implement fp16/bf16/fp32 only; fp64 gradcheck runs on triton/reference")
     x = torch.randn(2, 6, 3, 2, dtype=torch.float64, device=device, requires_grad=True)
     w = torch.randn(9, 2, 1, 1, dtype=torch.float64, device=device, requires_grad=True)
     b = torch.randn(9, dtype=torch.float64, device=device, requires_grad=True)

@@ -102,6 +102,8 @@ def test_stride2_matches_cat_shuffle(poison_outputs, device, backend, layout, dt
 
 @pytest.mark.parametrize("device,backend", backend_params())
 def test_fp64_gradcheck(device, backend):
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels implement fp16/bf16/fp32 only; fp64 gradcheck runs on triton/reference")
     kw = {"dtype": torch.float64, "device": device, "requires_grad": True}
     p, x = torch.randn(1, 3, 2, 3, **kw), torch.randn(1, 4, 2, 3, **kw)
     w, b = torch.randn(5, 4, 1, 1, **kw), torch.randn(5, **kw)
