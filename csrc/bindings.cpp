@@ -1,10 +1,14 @@
-// Op schemas (TORCH_LIBRARY) and the Python module of the extension (build metadata only; the ops
-// are reached through torch.ops.cnnkern_cuda). CUDA implementations register in csrc/cuda/.
+// The Python module of the extension: build metadata only. The ops are reached through torch.ops.cnnkern_cuda;
+// each op's schema is registered beside its kernels with TORCH_LIBRARY_FRAGMENT (every file uses a fragment,
+// so no file owns the namespace and adding an op touches only its own files):
+//   csrc/cuda/<family>.cu      out-variant ops (*_fwd, *_bwd_*, channel_map): schema + CUDA kernel
+//   csrc/ops/<op>.cpp          functional ops: schema, output spec, Meta kernel
+//   csrc/cpu/<op>.cpp          their CPU kernels (ATen), csrc/cuda/<op>_functional.cpp their CUDA kernels,
+//   csrc/autograd/<op>.cpp     their Autograd kernels (C++ autograd Functions, differentiable backward)
 #include <string>
 
 #include <cuda.h>  // CUDA_VERSION of the toolkit we were compiled with
 #include <pybind11/pybind11.h>
-#include <torch/library.h>
 #include <torch/version.h>
 
 // setup.py passes the arch list as bare tokens with ':' separators, e.g. -DCNNKERN_ARCH_LIST=8.0:9.0+PTX,
@@ -16,40 +20,6 @@
 #else
 #define CNNKERN_ARCH_LIST_STR "unknown"
 #endif
-
-TORCH_LIBRARY(cnnkern_cuda, m) {
-  m.def(
-      "conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups) -> ()");
-  m.def(
-      "conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups) -> ()");
-  m.def(
-      "conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups) -> ()");
-  m.def(
-      "conv_transpose2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups) -> ()");
-  m.def(
-      "depthwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
-      "int[2] dilation) -> ()");
-  m.def(
-      "depthwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
-      "int[2] dilation) -> ()");
-  m.def(
-      "depthwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
-      "int[2] dilation, bool deterministic) -> ()");
-  m.def(
-      "group_pointwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor? scale, Tensor? shift, Tensor(a!) out, "
-      "int groups, int shuffle_groups, int channel_offset, bool relu) -> ()");
-  m.def(
-      "group_pointwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor? output, Tensor? scale, "
-      "Tensor(a!) grad_in, int groups, int shuffle_groups, int channel_offset) -> ()");
-  m.def(
-      "group_pointwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor? output, Tensor? scale, "
-      "Tensor(a!) grad_w, int groups, int shuffle_groups, int channel_offset) -> ()");
-  m.def("channel_shuffle(Tensor src, Tensor(a!) dst, int shuffle_groups, int channel_offset, bool scatter) -> ()");
-}
 
 namespace {
 

@@ -145,4 +145,4 @@ def group_pointwise_conv2d_backward_weight(grad_out, x, output, scale, grad_w, s
 
 
 def channel_map(src, dst, cmap, scatter: bool) -> None:
-    torch.ops.cnnkern_cuda.channel_shuffle(src, dst, cmap.shuffle_groups, cmap.offset, scatter)
+    torch.ops.cnnkern_cuda.channel_map(src, dst, cmap.shuffle_groups, cmap.offset, scatter)

@@ -14,6 +14,7 @@
 #include "common/gemm_tile.cuh"
 #include "cuda/conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_ops.h"
 
 namespace cnnkern {
 namespace {
@@ -57,7 +58,13 @@ Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tenso
 
 constexpr OpFamily<Conv2dShape> kConv2d{"cnnkern conv2d", &check_dtype_tensor_cores, &make_shape};
 
-// ---- ops -------------------------------------------------------------------------------------------
+}  // namespace
+
+// ---- ops (declared in cuda/host_ops.h) -----------------------------------------------------------
+
+namespace cuda {
+
+using namespace host;
 
 void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                 const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
@@ -142,12 +149,25 @@ void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at
   });
 }
 
-}  // namespace
+}  // namespace cuda
+
+// The out-variant ops: outputs preallocated by the caller (any strides), padding (top, left).
+TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
+  m.def(
+      "conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> ()");
+  m.def(
+      "conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> ()");
+  m.def(
+      "conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> ()");
+}
 
 TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
-  m.impl("conv2d_fwd", &conv2d_fwd);
-  m.impl("conv2d_bwd_input", &conv2d_bwd_input);
-  m.impl("conv2d_bwd_weight", &conv2d_bwd_weight);
+  m.impl("conv2d_fwd", &cuda::conv2d_fwd);
+  m.impl("conv2d_bwd_input", &cuda::conv2d_bwd_input);
+  m.impl("conv2d_bwd_weight", &cuda::conv2d_bwd_weight);
 }
 
 }  // namespace cnnkern

@@ -14,6 +14,7 @@
 
 #include "cuda/conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_ops.h"
 
 namespace cnnkern {
 namespace {
@@ -61,6 +62,14 @@ Conv2dShape make_shape(const at::Tensor& x, const at::Tensor& w, const at::Tenso
                      i(a.stride[0]), i(a.stride[1]), i(a.pad[0]), i(a.pad[1]), i(a.dil[0]), i(a.dil[1])};
 }
 
+}  // namespace
+
+// ---- op (declared in cuda/host_ops.h) ------------------------------------------------------------
+
+namespace cuda {
+
+using namespace host;
+
 void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                           const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation, int64_t groups) {
@@ -100,8 +109,16 @@ void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   });
 }
 
-}  // namespace
+}  // namespace cuda
 
-TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) { m.impl("conv_transpose2d_fwd", &conv_transpose2d_fwd); }
+// The out-variant op: out preallocated by the caller (any strides), padding (top, left) of the
+// equivalent conv2d; out's size stands for output_padding.
+TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
+  m.def(
+      "conv_transpose2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) { m.impl("conv_transpose2d_fwd", &cuda::conv_transpose2d_fwd); }
 
 }  // namespace cnnkern

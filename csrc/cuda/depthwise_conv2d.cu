@@ -14,6 +14,7 @@
 
 #include "cuda/depthwise_conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_ops.h"
 
 namespace cnnkern {
 namespace {
@@ -85,7 +86,13 @@ void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, int d
   launch_dw_direct<T>(dp, v, v > 1 ? mi : 1, dw_direct_window_k(dp, v), stream);
 }
 
-// ---- ops -------------------------------------------------------------------------------------------
+}  // namespace
+
+// ---- ops (declared in cuda/host_ops.h) -----------------------------------------------------------
+
+namespace cuda {
+
+using namespace host;
 
 void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                           const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
@@ -152,12 +159,25 @@ void depthwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x
   });
 }
 
-}  // namespace
+}  // namespace cuda
+
+// The out-variant ops: outputs preallocated by the caller (any strides), padding (top, left).
+TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
+  m.def(
+      "depthwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> ()");
+  m.def(
+      "depthwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> ()");
+  m.def(
+      "depthwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor(a!) grad_w, int[2] stride, int[2] padding, "
+      "int[2] dilation, bool deterministic) -> ()");
+}
 
 TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
-  m.impl("depthwise_conv2d_fwd", &depthwise_conv2d_fwd);
-  m.impl("depthwise_conv2d_bwd_input", &depthwise_conv2d_bwd_input);
-  m.impl("depthwise_conv2d_bwd_weight", &depthwise_conv2d_bwd_weight);
+  m.impl("depthwise_conv2d_fwd", &cuda::depthwise_conv2d_fwd);
+  m.impl("depthwise_conv2d_bwd_input", &cuda::depthwise_conv2d_bwd_input);
+  m.impl("depthwise_conv2d_bwd_weight", &cuda::depthwise_conv2d_bwd_weight);
 }
 
 }  // namespace cnnkern

@@ -16,6 +16,7 @@
 #include "common/gemm_tile.cuh"
 #include "cuda/group_pointwise_conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_ops.h"
 
 namespace cnnkern {
 namespace {
@@ -101,7 +102,13 @@ void check_saved_output(const char* op, const std::optional<at::Tensor>& output,
               " must equal grad_out shape ", grad_out.sizes());
 }
 
-// ---- ops -------------------------------------------------------------------------------------------
+}  // namespace
+
+// ---- ops (declared in cuda/host_ops.h) -----------------------------------------------------------
+
+namespace cuda {
+
+using namespace host;
 
 void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                                 const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
@@ -227,12 +234,25 @@ void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Ten
   });
 }
 
-}  // namespace
+}  // namespace cuda
+
+// The out-variant ops: out / grad_in / grad_w preallocated by the caller (any strides).
+TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
+  m.def(
+      "group_pointwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor? scale, Tensor? shift, Tensor(a!) out, "
+      "int groups, int shuffle_groups, int channel_offset, bool relu) -> ()");
+  m.def(
+      "group_pointwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor? output, Tensor? scale, "
+      "Tensor(a!) grad_in, int groups, int shuffle_groups, int channel_offset) -> ()");
+  m.def(
+      "group_pointwise_conv2d_bwd_weight(Tensor grad_out, Tensor x, Tensor? output, Tensor? scale, "
+      "Tensor(a!) grad_w, int groups, int shuffle_groups, int channel_offset) -> ()");
+}
 
 TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
-  m.impl("group_pointwise_conv2d_fwd", &group_pointwise_conv2d_fwd);
-  m.impl("group_pointwise_conv2d_bwd_input", &group_pointwise_conv2d_bwd_input);
-  m.impl("group_pointwise_conv2d_bwd_weight", &group_pointwise_conv2d_bwd_weight);
+  m.impl("group_pointwise_conv2d_fwd", &cuda::group_pointwise_conv2d_fwd);
+  m.impl("group_pointwise_conv2d_bwd_input", &cuda::group_pointwise_conv2d_bwd_input);
+  m.impl("group_pointwise_conv2d_bwd_weight", &cuda::group_pointwise_conv2d_bwd_weight);
 }
 
 }  // namespace cnnkern

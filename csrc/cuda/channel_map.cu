@@ -1,4 +1,4 @@
-// Host side of cnnkern_cuda::channel_shuffle: the channel permutation copy behind channel_shuffle, the
+// Host side of cnnkern_cuda::channel_map: the channel permutation copy behind channel_shuffle, the
 // passthrough half of shuffle_cat_pointwise and their gradients. scatter: dst[:, dest(c)] = src[:, c];
 // gather: dst[:, c] = src[:, dest(c)], with dest the ChannelMap (total channels = the permuted side's,
 // shuffle_groups, channel_offset). Any strides on either side; the kernel plan (mapping, vector width)
@@ -14,6 +14,7 @@
 
 #include "conv/channel_shuffle.cuh"
 #include "cuda/host_common.h"
+#include "cuda/host_ops.h"
 
 namespace cnnkern {
 namespace {
@@ -60,9 +61,17 @@ void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, 
   }
 }
 
-void channel_shuffle(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
-                     bool scatter) {
-  constexpr const char* op = "cnnkern channel_shuffle";
+}  // namespace
+
+// ---- op (declared in cuda/host_ops.h) ------------------------------------------------------------
+
+namespace cuda {
+
+using namespace host;
+
+void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
+                 bool scatter) {
+  constexpr const char* op = "cnnkern channel_map";
   check_tensor(op, "src", src, "src", src);
   check_tensor(op, "dst", dst, "src", src);
   check_dtype(op, src);
@@ -90,8 +99,14 @@ void channel_shuffle(const at::Tensor& src, const at::Tensor& dst, int64_t shuff
   }
 }
 
-}  // namespace
+}  // namespace cuda
 
-TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) { m.impl("channel_shuffle", &channel_shuffle); }
+// The out-variant op (dst preallocated by the caller, any strides). The functional op taking the name
+// channel_shuffle is defined in csrc/ops/channel_shuffle.cpp.
+TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
+  m.def("channel_map(Tensor src, Tensor(a!) dst, int shuffle_groups, int channel_offset, bool scatter) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) { m.impl("channel_map", &cuda::channel_map); }
 
 }  // namespace cnnkern
