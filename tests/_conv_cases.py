@@ -46,17 +46,21 @@ def make_input(shape, dtype, device, layout):
     return x
 
 
-@pytest.fixture
-def poison_outputs(monkeypatch):
-    """Make every tensor the conv ops allocate start as NaN, so an unwritten element fails the test."""
-    # `cnnkern.ops.conv2d` the attribute is the function; the module is reached through sys.modules.
-    conv_mod = importlib.import_module("cnnkern.ops.conv2d")
-    real_empty = conv_mod._empty
+def nan_poison(monkeypatch):
+    """Make every tensor a cnnkern kernel writes start as NaN (they are all allocated by
+    ``cnnkern.problem.memory.empty``), so an unwritten element fails the test."""
+    memory = importlib.import_module("cnnkern.problem.memory")
+    real_empty = memory.empty
 
     def nan_empty(shape, like, memory_format):
         return real_empty(shape, like, memory_format).fill_(float("nan"))
 
-    monkeypatch.setattr(conv_mod, "_empty", nan_empty)
+    monkeypatch.setattr(memory, "empty", nan_empty)
+
+
+@pytest.fixture
+def poison_outputs(monkeypatch):
+    nan_poison(monkeypatch)
 
 
 def run_conv(backend, x, w, b, stride, padding, dilation, groups, grad_out_seed=1):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from _conv_cases import nan_poison
 from tolerances import assert_matches_reference
 
 import cnnkern
-from cnnkern.problem import channel_map as _group_pointwise_args
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last", "strided"]
@@ -18,12 +18,7 @@ def dtype_id(d):
 @pytest.fixture
 def poison_outputs(monkeypatch):
     """Every tensor the shuffle ops allocate starts as NaN, so an unwritten element fails the test."""
-    real = _group_pointwise_args.allocate
-
-    def nan_allocate(shape, like, memory_format):
-        return real(shape, like, memory_format).fill_(float("nan"))
-
-    monkeypatch.setattr(_group_pointwise_args, "allocate", nan_allocate)
+    nan_poison(monkeypatch)
 
 
 def _leaves(tensors, needs_grad, dtype):

@@ -1,20 +1,14 @@
 """Helpers shared by the nn-unit and model tests: NaN-poisoned op outputs and randomized BatchNorms."""
 
-import importlib
-
 import pytest
 import torch
-
-from cnnkern.problem import channel_map as _group_pointwise_args
+from _conv_cases import nan_poison
 
 
 @pytest.fixture
 def poison(monkeypatch):
     """Every tensor the conv and shuffle ops allocate starts as NaN: an unwritten element fails the test."""
-    conv_mod = importlib.import_module("cnnkern.ops.conv2d")
-    real_empty, real_alloc = conv_mod._empty, _group_pointwise_args.allocate
-    monkeypatch.setattr(conv_mod, "_empty", lambda *a: real_empty(*a).fill_(float("nan")))
-    monkeypatch.setattr(_group_pointwise_args, "allocate", lambda *a: real_alloc(*a).fill_(float("nan")))
+    nan_poison(monkeypatch)
 
 
 def randomize_bn(module: torch.nn.Module, seed: int = 1) -> None:

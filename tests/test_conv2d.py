@@ -93,13 +93,18 @@ def test_nan_propagates_like_aten(device, backend):
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
-def test_zero_input_channels_gives_bias(device, backend):
-    x = torch.randn(2, 0, 4, 4, device=device)
-    w = torch.randn(3, 0, 3, 3, device=device)
-    b = torch.randn(3, device=device)
+def test_zero_input_channels_match_aten(device, backend):
+    """ATen's answer to a weight with no input channels: an (N, 0, H', W') output, a zero bias gradient."""
+    x = torch.randn(2, 0, 4, 4, device=device, requires_grad=True)
+    w = torch.randn(3, 0, 3, 3, device=device, requires_grad=True)
+    b = torch.randn(3, device=device, requires_grad=True)
     with cnnkern.use_backend(backend):
         y = cnnkern.conv2d(x, w, b)
-    torch.testing.assert_close(y, b.view(1, 3, 1, 1).expand(2, 3, 2, 2))
+        y.sum().backward()
+    ref = F.conv2d(x.detach(), w.detach(), b.detach())
+    assert y.shape == ref.shape == (2, 0, 2, 2)
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape
+    assert torch.equal(b.grad, torch.zeros_like(b))
 
 
 @pytest.mark.gpu

@@ -1,26 +1,20 @@
 """cnnkern.nn modules against their torch.nn twins: same state_dict, same outputs and gradients, repr family."""
 
 import copy
-import importlib
 
 import pytest
 import torch
+from _conv_cases import nan_poison
 from tolerances import assert_matches_reference
 
 import cnnkern
 import cnnkern.nn as cnn
 
-_conv2d_ops = importlib.import_module("cnnkern.ops.conv2d")
-_conv_transpose_ops = importlib.import_module("cnnkern.ops.conv_transpose2d")
-_pointwise_args = importlib.import_module("cnnkern.problem.channel_map")
-
 
 @pytest.fixture
 def poison_outputs(monkeypatch):
     """Every output the conv, transposed-conv and shuffle ops allocate starts as NaN."""
-    for mod, attr in ((_conv2d_ops, "_empty"), (_conv_transpose_ops, "_empty"), (_pointwise_args, "allocate")):
-        real = getattr(mod, attr)
-        monkeypatch.setattr(mod, attr, lambda *a, _real=real: _real(*a).fill_(float("nan")))
+    nan_poison(monkeypatch)
 
 
 def make_input(shape, layout, dtype=torch.float32):

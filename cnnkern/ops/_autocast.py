@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import torch
 
+# One C call answers "is autocast on for any device" (~0.1 us); the per-device questions cost more.
+any_enabled = getattr(torch._C, "_is_any_autocast_enabled", None) or (
+    lambda: torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu"))
+
 
 def autocast_dtype(input) -> torch.dtype | None:
     """The dtype autocast wants for a convolution on ``input``'s device, or None when it is off."""

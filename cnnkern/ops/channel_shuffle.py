@@ -1,26 +1,32 @@
-"""``channel_shuffle`` as a custom op that keeps the input's memory format.
+"""``channel_shuffle``: one gather kernel in whatever layout the input has; public function, op, autograd.
 
-``F.channel_shuffle`` reshapes through a 5-D view and so does not promise channels_last in, channels_last out;
-this op is one gather kernel in whatever layout the input has. Its gradient is the inverse permutation,
-which is again a channel shuffle: with C channels, shuffling by ``C // groups`` undoes shuffling by ``groups``.
+Its gradient is the inverse permutation, which is again a channel shuffle: with C channels, shuffling by
+``C // groups`` undoes shuffling by ``groups`` (so double backward and forward AD come for free).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from cnnkern.ops import _route
 from cnnkern.ops import backend as _backend
-from cnnkern.problem import channel_map as _args
+from cnnkern.ops._library import define
+from cnnkern.ops._pointwise_plan import channel_map_plan_choice
+from cnnkern.ops.conv2d import _pick_route
+from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, check_shuffle_groups
-from cnnkern.problem.conv2d import suggest_memory_format
+
+_OP = "channel_shuffle"
 
 
 def run_channel_map(src: Tensor, dst: Tensor, cmap: ChannelMap, scatter: bool) -> None:
-    """scatter: ``dst[:, cmap.dest(c)] = src[:, c]``; gather: ``dst[:, c] = src[:, cmap.dest(c)]``."""
+    """scatter: ``dst[:, cmap.dest(c)] = src[:, c]``; gather: ``dst[:, c] = src[:, cmap.dest(c)]`` (chosen per
+    call: the compiled-graph path)."""
     if src.numel() == 0 or dst.numel() == 0:
         return
-    impl = _backend.select("channel_shuffle", GroupPointwiseProblem((src,), cmap), src.device)
+    impl = _backend.select(_OP, GroupPointwiseProblem((src,), cmap), src.device)
     impl(src, dst, cmap, scatter)
 
 
@@ -33,32 +39,93 @@ def _check(input: Tensor, groups) -> None:
     check_shuffle_groups(input.shape[1], groups)
 
 
-@torch.library.custom_op("cnnkern::channel_shuffle", mutates_args=())
-def channel_shuffle_op(input: Tensor, groups: int) -> Tensor:
+def inverse_groups(channels: int, groups: int) -> int:
+    return max(1, channels // groups)  # no channels: any valid groups will do
+
+
+class ShufflePlan:
+    __slots__ = ("choice", "cmap", "inverse", "kernel", "out_format", "route")
+
+    def __init__(self, input, groups, forced):
+        _check(input, groups)
+        self.cmap = ChannelMap(input.shape[1], groups)
+        self.choice, self.kernel = channel_map_plan_choice(input, self.cmap, forced)
+        self.out_format = _memory.format_of(input)
+        self.route = _pick_route([self.choice], _OP)
+        self.inverse = inverse_groups(input.shape[1], groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _backend.record(self.choice)
+        out = _memory.empty(x.shape, x, self.out_format)
+        if out.numel() != 0:
+            self.kernel(x, out, self.cmap, True)
+        return out
+
+
+def plan_for(input, groups) -> ShufflePlan:
+    state = _backend.dispatch_state()
+    key = (_OP, input.shape, input.stride(), input.dtype, input.device, groups, state)
+    return _backend.cached_plan(key, lambda: ShufflePlan(input, groups, state[0]))
+
+
+class _Shuffle(torch.autograd.Function):
+    @staticmethod
+    def forward(x, plan):
+        return plan.forward(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        plan = inputs[1]
+        ctx.inverse, ctx.groups = plan.inverse, plan.cmap.shuffle_groups
+
+    @staticmethod
+    def backward(ctx, grad):
+        return channel_shuffle(grad, ctx.inverse), None
+
+    @staticmethod
+    def jvp(ctx, dx, _plan):
+        return channel_shuffle(dx, ctx.groups)
+
+
+# ----------------------------------------------------------------------------------------- custom op
+def _op_forward(input, groups):
+    return plan_for(input, groups).forward(input)
+
+
+def _op_forward_fake(input, groups):
     _check(input, groups)
-    out = _args.allocate(input.shape, input, suggest_memory_format(input))
-    run_channel_map(input, out, ChannelMap(input.shape[1], groups), scatter=True)
-    return out
+    return _memory.empty(input.shape, input, _memory.format_of(input))
 
 
-@channel_shuffle_op.register_fake
-def _(input, groups):
-    _check(input, groups)
-    return _args.allocate(input.shape, input, suggest_memory_format(input))
-
-
-def _setup_context(ctx, inputs, output):
+def _op_setup_context(ctx, inputs, output):
     input, groups = inputs
-    ctx.inverse_groups = max(1, input.shape[1] // groups)  # no channels: any valid groups will do
+    ctx.inverse_groups = inverse_groups(input.shape[1], groups)
 
 
-def _backward(ctx, grad):
-    return torch.ops.cnnkern.channel_shuffle(grad, ctx.inverse_groups), None
+def _op_backward(ctx, grad):
+    return channel_shuffle_op(grad, ctx.inverse_groups), None
 
 
-torch.library.register_autograd("cnnkern::channel_shuffle", _backward, setup_context=_setup_context)
+channel_shuffle_op = define("channel_shuffle(Tensor input, int groups) -> Tensor", _op_forward, _op_forward_fake,
+                            _op_backward, _op_setup_context)
 
 
 def channel_shuffle(input: Tensor, groups: int) -> Tensor:
     """``F.channel_shuffle(input, groups)`` for (N, C, H, W) input, returned in the input's memory format."""
-    return torch.ops.cnnkern.channel_shuffle(input, groups)
+    if not _route.eager(input):
+        _check(input, groups)
+        return channel_shuffle_op(input, groups)
+    try:
+        plan = plan_for(input, groups)
+    except AttributeError:
+        _check(input, groups)
+        raise
+    if plan.route == "aten":
+        _backend.record(plan.choice)
+        return F.channel_shuffle(input, groups).contiguous(memory_format=plan.out_format)
+    if plan.route == "cuda" and not _route.transformed():
+        _backend.record(plan.choice)
+        return torch.ops.cnnkern_cuda.channel_shuffle.default(input, groups)
+    if _route.needs_autograd(input):
+        return _Shuffle.apply(input, plan)
+    return plan.forward(input)

@@ -1,154 +1,214 @@
-"""Transposed conv2d as a ``torch.library`` custom op with autograd, computed as a gather.
+"""Transposed conv2d: the public function, its eager routes, the custom op and autograd.
 
-A transposed convolution is the input gradient of its "equivalent conv2d": the conv2d whose input is the
-transposed conv's output y (C_out channels) and whose output is x (C_in channels), with the same weight
-(C_in, C_out/groups, kH, kW), stride, dilation and groups, and top/left padding = ``padding``. So the
-backends get that conv2d's ``Conv2dSpec`` (out_hw = x's size) and each output pixel of y gathers the inputs
-that reach it; no zeros are ever inserted. The bottom/right padding in the spec is ``padding -
-output_padding`` and may be negative: output_padding rows lie past the last input's reach.
-
-The backward is made of conv2d ops: grad_input is the equivalent conv2d's forward applied to grad_out,
-grad_weight is its weight gradient with grad_out as its input and x as its output gradient.
+A transposed convolution is the input gradient of its "equivalent conv2d" (``cnnkern.problem.
+conv_transpose2d``), computed as a gather: each output pixel visits the inputs that reach it, no zeros are
+inserted. The backward is made of that conv2d's differentiable kernels (``cnnkern.ops.conv2d``): grad_input
+is its forward applied to grad_out, grad_weight its weight gradient with grad_out as its input and x as its
+output gradient; so double backward and forward AD work here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkern.ops import _autocast
+from cnnkern.ops import _autocast, _route
 from cnnkern.ops import backend as _backend
-from cnnkern.problem.conv2d import (
-    Conv2dProblem,
-    Conv2dSpec,
-    check_tensors,
-    kernel_family,
-    suggest_memory_format,
+from cnnkern.ops._library import define
+from cnnkern.ops.conv2d import (
+    ConvPlan,
+    DispatchReport,
+    _add,
+    _kernel,
+    _pick_route,
+    backward_weight,
+    check_spatial,
+    conv2d_backward_weight_op,
+    conv2d_op,
 )
-from cnnkern.problem.conv_transpose2d import conv_transpose2d_spec
+from cnnkern.ops.conv2d import forward as conv_forward
+from cnnkern.problem import memory as _memory
+from cnnkern.problem.conv2d import Conv2dProblem, check_tensors, conv2d_spec, kernel_family
+from cnnkern.problem.conv_transpose2d import conv_transpose2d_spec, equivalent_conv2d_padding
 
 _OP = "conv_transpose2d"
 
 
-def _spec(input, weight, bias, stride, padding, output_padding, dilation, groups):
-    return conv_transpose2d_spec(input.shape, weight.shape, None if bias is None else bias.shape, stride,
-                                 padding, output_padding, dilation, groups)
+class TransposePlan:
+    """One transposed-conv signature: the equivalent conv2d's spec, layouts, and the backends of the forward
+    gather and of the equivalent conv2d (``eq``) that the gradients run on."""
 
+    __slots__ = (
+        "eq",
+        "fwd",
+        "fwd_choice",
+        "in_shape",
+        "keep",
+        "out_format",
+        "out_shape",
+        "route",
+        "spec",
+        "user_args",
+    )
 
-def _empty(shape, like: Tensor, memory_format) -> Tensor:
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+    def __init__(self, input, weight, bias, spec, out_shape, user_args, forced):
+        self.spec, self.out_shape, self.user_args = spec, tuple(out_shape), user_args
+        self.in_shape = tuple(input.shape)
+        self.out_format = _memory.conv_output_format(input, weight)
+        operands = (input, weight) if bias is None else (input, weight, bias)
+        fwd_op = kernel_family("conv_transpose2d_fwd", out_shape[1], weight.shape, spec.groups)
+        self.fwd_choice = _backend.choose(fwd_op, Conv2dProblem(operands, spec), input.device, forced)
+        self.fwd = _kernel(self.fwd_choice)
+        # The equivalent conv2d over (the reached part of) y; its output is x's gradient, in x's layout.
+        pads, self.keep = equivalent_conv2d_padding(spec, out_shape[2:])
+        eq_shape = (out_shape[0], out_shape[1], *self.keep)
+        eq_spec = conv2d_spec(eq_shape, weight.shape, None, spec.stride, pads, spec.dilation, spec.groups)
+        y_proxy = input.new_empty(()).expand(eq_shape)
+        self.eq = ConvPlan(y_proxy, weight, None, eq_spec, eq_shape, forced)
+        self.eq.out_format = _memory.format_of(input)
+        choices = [self.fwd_choice, *self.eq.choices.values()]
+        self.route = _pick_route(choices, "conv_transpose2d")
 
-
-# ---------------------------------------------------------------------------------------------- forward
-@torch.library.custom_op("cnnkern::conv_transpose2d", mutates_args=())
-def conv_transpose2d_op(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int],
-                        padding: Sequence[int], output_padding: Sequence[int], dilation: Sequence[int],
-                        groups: int) -> Tensor:
-    check_tensors(input, weight, bias, _OP)
-    spec, out_shape = _spec(input, weight, bias, stride, padding, output_padding, dilation, groups)
-    out = _empty(out_shape, input, suggest_memory_format(input))
-    if out.numel() == 0:
+    def forward(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        _backend.record(self.fwd_choice)
+        out = _memory.empty(self.out_shape, x, self.out_format)
+        if out.numel() != 0:
+            self.fwd(x, w, b, out, self.spec)
         return out
-    if input.numel() == 0:
-        # No input channels: nothing reaches any output pixel but the bias.
-        return out.copy_(bias.view(1, -1, 1, 1).expand_as(out)) if bias is not None else out.zero_()
-    operands = (input, weight) if bias is None else (input, weight, bias)
-    op = kernel_family("conv_transpose2d_fwd", out_shape[1], weight.shape, spec.groups)
-    impl = _backend.select(op, Conv2dProblem(operands, spec), input.device)
-    impl(input, weight, bias, out, spec)
-    return out
+
+    def reached(self, grad: Tensor) -> Tensor:
+        """The part of y's gradient that reaches x (rows past every input's reach only feed the bias)."""
+        if self.keep != tuple(self.out_shape[2:]):
+            return grad[:, :, : self.keep[0], : self.keep[1]]
+        return grad
 
 
-@conv_transpose2d_op.register_fake
-def _(input, weight, bias, stride, padding, output_padding, dilation, groups):
+def transpose_forward(x, w, b, plan: TransposePlan) -> Tensor:
+    if _route.needs_autograd(x, w, b):
+        return _TransposeForward.apply(x, w, b, plan)
+    return plan.forward(x, w, b)
+
+
+class _TransposeForward(torch.autograd.Function):
+    @staticmethod
+    def forward(x, w, b, plan):
+        return plan.forward(x, w, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, _b, plan = inputs
+        ctx.save_for_backward(x, w)
+        ctx.save_for_forward(x, w)
+        ctx.plan = plan
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        plan = ctx.plan
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        reached = plan.reached(grad)
+        grad_x = conv_forward(reached, w, None, plan.eq) if need_x else None
+        grad_w = backward_weight(x, reached, plan.eq) if need_w else None
+        return grad_x, grad_w, grad.sum((0, 2, 3)) if need_b else None, None
+
+    @staticmethod
+    def jvp(ctx, dx, dw, db, _plan):
+        x, w = ctx.saved_tensors
+        plan = ctx.plan
+        out = transpose_forward(dx, w, None, plan) if dx is not None else None
+        out = _add(out, transpose_forward(x, dw, None, plan) if dw is not None else None)
+        if db is not None:
+            out = _add(out, db.view(1, -1, 1, 1).expand(plan.out_shape))
+        return out
+
+
+# --------------------------------------------------------------------------------------------- plans
+def _batched(input):
+    if input.dim() not in (3, 4):
+        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to {_OP}, but got input of size: "
+                           f"{list(input.shape)}")
+    return input.unsqueeze(0) if input.dim() == 3 else input
+
+
+def plan_for(input, weight, bias, stride, padding, output_padding, dilation, groups) -> TransposePlan:
+    state = _backend.dispatch_state()
+    key = (_OP, input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(),
+           weight.dtype, weight.device, None if bias is None else (bias.shape, bias.dtype, bias.device),
+           _route.hashable(stride), _route.hashable(padding), _route.hashable(output_padding),
+           _route.hashable(dilation), groups, state)
+    return _backend.cached_plan(key, lambda: _build(input, weight, bias, stride, padding, output_padding,
+                                                   dilation, groups, state))
+
+
+def _build(input, weight, bias, stride, padding, output_padding, dilation, groups, state) -> TransposePlan:
     check_tensors(input, weight, bias, _OP)
-    _, out_shape = _spec(input, weight, bias, stride, padding, output_padding, dilation, groups)
-    return _empty(out_shape, input, suggest_memory_format(input))
+    x = _batched(input)
+    spec, out_shape = conv_transpose2d_spec(x.shape, weight.shape, None if bias is None else bias.shape, stride,
+                                            padding, output_padding, dilation, groups)
+    check_spatial(x.shape)
+    user_args = (spec.stride, spec.pad_tl, (spec.padding[0] - spec.padding[1], spec.padding[2] - spec.padding[3]),
+                 spec.groups, spec.dilation)
+    return TransposePlan(x, weight, bias, spec, out_shape, user_args, state[0])
 
 
-# ------------------------------------------------------------------------------------------- autograd
-def _equivalent_conv2d_args(spec: Conv2dSpec, out_hw) -> tuple[list[int], tuple[int, int]]:
-    """4-sided padding for the equivalent conv2d over y, and how many bottom/right rows of y to drop.
-
-    The conv2d ops reject negative padding; any bottom padding in [p - op, p - op + s - 1] gives the same
-    output size, so a non-negative one is used where it exists, else the rows past the reach are cropped.
-    """
-    pads, keep = [], []
-    for axis in (0, 1):
-        top, bottom = spec.padding[2 * axis], spec.padding[2 * axis + 1]
-        stride = spec.stride[axis]
-        if bottom >= 0:
-            pads += [top, bottom]
-            keep.append(out_hw[axis])
-        elif bottom + stride - 1 >= 0:
-            pads += [top, 0]
-            keep.append(out_hw[axis])
-        else:
-            pads += [top, 0]
-            keep.append(out_hw[axis] + bottom)
-    return pads, tuple(keep)
+# ----------------------------------------------------------------------------------------- custom op
+def _op_forward(input, weight, bias, stride, padding, output_padding, dilation, groups):
+    return plan_for(input, weight, bias, stride, padding, output_padding, dilation, groups).forward(input, weight,
+                                                                                                    bias)
 
 
-def _setup_context(ctx, inputs, output):
+def _op_forward_fake(input, weight, bias, stride, padding, output_padding, dilation, groups):
+    check_tensors(input, weight, bias, _OP)
+    _, out_shape = conv_transpose2d_spec(input.shape, weight.shape, None if bias is None else bias.shape, stride,
+                                         padding, output_padding, dilation, groups)
+    return _memory.empty(out_shape, input, _memory.conv_output_format(input, weight))
+
+
+def _op_setup_context(ctx, inputs, output):
     input, weight, _bias, stride, padding, output_padding, dilation, groups = inputs
     ctx.save_for_backward(input, weight)
     ctx.conf = (stride, padding, output_padding, dilation, groups)
-    ctx.input_format = suggest_memory_format(input)
+    ctx.input_format = _memory.format_of(input)
 
 
-def _backward(ctx, grad):
+def _op_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     stride, padding, output_padding, dilation, groups = ctx.conf
     need_in, need_w, need_b = ctx.needs_input_grad[:3]
     spec, out_shape = conv_transpose2d_spec(input.shape, weight.shape, None, stride, padding, output_padding,
                                             dilation, groups)
-    pads, keep = _equivalent_conv2d_args(spec, out_shape[2:])
-    # Rows past every input's reach (only where output_padding >= stride) have no gradient but the bias's.
+    pads, keep = equivalent_conv2d_padding(spec, out_shape[2:])
     reached = grad[:, :, : keep[0], : keep[1]] if keep != tuple(out_shape[2:]) else grad
     conv = (list(spec.stride), pads, list(spec.dilation), spec.groups)
     grad_in = grad_w = grad_b = None
     if need_in:
-        grad_in = torch.ops.cnnkern.conv2d(reached, weight, None, *conv)
-        grad_in = grad_in.contiguous(memory_format=ctx.input_format)
+        grad_in = conv2d_op(reached, weight, None, *conv).contiguous(memory_format=ctx.input_format)
     if need_w:
-        grad_w = torch.ops.cnnkern.conv2d_backward_weight(input, reached, list(weight.shape), *conv)
+        grad_w = conv2d_backward_weight_op(input, reached, list(weight.shape), *conv)
     if need_b:
         grad_b = grad.sum((0, 2, 3))
     return grad_in, grad_w, grad_b, None, None, None, None, None
 
 
-torch.library.register_autograd("cnnkern::conv_transpose2d", _backward, setup_context=_setup_context)
+conv_transpose2d_op = define(
+    "conv_transpose2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+    "int[2] output_padding, int[2] dilation, int groups) -> Tensor",
+    _op_forward, _op_forward_fake, _op_backward, _op_setup_context)
 
 
 class ConvTranspose2dFunction(torch.autograd.Function):
-    """The public autograd Function over the custom op (same forward and backward)."""
+    """The public autograd Function over ``torch.ops.cnnkern.conv_transpose2d`` (same forward and backward)."""
 
     @staticmethod
     def forward(input, weight, bias, stride, padding, output_padding, dilation, groups):
-        return torch.ops.cnnkern.conv_transpose2d(input, weight, bias, stride, padding, output_padding,
-                                                  dilation, groups)
+        return conv_transpose2d_op(input, weight, bias, stride, padding, output_padding, dilation, groups)
 
-    setup_context = staticmethod(_setup_context)
-    backward = staticmethod(_backward)
+    setup_context = staticmethod(_op_setup_context)
+    backward = staticmethod(_op_backward)
 
 
 # --------------------------------------------------------------------------------------- public API
-def _normalise(input, weight, bias, stride, padding, output_padding, groups, dilation):
-    check_tensors(input, weight, bias, _OP)
-    if input.dim() not in (3, 4):
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to {_OP}, but got input of size: "
-                           f"{list(input.shape)}")
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    spec, _ = _spec(input, weight, bias, stride, padding, output_padding, dilation, groups)
-    out_pad = [spec.padding[0] - spec.padding[1], spec.padding[2] - spec.padding[3]]
-    args = (list(spec.stride), list(spec.pad_tl), out_pad, list(spec.dilation), spec.groups)
-    return input, unbatched, spec, args
-
-
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """``torch.nn.functional.conv_transpose2d`` on cnnkern kernels (same arguments and order, autograd).
@@ -156,26 +216,50 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     ``weight`` is (C_in, C_out/groups, kH, kW); 3-D input is treated as one unbatched image. Under
     ``torch.autocast`` it runs in the autocast dtype, as ATen's does.
     """
-    input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
-    input, unbatched, _, args = _normalise(input, weight, bias, stride, padding, output_padding, groups,
-                                           dilation)
-    out = ConvTranspose2dFunction.apply(input, weight, bias, *args)
+    if _autocast.any_enabled():
+        input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
+    if not _route.eager(input):
+        return _traced(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    try:
+        plan = plan_for(input, weight, bias, stride, padding, output_padding, dilation, groups)
+    except AttributeError:
+        check_tensors(input, weight, bias, _OP)
+        raise
+    route = plan.route
+    if route == "aten":
+        _backend.record(plan.fwd_choice)
+        s, p, op, g, d = plan.user_args
+        return F.conv_transpose2d(input, weight, bias, s, p, op, g, d)
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if route == "cuda" and not _route.transformed():
+        _backend.record(plan.fwd_choice)
+        s, p, op, g, d = plan.user_args
+        out = torch.ops.cnnkern_cuda.conv_transpose2d.default(x, weight, bias, s, p, op, d, g)
+    else:
+        out = transpose_forward(x, weight, bias, plan)
+    return out.squeeze(0) if unbatched else out
+
+
+def _traced(input, weight, bias, stride, padding, output_padding, groups, dilation) -> Tensor:
+    check_tensors(input, weight, bias, _OP)
+    unbatched = input.dim() == 3
+    x = _batched(input)
+    spec, _ = conv_transpose2d_spec(x.shape, weight.shape, None if bias is None else bias.shape, stride, padding,
+                                    output_padding, dilation, groups)
+    out_pad = [spec.padding[0] - spec.padding[1], spec.padding[2] - spec.padding[3]]
+    out = conv_transpose2d_op(x, weight, bias, list(spec.stride), list(spec.pad_tl), out_pad, list(spec.dilation),
+                              spec.groups)
     return out.squeeze(0) if unbatched else out
 
 
 def explain_conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                              output_padding=0, groups: int = 1, dilation=1):
     """Which backend the forward and each gradient would use here, and why not the others."""
-    from cnnkern.ops.conv2d import DispatchReport
-
-    input, _, spec, _ = _normalise(input, weight, bias, stride, padding, output_padding, groups, dilation)
-    c_out = weight.shape[1] * spec.groups
-    operands = (input, weight) if bias is None else (input, weight, bias)
-    report = DispatchReport()
-    fwd = kernel_family("conv_transpose2d_fwd", c_out, weight.shape, spec.groups)
-    report[fwd] = _backend.choose(fwd, Conv2dProblem(operands, spec), input.device)
-    # The gradients run the equivalent conv2d's ops; backends judge them by dtype and device alone.
-    for base in ("conv2d_fwd", "conv2d_bwd_weight"):
-        op = kernel_family(base, c_out, weight.shape, spec.groups)
-        report[op] = _backend.choose(op, Conv2dProblem((input, weight), spec), input.device)
+    check_tensors(input, weight, bias, _OP)
+    plan = plan_for(_batched(input), weight, bias, stride, padding, output_padding, dilation, groups)
+    report = DispatchReport({plan.fwd_choice.op: plan.fwd_choice})
+    for kernel in ("fwd", "bwd_weight"):
+        choice = plan.eq.choices[kernel]
+        report[choice.op] = choice
     return report

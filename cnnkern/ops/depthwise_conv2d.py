@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from cnnkern.ops.conv2d import conv2d
 from cnnkern.problem.conv2d import check_tensors
 
 
@@ -36,8 +37,6 @@ def depthwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     ``weight`` is (C*m, 1, kH, kW) for a channel multiplier m; output channel ``c*m + j`` convolves
     input channel ``c``. Padding may be an int, a pair, 4 explicit sides, 'same' or 'valid'.
     """
-    from cnnkern.ops.conv2d import conv2d
-
     check_tensors(input, weight, bias, "depthwise_conv2d")
     check_depthwise_weight(input, weight)
     return conv2d(input, weight, bias, stride, padding, dilation, groups=input.shape[-3])

@@ -1,24 +1,29 @@
-"""Grouped 1x1 conv fused with channel shuffle and a folded-BatchNorm/ReLU epilogue, as custom ops.
+"""Grouped 1x1 conv fused with channel shuffle and a folded-BatchNorm/ReLU epilogue: public function, ops.
 
 ShuffleNet's unit is a grouped 1x1 conv followed by a channel shuffle. The shuffle is a permutation of
 output channels, so the GEMM epilogue stores channel ``c`` at its shuffled position and the backward reads
 the gradient through the same map: no shuffled copy exists in either direction.
 
 Forward, per output channel c:  z = conv(x, w)[c] + bias[c];  z = z * scale[c] + shift[c];  z = relu(z);
-stored at ``ChannelMap.dest(c)``. The backward ops take the saved output (ReLU mask: gradient flows where it
-is positive) and the scale (multiplies the gradient); scale and shift themselves get no gradient. scale and
+stored at ``ChannelMap.dest(c)``. The backward takes the saved output (ReLU mask: gradient flows where it is
+positive) and the scale (multiplies the gradient); scale and shift themselves get no gradient. scale and
 shift have the input's dtype, or fp32 with fp16/bf16 input (folded BatchNorm parameters); either way they are
-applied on the fp32 accumulator.
+applied on the fp32 accumulator. The plan and the differentiable kernels live in ``_pointwise_plan``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkern.ops import _autocast
+from cnnkern.ops import _autocast, _route
 from cnnkern.ops import backend as _backend
+from cnnkern.ops._library import define
+from cnnkern.ops._pointwise_plan import PointwisePlan, pointwise_grads, pointwise_tangent
+from cnnkern.ops.conv2d import _pick_route as pick_route
 from cnnkern.problem import channel_map as _args
+from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import (
     ChannelMap,
     GroupPointwiseProblem,
@@ -28,45 +33,104 @@ from cnnkern.problem.channel_map import (
     check_shuffle_groups,
     frozen_epilogue_error,
 )
-from cnnkern.problem.conv2d import check_tensors, suggest_memory_format
+from cnnkern.problem.conv2d import check_tensors
+
+_OP = "group_pointwise_conv2d"
 
 
-def _fmt(channels_last: bool):
-    return torch.channels_last if channels_last else torch.contiguous_format
+class GroupPointwisePlan:
+    __slots__ = ("out_format", "pw", "route")
+
+    def __init__(self, input, weight, bias, scale, shift, groups, shuffle_groups, relu, forced):
+        check_group_pointwise(input, weight, bias, scale, shift, groups)
+        check_shuffle_groups(weight.shape[0], shuffle_groups)
+        spec = GroupPointwiseSpec(groups, ChannelMap(weight.shape[0], shuffle_groups), relu)
+        self.pw = PointwisePlan(input, weight, (input, weight, bias, scale, shift), spec, forced)
+        self.out_format = _memory.conv_output_format(input, weight)
+        self.route = pick_route(self.pw.choices.values(), _OP)
+
+    def forward(self, x, w, b, scale, shift) -> Tensor:
+        out = self.pw.allocate_output(x, self.out_format)
+        self.pw.forward_into(x, w, b, scale, shift, out)
+        return out
 
 
-def run_forward(input, weight, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
-    """Write this conv's channels into their slots of ``out`` (shared with the shuffled-concat ops)."""
-    if input.shape[0] * input.shape[2] * input.shape[3] == 0 or weight.shape[0] == 0:
-        return
-    operands = tuple(t for t in (input, weight, bias, scale, shift) if t is not None)
-    impl = _backend.select("group_pointwise_conv2d_fwd", GroupPointwiseProblem(operands, spec), input.device)
-    impl(input, weight, bias, scale, shift, out, spec)
+def plan_for(input, weight, bias, scale, shift, groups, shuffle_groups, relu) -> GroupPointwisePlan:
+    state = _backend.dispatch_state()
+    key = (_OP, input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(),
+           weight.dtype, weight.device, *(None if t is None else (t.shape, t.dtype, t.device)
+                                          for t in (bias, scale, shift)), groups, shuffle_groups, relu, state)
+    return _backend.cached_plan(key, lambda: GroupPointwisePlan(input, weight, bias, scale, shift, groups,
+                                                               shuffle_groups, relu, state[0]))
 
 
+def check_no_epilogue_grads(names, needs, op: str) -> None:
+    """Reached only by calling an op directly with a trainable scale/shift (the public API checks first)."""
+    for name, need in zip(names, needs):
+        if need:
+            raise frozen_epilogue_error(name, op)
+
+
+class _Forward(torch.autograd.Function):
+    @staticmethod
+    def forward(x, w, b, scale, shift, plan):
+        return plan.forward(x, w, b, scale, shift)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, b, scale, shift, plan = inputs
+        saved_out = output if plan.pw.spec.relu else None
+        ctx.save_for_backward(x, w, scale, saved_out)
+        ctx.save_for_forward(x, w, b, scale, shift, saved_out)
+        ctx.plan = plan
+
+    @staticmethod
+    def backward(ctx, grad):
+        check_no_epilogue_grads(("scale", "shift"), ctx.needs_input_grad[3:5], _OP)
+        x, w, scale, output = ctx.saved_tensors
+        grads = pointwise_grads(grad, x, w, output, scale, ctx.plan.pw, ctx.needs_input_grad[:3])
+        return (*grads, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, dx, dw, db, dscale, dshift, _plan):
+        *primals, output = ctx.saved_tensors
+        return pointwise_tangent((dx, dw, db, dscale, dshift), primals, output, ctx.plan.pw, ctx.plan.out_format)
+
+
+def aten_pointwise(input, weight, bias, scale, shift, groups, relu) -> Tensor:
+    """The reference route: ATen's conv, the epilogue on an fp32 (fp64) copy rounded once, ATen's autograd."""
+    z = F.conv2d(input, weight, bias, groups=groups)
+    if scale is None and shift is None:
+        return F.relu(z) if relu else z
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    e = z.to(acc)
+    if scale is not None:
+        e = e * scale.to(acc).view(1, -1, 1, 1)
+    if shift is not None:
+        e = e + shift.to(acc).view(1, -1, 1, 1)
+    if relu:
+        e = F.relu(e)
+    return e.to(z.dtype)
+
+
+# ---------------------------------------------------------------------------------------- custom ops
 def _output_spec(input, weight, bias, scale, shift, groups, shuffle_groups, relu) -> GroupPointwiseSpec:
     check_group_pointwise(input, weight, bias, scale, shift, groups)
     check_shuffle_groups(weight.shape[0], shuffle_groups)
     return GroupPointwiseSpec(groups, ChannelMap(weight.shape[0], shuffle_groups), relu)
 
 
-# ---------------------------------------------------------------------------------------------- forward
-@torch.library.custom_op("cnnkern::group_pointwise_conv2d", mutates_args=())
-def group_pointwise_conv2d_op(input: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor | None,
-                              shift: Tensor | None, groups: int, shuffle_groups: int, relu: bool) -> Tensor:
-    spec = _output_spec(input, weight, bias, scale, shift, groups, shuffle_groups, relu)
-    out = _args.allocate(_args.out_shape(input.shape, weight.shape[0]), input, suggest_memory_format(input))
-    run_forward(input, weight, bias, scale, shift, out, spec)
-    return out
+def _op_forward(input, weight, bias, scale, shift, groups, shuffle_groups, relu):
+    return plan_for(input, weight, bias, scale, shift, groups, shuffle_groups, relu).forward(input, weight, bias,
+                                                                                            scale, shift)
 
 
-@group_pointwise_conv2d_op.register_fake
-def _(input, weight, bias, scale, shift, groups, shuffle_groups, relu):
+def _op_forward_fake(input, weight, bias, scale, shift, groups, shuffle_groups, relu):
     _output_spec(input, weight, bias, scale, shift, groups, shuffle_groups, relu)
-    return _args.allocate(_args.out_shape(input.shape, weight.shape[0]), input, suggest_memory_format(input))
+    return _memory.empty(_args.out_shape(input.shape, weight.shape[0]), input,
+                         _memory.conv_output_format(input, weight))
 
 
-# ------------------------------------------------------------------------------------------ backward
 def _backward_spec(grad_output, groups, shuffle_groups, channel_offset, c_out, relu) -> GroupPointwiseSpec:
     total = grad_output.shape[1]
     check_shuffle_groups(total, shuffle_groups)
@@ -84,16 +148,13 @@ def _check_saved(grad_output, output, scale, c_out, op):
         raise RuntimeError(f"{op}: expected scale of size [{c_out}], got {list(scale.shape)}")
 
 
-@torch.library.custom_op("cnnkern::group_pointwise_conv2d_backward_input", mutates_args=())
-def group_pointwise_conv2d_backward_input_op(grad_output: Tensor, weight: Tensor, output: Tensor | None,
-                                             scale: Tensor | None, groups: int, shuffle_groups: int,
-                                             channel_offset: int, channels_last: bool) -> Tensor:
+def _op_backward_input(grad_output, weight, output, scale, groups, shuffle_groups, channel_offset, channels_last):
     op = "group_pointwise_conv2d_backward_input"
     check_tensors(grad_output, weight, None, op)
     _check_saved(grad_output, output, scale, weight.shape[0], op)
     spec = _backward_spec(grad_output, groups, shuffle_groups, channel_offset, weight.shape[0], output is not None)
-    grad_in = _args.allocate(_args.out_shape(grad_output.shape, weight.shape[1] * groups), grad_output,
-                             _fmt(channels_last))
+    grad_in = _memory.empty(_args.out_shape(grad_output.shape, weight.shape[1] * groups), grad_output,
+                            _memory.memory_format(channels_last))
     if grad_in.numel() == 0:
         return grad_in
     if weight.shape[0] == 0:
@@ -105,21 +166,18 @@ def group_pointwise_conv2d_backward_input_op(grad_output: Tensor, weight: Tensor
     return grad_in
 
 
-@group_pointwise_conv2d_backward_input_op.register_fake
-def _(grad_output, weight, output, scale, groups, shuffle_groups, channel_offset, channels_last):
-    return _args.allocate(_args.out_shape(grad_output.shape, weight.shape[1] * groups), grad_output,
-                          _fmt(channels_last))
+def _op_backward_input_fake(grad_output, weight, output, scale, groups, shuffle_groups, channel_offset,
+                            channels_last):
+    return _memory.empty(_args.out_shape(grad_output.shape, weight.shape[1] * groups), grad_output,
+                         _memory.memory_format(channels_last))
 
 
-@torch.library.custom_op("cnnkern::group_pointwise_conv2d_backward_weight", mutates_args=())
-def group_pointwise_conv2d_backward_weight_op(grad_output: Tensor, input: Tensor, output: Tensor | None,
-                                              scale: Tensor | None, groups: int, shuffle_groups: int,
-                                              channel_offset: int, out_channels: int) -> Tensor:
+def _op_backward_weight(grad_output, input, output, scale, groups, shuffle_groups, channel_offset, out_channels):
     op = "group_pointwise_conv2d_backward_weight"
     check_tensors(grad_output, input, None, op)
     _check_saved(grad_output, output, scale, out_channels, op)
     spec = _backward_spec(grad_output, groups, shuffle_groups, channel_offset, out_channels, output is not None)
-    grad_w = _args.allocate((out_channels, input.shape[1] // groups, 1, 1), input, torch.contiguous_format)
+    grad_w = _memory.empty((out_channels, input.shape[1] // groups, 1, 1), input, torch.contiguous_format)
     if grad_w.numel() == 0:
         return grad_w
     if input.shape[0] * input.shape[2] * input.shape[3] == 0:
@@ -131,57 +189,57 @@ def group_pointwise_conv2d_backward_weight_op(grad_output: Tensor, input: Tensor
     return grad_w
 
 
-@group_pointwise_conv2d_backward_weight_op.register_fake
-def _(grad_output, input, output, scale, groups, shuffle_groups, channel_offset, out_channels):
-    return _args.allocate((out_channels, input.shape[1] // groups, 1, 1), input, torch.contiguous_format)
+def _op_backward_weight_fake(grad_output, input, output, scale, groups, shuffle_groups, channel_offset,
+                             out_channels):
+    return _memory.empty((out_channels, input.shape[1] // groups, 1, 1), input, torch.contiguous_format)
 
 
-def pointwise_grads(grad, input, weight, output, scale, groups: int, cmap: ChannelMap, needs,
-                    input_channels_last: bool):
-    """(grad_input, grad_weight, grad_bias) of one pointwise conv whose channels sit at ``cmap`` of ``grad``.
-
-    ``output`` is the saved (whole) output when the epilogue had a ReLU, else None.
-    """
+def op_pointwise_grads(grad, input, weight, output, scale, groups: int, cmap: ChannelMap, needs,
+                       input_channels_last: bool):
+    """(grad_input, grad_weight, grad_bias) through the backward ops (what compiled graphs record)."""
     grad_in = grad_w = grad_b = None
     if needs[0]:
-        grad_in = torch.ops.cnnkern.group_pointwise_conv2d_backward_input(
-            grad, weight, output, scale, groups, cmap.shuffle_groups, cmap.offset, input_channels_last)
+        grad_in = group_pointwise_conv2d_backward_input_op(grad, weight, output, scale, groups, cmap.shuffle_groups,
+                                                           cmap.offset, input_channels_last)
     if needs[1]:
-        grad_w = torch.ops.cnnkern.group_pointwise_conv2d_backward_weight(
-            grad, input, output, scale, groups, cmap.shuffle_groups, cmap.offset, weight.shape[0])
+        grad_w = group_pointwise_conv2d_backward_weight_op(grad, input, output, scale, groups, cmap.shuffle_groups,
+                                                           cmap.offset, weight.shape[0])
     if needs[2]:
         g = grad if output is None else torch.where(output > 0, grad, 0)
         grad_b = g.sum((0, 2, 3)).index_select(0, cmap.dest_index(weight.shape[0], grad.device))
-        if scale is not None:  # (an fp32 scale with fp16/bf16 activations: multiplied in fp32, rounded once)
+        if scale is not None:
             grad_b = (grad_b.to(scale.dtype) * scale).to(grad.dtype)
     return grad_in, grad_w, grad_b
 
 
-def check_no_epilogue_grads(names, needs, op: str) -> None:
-    """Reached only by calling the op directly with a trainable scale/shift (the public API checks first)."""
-    for name, need in zip(names, needs):
-        if need:
-            raise frozen_epilogue_error(name, op)
-
-
-# ------------------------------------------------------------------------------------------- autograd
-def _setup_context(ctx, inputs, output):
+def _op_setup_context(ctx, inputs, output):
     input, weight, _bias, scale, _shift, groups, shuffle_groups, relu = inputs
     ctx.save_for_backward(input, weight, scale, output if relu else None)
     ctx.conf = (groups, ChannelMap(weight.shape[0], shuffle_groups))
-    ctx.input_channels_last = suggest_memory_format(input) == torch.channels_last
+    ctx.input_channels_last = _memory.suggests_channels_last(input)
 
 
-def _backward(ctx, grad):
-    check_no_epilogue_grads(("scale", "shift"), ctx.needs_input_grad[3:5], "group_pointwise_conv2d")
+def _op_backward(ctx, grad):
+    check_no_epilogue_grads(("scale", "shift"), ctx.needs_input_grad[3:5], _OP)
     input, weight, scale, output = ctx.saved_tensors
     groups, cmap = ctx.conf
-    grads = pointwise_grads(grad, input, weight, output, scale, groups, cmap, ctx.needs_input_grad[:3],
-                            ctx.input_channels_last)
+    grads = op_pointwise_grads(grad, input, weight, output, scale, groups, cmap, ctx.needs_input_grad[:3],
+                               ctx.input_channels_last)
     return (*grads, None, None, None, None, None)
 
 
-torch.library.register_autograd("cnnkern::group_pointwise_conv2d", _backward, setup_context=_setup_context)
+group_pointwise_conv2d_op = define(
+    "group_pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias, Tensor? scale, Tensor? shift, int groups, "
+    "int shuffle_groups, bool relu) -> Tensor",
+    _op_forward, _op_forward_fake, _op_backward, _op_setup_context)
+group_pointwise_conv2d_backward_input_op = define(
+    "group_pointwise_conv2d_backward_input(Tensor grad_output, Tensor weight, Tensor? output, Tensor? scale, "
+    "int groups, int shuffle_groups, int channel_offset, bool channels_last) -> Tensor",
+    _op_backward_input, _op_backward_input_fake)
+group_pointwise_conv2d_backward_weight_op = define(
+    "group_pointwise_conv2d_backward_weight(Tensor grad_output, Tensor input, Tensor? output, Tensor? scale, "
+    "int groups, int shuffle_groups, int channel_offset, int out_channels) -> Tensor",
+    _op_backward_weight, _op_backward_weight_fake)
 
 
 # --------------------------------------------------------------------------------------- public API
@@ -193,16 +251,34 @@ def group_pointwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = 
     Equals ``F.channel_shuffle(act(F.conv2d(input, weight, bias, groups=groups) * scale + shift),
     shuffle_groups)`` with ``act`` ReLU if ``relu`` else identity, scale/shift per output channel
     (omitted when None; the input's dtype, or float32 with float16/bfloat16 input, applied in fp32) and no
-    shuffle when ``shuffle_groups`` is None. ``weight`` is
-    (C_out, C_in/groups, 1, 1). The output keeps the input's memory format (channels_last stays
-    channels_last). Differentiable in input, weight and bias; scale/shift are frozen (no gradient). Under
-    ``torch.autocast`` input, weight and bias run in the autocast dtype (scale/shift stay as given).
+    shuffle when ``shuffle_groups`` is None. ``weight`` is (C_out, C_in/groups, 1, 1). The output's memory
+    format follows ATen's convolution rule (channels_last when the input or the weight is). Differentiable
+    in input, weight and bias (double backward and forward AD too); scale/shift are frozen (no gradient).
+    Under ``torch.autocast`` input, weight and bias run in the autocast dtype (scale/shift stay as given).
     """
-    op = "group_pointwise_conv2d"
-    input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
-    check_tensors(input, weight, bias, op)
-    input, unbatched = _args.batched(input, op)
-    check_frozen_epilogue({"scale": scale, "shift": shift}, op)
+    if _autocast.any_enabled():
+        input, weight, bias = _autocast.cast(_autocast.autocast_dtype(input), input, weight, bias)
+    if not isinstance(input, torch.Tensor):
+        check_tensors(input, weight, bias, _OP)
+    input, unbatched = _args.batched(input, _OP)
+    if scale is not None or shift is not None:
+        check_frozen_epilogue({"scale": scale, "shift": shift}, _OP)
     sg = 1 if shuffle_groups is None else shuffle_groups
-    out = torch.ops.cnnkern.group_pointwise_conv2d(input, weight, bias, scale, shift, groups, sg, relu)
+    if not _route.eager(input):
+        out = group_pointwise_conv2d_op(input, weight, bias, scale, shift, groups, sg, relu)
+        return out.squeeze(0) if unbatched else out
+    plan = plan_for(input, weight, bias, scale, shift, groups, sg, relu)
+    if plan.route == "aten":
+        _backend.record(plan.pw.choices["fwd"])
+        out = aten_pointwise(input, weight, bias, scale, shift, groups, relu)
+        if sg > 1:
+            out = F.channel_shuffle(out, sg)
+    elif plan.route == "cuda" and not _route.transformed():
+        _backend.record(plan.pw.choices["fwd"])
+        out = torch.ops.cnnkern_cuda.group_pointwise_conv2d.default(input, weight, bias, scale, shift, groups, sg,
+                                                                    relu)
+    elif _route.needs_autograd(input, weight, bias):
+        out = _Forward.apply(input, weight, bias, scale, shift, plan)
+    else:
+        out = plan.forward(input, weight, bias, scale, shift)
     return out.squeeze(0) if unbatched else out

@@ -130,8 +130,3 @@ def batched(input: torch.Tensor, op: str) -> tuple[torch.Tensor, bool]:
 
 def out_shape(input_shape: Sequence[int], channels: int) -> tuple[int, int, int, int]:
     return (input_shape[0], channels, input_shape[2], input_shape[3])
-
-
-def allocate(shape, like: torch.Tensor, memory_format) -> torch.Tensor:
-    """Every output these ops return comes from here (tests NaN-fill it to catch unwritten elements)."""
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)

@@ -56,7 +56,7 @@ def resolve_padding(
     stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> tuple[int, int, int, int]:
-    """Turn ``padding`` ('same', 'valid', int, pair or 4 explicit sides) into (top, bottom, left, right)."""
+    """Turn ``padding`` ('same', 'valid', 'full', int, pair or 4 explicit sides) into (top, bottom, left, right)."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
@@ -69,7 +69,11 @@ def resolve_padding(
                 # PyTorch puts the odd extra pixel on the bottom/right for even effective kernels.
                 sides += [total // 2, total - total // 2]
             return tuple(sides)
-        raise RuntimeError(f"Invalid padding string '{padding}', should be one of {{'valid', 'same'}}")
+        if padding == "full":
+            # The seed notes' third convolution mode (cnnkern's extension of PyTorch's strings): every
+            # position where kernel and input overlap gives an output, so dilation * (k - 1) on every side.
+            return tuple(d * (k - 1) for k, d in zip(kernel_hw, dilation) for _side in (0, 1))
+        raise RuntimeError(f"Invalid padding string '{padding}', should be one of {{'valid', 'same', 'full'}}")
     if not isinstance(padding, (int, torch.SymInt)) and len(tuple(padding)) == 4:
         top, bottom, left, right = tuple(padding)
         return (top, bottom, left, right)
@@ -174,13 +178,6 @@ def check_tensors(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
                 f"{op}: expected all tensors to be on the same device, but input is on {input.device} "
                 f"and {name} is on {t.device}"
             )
-
-
-def suggest_memory_format(t: torch.Tensor) -> torch.memory_format:
-    """channels_last when the tensor is laid out that way (and not also plain contiguous), else contiguous."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def is_depthwise(input_channels: int, weight_shape: Sequence[int], groups: int) -> bool:

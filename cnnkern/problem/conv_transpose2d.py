@@ -49,6 +49,9 @@ def conv_transpose2d_spec(
     pad_p = _nonneg_pair(padding, "padding", "padding")
     out_pad = _nonneg_pair(output_padding, "output_padding", "output_padding")
     check_groups_and_kernel(_OP, weight_shape, groups)
+    if weight_shape[0] == 0:  # ATen's check: a transposed weight needs input channels
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least 1 at dimension 0, but got "
+                           f"weight of size {list(weight_shape)} instead")
     n, c_in, h, w = input_shape
     w_in, cg_out, kh, kw = weight_shape
     if w_in != c_in:
@@ -77,3 +80,26 @@ def conv_transpose2d_spec(
     pads = (pad_p[0], pad_p[0] - out_pad[0], pad_p[1], pad_p[1] - out_pad[1])
     spec = Conv2dSpec(stride_p, pads, dilation_p, int(groups), (h, w))
     return spec, (n, c_out, out_hw[0], out_hw[1])
+
+
+def equivalent_conv2d_padding(spec: Conv2dSpec, out_hw) -> tuple[list[int], tuple[int, int]]:
+    """4-sided padding for the equivalent conv2d over y, and how many rows/columns of y it reaches.
+
+    The conv2d ops reject negative padding; any bottom padding in [p - op, p - op + s - 1] gives the same
+    output size, so a non-negative one is used where it exists, else the rows past the reach are cropped
+    (they only get the bias's gradient).
+    """
+    pads, keep = [], []
+    for axis in (0, 1):
+        top, bottom = spec.padding[2 * axis], spec.padding[2 * axis + 1]
+        stride = spec.stride[axis]
+        if bottom >= 0:
+            pads += [top, bottom]
+            keep.append(out_hw[axis])
+        elif bottom + stride - 1 >= 0:
+            pads += [top, 0]
+            keep.append(out_hw[axis])
+        else:
+            pads += [top, 0]
+            keep.append(out_hw[axis] + bottom)
+    return pads, tuple(keep)

@@ -1,0 +1,72 @@
+"""Which way an eager call goes, decided in well under a microsecond.
+
+Every public function has three routes, chosen per problem signature by its cached plan:
+
+* ``aten``: every kernel of the op would run on the reference backend, which *is* ATen, so the call is the
+  ATen function itself with ATen's autograd (double backward, forward AD and vmap included).
+* ``cuda``: every kernel runs on the CUDA backend and the extension registers the op with its autograd in
+  C++ (``torch.ops.cnnkern_cuda.*``): one entry into C++ for dispatch, autograd, allocation and launch.
+* ``python``: anything else (Triton, mixed, forward AD): a ``torch.autograd.Function`` calling the chosen
+  kernels directly.
+
+Callers that need the dispatcher to see cnnkern's own ops get them instead (``torch.ops.cnnkern.*``): while
+``torch.compile``/export traces, inside a ``TorchDispatchMode`` (FlopCounterMode, fake tensors), and for
+tensor subclasses. Under forward AD and functorch transforms (``torch.func.jvp``/``grad``) the python route's
+Functions are used (they carry jvp formulas, and functorch lifts them); the aten route stays ATen.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as _forward_ad
+
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_functorch_active = torch._C._are_functorch_transforms_active
+_Tensor = torch.Tensor
+
+
+def eager(input) -> bool:
+    """True when the call may bypass the dispatcher (plain tensor, no tracing, no dispatch mode)."""
+    return type(input) is _Tensor and not _is_compiling() and not _dispatch_modes()
+
+
+def transformed() -> bool:
+    """Forward AD or a functorch transform is active: only the python route's Functions handle those (the
+    C++ autograd has no jvp), and the kernels must be reached through ``Function.apply``."""
+    return _forward_ad._current_level >= 0 or _functorch_active()
+
+
+def needs_autograd(*tensors) -> bool:
+    """Some tensor will want a gradient, or a transform may see a tangent: run under an autograd Function."""
+    if _forward_ad._current_level >= 0 or _functorch_active():
+        return True
+    if not torch.is_grad_enabled():
+        return False
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return True
+    return False
+
+
+def hashable(value):
+    """Arguments go into plan-cache keys: lists become tuples (ints, tuples and strings already hash)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+_CPP_OPS: dict = {}
+
+
+def cpp_op(name: str):
+    """``torch.ops.cnnkern_cuda.<name>`` when the extension registers it as a functional op (returning a
+    tensor, with its autograd in C++), else None. Decided once per name."""
+    if name not in _CPP_OPS:
+        from cnnkern._ext import extension
+
+        op = None
+        if extension() is not None and hasattr(torch.ops.cnnkern_cuda, name):
+            overload = getattr(torch.ops.cnnkern_cuda, name).default
+            if overload._schema.returns:
+                op = overload
+        _CPP_OPS[name] = op
+    return _CPP_OPS[name]
