@@ -439,6 +439,21 @@ def test_opcheck(index):
     torch.library.opcheck(op, args)
 
 
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_torch_compile_fullgraph_traces_ops_and_cpp_autograd(dynamic):
+    def chain(x, w, b, p, w2):
+        y = C.conv2d(x, w, b, [1, 1], [1, 0, 1, 0], [1, 1], 2)
+        return C.channel_shuffle(C.shuffle_cat_pointwise(p, y, w2, None, None, None, 2, 2, True), 2).square().sum()
+
+    args = (make((2, 4, 6, 6), requires_grad=True), make((6, 2, 2, 2), requires_grad=True),
+            torch.randn(6, dtype=F64, requires_grad=True), make((2, 6, 6, 6), requires_grad=True),
+            make((6, 3, 1, 1), requires_grad=True))
+    compiled = torch.compile(chain, backend="aot_eager", fullgraph=True, dynamic=dynamic)
+    out, ref = compiled(*args), chain(*args)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(torch.autograd.grad(out, args), torch.autograd.grad(ref, args))
+
+
 # ------------------------------------------------------------------------------------------- bad input
 def bad_inputs():
     x, w = torch.randn(2, 4, 5, 5), torch.randn(6, 2, 3, 3)
