@@ -13,47 +13,11 @@
 """
 
 # cnnkern.models and cnnkern.nn import only cnnkern.ops.* submodules, so their place in this list is safe.
-from cnnkern import models, nn
+from cnnkern import models, nn, ops
 from cnnkern.convert import ConversionReport, convert
-from cnnkern.ops import (
-    Conv2dFunction,
-    ConvTranspose2dFunction,
-    available_backends,
-    backend_status,
-    channel_shuffle,
-    conv2d,
-    conv_transpose2d,
-    depthwise_conv2d,
-    explain_conv2d,
-    explain_conv_transpose2d,
-    group_pointwise_conv2d,
-    last_choice,
-    shuffle_cat_pointwise,
-    shuffle_cat_pointwise2,
-    use_backend,
-)
+from cnnkern.ops import *  # every op family's public functions (cnnkern.ops.__all__)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Conv2dFunction",
-    "ConvTranspose2dFunction",
-    "ConversionReport",
-    "__version__",
-    "available_backends",
-    "backend_status",
-    "channel_shuffle",
-    "conv2d",
-    "conv_transpose2d",
-    "convert",
-    "depthwise_conv2d",
-    "explain_conv2d",
-    "explain_conv_transpose2d",
-    "group_pointwise_conv2d",
-    "last_choice",
-    "models",
-    "nn",
-    "shuffle_cat_pointwise",
-    "shuffle_cat_pointwise2",
-    "use_backend",
-]
+__all__ = ["ConversionReport", "__version__", "convert", "models", "nn"]
+__all__ += ops.__all__

@@ -21,6 +21,7 @@ from cnnkern.ops import backend as _backend
 from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, GroupPointwiseSpec
 
+_FAMILY = "group_pointwise_conv2d"
 _KERNELS = ("fwd", "bwd_input", "bwd_weight")
 
 
@@ -57,7 +58,7 @@ class PointwisePlan:
         self.in_format, self.w_format = _memory.format_of(input), _memory.format_of(weight)
         self.c_out = weight.shape[0]
         problem = GroupPointwiseProblem(tuple(t for t in operands if t is not None), spec)
-        self.choices = {k: _backend.choose(f"group_pointwise_conv2d_{k}", problem, input.device, forced)
+        self.choices = {k: _backend.choose(_FAMILY, f"{_FAMILY}_{k}", problem, input.device, forced)
                         for k in _KERNELS}
         self.fwd, self.bwd_input, self.bwd_weight = (_kernel(self.choices[k]) for k in _KERNELS)
         self._linear = None
@@ -259,5 +260,6 @@ def pointwise_tangent(tangents, primals, output, plan: PointwisePlan, memory_for
 
 def channel_map_plan_choice(src, cmap: ChannelMap, forced):
     """The backend of the channel-permutation kernel (the passthrough of a shuffled concat, channel_shuffle)."""
-    choice = _backend.choose("channel_shuffle", GroupPointwiseProblem((src,), cmap), src.device, forced)
+    choice = _backend.choose("channel_shuffle", "channel_shuffle", GroupPointwiseProblem((src,), cmap), src.device,
+                             forced)
     return choice, _kernel(choice)

@@ -17,6 +17,8 @@ Functions are used (they carry jvp formulas, and functorch lifts them); the aten
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.autograd.forward_ad as _forward_ad
 
@@ -70,3 +72,43 @@ def cpp_op(name: str):
                 op = overload
         _CPP_OPS[name] = op
     return _CPP_OPS[name]
+
+
+# Tests and the overhead benchmark force a route: 'python' with the reference kernels (otherwise only reached
+# through Triton, which on the CPU means the slow interpreter), or 'cuda' on CPU tensors, where the C++ ops
+# have ATen-backed CPU kernels so that the Python-to-C++ glue is tested without a GPU. Plans are cached:
+# forcing clears them on the way in and out.
+_forced_route: str | None = None
+
+
+def route_for(backends: set, cpp_name: str | None) -> str:
+    """'aten' when every kernel is the reference's, 'cuda' when every one is CUDA's and the extension has the
+    op ``cpp_name`` in C++ (with its autograd), else 'python'."""
+    if _forced_route == "python" or (_forced_route == "cuda" and (cpp_name is None or cpp_op(cpp_name) is None)):
+        return "python"
+    if _forced_route == "cuda":
+        return "cuda"
+    if backends == {"reference"}:
+        return "aten"
+    if backends == {"cuda"} and cpp_name is not None and cpp_op(cpp_name) is not None:
+        return "cuda"
+    return "python"
+
+
+@contextlib.contextmanager
+def forced_route(route: str):
+    """Run every op through ``route`` ('python', or 'cuda' where the C++ op exists, else 'python') whatever
+    the kernels' backends: for tests and for measuring each route's host cost on the CPU."""
+    from cnnkern.ops.backend import clear_plans
+
+    if route not in ("python", "cuda"):
+        raise ValueError(f"forced_route: 'python' or 'cuda', not {route!r}")
+    global _forced_route
+    previous = _forced_route
+    _forced_route = route
+    clear_plans()
+    try:
+        yield
+    finally:
+        _forced_route = previous
+        clear_plans()

@@ -113,10 +113,11 @@ def use_backend(name: str | None) -> Iterator[None]:
 
 @dataclass
 class Choice:
-    op: str
+    op: str  # the kernel's name
     backend: str | None
     forced: bool
     rejected: dict[str, str]
+    family: str = ""  # the op family whose backend modules hold the kernel
 
     def __str__(self) -> str:
         head = f"{self.op}: " + (f"using '{self.backend}'" if self.backend else "no backend can run this")
@@ -134,31 +135,31 @@ class Choice:
         raise RuntimeError(f"cnnkern: no backend can run {self.op}:\n{self}")
 
 
-def choose(op: str, problem, device: torch.device, forced: str | None = ...) -> Choice:
-    """Pick the backend for ``op`` on ``problem``; never raises (see ``select`` for the raising form)."""
+def choose(family: str, op: str, problem, device: torch.device, forced: str | None = ...) -> Choice:
+    """Pick the backend for kernel ``op`` of ``family`` on ``problem``; never raises (``select`` does)."""
     if forced is ...:
         forced = forced_backend()
     if forced is not None:
-        why = BACKENDS[forced].why_not(op, problem)
-        return Choice(op, None if why else forced, True, {forced: why} if why else {})
+        why = BACKENDS[forced].why_not(family, op, problem)
+        return Choice(op, None if why else forced, True, {forced: why} if why else {}, family)
     rejected: dict[str, str] = {}
     for name in _PREFERENCE.get(device.type, _DEFAULT_PREFERENCE):
-        why = BACKENDS[name].why_not(op, problem)
+        why = BACKENDS[name].why_not(family, op, problem)
         if why is None:
-            return Choice(op, name, False, rejected)
+            return Choice(op, name, False, rejected, family)
         rejected[name] = why
-    return Choice(op, None, False, rejected)
+    return Choice(op, None, False, rejected, family)
 
 
 def implementation(choice: Choice) -> Callable[..., None]:
     """The kernel a (successful) choice names; raises with every rejection reason if there is none."""
     choice.raise_if_none()
-    return BACKENDS[choice.backend].ops[choice.op][1]
+    return BACKENDS[choice.backend].kernel(choice.family, choice.op)
 
 
-def select(op: str, problem, device: torch.device) -> Callable[..., None]:
+def select(family: str, op: str, problem, device: torch.device) -> Callable[..., None]:
     """Choose (uncached) and return the implementation, recording the choice for ``last_choice``."""
-    choice = choose(op, problem, device)
+    choice = choose(family, op, problem, device)
     impl = implementation(choice)
     _local.last_choice = choice
     return impl

@@ -18,6 +18,8 @@ from cnnkern.ops.conv2d import _pick_route
 from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, check_shuffle_groups
 
+__all__ = ["channel_shuffle"]
+
 _OP = "channel_shuffle"
 
 
@@ -26,7 +28,7 @@ def run_channel_map(src: Tensor, dst: Tensor, cmap: ChannelMap, scatter: bool) -
     call: the compiled-graph path)."""
     if src.numel() == 0 or dst.numel() == 0:
         return
-    impl = _backend.select(_OP, GroupPointwiseProblem((src,), cmap), src.device)
+    impl = _backend.select(_OP, _OP, GroupPointwiseProblem((src,), cmap), src.device)
     impl(src, dst, cmap, scatter)
 
 

@@ -29,6 +29,8 @@ from cnnkern.problem.conv2d import (
     kernel_family,
 )
 
+__all__ = ["Conv2dFunction", "conv2d", "explain_conv2d"]
+
 _KERNELS = ("fwd", "bwd_input", "bwd_weight")
 
 
@@ -87,7 +89,8 @@ class ConvPlan:
         self.w_format = _memory.format_of(weight)
         operands = (input, weight) if bias is None else (input, weight, bias)
         problem = Conv2dProblem(operands, spec)
-        self.choices = {k: _backend.choose(f"{self.family}_{k}", problem, input.device, forced) for k in _KERNELS}
+        self.choices = {k: _backend.choose(self.family, f"{self.family}_{k}", problem, input.device, forced)
+                        for k in _KERNELS}
         self.fwd, self.bwd_input, self.bwd_weight = (_kernel(self.choices[k]) for k in _KERNELS)
         self.route = _pick_route(self.choices.values(), "conv2d")
 
@@ -133,15 +136,8 @@ def _kernel(choice: _backend.Choice):
     return unavailable
 
 
-def _pick_route(choices, cpp_op: str) -> str:
-    """'aten' when every kernel is the reference's, 'cuda' when every one is CUDA's and the extension has the
-    op in C++ (with its autograd), else 'python' (see ``cnnkern.ops._route``)."""
-    backends = {c.backend for c in choices}
-    if backends == {"reference"}:
-        return "aten"
-    if backends == {"cuda"} and _route.cpp_op(cpp_op) is not None:
-        return "cuda"
-    return "python"
+def _pick_route(choices, cpp_op: str | None) -> str:
+    return _route.route_for({c.backend for c in choices}, cpp_op)
 
 
 # --------------------------------------------------------------------------- differentiable kernel calls

@@ -32,6 +32,8 @@ from cnnkern.problem import memory as _memory
 from cnnkern.problem.conv2d import Conv2dProblem, check_tensors, conv2d_spec, kernel_family
 from cnnkern.problem.conv_transpose2d import conv_transpose2d_spec, equivalent_conv2d_padding
 
+__all__ = ["ConvTranspose2dFunction", "conv_transpose2d", "explain_conv_transpose2d"]
+
 _OP = "conv_transpose2d"
 
 
@@ -58,7 +60,7 @@ class TransposePlan:
         self.out_format = _memory.conv_output_format(input, weight)
         operands = (input, weight) if bias is None else (input, weight, bias)
         fwd_op = kernel_family("conv_transpose2d_fwd", out_shape[1], weight.shape, spec.groups)
-        self.fwd_choice = _backend.choose(fwd_op, Conv2dProblem(operands, spec), input.device, forced)
+        self.fwd_choice = _backend.choose(_OP, fwd_op, Conv2dProblem(operands, spec), input.device, forced)
         self.fwd = _kernel(self.fwd_choice)
         # The equivalent conv2d over (the reached part of) y; its output is x's gradient, in x's layout.
         pads, self.keep = equivalent_conv2d_padding(spec, out_shape[2:])

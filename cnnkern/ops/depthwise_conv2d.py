@@ -14,6 +14,8 @@ from torch import Tensor
 from cnnkern.ops.conv2d import conv2d
 from cnnkern.problem.conv2d import check_tensors
 
+__all__ = ["depthwise_conv2d"]
+
 
 def check_depthwise_weight(input: Tensor, weight: Tensor) -> None:
     if input.dim() not in (3, 4):

@@ -35,6 +35,8 @@ from cnnkern.problem.channel_map import (
 )
 from cnnkern.problem.conv2d import check_tensors
 
+__all__ = ["group_pointwise_conv2d"]
+
 _OP = "group_pointwise_conv2d"
 
 
@@ -160,7 +162,7 @@ def _op_backward_input(grad_output, weight, output, scale, groups, shuffle_group
     if weight.shape[0] == 0:
         return grad_in.zero_()
     operands = tuple(t for t in (grad_output, weight, output, scale) if t is not None)
-    impl = _backend.select("group_pointwise_conv2d_bwd_input", GroupPointwiseProblem(operands, spec),
+    impl = _backend.select(_OP, "group_pointwise_conv2d_bwd_input", GroupPointwiseProblem(operands, spec),
                            grad_output.device)
     impl(grad_output, weight, output, scale, grad_in, spec)
     return grad_in
@@ -183,7 +185,7 @@ def _op_backward_weight(grad_output, input, output, scale, groups, shuffle_group
     if input.shape[0] * input.shape[2] * input.shape[3] == 0:
         return grad_w.zero_()
     operands = tuple(t for t in (grad_output, input, output, scale) if t is not None)
-    impl = _backend.select("group_pointwise_conv2d_bwd_weight", GroupPointwiseProblem(operands, spec),
+    impl = _backend.select(_OP, "group_pointwise_conv2d_bwd_weight", GroupPointwiseProblem(operands, spec),
                            input.device)
     impl(grad_output, input, output, scale, grad_w, spec)
     return grad_w

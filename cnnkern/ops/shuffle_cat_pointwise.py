@@ -39,6 +39,8 @@ from cnnkern.problem.channel_map import (
     check_shuffle_groups,
 )
 
+__all__ = ["shuffle_cat_pointwise", "shuffle_cat_pointwise2"]
+
 _CAT, _PAIR = "shuffle_cat_pointwise", "shuffle_cat_pointwise2"
 
 
@@ -58,10 +60,22 @@ def _total(first_channels: int, weight: Tensor, shuffle_groups: int) -> int:
     return total
 
 
-def _allocate(total: int, input: Tensor) -> Tensor:
-    # The conv input is a fresh activation; the passthrough half is usually a channel slice whose layout
-    # says nothing about the wanted format.
-    return _memory.empty(_args.out_shape(input.shape, total), input, _memory.format_of(input))
+def _allocate(total: int, input: Tensor, memory_format) -> Tensor:
+    return _memory.empty(_args.out_shape(input.shape, total), input, memory_format)
+
+
+def _cat_format(input, weight):
+    # ATen's convolution rule on the conv branch; the passthrough half is usually a channel slice whose
+    # layout says nothing about the wanted format.
+    return _memory.conv_output_format(input, weight)
+
+
+def _pair_format(input1, weight1, input2, weight2):
+    """channels_last when either branch's conv would give channels_last."""
+    cl = torch.channels_last
+    if cl in (_memory.conv_output_format(input1, weight1), _memory.conv_output_format(input2, weight2)):
+        return cl
+    return torch.contiguous_format
 
 
 # ----------------------------------------------------------------------------- stride 1: passthrough
@@ -83,11 +97,11 @@ class CatPlan:
         self.pass_choice, self.pass_kernel = channel_map_plan_choice(passthrough, self.pass_map, forced)
         spec = GroupPointwiseSpec(groups, ChannelMap(self.total, shuffle_groups, self.cp), relu)
         self.pw = PointwisePlan(input, weight, (input, weight, bias, scale, shift), spec, forced)
-        self.out_format = _memory.format_of(input)
+        self.out_format = _cat_format(input, weight)
         self.route = _pick_route([self.pass_choice, *self.pw.choices.values()], _CAT)
 
     def forward(self, passthrough, x, w, b, scale, shift) -> Tensor:
-        out = _allocate(self.total, x)
+        out = _allocate(self.total, x, self.out_format)
         if passthrough.numel() != 0:
             self.pass_kernel(passthrough, out, self.pass_map, True)
         self.pw.forward_into(x, w, b, scale, shift, out)
@@ -224,11 +238,11 @@ class PairPlan:
         spec2 = GroupPointwiseSpec(groups, ChannelMap(self.total, shuffle_groups, c1), relu)
         self.pw1 = PointwisePlan(input1, weight1, (input1, weight1, bias1, scale1, shift1), spec1, forced)
         self.pw2 = PointwisePlan(input2, weight2, (input2, weight2, bias2, scale2, shift2), spec2, forced)
-        self.out_format = _memory.format_of(input2)
+        self.out_format = _pair_format(input1, weight1, input2, weight2)
         self.route = _pick_route([*self.pw1.choices.values(), *self.pw2.choices.values()], _PAIR)
 
     def forward(self, x1, w1, b1, s1, h1, x2, w2, b2, s2, h2) -> Tensor:
-        out = _allocate(self.total, x2)
+        out = _allocate(self.total, x2, self.out_format)
         self.pw1.forward_into(x1, w1, b1, s1, h1, out)
         self.pw2.forward_into(x2, w2, b2, s2, h2, out)
         return out
@@ -280,7 +294,8 @@ def _op_cat(passthrough, input, weight, bias, scale, shift, groups, shuffle_grou
 
 
 def _op_cat_fake(passthrough, input, weight, bias, scale, shift, groups, shuffle_groups, relu):
-    return _allocate(_check_cat(passthrough, input, weight, bias, scale, shift, groups, shuffle_groups), input)
+    return _allocate(_check_cat(passthrough, input, weight, bias, scale, shift, groups, shuffle_groups), input,
+                     _cat_format(input, weight))
 
 
 def _op_cat_setup(ctx, inputs, output):
@@ -326,7 +341,7 @@ def _op_pair_fake(input1, weight1, bias1, scale1, shift1, input2, weight2, bias2
                   shuffle_groups, relu):
     total = _check_pair(input1, weight1, bias1, scale1, shift1, input2, weight2, bias2, scale2, shift2, groups,
                         shuffle_groups)
-    return _allocate(total, input2)
+    return _allocate(total, input2, _pair_format(input1, weight1, input2, weight2))
 
 
 def _op_pair_setup(ctx, inputs, output):

@@ -107,6 +107,9 @@ def check_groups_and_kernel(op: str, weight_shape: Sequence[int], groups) -> Non
     kh, kw = weight_shape[2], weight_shape[3]
     if kh <= 0 or kw <= 0:
         raise RuntimeError(f"{op}: kernel size must be positive, got weight of size {list(weight_shape)}")
+    if weight_shape[0] < groups:  # ATen's check (so a weight without output channels is an error)
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, but got "
+                           f"weight of size {list(weight_shape)} instead")
     if weight_shape[0] % groups != 0:
         raise RuntimeError(
             f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "

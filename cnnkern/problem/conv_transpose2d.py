@@ -49,9 +49,6 @@ def conv_transpose2d_spec(
     pad_p = _nonneg_pair(padding, "padding", "padding")
     out_pad = _nonneg_pair(output_padding, "output_padding", "output_padding")
     check_groups_and_kernel(_OP, weight_shape, groups)
-    if weight_shape[0] == 0:  # ATen's check: a transposed weight needs input channels
-        raise RuntimeError(f"Given groups={groups}, expected weight to be at least 1 at dimension 0, but got "
-                           f"weight of size {list(weight_shape)} instead")
     n, c_in, h, w = input_shape
     w_in, cg_out, kh, kw = weight_shape
     if w_in != c_in:

@@ -12,3 +12,7 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
         dst.index_copy_(1, cmap.dest_index(src.shape[1], src.device), src)
     else:
         dst.copy_(src.index_select(1, cmap.dest_index(dst.shape[1], src.device)))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"channel_shuffle": channel_map}

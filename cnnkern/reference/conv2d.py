@@ -56,3 +56,33 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
     xp, pad = _padded(x, spec)
     grad = torch.nn.grad.conv2d_weight(xp, grad_w.shape, grad_out, spec.stride, pad, spec.dilation, spec.groups)
     grad_w.copy_(grad)
+
+
+def forward_act(x, w, bias, scale, shift, out, spec: Conv2dSpec, activation) -> None:
+    """act((conv + bias) * scale + shift), the epilogue in fp32 (fp64) and rounded once (cnnkern.problem.conv_bn)."""
+    from cnnkern.reference.conv_bn_relu import activate
+
+    xp, pad = _padded(x, spec)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    z = F.conv2d(xp, w, bias, spec.stride, pad, spec.dilation, spec.groups).to(acc)
+    if scale is not None:
+        z = z * scale.to(acc).view(1, -1, 1, 1)
+    if shift is not None:
+        z = z + shift.to(acc).view(1, -1, 1, 1)
+    out.copy_(activate(z, activation))
+
+
+def forward_stats(x, w, bias, out, spec: Conv2dSpec) -> torch.Tensor:
+    """The plain forward, and (count, mean, M2) per channel of the stored output as one set of pixels."""
+    forward(x, w, bias, out, spec)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    y = out.to(acc)
+    count = torch.full((out.shape[1],), out.shape[0] * out.shape[2] * out.shape[3], dtype=acc, device=out.device)
+    mean = y.mean((0, 2, 3))
+    m2 = ((y - mean.view(1, -1, 1, 1)) ** 2).sum((0, 2, 3))
+    return torch.stack([count, mean, m2], -1).unsqueeze(0)
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"conv2d_fwd": forward, "conv2d_bwd_input": backward_input, "conv2d_bwd_weight": backward_weight,
+           "conv2d_fwd_act": forward_act, "conv2d_fwd_stats": forward_stats}

@@ -30,3 +30,7 @@ def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
     output_padding = (spec.padding[0] - spec.padding[1], spec.padding[2] - spec.padding[3])
     out.copy_(F.conv_transpose2d(x, w, bias, spec.stride, spec.pad_tl, output_padding, spec.groups,
                                  spec.dilation))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"conv_transpose2d_fwd": forward, "depthwise_conv_transpose2d_fwd": forward}

@@ -69,3 +69,8 @@ def backward_input(grad_out, w, output, scale, grad_in, spec: GroupPointwiseSpec
 def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec) -> None:
     g = _grad_z(grad_out, output, scale, grad_w.shape[0], spec.channels)
     grad_w.copy_(torch.nn.grad.conv2d_weight(x, grad_w.shape, g, groups=spec.groups))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"group_pointwise_conv2d_fwd": forward, "group_pointwise_conv2d_bwd_input": backward_input,
+           "group_pointwise_conv2d_bwd_weight": backward_weight}

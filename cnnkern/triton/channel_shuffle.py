@@ -61,3 +61,7 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
         SCATTER=scatter, CHANNELS_LAST=channels_last(src),
         INT64=needs_int64((src, dst)),
     )
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"channel_shuffle": channel_map}

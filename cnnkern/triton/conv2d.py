@@ -188,3 +188,7 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
         **mma_flags(x.dtype, (grad_out, x, partials)),
     )
     grad_w.copy_(sum_splits(partials))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"conv2d_fwd": forward, "conv2d_bwd_input": backward_input, "conv2d_bwd_weight": backward_weight}

@@ -102,3 +102,7 @@ def forward_depthwise(x, w, bias, out, spec: Conv2dSpec) -> None:
         KH=kh, KW=kw, CHANNELS_LAST=channels_last(x), HAS_BIAS=bias is not None,
         **fma_flags(x.dtype, (x, w, out)),
     )
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"conv_transpose2d_fwd": forward, "depthwise_conv_transpose2d_fwd": forward_depthwise}

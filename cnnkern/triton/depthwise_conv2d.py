@@ -372,3 +372,8 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
     # A fixed-order reduction over splits (none needed for one split).
     total = buf if atomic else sum_splits(buf)
     grad_w.copy_(total.view(grad_w.shape))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"depthwise_conv2d_fwd": forward, "depthwise_conv2d_bwd_input": backward_input,
+           "depthwise_conv2d_bwd_weight": backward_weight}

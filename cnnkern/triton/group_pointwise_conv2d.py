@@ -239,3 +239,8 @@ def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec
         **mma_flags(x.dtype, (grad_out, o, x, partials)),
     )
     grad_w.copy_(sum_splits(partials).view(grad_w.shape))
+
+
+# The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
+KERNELS = {"group_pointwise_conv2d_fwd": forward, "group_pointwise_conv2d_bwd_input": backward_input,
+           "group_pointwise_conv2d_bwd_weight": backward_weight}
