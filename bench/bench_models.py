@@ -15,6 +15,13 @@ time is never timed). Before timing, each provider's inference output is compare
     python bench/bench_models.py                    # GPU: every model; CPU: a quick labelled smoke run
     python bench/bench_models.py --quick            # the issue's targets only (MobileNetV2, ShuffleNetV2)
     python bench/bench_models.py --models resnet50 --mode infer --batch 32 --dtype bf16
+    python bench/bench_models.py --quick --providers cnnkern,graph,cnnkern-graph   # host time vs kernel time
+
+Graph replay (`graph`, `cnnkern-graph`, GPU only): the whole call (inference forward, or the training step
+with its SGD update) is captured once in a torch.cuda.CUDAGraph after a warm-up on a side stream (cuDNN
+benchmarking, Triton compilation and autotuning happen there), then every timed call is one replay: no
+Python, no dispatch, only the kernels. `host_ms` = the eager provider's time minus its replay's time, i.e.
+what the host adds on top of the kernels (0 when the GPU, not the host, is the bottleneck).
 """
 
 from __future__ import annotations
@@ -40,7 +47,11 @@ PROVIDERS = {
     "cnnkern": "the cnnkern model, automatic backend choice (cuda -> triton -> reference)",
     "cnnkern-triton": "the cnnkern model inside cnnkern.use_backend('triton')",
     "cnnkern-compile": "torch.compile(cnnkern model)",
+    "graph": "the eager provider's model captured in a CUDA graph, timed by replay (GPU only)",
+    "cnnkern-graph": "the cnnkern model captured in a CUDA graph, timed by replay (GPU only)",
 }
+# A graph provider's eager twin: host time = ms(twin) - ms(graph replay).
+GRAPH_OF = {"graph": "eager", "cnnkern-graph": "cnnkern"}
 # Issue 6, on an H100: training >= 1.25x eager, inference >= 1.0x torch.compile.
 TARGET_MODELS = ("mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
                  "shufflenet_v2_x2_0")
@@ -114,9 +125,9 @@ class Case:
 
     def __init__(self, ck, provider: str, model, twin, mode: str, dtype, layout: str, compile_mode: str):
         self.ck, self.provider, self.mode = ck, provider, mode
-        src = twin if provider in ("eager", "compile") and twin is not None else model
+        src = twin if provider in ("eager", "compile", "graph") and twin is not None else model
         self.backend = None
-        if provider == "eager" and twin is None:
+        if provider in ("eager", "graph") and twin is None:
             self.backend = "reference"
         elif provider == "cnnkern-triton":
             self.backend = "triton"
@@ -127,6 +138,7 @@ class Case:
         self.opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9) if mode == "train" else None
         self.fn = torch.compile(net, mode=None if compile_mode == "default" else compile_mode) \
             if provider.endswith("compile") else net
+        self.graph = None if provider in GRAPH_OF else False
 
     def _call(self, x, y):
         if self.mode == "infer":
@@ -141,12 +153,47 @@ class Case:
 
     def __call__(self, x, y):
         with self.ck.use_backend(self.backend):
-            return self._call(x, y)
+            if self.graph is False:
+                return self._call(x, y)
+            if self.graph is None:
+                self._capture(x, y)
+            if x is not self.static_x:  # the timing loop passes the captured tensors themselves: no copy
+                self.static_x.copy_(x)
+                self.static_y.copy_(y)
+            self.graph.replay()
+            return self.static_out
+
+    def _capture(self, x, y, warmup: int = 3) -> None:
+        """Warm up on a side stream (every kernel runs once: cuDNN benchmarking, Triton autotuning and
+        plans happen here, never during capture), then capture one call on static inputs. Training: the
+        grads are set to None first, so backward allocates them from the graph's pool and every replay
+        rewrites them (PyTorch's whole-network capture recipe)."""
+        self.static_x, self.static_y = x, y
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self._call(self.static_x, self.static_y)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        if self.mode == "infer":
+            with torch.no_grad(), torch.cuda.graph(graph):
+                self.static_out = self.fn(self.static_x)
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                self.static_out = self.fn(self.static_x)
+                F.cross_entropy(self.static_out.float(), self.static_y).backward()
+                self.opt.step()
+        self.graph = graph
 
 
 def provider_skip(provider: str, twin, on_gpu: bool, backend_status: dict) -> str | None:
     if provider == "compile" and twin is None:
         return "no torchvision twin"
+    if provider in GRAPH_OF and not on_gpu:
+        return "CUDA graphs need a GPU"
     if provider == "cnnkern-triton" and backend_status.get("triton"):
         return backend_status["triton"]
     return None
@@ -188,6 +235,8 @@ def run_model(ck, name, args, run, table) -> None:
                         for b in ("eager", "compile"):
                             if b in times and b != prov:
                                 rec[f"speedup_vs_{b}"] = times[b] / rec["ms"]
+                        if GRAPH_OF.get(prov) in times:
+                            rec["host_ms"] = times[GRAPH_OF[prov]] - rec["ms"]
                     table.row(rec)
                     run["records"].append(rec)
                 del x, y, ref_out
@@ -275,7 +324,8 @@ def main(argv=None) -> int:
     if bad:
         print("error: unknown " + "; ".join(bad), file=sys.stderr)
         return 2
-    providers = ["eager"] + [p for p in dict.fromkeys(providers) if p != "eager"]
+    # graph providers after their eager twins, so that host_ms can be computed as their rows print
+    providers = ["eager"] + sorted((p for p in dict.fromkeys(providers) if p != "eager"), key=lambda p: p in GRAPH_OF)
     if args.batch:
         batches = {m: [int(b) for b in C.parse_list(args.batch)] for m in MODES}
     elif not on_gpu:
@@ -305,6 +355,7 @@ def main(argv=None) -> int:
             C.Col("provider", "provider", 15, align="<"), C.Col("status", "status", 8, align="<"),
             C.Col("ms", "ms", 9, ".3f"), C.Col("images_per_s", "img/s", 9, ".1f"),
             C.Col("speedup_vs_eager", "xeager", 6, ".3f"), C.Col("speedup_vs_compile", "xcompile", 8, ".3f"),
+            C.Col("host_ms", "host_ms", 8, ".3f"),
             C.Col("err", "rel.err", 8, ".1e"), C.Col("note", "note", 10, align="<")]
     table = C.Table(cols)
     table.header()

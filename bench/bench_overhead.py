@@ -448,6 +448,39 @@ def _fmt(v, spec):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def print_compact(rows: list[dict], out=print) -> None:
+    """One Markdown table, one line per op: ATen's time, then cnnkern's per row group with its difference
+    (forward) or ratio (forward+backward) to the ATen row measured beside it; x marks a missed target."""
+    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
+    cell = {(r["group"], r["case"], r["mode"]): r for r in rows}
+
+    def fmt(r, mode):
+        if r is None:
+            return "-"
+        if "ratio" not in r:
+            return r["verdict"].lower()
+        mark = "" if r["verdict"] == "PASS" else " x"
+        return (f"{r['cnnkern_us']:.1f} ({r['delta_us']:+.1f}){mark}" if mode == "fwd"
+                else f"{r['cnnkern_us']:.1f} ({r['ratio']:.2f}x){mark}")
+
+    head = ["op / module", "same ATen call", "fwd ATen"] + [f"fwd {g}" for g in groups] + ["fwd+bwd ATen"] + \
+        [f"fwd+bwd {g}" for g in groups]
+    out("| " + " | ".join(head) + " |")
+    out("|---|---|" + "---:|" * (len(head) - 2))
+    for case in CASES:
+        line = [case.name, f"`{case.aten}`"]
+        for mode in MODES:
+            base = cell.get((groups[0], case.name, mode)) if groups else None
+            line.append(_fmt(base.get("aten_us") if base else None, ".1f"))
+            line += [fmt(cell.get((g, case.name, mode)), mode) for g in groups]
+        if any(c != "-" for c in line[2:]):
+            out("| " + " | ".join(line) + " |")
+    out(f"\nµs per call; fwd: cnnkern (difference to ATen), target <= +{FWD_TARGET_US:g} µs; fwd+bwd: cnnkern "
+        f"(ratio to ATen), target <= {FWDBWD_TARGET:g}x; x = target missed. Each cnnkern number is compared "
+        f"with the ATen call measured right before it (the 'ATen' columns show the {groups[0] if groups else '-'} "
+        "group's). Groups: " + "; ".join(f"{g}: {GROUPS[g][0]}" for g in groups) + ".")
+
+
 def print_table(rows: list[dict], records: list[dict], out=print) -> None:
     for group in GROUPS:
         grows = [r for r in rows if r["group"] == group]
@@ -509,6 +542,7 @@ def main(argv=None) -> int:
                         "where host time includes waiting on the driver)")
     p.add_argument("-k", dest="select", help="pytest -k expression over the test ids, e.g. 'conv2d and fwd'")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--detail", action="store_true", help="also one table per row group (ATen, cnnkern, Δ, ratio)")
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(BENCH_DIR))
@@ -539,7 +573,12 @@ def main(argv=None) -> int:
     meta["elapsed_s"] = round(time.perf_counter() - t0, 1)
 
     rows = pair_rows(plugin.records)
-    print_table(rows, plugin.records)
+    if args.detail:
+        print_table(rows, plugin.records)
+    else:  # the enqueue chains (GPU) only
+        print_table([], plugin.records)
+    print()
+    print_compact(rows)
     summary = summarize(rows)
     print(f"\n== issue 11 targets: forward <= ATen + {FWD_TARGET_US:g} us, forward+backward <= "
           f"{FWDBWD_TARGET:g}x ATen ==")
