@@ -22,9 +22,8 @@ Row groups (each cnnkern row measured right after its ATen row):
   so the public function runs the ``aten`` route (``cnnkern.ops._route``).
 * CPU ``python``: the plan's route forced to ``python`` (autograd Functions calling the chosen kernels),
   with the reference kernels: the host cost of the route a Triton call takes on a GPU, plus the reference
-  kernels' own extra copy into the preallocated output. Forced by replacing the route picker for the
-  duration (``forced_route``), not by any cnnkern switch. Forcing the Triton backend on the CPU would time
-  the interpreter, so it is not done.
+  kernels' own extra copy into the preallocated output. Forced with ``cnnkern.ops._route.forced_route``.
+  Forcing the Triton backend on the CPU would time the interpreter, so it is not done.
 * CPU ``cpp``: the route forced to the C++ ops (``torch.ops.cnnkern_cuda.*`` with their C++ autograd) on
   their CPU kernels, when the extension registers them: the host cost of the route a CUDA-backend call
   takes on a GPU.
@@ -48,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import math
 import os
 import statistics
@@ -193,40 +191,6 @@ def cpp_ops_available() -> bool:
         return False
 
 
-def route_picker():
-    """cnnkern's route picker (``cnnkern.ops.conv2d._pick_route``), or None if this version has none."""
-    try:  # the module, not the package attribute: the package re-exports the function conv2d under that name
-        return getattr(importlib.import_module("cnnkern.ops.conv2d"), "_pick_route", None)
-    except ImportError:
-        return None
-
-
-@contextlib.contextmanager
-def forced_route(route: str):
-    """Every plan built inside the block takes ``route`` ('python', or 'cuda' for the C++ ops) instead of the
-    one its backends imply. The route picker is imported by name into each op module, so every module-level
-    binding of it is replaced, and plans are dropped on entry and exit so none outlives the block."""
-    original = route_picker()
-
-    def pick(choices, cpp_name):
-        if route == "cuda" and _route.cpp_op(cpp_name) is None:
-            raise RuntimeError(f"the extension has no C++ op {cpp_name!r}")
-        return route
-
-    bindings = [(mod, attr) for name, mod in list(sys.modules.items())
-                if name.startswith("cnnkern.ops") and mod is not None
-                for attr, value in list(vars(mod).items()) if value is original]
-    _backend.clear_plans()
-    for mod, attr in bindings:
-        setattr(mod, attr, pick)
-    try:
-        yield
-    finally:
-        for mod, attr in bindings:
-            setattr(mod, attr, original)
-        _backend.clear_plans()
-
-
 @contextlib.contextmanager
 def forced_backend(name: str | None):
     _backend.clear_plans()
@@ -247,12 +211,12 @@ if ON_GPU:
     }
 else:
     GROUPS = {"auto": ("automatic choice: reference backend, so the aten route", lambda: forced_backend(None))}
-    if route_picker() is not None:
+    if hasattr(_route, "forced_route"):
         GROUPS["python"] = ("route forced to 'python' (autograd Functions) with the reference kernels",
-                            lambda: forced_route("python"))
-    if route_picker() is not None and cpp_ops_available():
+                            lambda: _route.forced_route("python"))
+    if hasattr(_route, "forced_route") and cpp_ops_available():
         GROUPS["cpp"] = ("route forced to the C++ ops (torch.ops.cnnkern_cuda.*, C++ autograd), CPU kernels",
-                         lambda: forced_route("cuda"))
+                         lambda: _route.forced_route("cuda"))
 DEVICE = torch.device("cuda" if ON_GPU else "cpu")
 DTYPE = torch.float32
 MODES = ("fwd", "fwdbwd")

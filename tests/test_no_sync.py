@@ -21,7 +21,6 @@ an eval forward, and the same for a torchvision model converted with ``cnnkern.c
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 from pathlib import Path
 
@@ -151,33 +150,6 @@ def test_guard_catches_a_sync_in_cnnkern_code():
 
 
 # --------------------------------------------------------------------------------------------- backends
-def _route_picker():
-    try:
-        return getattr(importlib.import_module("cnnkern.ops.conv2d"), "_pick_route", None)
-    except ImportError:
-        return None
-
-
-@contextlib.contextmanager
-def _forced_route(route: str):
-    """Every plan built inside takes ``route``: each module-level binding of cnnkern's route picker is
-    replaced for the block (the same device as bench/bench_overhead.py's; the picker is imported by name into
-    every op module), and plans are dropped on entry and exit."""
-    original = _route_picker()
-    bindings = [(mod, attr) for name, mod in list(sys.modules.items())
-                if name.startswith("cnnkern.ops") and mod is not None
-                for attr, value in list(vars(mod).items()) if value is original]
-    _backend.clear_plans()
-    for mod, attr in bindings:
-        setattr(mod, attr, lambda choices, cpp_name: route)
-    try:
-        yield
-    finally:
-        for mod, attr in bindings:
-            setattr(mod, attr, original)
-        _backend.clear_plans()
-
-
 @contextlib.contextmanager
 def _forced_backend(name):
     _backend.clear_plans()
@@ -203,15 +175,13 @@ def _why_not_triton():
 
 BACKENDS = {
     "reference": lambda: _forced_backend("reference"),
-    "python": lambda: _forced_route("python"),
+    "python": lambda: _route.forced_route("python"),
     "triton": lambda: _forced_backend("triton"),
-    "cpp": lambda: _forced_route("cuda"),
+    "cpp": lambda: _route.forced_route("cuda"),
 }
 
 
 def _backend_marks(name):
-    if name in ("python", "cpp") and _route_picker() is None:
-        return [pytest.mark.skip(reason="this cnnkern has no route picker to force")]
     if name == "cpp" and not _cpp_ops():
         return [pytest.mark.skip(reason="the extension does not register the functional C++ ops")]
     if name == "triton" and _why_not_triton():
