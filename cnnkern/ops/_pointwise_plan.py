@@ -131,12 +131,13 @@ def linear_forward(x, w, scale, output, plan: PointwisePlan, memory_format) -> T
     """mask * P(scale * conv(x, w)) into a zeroed output-sized tensor: d(gradient)/dG applied to x."""
     lin = plan.linear()
     if _route.needs_autograd(x, w):
-        out = _LinearForward.apply(x, w, scale, lin, memory_format)
+        out = _route.apply(_LinearForward, x, w, scale, lin, memory_format)
     else:
         out = lin.linear_output(x, w, scale, memory_format)
     return out if output is None else torch.where(output > 0, out, 0)
 
 
+@_route.dual_style
 class _LinearForward(torch.autograd.Function):
     @staticmethod
     def forward(x, w, scale, plan, memory_format):
@@ -158,16 +159,17 @@ class _LinearForward(torch.autograd.Function):
 
 def backward_input(grad, w, output, scale, plan: PointwisePlan) -> Tensor:
     if _route.needs_autograd(grad, w):
-        return _BackwardInput.apply(grad, w, output, scale, plan)
+        return _route.apply(_BackwardInput, grad, w, output, scale, plan)
     return plan.backward_input(grad, w, output, scale)
 
 
 def backward_weight(grad, x, output, scale, plan: PointwisePlan) -> Tensor:
     if _route.needs_autograd(grad, x):
-        return _BackwardWeight.apply(grad, x, output, scale, plan)
+        return _route.apply(_BackwardWeight, grad, x, output, scale, plan)
     return plan.backward_weight(grad, x, output, scale)
 
 
+@_route.dual_style
 class _BackwardInput(torch.autograd.Function):
     @staticmethod
     def forward(grad, w, output, scale, plan):
@@ -189,6 +191,7 @@ class _BackwardInput(torch.autograd.Function):
                 backward_weight(grad, h, output, scale, plan) if need_w else None, None, None, None)
 
 
+@_route.dual_style
 class _BackwardWeight(torch.autograd.Function):
     @staticmethod
     def forward(grad, x, output, scale, plan):

@@ -70,6 +70,7 @@ def plan_for(input, groups) -> ShufflePlan:
     return _backend.cached_plan(key, lambda: ShufflePlan(input, groups, state[0]))
 
 
+@_route.dual_style
 class _Shuffle(torch.autograd.Function):
     @staticmethod
     def forward(x, plan):
@@ -129,5 +130,5 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
         _backend.record(plan.choice)
         return torch.ops.cnnkern_cuda.channel_shuffle.default(input, groups)
     if _route.needs_autograd(input):
-        return _Shuffle.apply(input, plan)
+        return _route.apply(_Shuffle, input, plan)
     return plan.forward(input)

@@ -144,19 +144,19 @@ def _pick_route(choices, cpp_op: str | None) -> str:
 # Each takes the plan of the convolution it belongs to; grad mode decides whether to record a graph.
 def forward(x, w, b, plan: ConvPlan) -> Tensor:
     if _route.needs_autograd(x, w, b):
-        return _Forward.apply(x, w, b, plan)
+        return _route.apply(_Forward, x, w, b, plan)
     return plan.forward(x, w, b)
 
 
 def backward_input(grad, w, plan: ConvPlan) -> Tensor:
     if _route.needs_autograd(grad, w):
-        return _BackwardInput.apply(grad, w, plan)
+        return _route.apply(_BackwardInput, grad, w, plan)
     return plan.backward_input(grad, w)
 
 
 def backward_weight(grad, x, plan: ConvPlan) -> Tensor:
     if _route.needs_autograd(grad, x):
-        return _BackwardWeight.apply(grad, x, plan)
+        return _route.apply(_BackwardWeight, grad, x, plan)
     return plan.backward_weight(grad, x)
 
 
@@ -164,6 +164,7 @@ def _add(a, b):
     return b if a is None else (a if b is None else a + b)
 
 
+@_route.dual_style
 class _Forward(torch.autograd.Function):
     @staticmethod
     def forward(x, w, b, plan):
@@ -196,6 +197,7 @@ class _Forward(torch.autograd.Function):
         return out
 
 
+@_route.dual_style
 class _BackwardInput(torch.autograd.Function):
     """grad_in = B(grad, w), bilinear: d/dgrad is the forward conv, d/dw is the weight gradient."""
 
@@ -224,6 +226,7 @@ class _BackwardInput(torch.autograd.Function):
         return _add(out, backward_input(grad, dw, ctx.plan) if dw is not None else None)
 
 
+@_route.dual_style
 class _BackwardWeight(torch.autograd.Function):
     """grad_w = W(grad, x), bilinear: d/dgrad is the forward conv of x, d/dx is the input gradient."""
 

@@ -120,6 +120,7 @@ def _param_grad(value, like):
     return None if like is None else value.to(like.dtype)
 
 
+@_route.dual_style
 class _ConvBN(torch.autograd.Function):
     """(out, mean, var) of the fused op; mean and var are the statistics used (batch or running)."""
 
@@ -330,7 +331,7 @@ def conv_bn_relu(x: Tensor, weight: Tensor, bias: Tensor | None, bn_weight: Tens
             out = activate(y, activation)
             return out.squeeze(0) if unbatched else out
         if _route.needs_autograd(xb, weight, bias, bn_weight, bn_bias):
-            out, _y, mean, var = _ConvBN.apply(xb, weight, bias, bn_weight, bn_bias, plan, running_mean,
+            out, _y, mean, var = _route.apply(_ConvBN, xb, weight, bias, bn_weight, bn_bias, plan, running_mean,
                                                running_var, training, eps, activation)
         else:
             out, _y, mean, var = _forward(plan, xb, weight, bias, bn_weight, bn_bias, running_mean, running_var,

@@ -88,10 +88,11 @@ class TransposePlan:
 
 def transpose_forward(x, w, b, plan: TransposePlan) -> Tensor:
     if _route.needs_autograd(x, w, b):
-        return _TransposeForward.apply(x, w, b, plan)
+        return _route.apply(_TransposeForward, x, w, b, plan)
     return plan.forward(x, w, b)
 
 
+@_route.dual_style
 class _TransposeForward(torch.autograd.Function):
     @staticmethod
     def forward(x, w, b, plan):

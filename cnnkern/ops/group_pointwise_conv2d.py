@@ -73,6 +73,7 @@ def check_no_epilogue_grads(names, needs, op: str) -> None:
             raise frozen_epilogue_error(name, op)
 
 
+@_route.dual_style
 class _Forward(torch.autograd.Function):
     @staticmethod
     def forward(x, w, b, scale, shift, plan):
@@ -280,7 +281,7 @@ def group_pointwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = 
         out = torch.ops.cnnkern_cuda.group_pointwise_conv2d.default(input, weight, bias, scale, shift, groups, sg,
                                                                     relu)
     elif _route.needs_autograd(input, weight, bias):
-        out = _Forward.apply(input, weight, bias, scale, shift, plan)
+        out = _route.apply(_Forward, input, weight, bias, scale, shift, plan)
     else:
         out = plan.forward(input, weight, bias, scale, shift)
     return out.squeeze(0) if unbatched else out

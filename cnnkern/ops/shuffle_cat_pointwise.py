@@ -130,6 +130,7 @@ def _cat_plan(passthrough, input, weight, bias, scale, shift, groups, shuffle_gr
                                                     shuffle_groups, relu, state[0]))
 
 
+@_route.dual_style
 class _CatForward(torch.autograd.Function):
     @staticmethod
     def forward(passthrough, x, w, b, scale, shift, plan):
@@ -167,18 +168,19 @@ class _CatForward(torch.autograd.Function):
 def passthrough_grad(grad, plan: CatPlan, like_format) -> Tensor:
     """The passthrough's gradient: its channels gathered back out of their slots."""
     if _route.needs_autograd(grad):
-        return _PassthroughGather.apply(grad, plan, like_format)
+        return _route.apply(_PassthroughGather, grad, plan, like_format)
     return plan.gather_passthrough(grad, like_format)
 
 
 def passthrough_scatter(p, plan: CatPlan, like_format) -> Tensor:
     """The passthrough's channels placed in their slots of a zero output (the forward's linear part)."""
     if _route.needs_autograd(p):
-        return _PassthroughScatter.apply(p, plan, like_format)
+        return _route.apply(_PassthroughScatter, p, plan, like_format)
     return plan.scatter_passthrough(p, like_format)
 
 
 # Gather and scatter are each other's adjoints, and each is linear: that is all of their autograd.
+@_route.dual_style
 class _PassthroughGather(torch.autograd.Function):
     @staticmethod
     def forward(grad, plan, like_format):
@@ -198,6 +200,7 @@ class _PassthroughGather(torch.autograd.Function):
         return passthrough_grad(dgrad, ctx.plan, ctx.like_format)
 
 
+@_route.dual_style
 class _PassthroughScatter(torch.autograd.Function):
     @staticmethod
     def forward(p, plan, like_format):
@@ -255,6 +258,7 @@ def _pair_plan(args, groups, shuffle_groups, relu) -> PairPlan:
     return _backend.cached_plan(key, lambda: PairPlan(*args, groups, shuffle_groups, relu, state[0]))
 
 
+@_route.dual_style
 class _PairForward(torch.autograd.Function):
     @staticmethod
     def forward(x1, w1, b1, s1, h1, x2, w2, b2, s2, h2, plan):
@@ -404,7 +408,7 @@ def shuffle_cat_pointwise(passthrough: Tensor, input: Tensor, weight: Tensor, bi
         return torch.ops.cnnkern_cuda.shuffle_cat_pointwise.default(passthrough, input, weight, bias, scale, shift,
                                                                     groups, shuffle_groups, relu)
     if _route.needs_autograd(passthrough, input, weight, bias):
-        return _CatForward.apply(passthrough, input, weight, bias, scale, shift, plan)
+        return _route.apply(_CatForward, passthrough, input, weight, bias, scale, shift, plan)
     return plan.forward(passthrough, input, weight, bias, scale, shift)
 
 
@@ -439,5 +443,5 @@ def shuffle_cat_pointwise2(input1: Tensor, weight1: Tensor, input2: Tensor, weig
         _backend.record(plan.pw2.choices["fwd"])
         return torch.ops.cnnkern_cuda.shuffle_cat_pointwise2.default(*args, groups, shuffle_groups, relu)
     if _route.needs_autograd(input1, weight1, bias1, input2, weight2, bias2):
-        return _PairForward.apply(*args, plan)
+        return _route.apply(_PairForward, *args, plan)
     return plan.forward(*args)

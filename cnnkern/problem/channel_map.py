@@ -9,6 +9,7 @@ shuffle ever exists as a tensor of its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,16 @@ class ChannelMap:
         return (d % self.per_group) * self.shuffle_groups + d // self.per_group
 
     def dest_index(self, channels: int, device) -> torch.Tensor:
-        return self.dest(torch.arange(channels, device=device))
+        if torch._C._len_torch_dispatch_stack() or torch.compiler.is_compiling():
+            # While tracing (fake tensors, compile) the index is a traced value, never a cached one.
+            return self.dest(torch.arange(channels, device=device))
+        return _dest_index(self.total, self.shuffle_groups, self.offset, channels, torch.device(device))
+
+
+@functools.lru_cache(maxsize=256)
+def _dest_index(total: int, shuffle_groups: int, offset: int, channels: int, device: torch.device) -> torch.Tensor:
+    # Built once per map and device (a few small tensor ops otherwise paid on every call); callers only read it.
+    return ChannelMap(total, shuffle_groups, offset).dest(torch.arange(channels, device=device))
 
 
 @dataclass(frozen=True)
