@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
 
 @functools.cache
 def _load() -> tuple[object | None, str | None]:
+    if os.environ.get("CNNKERN_DISABLE_EXTENSION", "").strip() not in ("", "0"):
+        # Behave as a pure-Python install (Triton + reference) without rebuilding: for comparisons and tests.
+        return None, "the CUDA extension is disabled by CNNKERN_DISABLE_EXTENSION=1"
     try:
         from cnnkern import _C  # registers the cnnkern_cuda::* ops
     except ImportError as exc:
