@@ -31,6 +31,11 @@ Only modules are converted. Functional calls inside a ``forward`` (``F.conv2d``,
 torchvision ShuffleNetV2's ``channel_shuffle`` function) are not modules, cannot be seen here, and keep
 running on PyTorch's kernels; the report lists modules only and says so.
 
+Fusion: ``fuse=True`` also runs every conv -> BatchNorm2d (-> ReLU/ReLU6/SiLU) chain as one fused op
+(``cnnkern.fuse``: Sequential children by a class swap of the Sequential, calls by attribute in a forward
+through ``torch.fx``), with every state_dict key unchanged; ``report.fusion`` says what was fused and what
+was not and why. ``inverse=True`` always undoes that fusion as well.
+
 Filters: ``include`` and ``exclude`` each take a pattern or a list of patterns. A string is an ``fnmatch``
 pattern (case-sensitive, ``*`` also crosses dots) matched against a module's qualified name as
 ``named_modules`` gives it (``""`` is the root) and the names of its ancestors, so ``"layer4"`` and
@@ -43,9 +48,7 @@ converts it under every name). ``inverse=True`` applies the same rules to the cn
 from __future__ import annotations
 
 import enum
-import fnmatch
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -55,6 +58,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.utils import parametrize
 
 import cnnkern.nn as cnn
+from cnnkern import fuse as fusion_pass
+from cnnkern.module_walk import is_candidate, patterns, qualname, walk
 
 TWINS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv2d: cnn.Conv2d,
@@ -88,7 +93,7 @@ class Replaced:
     kernel_family: str
 
     def __str__(self) -> str:
-        return f"{self.name or '(root)'}: {_qualname(self.from_class)} -> {_qualname(self.to_class)} " \
+        return f"{self.name or '(root)'}: {qualname(self.from_class)} -> {qualname(self.to_class)} " \
                f"[{self.kernel_family}]"
 
 
@@ -100,7 +105,7 @@ class Skipped:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.name or '(root)'} ({_qualname(self.module_class)}): {self.reason.value}: {self.detail}"
+        return f"{self.name or '(root)'} ({qualname(self.module_class)}): {self.reason.value}: {self.detail}"
 
 
 @dataclass
@@ -110,6 +115,7 @@ class ConversionReport:
     inverse: bool = False
     replaced: list[Replaced] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    fusion: fusion_pass.FusionReport | None = None  # with fuse=True or inverse=True
 
     def skipped_for(self, reason: SkipReason) -> list[Skipped]:
         return [s for s in self.skipped if s.reason is reason]
@@ -129,76 +135,13 @@ class ConversionReport:
             lines += [f"  replaced {r}" for r in self.replaced]
         lines += [f"  skipped  {s}" for s in self.skipped
                   if verbose or s.reason is not SkipReason.ALREADY_CONVERTED]
+        if self.fusion is not None:
+            lines += self.fusion.format(verbose)
         lines.append(f"  note: {FUNCTIONAL_NOTE}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.format()
-
-
-def _qualname(cls: type) -> str:
-    module = cls.__module__
-    if module.startswith("torch.nn.modules"):
-        module = "torch.nn"
-    elif module.startswith("cnnkern.nn"):
-        module = "cnnkern.nn"
-    return f"{module}.{cls.__qualname__}"
-
-
-# ------------------------------------------------------------------------------------------- filters
-def _patterns(value, arg: str) -> list | None:
-    if value is None:
-        return None
-    items = [value] if isinstance(value, (str, type)) else value
-    if not isinstance(items, Iterable):
-        raise TypeError(f"convert(): {arg} must be a name pattern, a module class, or a list of them, "
-                        f"got {type(value).__name__}")
-    items = list(items)
-    for item in items:
-        if not isinstance(item, (str, type)):
-            raise TypeError(f"convert(): {arg} patterns must be str (fnmatch on module names) or module "
-                            f"classes, got {item!r} ({type(item).__name__})")
-    return items
-
-
-def _name_matches(name: str, pattern: str) -> bool:
-    """The pattern matches the name or one of its ancestors' ("a", "a.b" for "a.b.c"); "" is the root."""
-    if not name:
-        return fnmatch.fnmatchcase(name, pattern)
-    parts = name.split(".")
-    return any(fnmatch.fnmatchcase(".".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
-
-
-def _matches(module: nn.Module, names: list[str], patterns: list) -> bool:
-    for pattern in patterns:
-        if isinstance(pattern, type):
-            if isinstance(module, pattern):
-                return True
-        elif any(_name_matches(name, pattern) for name in names):
-            return True
-    return False
-
-
-def _is_candidate(module, names, include, exclude) -> bool:
-    if include is not None and not all(_matches(module, [n], include) for n in names):
-        return False
-    return exclude is None or not any(_matches(module, [n], exclude) for n in names)
-
-
-# -------------------------------------------------------------------------------------------- the walk
-def _walk(model: nn.Module):
-    """(module, [names]) for each distinct module, in ``named_modules`` order; TorchScript subtrees once."""
-    names: dict[int, list[str]] = defaultdict(list)
-    modules: dict[int, nn.Module] = {}
-    scripted: list[str] = []
-    for name, module in model.named_modules(remove_duplicate=False):
-        if any(name == p or name.startswith(p + ".") or p == "" for p in scripted):
-            continue
-        if isinstance(module, torch.jit.ScriptModule):
-            scripted.append(name)
-        modules.setdefault(id(module), module)
-        names[id(module)].append(name)
-    return [(modules[key], names[key]) for key in modules]
 
 
 def _base_class(module: nn.Module) -> type:
@@ -221,9 +164,9 @@ def _skip_reason(module: nn.Module, table: dict[type, type]) -> tuple[SkipReason
             return SkipReason.UNSUPPORTED_TYPE, "cnnkern has 2-D conv kernels only (Conv2d, ConvTranspose2d)"
         overridden = _overridden(cls, parents[0])
         if overridden:
-            return SkipReason.SUBCLASS, (f"subclass of {_qualname(parents[0])} that overrides "
+            return SkipReason.SUBCLASS, (f"subclass of {qualname(parents[0])} that overrides "
                                          f"{', '.join(overridden)}; swapping its class would drop that code")
-        return SkipReason.SUBCLASS, (f"subclass of {_qualname(parents[0])}; swapping its class would drop "
+        return SkipReason.SUBCLASS, (f"subclass of {qualname(parents[0])}; swapping its class would drop "
                                      f"isinstance(m, {cls.__name__}) and whatever else it adds")
     if "forward" in vars(module):
         return SkipReason.INSTANCE_FORWARD, "forward is set on the instance and would bypass the new class"
@@ -274,19 +217,21 @@ def _classify(module: nn.Module, inverse: bool) -> tuple[SkipReason, str] | bool
     return isinstance(module, (_ConvNd, nn.ChannelShuffle))
 
 
-def convert(model: nn.Module, include=None, exclude=None, inverse: bool = False) -> ConversionReport:
+def convert(model: nn.Module, include=None, exclude=None, inverse: bool = False,
+            fuse: bool = False) -> ConversionReport:
     """Swap every supported torch conv / channel shuffle in ``model`` for its cnnkern twin, in place.
 
-    ``inverse=True`` swaps cnnkern twins back to their torch classes. Returns a ``ConversionReport``; see the
-    module docstring for the exact rules on what is converted and on ``include`` / ``exclude``.
+    ``fuse=True`` also fuses conv -> BatchNorm2d (-> activation) chains (``cnnkern.fuse``). ``inverse=True``
+    swaps cnnkern twins back to their torch classes and undoes the fusion. Returns a ``ConversionReport``;
+    see the module docstring for the exact rules on what is converted and on ``include`` / ``exclude``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert(): expected an nn.Module, got {type(model).__name__}")
-    include = _patterns(include, "include")
-    exclude = _patterns(exclude, "exclude")
+    include = patterns(include, "include")
+    exclude = patterns(exclude, "exclude")
     table = INVERSE_TWINS if inverse else TWINS
     report = ConversionReport(inverse=inverse)
-    for module, names in _walk(model):
+    for module, names in walk(model):
         name, cls = names[0], _base_class(module)
         verdict = _classify(module, inverse)
         if verdict is False:
@@ -294,7 +239,7 @@ def convert(model: nn.Module, include=None, exclude=None, inverse: bool = False)
         if verdict is not True:
             report.skipped.append(Skipped(name, cls, *verdict))
             continue
-        if not _is_candidate(module, names, include, exclude):
+        if not is_candidate(module, names, include, exclude):
             report.skipped.append(Skipped(name, cls, SkipReason.EXCLUDED, "filtered out by include/exclude"))
             continue
         why = _skip_reason(module, table)
@@ -305,4 +250,6 @@ def convert(model: nn.Module, include=None, exclude=None, inverse: bool = False)
         family = _family(module) if inverse else None
         _swap_class(module, table[before])
         report.replaced.append(Replaced(name, before, table[before], family or _family(module)))
+    if fuse or inverse:
+        report.fusion = (fusion_pass.unfuse if inverse else fusion_pass.fuse)(model, include, exclude)
     return report

@@ -111,9 +111,10 @@ def _assert_close_to_torch(actual, ref64, theirs, name):
     assert ours_err <= 2 * theirs_err + atol, f"{name}: error {ours_err:.3e} vs torchvision's {theirs_err:.3e}"
 
 
-@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "mobilenet_v2", "resnet18"])
 def test_train_step_matches_torchvision(name):
-    """Training mode: batch-statistics forward, every parameter's gradient and the running-stat update."""
+    """Training mode: batch-statistics forward, every parameter's gradient and the running-stat update
+    (every conv -> BN (-> act) of ours runs as one fused conv_bn_relu: see test_fused_op_runs_every_chain)."""
     ours, tv = _pair(name, num_classes=11)
     ref = copy.deepcopy(tv).double()
     for model in (ours, tv, ref):
@@ -136,6 +137,37 @@ def test_train_step_matches_torchvision(name):
             _assert_close_to_torch(v, ref_state[k], tv_state[k], k)
         elif "num_batches" in k:
             assert v.item() == ref_state[k].item() == 1
+
+
+# name -> conv-BN chains run by the fused op per forward (training, eval). ShuffleNetV1's grouped 1x1 convs
+# are GroupPointwiseBN units (their own fused kernel), its stem and depthwise conv + BN are chains;
+# ShuffleNetV2's eval forward runs the units' last 1x1 conv + BN + ReLU inside shuffle_cat_pointwise(2).
+FUSED_CHAINS = {"mobilenet_v1": (27, 27), "mobilenet_v2": (52, 52), "shufflenet_v1": (17, 17),
+                "shufflenet_v2_x0_5": (56, 37), "resnet18": (20, 20), "resnet50": (53, 53)}
+
+
+@pytest.mark.parametrize("name", list(FUSED_CHAINS))
+def test_fused_op_runs_every_chain(name, monkeypatch):
+    conv_bn = importlib.import_module("cnnkern.nn.conv_bn")
+    calls = []
+    real = conv_bn.conv_bn_relu
+
+    def spy(*args, **kwargs):
+        calls.append(args[7])  # training (batch statistics)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(conv_bn, "conv_bn_relu", spy)
+    model = models.get_model(name, num_classes=5)
+    x = torch.randn(2, 3, 32, 32)
+    model.train()(x).sum().backward()
+    train, evaluate = FUSED_CHAINS[name]
+    assert calls == [True] * train
+    calls.clear()
+    with torch.no_grad():
+        model.eval()(x)
+    assert calls == [False] * evaluate
+    # nothing is left for the converter to fuse
+    assert cnnkern.convert(model, fuse=True).fusion.fused == []
 
 
 # ------------------------------------------------------------------------------ Triton (interpreter)

@@ -5,26 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnkern.nn import Conv2d
-
-
-class ConvBNAct(nn.Sequential):
-    """conv -> BatchNorm -> activation as children ``0``, ``1``, ``2``.
-
-    The child names are those of torchvision's ``Conv2dNormActivation``, so state_dict keys line up.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, activation: type[nn.Module] | None = nn.ReLU) -> None:
-        layers: list[nn.Module] = [
-            Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
-                   bias=False),
-            nn.BatchNorm2d(out_channels),
-        ]
-        if activation is not None:
-            layers.append(activation(inplace=True))
-        super().__init__(*layers)
-        self.out_channels = out_channels
+from cnnkern.nn import FusedSequential
 
 
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
@@ -58,3 +39,12 @@ def init_torchvision_style(model: nn.Module, conv_nonlinearity: str = "relu",
 
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+def fuse_branches(*branches: nn.Sequential) -> None:
+    """Turn plain ``nn.Sequential`` branches built by another class into ``FusedSequential`` in place (same
+    children and keys), so their conv -> BN (-> activation) runs are fused."""
+    for branch in branches:
+        if type(branch) is not nn.Sequential:
+            raise TypeError(f"fuse_branches: expected an nn.Sequential, got {type(branch).__name__}")
+        branch.__class__ = FusedSequential

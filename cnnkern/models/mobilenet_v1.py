@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnkern.models._layers import ConvBNAct, global_avg_pool, init_torchvision_style
+from cnnkern.models._layers import global_avg_pool, init_torchvision_style
 from cnnkern.models._registry import register_model
+from cnnkern.nn import ConvBNReLU
 
 # (output channels, stride) of the 13 depthwise-separable blocks; the stride is the depthwise conv's.
 _BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
@@ -23,12 +24,12 @@ _BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), 
 
 
 class DepthwiseSeparable(nn.Module):
-    """3x3 depthwise + BN + ReLU (``dw``) then 1x1 pointwise + BN + ReLU (``pw``)."""
+    """3x3 depthwise + BN + ReLU (``dw``) then 1x1 pointwise + BN + ReLU (``pw``), each one fused op."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.dw = ConvBNAct(in_channels, in_channels, 3, stride, groups=in_channels)
-        self.pw = ConvBNAct(in_channels, out_channels, 1)
+        self.dw = ConvBNReLU(in_channels, in_channels, 3, stride, groups=in_channels)
+        self.pw = ConvBNReLU(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pw(self.dw(x))
@@ -45,7 +46,7 @@ class MobileNetV1(nn.Module):
             return max(min_channels, int(c * width_mult))
 
         channels = width(32)
-        layers: list[nn.Module] = [ConvBNAct(3, channels, 3, 2)]
+        layers: list[nn.Module] = [ConvBNReLU(3, channels, 3, 2)]
         for out, stride in _BLOCKS:
             layers.append(DepthwiseSeparable(channels, width(out), stride))
             channels = width(out)

@@ -3,6 +3,10 @@
 Module tree and state_dict keys are torchvision's (``conv1``/``bn1``/``layer1..4``/``fc``, blocks with
 ``conv1..3``/``bn1..3``/``downsample``), so ``load_state_dict(torchvision_model.state_dict())`` works. The
 1x1 convs of the bottleneck run on the pointwise kernel, the 3x3 (grouped for ResNeXt) on the direct one.
+Each conv -> BN (-> ReLU) is one ``fused_conv_bn`` call (``cnnkern.conv_bn_relu``), in training and in eval;
+the downsample is a ``FusedSequential`` (conv + BN). The blocks' shared ``relu`` module is passed to the
+fused calls, and still applied as a module after the residual add. With another ``norm_layer`` than
+BatchNorm2d the same calls run the modules unfused.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from torch import Tensor, nn
 
 from cnnkern.models._layers import init_torchvision_style
 from cnnkern.models._registry import register_model
-from cnnkern.nn import Conv2d
+from cnnkern.nn import Conv2d, FusedSequential, fused_conv_bn
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -49,8 +53,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = fused_conv_bn(x, self.conv1, self.bn1, self.relu)
+        out = fused_conv_bn(out, self.conv2, self.bn2)
         return self.relu(out + identity)
 
 
@@ -76,9 +80,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = fused_conv_bn(x, self.conv1, self.bn1, self.relu)
+        out = fused_conv_bn(out, self.conv2, self.bn2, self.relu)
+        out = fused_conv_bn(out, self.conv3, self.bn3)
         return self.relu(out + identity)
 
 
@@ -125,8 +129,8 @@ class ResNet(nn.Module):
             stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm_layer(planes * block.expansion))
+            downsample = FusedSequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
+                                         norm_layer(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
                         previous_dilation, norm_layer)]
         self.inplanes = planes * block.expansion
@@ -135,7 +139,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(fused_conv_bn(x, self.conv1, self.bn1, self.relu))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 

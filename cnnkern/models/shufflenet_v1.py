@@ -6,6 +6,8 @@ Both GConvs are :class:`cnnkern.nn.GroupPointwiseBN`: in eval mode the first is 
 ReLU and the shuffle in its store), the second one kernel (conv + BN). The bottleneck has a quarter of the
 unit's output channels, and stage 2's first 1x1 conv is not grouped (24 input channels are too few), as in
 the paper; without a grouped conv before it, its shuffle would only relabel channels and is left out.
+The 3x3 depthwise conv + BN and the stem's conv + BN + ReLU are one fused ``cnnkern.conv_bn_relu`` call each,
+in training and in eval.
 
 ``width_mult`` (the paper's "ShuffleNet s x") scales every layer: stage widths are rounded to a multiple of
 4 * groups (so bottlenecks split into groups; the table's 1x widths already are) and the stem to a multiple
@@ -18,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnkern.models._layers import ConvBNAct, global_avg_pool, init_torchvision_style
+from cnnkern.models._layers import global_avg_pool, init_torchvision_style
 from cnnkern.models._registry import register_model
-from cnnkern.nn import Conv2d, GroupPointwiseBN
+from cnnkern.nn import Conv2d, ConvBNReLU, GroupPointwiseBN, fused_conv_bn
 
 # groups -> output channels of stages 2, 3, 4 (the seed's table, ShuffleNet 1x)
 STAGE_CHANNELS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088),
@@ -54,7 +56,7 @@ class ShuffleV1Unit(nn.Module):
         self.shortcut = nn.AvgPool2d(3, 2, 1) if stride == 2 else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.gconv2(self.dwbn(self.dwconv(self.gconv1(x))))
+        out = self.gconv2(fused_conv_bn(self.gconv1(x), self.dwconv, self.dwbn))
         if self.shortcut is None:
             return F.relu(x + out)
         return F.relu(torch.cat((self.shortcut(x), out), dim=1))
@@ -69,7 +71,7 @@ class ShuffleNetV1(nn.Module):
             raise ValueError(f"shufflenet_v1: width_mult must be positive, got {width_mult}")
         self.groups = groups
         channels = _round_to(STEM_CHANNELS * width_mult, groups)
-        self.conv1 = ConvBNAct(3, channels, 3, 2)
+        self.conv1 = ConvBNReLU(3, channels, 3, 2)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.stage_channels = tuple(_round_to(c * width_mult, 4 * groups) for c in STAGE_CHANNELS[groups])
         for i, (out, repeats) in enumerate(zip(self.stage_channels, STAGE_REPEATS)):
