@@ -247,14 +247,15 @@ def _graph_chains(graph: fx.Graph, root: nn.Module):
         if conv_node.op != "call_module" or not isinstance(root.get_submodule(conv_node.target), nn.Conv2d):
             continue
         users = list(conv_node.users)
-        bn_node = users[0] if users else None
-        if (bn_node is None or bn_node.op != "call_module" or bn_node.args != (conv_node,) or bn_node.kwargs
-                or not isinstance(root.get_submodule(bn_node.target), nn.BatchNorm2d)):
+        norms = [u for u in users if u.op == "call_module" and u.args == (conv_node,) and not u.kwargs
+                 and isinstance(root.get_submodule(u.target), nn.BatchNorm2d)]
+        if not norms:
             continue
+        bn_node = norms[0]
         if len(users) > 1 or len(conv_node.args) != 1 or conv_node.kwargs:
-            problem = (FuseSkipReason.OUTPUT_REUSED,
-                       f"{conv_node.target}'s output also goes to {', '.join(u.name for u in users[1:])}"
-                       if len(users) > 1 else f"{conv_node.target} is called with more than one argument")
+            others = ", ".join(u.name for u in users if u is not bn_node)
+            problem = (FuseSkipReason.OUTPUT_REUSED, f"{conv_node.target}'s output also goes to {others}"
+                       if others else f"{conv_node.target} is called with more than one argument")
             yield conv_node, bn_node, None, None, None, problem
             continue
         bn_users = list(bn_node.users)

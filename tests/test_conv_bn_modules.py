@@ -92,14 +92,15 @@ def assert_same_as_unfused(ours, x, steps=3, train=True, name=""):
     want32, buf32 = run_steps(ref, x, steps, train)
     want64, buf64 = run_steps(ref64, x.double(), steps, train)
     for step, (a, b, c) in enumerate(zip(got, want64, want32)):
-        labels = ["output", "grad_input"] + [f"grad_{n}" for n, p in ours.named_parameters() if p.requires_grad]
+        labels = ["output", "grad_input"]
+        labels += [f"grad_{n}" for n, p in ours.named_parameters() if p.requires_grad]
         for label, t, t64, t32 in zip(labels, a, b, c):
             assert_matches_reference(t, t64, t32, f"{name} step {step} {label}")
     for (label, _), t, t64, t32 in zip(ours.named_buffers(), got_buf, buf64, buf32):
         if t.is_floating_point():
             assert_matches_reference(t, t64, t32, f"{name} {label}")
         else:
-            assert torch.equal(t, t32) and torch.equal(t32.to(t64.dtype), t64), f"{name} {label}: {t} vs {t32}"
+            assert torch.equal(t, t32) and torch.equal(t32.to(t64.dtype), t64), f"{name} {label}: {t}, {t32}"
 
 
 # ------------------------------------------------------------------------------------------- modules
@@ -336,3 +337,16 @@ def test_compile_fullgraph_training_step():
     torch.testing.assert_close(m[1].running_var, ref[1].running_var, rtol=1e-5, atol=1e-5)
     assert m[1].num_batches_tracked.item() == 2
     torch.testing.assert_close(m[0].weight.grad, ref[0].weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_parametrized_conv_weight_is_fused(fused_calls):
+    """A parametrized conv (weight_norm) is still a Conv2d underneath: fused, with its computed weight."""
+    m = randomize(cnn.ConvBNReLU(4, 6))
+    ref = unfused_twin(m)
+    torch.nn.utils.parametrizations.weight_norm(m[0])
+    torch.nn.utils.parametrizations.weight_norm(ref[0])
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert fused_calls == ["relu"]
+    m(x).sum().backward()
+    assert m[0].parametrizations.weight.original0.grad is not None

@@ -278,8 +278,9 @@ def seq_net():
     m = nn.Sequential()
     m.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()))
     m.add_module("plain", PlainSeq(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6()))
+    circular = nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular")
     m.add_module("vgg", nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.SiLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(8)))
+                                      circular, nn.BatchNorm2d(8)))
     m.add_module("method", MethodSeq(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU()))
     m.add_module("proj", nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)))
     m.add_module("subclass", nn.Sequential(DoubledConv(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU()))
