@@ -9,6 +9,11 @@ GEMM views (per group g):
   input grad    M = N*H*W pixels,    N = Cg_in,         K = taps*Cg_out    (gather per stride phase, in
                                                                              phase_gather.py)
   weight grad   M = Cg_out,          N = KH*KW*Cg_in,   K = N*OH*OW        (split-K into fp32 partials)
+
+The forward kernel has three epilogues (constexpr flags, one kernel): the plain store (+ bias); the folded
+BatchNorm scale/shift and an activation on the fp32 accumulator, rounded once (``forward_act``); and the
+store plus each pixel tile's per-channel (count, mean, M2) of the stored values (``forward_stats``, rows of
+the partials = program_id 0). The contract is in ``cnnkern.problem.conv_bn``.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from cnnkern.triton.phase_gather import phase_gather
 from cnnkern.triton.tiles import (
     CONV_GEMM_KEY,
     GEMM_PRUNE,
+    LaunchedBlocks,
     acc_dtype,
-    bias_store,
+    acc_empty,
+    activation_code,
     channels_last,
+    conv_epilogue,
     conv_geometry,
+    dense,
     gemm_configs,
     mma,
     mma_flags,
@@ -41,10 +50,13 @@ from cnnkern.triton.tiles import (
 why_not = why_not_problem
 
 
-@triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY, prune_configs_by=GEMM_PRUNE, cache_results=True)
+# ACT and STATS select the epilogue (conv_epilogue): the plain store, the folded-BN affine + activation, or
+# the store plus per-tile channel statistics; each its own compiled variant, tuned on its own.
+@triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY + ["ACT", "STATS"], prune_configs_by=GEMM_PRUNE,
+                 cache_results=True)
 @triton.jit
 def _conv2d_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
     N, H, W, OH, OW, Cg_in, Cg_out,
     sxn, sxc, sxh, sxw,
     swo, swc, swh, sww,
@@ -52,7 +64,8 @@ def _conv2d_fwd_kernel(
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     GEMM_M, GEMM_N, GEMM_K,
     KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-    HAS_BIAS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
+    STATS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -75,7 +88,10 @@ def _conv2d_fwd_kernel(
             ok = ok_h & (iw >= 0) & (iw < W)
             acc = tap_mma(acc, x_ptr, x_row + ih * sxh + iw * sxw, ok, sxc, w_ptr, w_col + r * swh + s * sww, swc,
                           Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
-    bias_store(acc, b_ptr, y_ptr, n * syn + oh * syh + ow * syw, co, syc, mask_m, mask_n, HAS_BIAS, ACC_DTYPE)
+    # Statistics rows are the pixel tiles (program_id 0); every group's program writes its own channels.
+    conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
+                  mask_m, mask_n, tl.program_id(0), Cg_out * tl.num_programs(2), HAS_BIAS, HAS_SCALE,
+                  HAS_SHIFT, ACT, STATS, INT64, ACC_DTYPE)
 
 
 @triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY + ["SPLIT_K"], prune_configs_by=GEMM_PRUNE,
@@ -133,26 +149,52 @@ def _conv2d_bwd_weight_kernel(
     tl.store(part_ptr + p_off, acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
-def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activation=None, stats=False):
+    """The forward launch with its epilogue; with ``stats`` returns the (tiles, C_out, 3) partials."""
+    bias, scale, shift = dense(bias, scale, shift)
     n, _c_in, h, wd = x.shape
     c_out, cg_in, kh, kw = w.shape
     _, _, oh, ow = out.shape
     groups = spec.groups
     cg_out = c_out // groups
     gemm_m = n * oh * ow
+    # Sized for the most pixel tiles any config makes; the launch's own count is kept.
+    min_block_m = min(c.kwargs["BLOCK_M"] for c in _conv2d_fwd_kernel.configs)
+    partials = acc_empty((triton.cdiv(gemm_m, min_block_m), c_out, 3), x) if stats else None
+    launched = LaunchedBlocks()
 
     def grid(meta):
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_out, meta["BLOCK_N"]), groups)
 
-    _conv2d_fwd_kernel[grid](
-        x, w, bias if bias is not None else w, out,
+    _conv2d_fwd_kernel[launched.grid(grid)](
+        x, w, bias if bias is not None else w, scale if scale is not None else w,
+        shift if shift is not None else w, out, partials if stats else out,
         n, h, wd, oh, ow, cg_in, cg_out,
         *x.stride(), *w.stride(), *out.stride(),
         *conv_geometry(spec),
         gemm_m, cg_out, kh * kw * cg_in,
-        KH=kh, KW=kw, CHANNELS_LAST=channels_last(x), HAS_BIAS=bias is not None,
-        **mma_flags(x.dtype, (x, w, out)),
+        KH=kh, KW=kw, CHANNELS_LAST=channels_last(x), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None, ACT=activation_code(activation), STATS=stats,
+        **mma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ())),
     )
+    if not stats:
+        return None
+    # No record when nothing ran the grid (a launch that was only compiled): keep every row there may be.
+    return partials[: triton.cdiv(gemm_m, launched["BLOCK_M"])] if launched else partials
+
+
+def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    _forward(x, w, bias, out, spec)
+
+
+def forward_act(x, w, bias, scale, shift, out, spec: Conv2dSpec, activation) -> None:
+    """out = act((conv + bias) * scale + shift), one rounding (the eval-mode fused conv + BN + activation)."""
+    _forward(x, w, bias, out, spec, scale, shift, activation)
+
+
+def forward_stats(x, w, bias, out, spec: Conv2dSpec) -> torch.Tensor:
+    """out = conv + bias, and the (count, mean, M2) per pixel tile and channel of out as stored."""
+    return _forward(x, w, bias, out, spec, stats=True)
 
 
 def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
@@ -191,4 +233,5 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
 
 
 # The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
-KERNELS = {"conv2d_fwd": forward, "conv2d_bwd_input": backward_input, "conv2d_bwd_weight": backward_weight}
+KERNELS = {"conv2d_fwd": forward, "conv2d_bwd_input": backward_input, "conv2d_bwd_weight": backward_weight,
+           "conv2d_fwd_act": forward_act, "conv2d_fwd_stats": forward_stats}

@@ -13,6 +13,10 @@ Output channel ``co`` reads input channel ``co // MULT`` (the channel multiplier
 through explicit strides, so sliced views run without copies. The weight gradient is a reduction over
 N*OH*OW; it is split over programs and combined either with fp32 atomics (fast) or, when PyTorch's
 deterministic mode is on, through per-split partials summed in a fixed order.
+
+Both forward kernels carry the conv + BatchNorm epilogues as constexpr flags (``forward_act``: scale, shift
+and activation on the fp32 accumulator; ``forward_stats``: per-tile channel statistics of the stored values,
+one row per pixel tile, or per (image, spatial tile) in the NCHW kernel); see ``cnnkern.problem.conv_bn``.
 """
 
 from __future__ import annotations
@@ -24,16 +28,23 @@ import triton.language as tl
 from cnnkern.problem.conv2d import Conv2dSpec
 from cnnkern.triton import interpreting, why_not_problem
 from cnnkern.triton.tiles import (
+    LaunchedBlocks,
     acc_dtype,
-    bias_store,
+    acc_empty,
+    activation_code,
+    affine_act,
     cfg,
     channels_last,
+    conv_epilogue,
     conv_geometry,
+    dense,
     fma_flags,
+    moments,
     pix,
     prune_to_problem,
     reduction_splits,
     split_chunks,
+    store_moments,
     store_tile,
     sum_splits,
 )
@@ -61,6 +72,8 @@ _PRUNE_CHANNELS = {"early_config_prune": prune_to_problem({"BLOCK_C": "C_BLOCKED
 
 
 _KEY = ["C_BLOCKED", "MULT", "KH", "KW", "stride_h", "stride_w", "OW"]
+# The forward kernels' epilogue (affine + activation, statistics) is tuned per variant.
+_FWD_KEY = [*_KEY, "ACT", "STATS"]
 
 
 @triton.jit
@@ -88,14 +101,15 @@ def _pixel_channel_tile(P_TOTAL, C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, B
 
 
 # ------------------------------------------------------------------------------------------- forward
-@triton.autotune(configs=_spatial_configs(), key=_KEY, cache_results=True)
+@triton.autotune(configs=_spatial_configs(), key=_FWD_KEY, cache_results=True)
 @triton.jit
 def _dw_fwd_spatial_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
     H, W, OH, OW, C_BLOCKED, MULT,
     sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     n, co, oh, ow = _plane_tile(C_BLOCKED, OW, INT64, BLOCK_H, BLOCK_W)
@@ -113,22 +127,30 @@ def _dw_fwd_spatial_kernel(
             ok = ok_h & ((iw >= 0) & (iw < W))[None, :]
             xv = tl.load(x_row + (iw * sxw)[None, :], mask=ok, other=0.0)
             acc += xv.to(ACC_DTYPE) * tl.load(w_row + s * sww).to(ACC_DTYPE)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + co).to(ACC_DTYPE)
+    # One channel per program: its per-channel values are scalars (the mask is always true).
+    acc = affine_act(acc, b_ptr, scale_ptr, shift_ptr, co, co < C_BLOCKED, HAS_BIAS, HAS_SCALE, HAS_SHIFT,
+                     ACT, ACC_DTYPE)
+    y = acc.to(y_ptr.dtype.element_ty)
     mask = (oh < OH)[:, None] & (ow < OW)[None, :]
     y_off = n * syn + co * syc + (oh * syh)[:, None] + (ow * syw)[None, :]
-    tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + y_off, y, mask=mask)
+    if STATS:
+        # Statistics row (n, spatial tile): partials are (N * spatial tiles, C, 3).
+        tile = n * tl.num_programs(1) + tl.program_id(1)
+        count, mean, m2 = moments(y.to(ACC_DTYPE), mask, None)
+        store_moments(part_ptr + (tile * C_BLOCKED + co) * 3, count, mean, m2, co < C_BLOCKED)
 
 
-@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by=_PRUNE_CHANNELS,
+@triton.autotune(configs=_channel_configs(), key=_FWD_KEY, prune_configs_by=_PRUNE_CHANNELS,
                  cache_results=True)
 @triton.jit
 def _dw_fwd_channels_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
     H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL,
     sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, INT64: tl.constexpr,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     n, oh, ow, co, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, OH, OW, INT64, BLOCK_P, BLOCK_C)
@@ -147,7 +169,10 @@ def _dw_fwd_channels_kernel(
             xv = tl.load(x_chan + (x_row + iw * sxw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
             wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
             acc += xv.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
-    bias_store(acc, b_ptr, y_ptr, n * syn + oh * syh + ow * syw, co, syc, mask_p, mask_c, HAS_BIAS, ACC_DTYPE)
+    # Statistics rows are the pixel tiles (program_id 0).
+    conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
+                  mask_p, mask_c, tl.program_id(0), C_BLOCKED, HAS_BIAS, HAS_SCALE, HAS_SHIFT, ACT, STATS,
+                  INT64, ACC_DTYPE)
 
 
 # ------------------------------------------------------------------------------------ input gradient
@@ -294,25 +319,62 @@ def _w_strides(w: torch.Tensor) -> tuple[int, int, int]:
     return (w.stride(0), w.stride(2), w.stride(3))
 
 
-def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
+    return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
+
+
+def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activation=None, stats=False):
+    """The forward launch with its epilogue; with ``stats`` returns the (tiles, C_out, 3) partials, whose rows
+    are pixel tiles (channels_last) or (image, spatial tile) pairs (NCHW)."""
+    bias, scale, shift = dense(bias, scale, shift)
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = w.shape
     _, _, oh, ow = out.shape
-    args = (x, w, bias if bias is not None else w, out, h, wd, oh, ow, c_out, c_out // c_in)
-    strides = (*x.stride(), *_w_strides(w), *out.stride(), *conv_geometry(spec))
-    consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, **fma_flags(x.dtype, (x, w, out))}
-    if channels_last(x):
-        pixels = n * oh * ow
+    nhwc = channels_last(x)
+    pixels = n * oh * ow
+    kernel = _dw_fwd_channels_kernel if nhwc else _dw_fwd_spatial_kernel
 
+    def tiles(blocks):
+        return triton.cdiv(pixels, blocks["BLOCK_P"]) if nhwc else n * _spatial_tiles(oh, ow, blocks)
+
+    # Sized for the most tiles any config makes; the launch's own count is kept.
+    partials = acc_empty((max(tiles(c.kwargs) for c in kernel.configs), c_out, 3), x) if stats else None
+    args = (x, w, bias if bias is not None else w, scale if scale is not None else w,
+            shift if shift is not None else w, out, partials if stats else out, h, wd, oh, ow, c_out,
+            c_out // c_in)
+    strides = (*x.stride(), *_w_strides(w), *out.stride(), *conv_geometry(spec))
+    consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, "HAS_SCALE": scale is not None,
+              "HAS_SHIFT": shift is not None, "ACT": activation_code(activation), "STATS": stats,
+              **fma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ()))}
+    launched = LaunchedBlocks()
+    if nhwc:
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
 
-        _dw_fwd_channels_kernel[grid](*args, pixels, *strides, **consts)
+        kernel[launched.grid(grid)](*args, pixels, *strides, **consts)
     else:
         def grid(meta):
-            return (n * c_out, triton.cdiv(oh, meta["BLOCK_H"]) * triton.cdiv(ow, meta["BLOCK_W"]))
+            return (n * c_out, _spatial_tiles(oh, ow, meta))
 
-        _dw_fwd_spatial_kernel[grid](*args, *strides, **consts)
+        kernel[launched.grid(grid)](*args, *strides, **consts)
+    if not stats:
+        return None
+    # No record when nothing ran the grid (a launch that was only compiled): keep every row there may be.
+    return partials[: tiles(launched)] if launched else partials
+
+
+def forward(x, w, bias, out, spec: Conv2dSpec) -> None:
+    _forward(x, w, bias, out, spec)
+
+
+def forward_act(x, w, bias, scale, shift, out, spec: Conv2dSpec, activation) -> None:
+    """out = act((conv + bias) * scale + shift), one rounding (the eval-mode fused conv + BN + activation)."""
+    _forward(x, w, bias, out, spec, scale, shift, activation)
+
+
+def forward_stats(x, w, bias, out, spec: Conv2dSpec) -> torch.Tensor:
+    """out = conv + bias, and the (count, mean, M2) per tile of pixels and channel of out as stored."""
+    return _forward(x, w, bias, out, spec, stats=True)
 
 
 def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
@@ -376,4 +438,5 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
 
 # The kernels this module gives the registry (cnnkern.ops.registry), by the name the ops ask for.
 KERNELS = {"depthwise_conv2d_fwd": forward, "depthwise_conv2d_bwd_input": backward_input,
-           "depthwise_conv2d_bwd_weight": backward_weight}
+           "depthwise_conv2d_bwd_weight": backward_weight, "depthwise_conv2d_fwd_act": forward_act,
+           "depthwise_conv2d_fwd_stats": forward_stats}

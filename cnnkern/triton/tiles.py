@@ -12,7 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
+from cnnkern.problem import memory
 from cnnkern.problem.conv2d import Conv2dSpec
+from cnnkern.problem.conv_bn import check_activation
 from cnnkern.triton import interpreting, needs_int64
 
 
@@ -139,6 +141,100 @@ def bias_store(acc, b_ptr, y_ptr, pix_off, co, syc, mask_m, mask_n, HAS_BIAS: tl
     store_tile(y_ptr, pix_off, co, syc, acc, mask_m, mask_n)
 
 
+# ------------------------------------------------------- conv + BatchNorm epilogues (cnnkern.problem.conv_bn)
+# The activation as a constexpr: one compiled variant per activation, no branch at run time.
+ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2, "silu": 3}
+
+
+def activation_code(activation) -> int:
+    check_activation(activation)
+    return ACTIVATION_CODES[activation]
+
+
+@triton.jit
+def activate(z, ACT: tl.constexpr):
+    """act(z) for ACT = ACTIVATION_CODES[activation], in z's (fp32/fp64) precision."""
+    # NaN propagates, as through ATen's relu/relu6 (a NaN must not be silenced into a finite activation).
+    if ACT == 1:
+        z = tl.maximum(z, 0.0, propagate_nan=tl.PropagateNan.ALL)
+    elif ACT == 2:
+        z = tl.clamp(z, 0.0, 6.0, propagate_nan=tl.PropagateNan.ALL)
+    elif ACT == 3:
+        # z / (1 + e^-z): no inf * 0 for very negative z (e^-z overflows to inf, the quotient is -0).
+        z = z / (1.0 + tl.exp(-z))
+    return z
+
+
+@triton.jit
+def activation_backward(grad, z, ACT: tl.constexpr):
+    """grad * act'(z). ReLU's derivative at 0 is 0 (ATen's threshold_backward); relu6's also at 6."""
+    if ACT == 1:
+        grad = tl.where(z > 0.0, grad, 0.0)
+    elif ACT == 2:
+        grad = tl.where((z > 0.0) & (z < 6.0), grad, 0.0)
+    elif ACT == 3:
+        s = 1.0 / (1.0 + tl.exp(-z))
+        grad = grad * (s * (1.0 + z * (1.0 - s)))
+    return grad
+
+
+@triton.jit
+def affine_act(acc, b_ptr, scale_ptr, shift_ptr, co, mask, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
+               HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """act((acc + bias[co]) * scale[co] + shift[co]) in ACC_DTYPE, each term present when its flag is set.
+
+    ``co`` and ``mask`` are channel indices already shaped to broadcast against acc (a row of columns for a
+    GEMM tile, a scalar for a tile of one channel's plane).
+    """
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + co, mask=mask, other=0.0).to(ACC_DTYPE)
+    if HAS_SCALE:
+        acc *= tl.load(scale_ptr + co, mask=mask, other=0.0).to(ACC_DTYPE)
+    if HAS_SHIFT:
+        acc += tl.load(shift_ptr + co, mask=mask, other=0.0).to(ACC_DTYPE)
+    return activate(acc, ACT)
+
+
+@triton.jit
+def moments(v, valid, AXIS: tl.constexpr):
+    """(count, mean, M2) of v's valid elements along AXIS (None: the whole tile), two-pass: the mean first,
+    then the squared deviations from it, so values far from zero (1e4 +- 1) keep their spread in fp32, where
+    a sum of squares minus the squared sum would cancel to noise."""
+    # keep_dims: count and mean broadcast back over the tile whatever AXIS is.
+    count_k = tl.sum(valid.to(v.dtype), axis=AXIS, keep_dims=True)
+    mean_k = tl.sum(tl.where(valid, v, 0.0), axis=AXIS, keep_dims=True) / tl.maximum(count_k, 1.0)
+    dev = tl.where(valid, v - mean_k, 0.0)
+    # Summing the kept size-1 dims drops them: count and mean in M2's shape.
+    return tl.sum(count_k, axis=AXIS), tl.sum(mean_k, axis=AXIS), tl.sum(dev * dev, axis=AXIS)
+
+
+@triton.jit
+def store_moments(ptr, count, mean, m2, mask):
+    """partials[..., 0:3] = (count, mean, M2); ``ptr`` points at element 0 of the (..., 3) rows."""
+    tl.store(ptr, count, mask=mask)
+    tl.store(ptr + 1, mean, mask=mask)
+    tl.store(ptr + 2, m2, mask=mask)
+
+
+@triton.jit
+def conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, pix_off, co, syc, mask_m, mask_n, tile,
+                  C_OUT, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                  ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    """The forward conv kernels' store of a (pixels x channels) tile: y = act((acc + bias) * scale + shift),
+    rounded once to y's dtype; with STATS, also this tile's (count, mean, M2) per channel of the values as
+    stored, into partials[tile, co, :] (partials: (tiles, C_OUT, 3) contiguous, ACC_DTYPE)."""
+    acc = affine_act(acc, b_ptr, scale_ptr, shift_ptr, co[None, :], mask_n[None, :], HAS_BIAS, HAS_SCALE,
+                     HAS_SHIFT, ACT, ACC_DTYPE)
+    y = acc.to(y_ptr.dtype.element_ty)
+    valid = mask_m[:, None] & mask_n[None, :]
+    tl.store(y_ptr + pix_off[:, None] + (co * syc)[None, :], y, mask=valid)
+    if STATS:
+        if INT64:
+            tile = tile.to(tl.int64)
+        count, mean, m2 = moments(y.to(ACC_DTYPE), valid, 0)
+        store_moments(part_ptr + (tile * C_OUT + co) * 3, count, mean, m2, mask_n)
+
+
 @triton.jit
 def phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M):
     """Pixels offs_m of phase (ph, pw)'s sub-grid: image n, place (jh, jw) in the sub-grid, output (oh, ow)."""
@@ -192,6 +288,33 @@ def mma_flags(dtype: torch.dtype, tensors) -> dict:
         "UPCAST": interpreting() and dtype == torch.bfloat16,
         "IEEE": dtype in (torch.float32, torch.float64),
     }
+
+
+def dense(*vectors):
+    """Per-channel vectors as the kernels index them (channel c at element offset c): contiguous, None kept."""
+    return tuple(None if v is None else v.contiguous() for v in vectors)
+
+
+def acc_empty(shape, like: torch.Tensor) -> torch.Tensor:
+    """An fp32 (fp64 for fp64 ``like``) buffer a kernel writes: statistics or reduction partials. Allocated
+    where every kernel output is (cnnkern.problem.memory), so the NaN-poisoning tests cover it too."""
+    acc = acc_dtype(like.dtype)
+    proto = like if like.dtype == acc else like.new_empty((0,), dtype=acc)
+    return memory.empty(shape, proto, torch.contiguous_format)
+
+
+class LaunchedBlocks(dict):
+    """A grid function's record of the block sizes it was last called with, i.e. those of the launch that ran
+    (the autotuner calls the grid again for the chosen config after benchmarking the others). Per call, so
+    two threads launching the same kernel never read each other's choice."""
+
+    def grid(self, grid_fn):
+        def wrapped(meta):
+            self.clear()
+            self.update({k: v for k, v in meta.items() if k.startswith("BLOCK_")})
+            return grid_fn(meta)
+
+        return wrapped
 
 
 def reduction_splits(length: int, programs: int, device: torch.device, *, interpreter_cutoff: int,
