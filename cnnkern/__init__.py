@@ -14,10 +14,9 @@
 
 # cnnkern.models and cnnkern.nn import only cnnkern.ops.* submodules, so their place in this list is safe.
 from cnnkern import models, nn, ops
+from cnnkern._version import __version__
 from cnnkern.convert import ConversionReport, convert
 from cnnkern.ops import *  # every op family's public functions (cnnkern.ops.__all__)
-
-__version__ = "0.1.0"
 
 __all__ = ["ConversionReport", "__version__", "convert", "models", "nn"]
 __all__ += ops.__all__

@@ -14,9 +14,10 @@ ReLU; the mask applied after) for the derivative with respect to G.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkern.ops import _route
+from cnnkern.ops import _route, autotune
 from cnnkern.ops import backend as _backend
 from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import ChannelMap, GroupPointwiseProblem, GroupPointwiseSpec
@@ -60,6 +61,8 @@ class PointwisePlan:
         problem = GroupPointwiseProblem(tuple(t for t in operands if t is not None), spec)
         self.choices = {k: _backend.choose(_FAMILY, f"{_FAMILY}_{k}", problem, input.device, forced)
                         for k in _KERNELS}
+        if autotune.applies(input.device, forced):
+            self.choices = _measured_choices(self, input, weight, operands, problem)
         self.fwd, self.bwd_input, self.bwd_weight = (_kernel(self.choices[k]) for k in _KERNELS)
         self._linear = None
 
@@ -124,6 +127,60 @@ class PointwisePlan:
         if scale is not None:  # (an fp32 scale with fp16/bf16 activations: multiplied in fp32, rounded once)
             grad_b = (grad_b.to(scale.dtype) * scale).to(grad.dtype)
         return grad_b
+
+
+def aten_pointwise(input, weight, bias, scale, shift, groups, relu) -> Tensor:
+    """The reference route: ATen's conv, the epilogue on an fp32 (fp64) copy rounded once, ATen's autograd."""
+    z = F.conv2d(input, weight, bias, groups=groups)
+    if scale is None and shift is None:
+        return F.relu(z) if relu else z
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    e = z.to(acc)
+    if scale is not None:
+        e = e * scale.to(acc).view(1, -1, 1, 1)
+    if shift is not None:
+        e = e + shift.to(acc).view(1, -1, 1, 1)
+    if relu:
+        e = F.relu(e)
+    return e.to(z.dtype)
+
+
+def _measured_choices(plan: PointwisePlan, input, weight, operands, problem) -> dict:
+    """Each kernel timed on every accepting backend (scratch activations, the caller's epilogue vectors). The
+    reference forward of a whole output is ATen's conv + epilogue + channel_shuffle; the rest time the
+    reference kernels."""
+    from cnnkern.ops.registry import BACKENDS
+
+    _x, _w, b, scale, shift = operands
+    like = {"dtype": input.dtype, "device": input.device}
+    spec, cm = plan.spec, plan.spec.channels
+    x = torch.empty(plan.in_shape, memory_format=plan.in_format, **like).normal_()
+    w = torch.empty(plan.w_shape, memory_format=plan.w_format, **like).normal_()
+    out_shape = (plan.in_shape[0], cm.total, plan.in_shape[2], plan.in_shape[3])
+    out = torch.empty(out_shape, **like)
+    g = torch.randn(out_shape, **like)
+    output = torch.randn(out_shape, **like) if spec.relu else None
+    gi = torch.empty(plan.in_shape, memory_format=plan.in_format, **like)
+    gw = torch.empty(plan.w_shape, memory_format=plan.w_format, **like)
+    calls = {"fwd": (x, w, b, scale, shift, out, spec), "bwd_input": (g, w, output, scale, gi, spec),
+             "bwd_weight": (g, x, output, scale, gw, spec)}
+
+    def aten_forward():
+        y = aten_pointwise(x, w, b, scale, shift, spec.groups, spec.relu)
+        return F.channel_shuffle(y, cm.shuffle_groups) if cm.shuffle_groups > 1 else y
+
+    def candidate(k, kernel):
+        if kernel is None:
+            if k == "fwd" and not plan.partial:
+                return aten_forward
+            kernel = BACKENDS["reference"].kernel(_FAMILY, f"{_FAMILY}_{k}")
+        return lambda: kernel(*calls[k])
+
+    signature = (f"x{plan.in_shape}:{plan.in_format}|w{plan.w_shape}|{input.dtype}|"
+                 f"{[None if t is None else t.dtype for t in (b, scale, shift)]}|{spec}")
+    return {k: autotune.choose(_FAMILY, f"{_FAMILY}_{k}", problem, input.device, plan.choices[k], signature,
+                               lambda backend, kernel, k=k: candidate(k, kernel))
+            for k in _KERNELS}
 
 
 # --------------------------------------------------------------------------- differentiable kernel calls

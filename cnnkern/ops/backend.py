@@ -118,11 +118,16 @@ class Choice:
     forced: bool
     rejected: dict[str, str]
     family: str = ""  # the op family whose backend modules hold the kernel
+    timings: dict | None = None  # ms per backend, when the choice was measured (cnnkern.ops.autotune)
 
     def __str__(self) -> str:
         head = f"{self.op}: " + (f"using '{self.backend}'" if self.backend else "no backend can run this")
         if self.forced:
             head += " (forced)"
+        if self.timings:
+            head += " (measured: " + ", ".join(
+                f"{name} {ms:.3f} ms" if ms is not None and ms != float("inf") else f"{name} failed"
+                for name, ms in self.timings.items()) + ")"
         lines = [head] + [f"  {name}: not used: {why}" for name, why in self.rejected.items()]
         return "\n".join(lines)
 
@@ -149,6 +154,18 @@ def choose(family: str, op: str, problem, device: torch.device, forced: str | No
             return Choice(op, name, False, rejected, family)
         rejected[name] = why
     return Choice(op, None, False, rejected, family)
+
+
+def acceptors(family: str, op: str, problem, device: torch.device) -> tuple[list[str], dict[str, str]]:
+    """Every backend that can run kernel ``op`` (preference order), and why the others cannot."""
+    accepted, rejected = [], {}
+    for name in _PREFERENCE.get(device.type, _DEFAULT_PREFERENCE):
+        why = BACKENDS[name].why_not(family, op, problem)
+        if why is None:
+            accepted.append(name)
+        else:
+            rejected[name] = why
+    return accepted, rejected
 
 
 def implementation(choice: Choice) -> Callable[..., None]:

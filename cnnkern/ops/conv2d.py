@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkern.ops import _autocast, _route
+from cnnkern.ops import _autocast, _route, autotune
 from cnnkern.ops import backend as _backend
 from cnnkern.ops._library import define
 from cnnkern.problem import memory as _memory
@@ -91,6 +91,8 @@ class ConvPlan:
         problem = Conv2dProblem(operands, spec)
         self.choices = {k: _backend.choose(self.family, f"{self.family}_{k}", problem, input.device, forced)
                         for k in _KERNELS}
+        if autotune.applies(input.device, forced):
+            self.choices = _measured_choices(self, input, weight, bias, problem)
         self.fwd, self.bwd_input, self.bwd_weight = (_kernel(self.choices[k]) for k in _KERNELS)
         self.route = _pick_route(self.choices.values(), "conv2d")
 
@@ -138,6 +140,43 @@ def _kernel(choice: _backend.Choice):
 
 def _pick_route(choices, cpp_op: str | None) -> str:
     return _route.route_for({c.backend for c in choices}, cpp_op)
+
+
+def _measured_choices(plan: ConvPlan, input, weight, bias, problem) -> dict:
+    """Each kernel timed on every backend that accepts it, on scratch tensors of the problem's shapes and
+    layouts; the reference candidate is the ATen call itself (what the aten route would run)."""
+    like = {"dtype": input.dtype, "device": input.device}
+    x = torch.empty(plan.in_shape, memory_format=plan.in_format, **like).normal_()
+    w = torch.empty(plan.w_shape, memory_format=plan.w_format, **like).normal_()
+    b = None if bias is None else torch.randn(plan.w_shape[0], **like)
+    out = torch.empty(plan.out_shape, memory_format=plan.out_format, **like)
+    g = torch.empty(plan.out_shape, memory_format=plan.out_format, **like).normal_()
+    gi = torch.empty(plan.in_shape, memory_format=plan.in_format, **like)
+    gw = torch.empty(plan.w_shape, memory_format=plan.w_format, **like)
+    s = plan.spec
+    reference = {
+        "fwd": lambda: _aten(x, w, b, s),
+        "bwd_input": lambda: _conv_backward(g, gi, w, s, (True, False, False)),
+        "bwd_weight": lambda: _conv_backward(g, x, gw, s, (False, True, False)),
+    }
+    calls = {"fwd": (x, w, b, out, s), "bwd_input": (g, w, gi, s), "bwd_weight": (g, x, gw, s)}
+    signature = (f"x{tuple(plan.in_shape)}:{plan.in_format}|w{tuple(plan.w_shape)}:{plan.w_format}|"
+                 f"{input.dtype}|bias={bias is not None}|{s}")
+    return {k: autotune.choose(plan.family, f"{plan.family}_{k}", problem, input.device, plan.choices[k], signature,
+                               lambda b, kernel, k=k: reference[k] if kernel is None else
+                               (lambda: kernel(*calls[k])))
+            for k in _KERNELS}
+
+
+def _conv_backward(grad, input, weight, spec: Conv2dSpec, mask):
+    """ATen's own convolution backward for one of the two gradients (explicit padding for asymmetric)."""
+    if not spec.symmetric:
+        top, bottom, left, right = spec.padding
+        input = F.pad(input, (left, right, top, bottom))
+        return torch.ops.aten.convolution_backward(grad, input, weight, None, spec.stride, (0, 0), spec.dilation,
+                                                   False, (0, 0), spec.groups, mask)
+    return torch.ops.aten.convolution_backward(grad, input, weight, None, spec.stride, spec.pad_tl, spec.dilation,
+                                               False, (0, 0), spec.groups, mask)
 
 
 # --------------------------------------------------------------------------- differentiable kernel calls

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkern.ops import _autocast, _route
+from cnnkern.ops import _autocast, _route, autotune
 from cnnkern.ops import backend as _backend
 from cnnkern.ops._library import define
 from cnnkern.ops.conv2d import (
@@ -60,7 +60,10 @@ class TransposePlan:
         self.out_format = _memory.conv_output_format(input, weight)
         operands = (input, weight) if bias is None else (input, weight, bias)
         fwd_op = kernel_family("conv_transpose2d_fwd", out_shape[1], weight.shape, spec.groups)
-        self.fwd_choice = _backend.choose(_OP, fwd_op, Conv2dProblem(operands, spec), input.device, forced)
+        problem = Conv2dProblem(operands, spec)
+        self.fwd_choice = _backend.choose(_OP, fwd_op, problem, input.device, forced)
+        if autotune.applies(input.device, forced):
+            self.fwd_choice = _measured_forward(self, fwd_op, problem, input, weight, bias, user_args)
         self.fwd = _kernel(self.fwd_choice)
         # The equivalent conv2d over (the reached part of) y; its output is x's gradient, in x's layout.
         pads, self.keep = equivalent_conv2d_padding(spec, out_shape[2:])
@@ -84,6 +87,20 @@ class TransposePlan:
         if self.keep != tuple(self.out_shape[2:]):
             return grad[:, :, : self.keep[0], : self.keep[1]]
         return grad
+
+
+def _measured_forward(plan: TransposePlan, name, problem, input, weight, bias, user_args):
+    """The gather timed on every accepting backend; the reference candidate is F.conv_transpose2d itself."""
+    like = {"dtype": input.dtype, "device": input.device}
+    x = torch.empty(plan.in_shape, memory_format=_memory.format_of(input), **like).normal_()
+    w = torch.empty(tuple(weight.shape), memory_format=_memory.format_of(weight), **like).normal_()
+    b = None if bias is None else torch.randn(bias.shape[0], **like)
+    out = torch.empty(plan.out_shape, memory_format=plan.out_format, **like)
+    s, p, op, g, d = user_args
+    signature = f"x{plan.in_shape}:{_memory.format_of(input)}|w{tuple(w.shape)}|{input.dtype}|bias={b is not None}|{plan.spec}"
+    return autotune.choose(_OP, name, problem, input.device, plan.fwd_choice, signature,
+                           lambda backend, kernel: (lambda: F.conv_transpose2d(x, w, b, s, p, op, g, d))
+                           if kernel is None else (lambda: kernel(x, w, b, out, plan.spec)))
 
 
 def transpose_forward(x, w, b, plan: TransposePlan) -> Tensor:

@@ -20,7 +20,7 @@ from torch import Tensor
 from cnnkern.ops import _autocast, _route
 from cnnkern.ops import backend as _backend
 from cnnkern.ops._library import define
-from cnnkern.ops._pointwise_plan import PointwisePlan, pointwise_grads, pointwise_tangent
+from cnnkern.ops._pointwise_plan import PointwisePlan, aten_pointwise, pointwise_grads, pointwise_tangent
 from cnnkern.ops.conv2d import _pick_route as pick_route
 from cnnkern.problem import channel_map as _args
 from cnnkern.problem import memory as _memory
@@ -98,22 +98,6 @@ class _Forward(torch.autograd.Function):
     def jvp(ctx, dx, dw, db, dscale, dshift, _plan):
         *primals, output = ctx.saved_tensors
         return pointwise_tangent((dx, dw, db, dscale, dshift), primals, output, ctx.plan.pw, ctx.plan.out_format)
-
-
-def aten_pointwise(input, weight, bias, scale, shift, groups, relu) -> Tensor:
-    """The reference route: ATen's conv, the epilogue on an fp32 (fp64) copy rounded once, ATen's autograd."""
-    z = F.conv2d(input, weight, bias, groups=groups)
-    if scale is None and shift is None:
-        return F.relu(z) if relu else z
-    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    e = z.to(acc)
-    if scale is not None:
-        e = e * scale.to(acc).view(1, -1, 1, 1)
-    if shift is not None:
-        e = e + shift.to(acc).view(1, -1, 1, 1)
-    if relu:
-        e = F.relu(e)
-    return e.to(z.dtype)
 
 
 # ---------------------------------------------------------------------------------------- custom ops

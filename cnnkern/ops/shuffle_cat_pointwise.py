@@ -22,13 +22,14 @@ from cnnkern.ops import backend as _backend
 from cnnkern.ops._library import define
 from cnnkern.ops._pointwise_plan import (
     PointwisePlan,
+    aten_pointwise,
     channel_map_plan_choice,
     pointwise_grads,
     pointwise_tangent,
 )
 from cnnkern.ops.channel_shuffle import run_channel_map
 from cnnkern.ops.conv2d import _pick_route
-from cnnkern.ops.group_pointwise_conv2d import aten_pointwise, check_no_epilogue_grads, op_pointwise_grads
+from cnnkern.ops.group_pointwise_conv2d import check_no_epilogue_grads, op_pointwise_grads
 from cnnkern.problem import channel_map as _args
 from cnnkern.problem import memory as _memory
 from cnnkern.problem.channel_map import (

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkern.problem.conv2d import Conv2dProblem, Conv2dSpec
+from cnnkern.reference.activation import activate
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, fp64: bool = False):
@@ -66,8 +67,6 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
 
 def forward_act(x, w, bias, scale, shift, out, spec: Conv2dSpec, activation) -> None:
     """act((conv + bias) * scale + shift), the epilogue in fp32 (fp64) and rounded once (cnnkern.problem.conv_bn)."""
-    from cnnkern.reference.conv_bn_relu import activate
-
     xp, pad = _padded(x, spec)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     z = F.conv2d(xp, w, bias, spec.stride, pad, spec.dilation, spec.groups).to(acc)

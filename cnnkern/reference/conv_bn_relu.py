@@ -9,29 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cnnkern.reference.activation import activate, activation_grad
 from cnnkern.reference.conv2d import why_not  # noqa: F401  (same acceptance rule)
-
-
-def activate(z: torch.Tensor, activation) -> torch.Tensor:
-    if activation is None:
-        return z
-    if activation == "relu":
-        return F.relu(z)
-    if activation == "relu6":
-        return F.relu6(z)
-    return F.silu(z)
-
-
-def activation_grad(z: torch.Tensor, activation) -> torch.Tensor:
-    """d act / dz at z (ReLU's derivative at 0 is 0, as ATen's threshold_backward has it)."""
-    if activation is None:
-        return torch.ones_like(z)
-    if activation == "relu":
-        return (z > 0).to(z.dtype)
-    if activation == "relu6":
-        return ((z > 0) & (z < 6)).to(z.dtype)
-    s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
 
 
 def conv_bn_relu(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, training, momentum=0.1, eps=1e-5,
