@@ -13,6 +13,8 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 BACKEND_NAMES = ("cuda", "triton", "reference")
 
 
@@ -61,7 +63,22 @@ class Backend:
         return getattr(module, "WHY_NOT", {}).get(kernel, module.why_not)(problem)
 
     def kernel(self, family: str, kernel: str) -> Callable[..., None]:
-        return self.module(family).KERNELS[kernel]
+        fn = self.module(family).KERNELS[kernel]
+        return _on_tensor_device(fn) if self.name == "triton" else fn
+
+
+def _on_tensor_device(fn: Callable[..., None]) -> Callable[..., None]:
+    """Triton launches on the *current* CUDA device, not the tensors' one (the CUDA extension guards itself):
+    a kernel on cuda:1 tensors must run with cuda:1 current."""
+
+    def launch(*args):
+        device = args[0].device
+        if device.type != "cuda" or device.index is None or device.index == torch.cuda.current_device():
+            return fn(*args)
+        with torch.cuda.device(device):
+            return fn(*args)
+
+    return launch
 
 
 BACKENDS: dict[str, Backend] = {

@@ -77,15 +77,23 @@ _FWD_KEY = [*_KEY, "ACT", "STATS"]
 
 
 @triton.jit
-def _plane_tile(C_BLOCKED, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """(n, channel, rows, cols) of this program's BLOCK_H x BLOCK_W tile of one (n, channel) plane."""
-    plane = tl.program_id(0)
+def _plane_tile(C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """(n, channel, rows, cols, tile, tiles) of this program's BLOCK_H x BLOCK_W tile of one (n, channel)
+    plane; ``tile`` is its index among the plane's ``tiles``.
+
+    One grid axis of planes x tiles: CUDA caps grid axes 1 and 2 at 65535, which a large plane's tiles pass
+    (8192 x 8200 in 32 x 32 tiles is 65,792), while axis 0 takes 2^31 - 1 programs.
+    """
     tiles_w = tl.cdiv(EXT_W, BLOCK_W)
-    rows = (tl.program_id(1) // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
-    cols = (tl.program_id(1) % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    tiles = tl.cdiv(EXT_H, BLOCK_H) * tiles_w
+    pid = tl.program_id(0)
     if INT64:
-        plane = plane.to(tl.int64)
-    return plane // C_BLOCKED, plane % C_BLOCKED, rows, cols
+        pid = pid.to(tl.int64)
+    plane = pid // tiles
+    tile = pid % tiles
+    rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    return plane // C_BLOCKED, plane % C_BLOCKED, rows, cols, tile, tiles
 
 
 @triton.jit
@@ -112,7 +120,7 @@ def _dw_fwd_spatial_kernel(
     HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
-    n, co, oh, ow = _plane_tile(C_BLOCKED, OW, INT64, BLOCK_H, BLOCK_W)
+    n, co, oh, ow, tile, tiles = _plane_tile(C_BLOCKED, OH, OW, INT64, BLOCK_H, BLOCK_W)
     x_plane = x_ptr + n * sxn + (co // MULT) * sxc
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -136,9 +144,9 @@ def _dw_fwd_spatial_kernel(
     tl.store(y_ptr + y_off, y, mask=mask)
     if STATS:
         # Statistics row (n, spatial tile): partials are (N * spatial tiles, C, 3).
-        tile = n * tl.num_programs(1) + tl.program_id(1)
+        row = n * tiles + tile
         count, mean, m2 = moments(y.to(ACC_DTYPE), mask, None)
-        store_moments(part_ptr + (tile * C_BLOCKED + co) * 3, count, mean, m2, co < C_BLOCKED)
+        store_moments(part_ptr + (row * C_BLOCKED + co) * 3, count, mean, m2, co < C_BLOCKED)
 
 
 @triton.autotune(configs=_channel_configs(), key=_FWD_KEY, prune_configs_by=_PRUNE_CHANNELS,
@@ -199,7 +207,7 @@ def _dw_dgrad_spatial_kernel(
     KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
-    n, c, h, w = _plane_tile(C_BLOCKED, W, INT64, BLOCK_H, BLOCK_W)
+    n, c, h, w, _tile, _tiles = _plane_tile(C_BLOCKED, H, W, INT64, BLOCK_H, BLOCK_W)
     acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
@@ -354,7 +362,7 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
         kernel[launched.grid(grid)](*args, pixels, *strides, **consts)
     else:
         def grid(meta):
-            return (n * c_out, _spatial_tiles(oh, ow, meta))
+            return (n * c_out * _spatial_tiles(oh, ow, meta),)
 
         kernel[launched.grid(grid)](*args, *strides, **consts)
     if not stats:
@@ -394,7 +402,7 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         _dw_dgrad_channels_kernel[grid](*args, pixels, *strides, **consts)
     else:
         def grid(meta):
-            return (n * c_in, triton.cdiv(h, meta["BLOCK_H"]) * triton.cdiv(wd, meta["BLOCK_W"]))
+            return (n * c_in * triton.cdiv(h, meta["BLOCK_H"]) * triton.cdiv(wd, meta["BLOCK_W"]),)
 
         _dw_dgrad_spatial_kernel[grid](*args, *strides, **consts)
 
