@@ -18,6 +18,7 @@
 #                  a worker whose CUDA context a kernel fault killed is replaced (--restart-on-cuda-error).
 #   tests-all      the whole suite the same way (tests-all-outcomes.jsonl); not in the default run
 #   bench-dw bench-pw bench-conv bench-tconv bench-dilated bench-models
+#   (bench-convbn bench-overhead bench-graphs: not in the default run)
 #                  the quick benchmarks with the commands of the committed baseline (bench/baselines/), so
 #                  they compare like with like (torch.compile left out: it took most of a capped bench's time);
 #                  each under `timeout -s TERM`, on which the bench writes its JSON with the results so far
@@ -63,13 +64,14 @@ default_stages=(build tests bench-dw bench-pw bench-conv bench-tconv bench-dilat
 [ ${#stages[@]} -eq 0 ] && stages=("${default_stages[@]}")
 
 declare -A weight=([tests]=240 [tests-all]=240 [bench-dw]=30 [bench-pw]=25 [bench-conv]=25 [bench-tconv]=25
-                   [bench-dilated]=30 [bench-models]=55)
+                   [bench-dilated]=30 [bench-models]=55 [bench-convbn]=60 [bench-overhead]=40 [bench-graphs]=60)
 for s in "${stages[@]}"; do
   case "$s" in
     build) ;;
     tests|tests-all|bench-dw|bench-pw|bench-conv|bench-tconv|bench-dilated|bench-models) ;;
+    bench-convbn|bench-overhead|bench-graphs) ;;
     *) echo "unknown stage '$s' (build tests tests-all bench-dw bench-pw bench-conv bench-tconv bench-dilated" \
-            "bench-models; --dry-run)"; exit 2 ;;
+            "bench-models bench-convbn bench-overhead bench-graphs; --dry-run)"; exit 2 ;;
   esac
 done
 
@@ -199,6 +201,13 @@ stage_bench() {  # stage cap
       run_bench depthwise_conv2d_dilated $((cap - cap / 2)) bench_depthwise_conv2d.py --quick --layers dilated \
         --mode fwdbwd --layout channels_last --no-deterministic "${cmp[@]}" ;;
     bench-models) run_bench models "$cap" bench_models.py --quick --providers cnnkern --csv "$work/bench/models.csv" ;;
+    # Not in the default run (its budget is spoken for); pick them in a second call:
+    # fused conv-BN-act blocks (issue 12), host overhead per backend + the 1,000-call chain (issue 11), and
+    # the bundled models under CUDA-graph replay against eager (host time = eager - replay; issue 11).
+    bench-convbn) run_bench conv_bn_relu "$cap" bench_conv_bn_relu.py --quick \
+                    --providers cnnkern-cuda,cnnkern-triton "${cmp[@]}" ;;
+    bench-overhead) run_bench overhead "$cap" bench_overhead.py --short ;;
+    bench-graphs) run_bench models_graphs "$cap" bench_models.py --quick --providers cnnkern,graph,cnnkern-graph ;;
   esac
 }
 
