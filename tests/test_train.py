@@ -72,18 +72,21 @@ def test_loader_global_batch_is_independent_of_world_size():
 def test_converges_well_below_chance(tmp_path):
     num_classes, size = 4, 320
     ckpt = tmp_path / "c.pt"
-    result = train(MODEL + ["--image-size", "32", "--batch-size", "16", "--steps", "30", "--lr", "0.05",
+    # lr 0.05 made the 10-step loss average bounce (0.71 -> 0.95 -> 0.70 on one machine, 0.26 at step 30 on
+    # another: the same code, another CPU's float rounding); lr 0.03 for 40 steps ends at 0.12-0.39 across
+    # seeds 0-2 (2026-11-30), so the thresholds below test convergence, not a lucky trajectory.
+    result = train(MODEL + ["--image-size", "32", "--batch-size", "16", "--steps", "40", "--lr", "0.03",
                             "--lr-schedule", "constant", "--num-classes", str(num_classes),
                             "--synthetic-size", str(size), "--log-every", "10", "--checkpoint", str(ckpt)])
     chance = math.log(num_classes)
     first, last = result["history"][0], result["history"][-1]
-    assert result["steps"] == 30 and len(result["history"]) == 3
+    assert result["steps"] == 40 and len(result["history"]) == 4
     # The last 10 steps (160 images) average well under half the chance loss, with most images right.
     assert last["loss"] < 0.5 * chance, result["history"]
     assert last["acc"] > 0.75, result["history"]
     assert last["loss"] < 0.5 * first["loss"]
     # Held out: images the run never saw (indices past the training set; same class patterns, new noise).
-    # BatchNorm normalises with this batch's statistics (train mode, no grad): after 30 steps the running
+    # BatchNorm normalises with this batch's statistics (train mode, no grad): after 40 steps the running
     # averages (momentum 0.1) still mostly hold the initial weights' activation statistics.
     model = cnnkern.models.get_model("mobilenet_v1", width_mult=0.25, num_classes=num_classes)
     model.load_state_dict(_load(ckpt)["model"])
