@@ -200,8 +200,10 @@ def _configure() -> tuple[list, dict, dict]:
             # -g0 overrides Python's default -g: debug info of the torch headers in every host file (the
             # autograd ones above all) would triple the extension (78 MB instead of 26 MB).
             "cxx": ["-O3", "-g0", f"-DCNNKERN_ARCH_LIST={_encode_arch_list(archs)}"],
-            # No --use_fast_math: the fp32 path must match PyTorch to ~1e-5.
-            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"],
+            # No --use_fast_math: the fp32 path must match PyTorch to ~1e-5. -Xfatbin=-compress-all: the cubins
+            # (with -lineinfo's line tables and PTX text) compress ~5x, so that the extension, which must travel
+            # to the GPU machines, stays small (~300 fused conv+BN kernel variants would make it 79 MB).
+            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xfatbin=-compress-all"],
         },
     )
     cmdclass = {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}

@@ -45,14 +45,25 @@ class Part:
 
 PARTS = (
     Part("conv2d", "fwd", "CNNKERN_INSTANTIATE_CONV2D_FWD", "conv2d forward (implicit GEMM)"),
+    Part("conv2d", "fwd_act", "CNNKERN_INSTANTIATE_CONV2D_FWD_ACT",
+         "conv2d forward with the scale/shift/activation epilogue"),
+    Part("conv2d", "fwd_stats", "CNNKERN_INSTANTIATE_CONV2D_FWD_STATS",
+         "conv2d forward with the channel-statistics epilogue"),
     Part("conv2d", "dgrad", "CNNKERN_INSTANTIATE_CONV2D_DGRAD", "conv2d input-grad (and transposed-conv)"),
     Part("conv2d", "wgrad", "CNNKERN_INSTANTIATE_CONV2D_WGRAD", "conv2d weight-grad (split-K + reduction)"),
     Part("depthwise_conv2d", "gather", "CNNKERN_INSTANTIATE_DW_GATHER",
          "depthwise conv2d gather (forward, input-grad)"),
+    Part("depthwise_conv2d", "fwd_act", "CNNKERN_INSTANTIATE_DW_FWD_ACT",
+         "depthwise conv2d forward with the scale/shift/activation epilogue"),
+    Part("depthwise_conv2d", "fwd_stats", "CNNKERN_INSTANTIATE_DW_FWD_STATS",
+         "depthwise conv2d forward with the channel-statistics epilogue"),
     Part("depthwise_conv2d", "wgrad", "CNNKERN_INSTANTIATE_DW_WGRAD", "depthwise conv2d weight-grad"),
     Part("group_pointwise_conv2d", "fwd", "CNNKERN_INSTANTIATE_GPW_FWD", "group_pointwise_conv2d forward"),
     Part("group_pointwise_conv2d", "dgrad", "CNNKERN_INSTANTIATE_GPW_DGRAD", "group_pointwise_conv2d input-grad"),
     Part("group_pointwise_conv2d", "wgrad", "CNNKERN_INSTANTIATE_GPW_WGRAD", "group_pointwise_conv2d weight-grad"),
+    Part("conv_bn_relu", "normalize", "CNNKERN_INSTANTIATE_BN_NORMALIZE", "conv_bn_relu normalize + activation"),
+    Part("conv_bn_relu", "reduce", "CNNKERN_INSTANTIATE_BN_REDUCE", "conv_bn_relu backward reduction"),
+    Part("conv_bn_relu", "apply", "CNNKERN_INSTANTIATE_BN_APPLY", "conv_bn_relu backward apply"),
 )
 
 

@@ -50,3 +50,24 @@ def why_not_with_op(op: str, family: str, problem) -> str | None:
     if not has_op(op):
         return f"this build of cnnkern._C has no {family} kernels (rebuild the extension)"
     return why_not_problem(problem)
+
+
+# The activation codes of the cnnkern_cuda ops (kernels/common/epilogue.cuh).
+_ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2, "silu": 3}
+
+
+def activation_code(activation) -> int:
+    """The ops' int code for an activation name (None, "relu", "relu6", "silu"); ValueError for others."""
+    from cnnkern.problem.conv_bn import check_activation
+
+    check_activation(activation)
+    return _ACTIVATION_CODES[activation]
+
+
+def stats_empty(shape, like: torch.Tensor) -> torch.Tensor:
+    """An fp32 buffer a kernel fills (statistics partials, per-channel sums), allocated where every kernel
+    output is (cnnkern.problem.memory) so that the NaN-poisoning tests cover it too."""
+    from cnnkern.problem import memory
+
+    proto = like if like.dtype == torch.float32 else like.new_empty((0,), dtype=torch.float32)
+    return memory.empty(shape, proto, torch.contiguous_format)

@@ -14,6 +14,7 @@
 #include "common/gemm_tile.cuh"
 #include "cuda/conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_epilogue.h"
 #include "cuda/host_ops.h"
 
 namespace cnnkern {
@@ -58,7 +59,42 @@ Conv2dShape make_shape(const char* op, const at::Tensor& x_like, const at::Tenso
 
 constexpr OpFamily<Conv2dShape> kConv2d{"cnnkern conv2d", &check_dtype_tensor_cores, &make_shape};
 
+// The forward's gather mapping (pixels-fast, channels-fast, or 16-byte channel vectors) and its parameters.
+// The weight is small: it is given the matching channels-last layout when x allows vectors and it lacks it
+// (`wk` keeps that copy alive for the launch).
+template <class T>
+Conv2dFwdParams<T> fwd_params(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                              const at::Tensor& out, const Conv2dShape& s, bool has_bias, at::Tensor& wk,
+                              GatherMap& map) {
+  constexpr int64_t V = 16 / sizeof(T);
+  wk = w;
+  map = GatherMap::kPixelFast;
+  if (channels_fast(x)) {
+    map = GatherMap::kChannelFast;
+    if (s.cg_in % V == 0 && vec_ok(x, V)) {
+      if (!vec_ok(wk, V)) wk = w.contiguous(at::MemoryFormat::ChannelsLast);
+      if (vec_ok(wk, V)) map = GatherMap::kChannelVec;
+    }
+  }
+  return Conv2dFwdParams<T>{s,
+                            in_ptr<T>(x),
+                            strides_of(x),
+                            in_ptr<T>(wk),
+                            strides_of(wk),
+                            has_bias ? in_ptr<T>(*bias) : nullptr,
+                            has_bias ? bias->stride(0) : 0,
+                            out_ptr<T>(out),
+                            strides_of(out),
+                            ChannelAffine{},
+                            StatsOut{}};
+}
+
 }  // namespace
+
+static_assert(GemmTile<float>::kBM == GemmTile<__half>::kBM && GemmTile<float>::kBM == GemmTile<__nv_bfloat16>::kBM,
+              "one pixel tile for every element type: the statistics tiles depend on the shape only");
+
+int64_t conv2d_stats_tiles(int64_t pixels) { return (pixels + GemmTile<float>::kBM - 1) / GemmTile<float>::kBM; }
 
 // ---- ops (declared in cuda/host_ops.h) -----------------------------------------------------------
 
@@ -73,28 +109,61 @@ void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at
   run_fwd(op, kConv2d, parse_args(op, stride, padding, dilation, groups), x, w, bias, out,
           [&](auto tag, const Conv2dShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    constexpr int64_t V = 16 / sizeof(T);
-    at::Tensor wk = w;
-    GatherMap map = GatherMap::kPixelFast;
-    if (channels_fast(x)) {
-      map = GatherMap::kChannelFast;
-      if (s.cg_in % V == 0 && vec_ok(x, V)) {
-        // The weight is small: give it the matching channels-last layout if it lacks it.
-        if (!vec_ok(wk, V)) wk = w.contiguous(at::MemoryFormat::ChannelsLast);
-        if (vec_ok(wk, V)) map = GatherMap::kChannelVec;
-      }
-    }
-    const Conv2dFwdParams<T> p{s,
-                               in_ptr<T>(x),
-                               strides_of(x),
-                               in_ptr<T>(wk),
-                               strides_of(wk),
-                               has_bias ? in_ptr<T>(*bias) : nullptr,
-                               has_bias ? bias->stride(0) : 0,
-                               out_ptr<T>(out),
-                               strides_of(out)};
+    at::Tensor wk;
+    GatherMap map;
+    const Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
     launch_conv2d_fwd<T>(p, map, !channels_fast(out), stream);
   });
+}
+
+void conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                    const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                    const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                    int64_t groups, int64_t activation) {
+  constexpr const char* op = "cnnkern conv2d_fwd_act";
+  check_activation(op, activation);
+  if (out.dim() == 4 && w.dim() == 4) {
+    check_vector(op, "scale", scale, w.size(0), x, true);
+    check_vector(op, "shift", shift, w.size(0), x, true);
+    check_output(op, "out", out,
+                 {present(scale) ? *scale : at::Tensor(), present(shift) ? *shift : at::Tensor()});
+  }
+  run_fwd(op, kConv2d, parse_args(op, stride, padding, dilation, groups), x, w, bias, out,
+          [&](auto tag, const Conv2dShape& s, bool has_bias, cudaStream_t stream) {
+    using T = typename decltype(tag)::type;
+    at::Tensor wk;
+    GatherMap map;
+    Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
+    p.aff = channel_affine(scale, shift, activation);
+    launch_conv2d_fwd_act<T>(p, map, !channels_fast(out), stream);
+  });
+  if (empty_reduction(x, w, out)) empty_reduction_act(out, scale, shift, activation);
+}
+
+int64_t conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& w, const at::Tensor& out) {
+  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && out.dim() == 4,
+              "cnnkern conv2d_fwd_stats_tiles: x, weight and out must be 4-D");
+  if (empty_reduction(x, w, out)) return 1;
+  return conv2d_stats_tiles(out.size(0) * out.size(2) * out.size(3));
+}
+
+void conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                      const at::Tensor& out, const at::Tensor& partials, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  constexpr const char* op = "cnnkern conv2d_fwd_stats";
+  if (x.dim() == 4 && w.dim() == 4 && out.dim() == 4) {
+    check_partials(op, partials, conv2d_fwd_stats_tiles(x, w, out), w.size(0), x, out);
+  }
+  run_fwd(op, kConv2d, parse_args(op, stride, padding, dilation, groups), x, w, bias, out,
+          [&](auto tag, const Conv2dShape& s, bool has_bias, cudaStream_t stream) {
+    using T = typename decltype(tag)::type;
+    at::Tensor wk;
+    GatherMap map;
+    Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
+    p.stats = StatsOut{partials.mutable_data_ptr<float>(), s.c_out};
+    launch_conv2d_fwd_stats<T>(p, map, !channels_fast(out), stream);
+  });
+  if (empty_reduction(x, w, out)) empty_reduction_stats(partials, out, bias);
 }
 
 void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
@@ -156,6 +225,15 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
   m.def(
       "conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups) -> ()");
+  // Fused conv + BatchNorm epilogues (kernel contract: cnnkern/problem/conv_bn.py). activation: 0 none,
+  // 1 relu, 2 relu6, 3 silu. partials: fp32 (tiles, C_out, 3), tiles = conv2d_fwd_stats_tiles(x, w, out).
+  m.def(
+      "conv2d_fwd_act(Tensor x, Tensor w, Tensor? bias, Tensor? scale, Tensor? shift, Tensor(a!) out, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, int activation) -> ()");
+  m.def(
+      "conv2d_fwd_stats(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, Tensor(b!) partials, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups) -> ()");
+  m.def("conv2d_fwd_stats_tiles(Tensor x, Tensor w, Tensor out) -> int");
   m.def(
       "conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups) -> ()");
@@ -166,6 +244,9 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
 
 TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
   m.impl("conv2d_fwd", &cuda::conv2d_fwd);
+  m.impl("conv2d_fwd_act", &cuda::conv2d_fwd_act);
+  m.impl("conv2d_fwd_stats", &cuda::conv2d_fwd_stats);
+  m.impl("conv2d_fwd_stats_tiles", &cuda::conv2d_fwd_stats_tiles);
   m.impl("conv2d_bwd_input", &cuda::conv2d_bwd_input);
   m.impl("conv2d_bwd_weight", &cuda::conv2d_bwd_weight);
 }

@@ -29,20 +29,39 @@ constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));
 
 }  // namespace detail
 
-template <class T>
-void launch_conv2d_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
-  constexpr int V = detail::kVecWidth<T>;
+namespace detail {
+
+template <class T, EpiKind E>
+void launch_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  constexpr int V = kVecWidth<T>;
   switch (map) {
     case GatherMap::kPixelFast:
-      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kRow, 1>::make(p, out_pixel_fast), stream);
+      launch_gemm(Conv2dFwdProblem<T, Fast::kRow, 1, E>::make(p, out_pixel_fast), stream);
       break;
     case GatherMap::kChannelFast:
-      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kK, 1>::make(p, out_pixel_fast), stream);
+      launch_gemm(Conv2dFwdProblem<T, Fast::kK, 1, E>::make(p, out_pixel_fast), stream);
       break;
     case GatherMap::kChannelVec:
-      detail::launch_gemm(Conv2dFwdProblem<T, Fast::kK, V>::make(p, out_pixel_fast), stream);
+      launch_gemm(Conv2dFwdProblem<T, Fast::kK, V, E>::make(p, out_pixel_fast), stream);
       break;
   }
+}
+
+}  // namespace detail
+
+template <class T>
+void launch_conv2d_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  detail::launch_fwd<T, EpiKind::kPlain>(p, map, out_pixel_fast, stream);
+}
+
+template <class T>
+void launch_conv2d_fwd_act(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  detail::launch_fwd<T, EpiKind::kAct>(p, map, out_pixel_fast, stream);
+}
+
+template <class T>
+void launch_conv2d_fwd_stats(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream) {
+  detail::launch_fwd<T, EpiKind::kStats>(p, map, out_pixel_fast, stream);
 }
 
 template <class T>
@@ -81,6 +100,12 @@ void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaS
 #define CNNKERN_INSTANTIATE_CONV2D_FWD(T)                                                       \
   template void cnnkern::launch_conv2d_fwd<T>(const cnnkern::Conv2dFwdParams<T>&, cnnkern::GatherMap, bool, \
                                               cudaStream_t)
+#define CNNKERN_INSTANTIATE_CONV2D_FWD_ACT(T)                                                       \
+  template void cnnkern::launch_conv2d_fwd_act<T>(const cnnkern::Conv2dFwdParams<T>&, cnnkern::GatherMap, bool, \
+                                                  cudaStream_t)
+#define CNNKERN_INSTANTIATE_CONV2D_FWD_STATS(T)                                                         \
+  template void cnnkern::launch_conv2d_fwd_stats<T>(const cnnkern::Conv2dFwdParams<T>&, cnnkern::GatherMap, bool, \
+                                                    cudaStream_t)
 #define CNNKERN_INSTANTIATE_CONV2D_DGRAD(T)                                                        \
   template void cnnkern::launch_conv2d_dgrad<T>(const cnnkern::Conv2dDgradParams<T>&, cnnkern::GatherMap, bool, \
                                                 cudaStream_t)

@@ -7,6 +7,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
+
 #include "conv/conv2d_params.cuh"
 
 namespace cnnkern {
@@ -20,6 +22,18 @@ enum class GatherMap {
 
 template <class T>
 void launch_conv2d_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream);
+
+// The same with the epilogues of fused conv + BatchNorm (common/epilogue.cuh): act((conv + bias) * scale +
+// shift) from p.aff, or the plain output and its per-pixel-tile statistics into p.stats (tiles:
+// conv2d_stats_tiles).
+template <class T>
+void launch_conv2d_fwd_act(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream);
+template <class T>
+void launch_conv2d_fwd_stats(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream);
+
+// Pixel tiles of the statistics epilogue for N*OH*OW output pixels: the GEMM's M tiles (kBM is 128 for every
+// element type).
+int64_t conv2d_stats_tiles(int64_t pixels);
 
 template <class T>
 void launch_conv2d_dgrad(const Conv2dDgradParams<T>& p, GatherMap map, bool out_pixel_fast, cudaStream_t stream);

@@ -14,6 +14,7 @@
 
 #include "cuda/depthwise_conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_epilogue.h"
 #include "cuda/host_ops.h"
 
 namespace cnnkern {
@@ -65,25 +66,65 @@ size_t smem_optin_limit(int device) {
   return static_cast<size_t>(std::max(bytes, 48 * 1024));
 }
 
-// Runs a gather problem (forward, or input-grad) on the kernel its layout calls for.
+// The kernel a gather problem (forward, or input-grad) runs on, by layout:
 //   channel_fast: channels-last source/output -> direct kernel, 16-byte channel vectors when vec;
 //   otherwise the shared-memory tiled kernel, or the direct kernel (one channel per block) for the
 //   residue form and for filters whose halo tile does not fit in shared memory.
+// `stats`: the plan of the statistics epilogue (the direct kernel's reduction buffer).
+template <class T>
+struct GatherPlan {
+  bool tiled = false;
+  DwTiledParams<T> tp{};
+  DwDirectParams<T> dp{};
+  int v = 1, mi = 1, kt = 0;
+
+  int64_t stats_tiles() const { return tiled ? dw_stats_tiles(tp) : dw_stats_tiles(dp); }
+  void set_epilogue(const ChannelAffine& aff, const StatsOut& stats) {
+    DwGather<T>& g = tiled ? tp.g : dp.g;
+    g.aff = aff;
+    g.stats = stats;
+  }
+};
+
+template <class T>
+GatherPlan<T> plan_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, int device, bool stats) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  GatherPlan<T> plan;
+  if (!channel_fast && !g.residue && dw_plan_tiled(g, smem_optin_limit(device), &plan.tp)) {
+    plan.tiled = true;
+    return plan;
+  }
+  plan.v = channel_fast && vec ? kV : 1;
+  plan.dp = dw_plan_direct(g, plan.v, channel_fast);
+  TORCH_CHECK(plan.dp.grid_x < (1u << 31), "cnnkern depthwise_conv2d: too many blocks for one launch (", g.n, " x ",
+              g.out_c, " x ", g.out_h, " x ", g.out_w, " outputs); split the batch");
+  if (stats) dw_direct_add_stats(&plan.dp, plan.v);
+  plan.mi = plan.v > 1 ? mi : 1;
+  plan.kt = dw_direct_window_k(plan.dp, plan.v);
+  return plan;
+}
+
 template <class T>
 void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, int device, cudaStream_t stream) {
-  constexpr int kV = 16 / static_cast<int>(sizeof(T));
-  if (!channel_fast && !g.residue) {
-    DwTiledParams<T> tp;
-    if (dw_plan_tiled(g, smem_optin_limit(device), &tp)) {
-      launch_dw_tiled<T>(tp, stream);
-      return;
-    }
+  const GatherPlan<T> plan = plan_gather(g, channel_fast, vec, mi, device, false);
+  if (plan.tiled) {
+    launch_dw_tiled<T>(plan.tp, stream);
+  } else {
+    launch_dw_direct<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
   }
-  const int v = channel_fast && vec ? kV : 1;
-  const DwDirectParams<T> dp = dw_plan_direct(g, v, channel_fast);
-  TORCH_CHECK(dp.grid_x < (1u << 31), "cnnkern depthwise_conv2d: too many blocks for one launch (",
-              g.n, " x ", g.out_c, " x ", g.out_h, " x ", g.out_w, " outputs); split the batch");
-  launch_dw_direct<T>(dp, v, v > 1 ? mi : 1, dw_direct_window_k(dp, v), stream);
+}
+
+// The forward's gather problem and layout choice (shared by the plain forward and its epilogues).
+template <class T>
+DwGather<T> fwd_gather(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                       const at::Tensor& out, const DwShape& s, bool has_bias, bool& channel_fast, bool& vec) {
+  constexpr int64_t V = 16 / sizeof(T);
+  channel_fast = channels_fast(x);
+  // A vector of V output channels reads V/m input channels: m must divide V (1 or 2 are built).
+  vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && vec_ok(x, V / s.mult) && vec_ok(out, V);
+  return dw_fwd_gather<T>(s, in_ptr<T>(x), strides_of(x), in_ptr<T>(w), strides_of(w),
+                          has_bias ? in_ptr<T>(*bias) : nullptr, has_bias ? bias->stride(0) : 0, out_ptr<T>(out),
+                          strides_of(out));
 }
 
 }  // namespace
@@ -101,16 +142,79 @@ void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    constexpr int64_t V = 16 / sizeof(T);
-    const bool channel_fast = channels_fast(x);
-    // A vector of V output channels reads V/m input channels: m must divide V (1 or 2 are built).
-    const bool vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && vec_ok(x, V / s.mult) &&
-                     vec_ok(out, V);
-    const DwGather<T> g = dw_fwd_gather<T>(s, in_ptr<T>(x), strides_of(x), in_ptr<T>(w), strides_of(w),
-                                           has_bias ? in_ptr<T>(*bias) : nullptr, has_bias ? bias->stride(0) : 0,
-                                           out_ptr<T>(out), strides_of(out));
+    bool channel_fast, vec;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
     run_gather<T>(g, channel_fast, vec, s.mult, x.get_device(), stream);
   });
+}
+
+void depthwise_conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                              const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                              const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t activation) {
+  constexpr const char* op = "cnnkern depthwise_conv2d_fwd_act";
+  check_activation(op, activation);
+  if (out.dim() == 4 && w.dim() == 4) {
+    check_vector(op, "scale", scale, w.size(0), x, true);
+    check_vector(op, "shift", shift, w.size(0), x, true);
+    check_output(op, "out", out, {present(scale) ? *scale : at::Tensor(), present(shift) ? *shift : at::Tensor()});
+  }
+  run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
+          [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
+    using T = typename decltype(tag)::type;
+    bool channel_fast, vec;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
+    GatherPlan<T> plan = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), false);
+    plan.set_epilogue(channel_affine(scale, shift, activation), StatsOut{});
+    if (plan.tiled) {
+      launch_dw_tiled_act<T>(plan.tp, stream);
+    } else {
+      launch_dw_direct_act<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
+    }
+  });
+  if (empty_reduction(x, w, out)) empty_reduction_act(out, scale, shift, activation);
+}
+
+int64_t depthwise_conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& w, const at::Tensor& out,
+                                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation) {
+  constexpr const char* op = "cnnkern depthwise_conv2d_fwd_stats_tiles";
+  check_tensor(op, "x", x, "x", x);
+  check_tensor(op, "weight", w, "x", x);
+  check_tensor(op, "out", out, "x", x);
+  check_dtype_and_device(op, x);
+  if (out.numel() == 0) return out.size(0) * out.size(2) * out.size(3) == 0 ? 0 : 1;
+  if (empty_reduction(x, w, out)) return 1;
+  const DwShape s = make_shape(op, x, w, out, "x", "weight", "out", parse_args(op, stride, padding, dilation));
+  int64_t tiles = 0;
+  dispatch(kDepthwise.name, x.scalar_type(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    bool channel_fast, vec;
+    const DwGather<T> g = fwd_gather<T>(x, w, std::nullopt, out, s, false, channel_fast, vec);
+    tiles = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), true).stats_tiles();
+  });
+  return tiles;
+}
+
+void depthwise_conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                                const at::Tensor& out, const at::Tensor& partials, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation) {
+  constexpr const char* op = "cnnkern depthwise_conv2d_fwd_stats";
+  const int64_t tiles = depthwise_conv2d_fwd_stats_tiles(x, w, out, stride, padding, dilation);
+  check_partials(op, partials, tiles, w.size(0), x, out);
+  run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
+          [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
+    using T = typename decltype(tag)::type;
+    bool channel_fast, vec;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
+    GatherPlan<T> plan = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), true);
+    plan.set_epilogue(ChannelAffine{}, StatsOut{partials.mutable_data_ptr<float>(), s.c_out});
+    if (plan.tiled) {
+      launch_dw_tiled_stats<T>(plan.tp, stream);
+    } else {
+      launch_dw_direct_stats<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
+    }
+  });
+  if (empty_reduction(x, w, out)) empty_reduction_stats(partials, out, bias);
 }
 
 void depthwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
@@ -166,6 +270,18 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
   m.def(
       "depthwise_conv2d_fwd(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, int[2] stride, int[2] padding, "
       "int[2] dilation) -> ()");
+  // Fused conv + BatchNorm epilogues (kernel contract: cnnkern/problem/conv_bn.py). activation: 0 none,
+  // 1 relu, 2 relu6, 3 silu. partials: fp32 (tiles, C_out, 3), tiles from depthwise_conv2d_fwd_stats_tiles
+  // (it depends on the layouts, as the kernel does).
+  m.def(
+      "depthwise_conv2d_fwd_act(Tensor x, Tensor w, Tensor? bias, Tensor? scale, Tensor? shift, Tensor(a!) out, "
+      "int[2] stride, int[2] padding, int[2] dilation, int activation) -> ()");
+  m.def(
+      "depthwise_conv2d_fwd_stats(Tensor x, Tensor w, Tensor? bias, Tensor(a!) out, Tensor(b!) partials, "
+      "int[2] stride, int[2] padding, int[2] dilation) -> ()");
+  m.def(
+      "depthwise_conv2d_fwd_stats_tiles(Tensor x, Tensor w, Tensor out, int[2] stride, int[2] padding, "
+      "int[2] dilation) -> int");
   m.def(
       "depthwise_conv2d_bwd_input(Tensor grad_out, Tensor w, Tensor(a!) grad_in, int[2] stride, int[2] padding, "
       "int[2] dilation) -> ()");
@@ -176,6 +292,9 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_cuda, m) {
 
 TORCH_LIBRARY_IMPL(cnnkern_cuda, CUDA, m) {
   m.impl("depthwise_conv2d_fwd", &cuda::depthwise_conv2d_fwd);
+  m.impl("depthwise_conv2d_fwd_act", &cuda::depthwise_conv2d_fwd_act);
+  m.impl("depthwise_conv2d_fwd_stats", &cuda::depthwise_conv2d_fwd_stats);
+  m.impl("depthwise_conv2d_fwd_stats_tiles", &cuda::depthwise_conv2d_fwd_stats_tiles);
   m.impl("depthwise_conv2d_bwd_input", &cuda::depthwise_conv2d_bwd_input);
   m.impl("depthwise_conv2d_bwd_weight", &cuda::depthwise_conv2d_bwd_weight);
 }

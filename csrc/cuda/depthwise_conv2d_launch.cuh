@@ -23,37 +23,73 @@ void allow_smem(Kernel kernel, size_t bytes) {
   }
 }
 
-template <class T, int KT>
+template <class T, int KT, EpiKind E = EpiKind::kPlain>
 void tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
-  auto kernel = dw_tiled_kernel<T, KT>;
+  auto kernel = dw_tiled_kernel<T, KT, E>;
   allow_smem(kernel, p.smem_bytes);
   const dim3 grid(static_cast<unsigned>(p.tiles_x * p.tiles_y), p.grid_y, dw_tiled_grid_z(p));
   kernel<<<grid, p.threads, p.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class T, int V, int MI, int KT, bool kRes>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain>
 void direct(const DwDirectParams<T>& p, cudaStream_t stream) {
-  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes>;
+  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes, E>;
   allow_smem(kernel, p.smem_bytes);
   kernel<<<p.grid_x, p.threads, p.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class T, int V, int MI>
+template <class T, int V, int MI, EpiKind E = EpiKind::kPlain>
 void direct_window(const DwDirectParams<T>& p, int kt, cudaStream_t stream) {
   switch (kt) {
     case 3:
-      direct<T, V, MI, 3, false>(p, stream);
+      direct<T, V, MI, 3, false, E>(p, stream);
       break;
     case 5:
-      direct<T, V, MI, 5, false>(p, stream);
+      direct<T, V, MI, 5, false, E>(p, stream);
       break;
     case 7:
-      direct<T, V, MI, 7, false>(p, stream);
+      direct<T, V, MI, 7, false, E>(p, stream);
       break;
     default:
-      direct<T, V, MI, 0, false>(p, stream);
+      direct<T, V, MI, 0, false, E>(p, stream);
+  }
+}
+
+template <class T, EpiKind E>
+void tiled_k(const DwTiledParams<T>& p, cudaStream_t stream) {
+  switch (dw_window_k(p.g)) {
+    case 3:
+      tiled<T, 3, E>(p, stream);
+      break;
+    case 5:
+      tiled<T, 5, E>(p, stream);
+      break;
+    case 7:
+      tiled<T, 7, E>(p, stream);
+      break;
+    default:
+      tiled<T, 0, E>(p, stream);
+  }
+}
+
+// The forward-form direct kernels with an epilogue (the residue form is the input gradient's).
+template <class T, EpiKind E>
+void direct_fwd(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  TORCH_CHECK(!p.g.residue, "cnnkern depthwise: internal error, epilogue on the residue form");
+  if (v == 1) {
+    TORCH_CHECK(mi == 1 && kt == 0, "cnnkern depthwise: internal error, scalar direct kernel with mi=", mi, " kt=", kt);
+    direct<T, 1, 1, 0, false, E>(p, stream);
+    return;
+  }
+  TORCH_CHECK(v == kV && (mi == 1 || mi == 2), "cnnkern depthwise: internal error, no direct kernel for v=", v,
+              " mi=", mi);
+  if (mi == 1) {
+    direct_window<T, kV, 1, E>(p, kt, stream);
+  } else {
+    direct_window<T, kV, 2, E>(p, kt, stream);
   }
 }
 
@@ -87,19 +123,24 @@ void wgrad_k(const DwWgradParams<T>& p, int kt, cudaStream_t stream) {
 
 template <class T>
 void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
-  switch (dw_window_k(p.g)) {
-    case 3:
-      dw_launch::tiled<T, 3>(p, stream);
-      break;
-    case 5:
-      dw_launch::tiled<T, 5>(p, stream);
-      break;
-    case 7:
-      dw_launch::tiled<T, 7>(p, stream);
-      break;
-    default:
-      dw_launch::tiled<T, 0>(p, stream);
-  }
+  dw_launch::tiled_k<T, EpiKind::kPlain>(p, stream);
+}
+
+template <class T>
+void launch_dw_tiled_act(const DwTiledParams<T>& p, cudaStream_t stream) {
+  dw_launch::tiled_k<T, EpiKind::kAct>(p, stream);
+}
+template <class T>
+void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
+  dw_launch::direct_fwd<T, EpiKind::kAct>(p, v, mi, kt, stream);
+}
+template <class T>
+void launch_dw_tiled_stats(const DwTiledParams<T>& p, cudaStream_t stream) {
+  dw_launch::tiled_k<T, EpiKind::kStats>(p, stream);
+}
+template <class T>
+void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
+  dw_launch::direct_fwd<T, EpiKind::kStats>(p, v, mi, kt, stream);
 }
 
 template <class T>
@@ -146,6 +187,12 @@ void launch_dw_wgrad(const DwWgradParams<T>& p, int vw, int kt, const DwWgradFin
 #define CNNKERN_INSTANTIATE_DW_GATHER(T)                                                                    \
   template void cnnkern::launch_dw_tiled<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);               \
   template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+#define CNNKERN_INSTANTIATE_DW_FWD_ACT(T)                                                                   \
+  template void cnnkern::launch_dw_tiled_act<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);           \
+  template void cnnkern::launch_dw_direct_act<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+#define CNNKERN_INSTANTIATE_DW_FWD_STATS(T)                                                                 \
+  template void cnnkern::launch_dw_tiled_stats<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);         \
+  template void cnnkern::launch_dw_direct_stats<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_WGRAD(T)                                                                    \
   template void cnnkern::launch_dw_wgrad<T>(const cnnkern::DwWgradParams<T>&, int, int,                    \
                                             const cnnkern::DwWgradFinalizeParams<T>&, cudaStream_t)

@@ -20,6 +20,18 @@ void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream);
 template <class T>
 void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
 
+// The forward with the epilogues of fused conv + BatchNorm (common/epilogue.cuh): act from p.g.aff, or the
+// statistics into p.g.stats (tiles: dw_stats_tiles; the direct plan needs dw_direct_add_stats first).
+// The forward form only (no residue); same v / mi / kt as above.
+template <class T>
+void launch_dw_tiled_act(const DwTiledParams<T>& p, cudaStream_t stream);
+template <class T>
+void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+template <class T>
+void launch_dw_tiled_stats(const DwTiledParams<T>& p, cudaStream_t stream);
+template <class T>
+void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+
 // Weight gradient: partial sums into p.ws, then f (reading p.ws) casts them into grad_w.
 // vw: channels per thread (1 or 4); kt: 3, 5, 7 for square filters of that size, else 0.
 template <class T>

@@ -16,6 +16,7 @@
 #include "common/gemm_tile.cuh"
 #include "cuda/group_pointwise_conv2d_launch.h"
 #include "cuda/host_common.h"
+#include "cuda/host_epilogue.h"
 #include "cuda/host_ops.h"
 
 namespace cnnkern {
@@ -26,26 +27,6 @@ using namespace host;
 // GEMM and channel indices are int32 in the kernels (with up to a tile of overshoot).
 constexpr int64_t kIndexLimit = std::numeric_limits<int32_t>::max() - 4096;
 constexpr int64_t kGridYZLimit = 65535;
-
-// A per-output-channel vector: `bias` has x's dtype; scale/shift may also be fp32 for fp16/bf16 x
-// (folded BatchNorm parameters are fp32), and are applied on the fp32 accumulator either way.
-void check_vector(const char* op, const char* name, const std::optional<at::Tensor>& v, int64_t c_out,
-                  const at::Tensor& x, bool allow_f32) {
-  if (!present(v)) return;
-  TORCH_CHECK(v->dim() == 1 && v->size(0) == c_out, op, ": ", name, " must have shape (C_out=", c_out, "), got ",
-              v->sizes());
-  TORCH_CHECK(v->device() == x.device(), op, ": ", name, " is on ", v->device(), " but x is on ", x.device());
-  const bool same = v->scalar_type() == x.scalar_type();
-  const bool f32 = allow_f32 && v->scalar_type() == at::kFloat &&
-                   (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16);
-  TORCH_CHECK(same || f32, op, ": ", name, " has dtype ", v->scalar_type(), " but x is ", x.scalar_type(), "; ",
-              name, " must have x's dtype", allow_f32 ? " (or float32 for float16/bfloat16 x)" : "");
-}
-
-ChannelVec channel_vec(const std::optional<at::Tensor>& v) {
-  if (!present(v)) return ChannelVec{};
-  return ChannelVec{v->const_data_ptr(), v->stride(0), v->scalar_type() == at::kFloat};
-}
 
 template <class T>
 const T* opt_ptr(const std::optional<at::Tensor>& t) {

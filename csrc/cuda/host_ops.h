@@ -17,6 +17,17 @@ namespace cnnkern::cuda {
 void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                 const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                 int64_t groups);
+// Fused conv + BatchNorm epilogues (contract: cnnkern/problem/conv_bn.py; activation 0 none, 1 relu, 2 relu6,
+// 3 silu): act((conv + bias) * scale + shift), or the plain output and its statistics partials (tiles, C_out,
+// 3) fp32, tiles from conv2d_fwd_stats_tiles.
+void conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                    const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                    const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                    int64_t groups, int64_t activation);
+void conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                      const at::Tensor& out, const at::Tensor& partials, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+int64_t conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& w, const at::Tensor& out);
 void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w,
@@ -31,6 +42,15 @@ void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
 void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                           const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation);
+void depthwise_conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                              const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                              const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, int64_t activation);
+void depthwise_conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                                const at::Tensor& out, const at::Tensor& partials, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation);
+int64_t depthwise_conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& w, const at::Tensor& out,
+                                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation);
 void depthwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
                                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation);
 void depthwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w,
@@ -52,6 +72,18 @@ void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Ten
                                        const std::optional<at::Tensor>& output,
                                        const std::optional<at::Tensor>& scale, const at::Tensor& grad_w,
                                        int64_t groups, int64_t shuffle_groups, int64_t channel_offset);
+
+// csrc/cuda/conv_bn_relu.cu: BatchNorm + activation around a conv output y, any layouts (contract:
+// cnnkern/problem/conv_bn.py). Per-channel vectors fp32 (C); activation as above.
+void conv_bn_relu_normalize(const at::Tensor& y, const at::Tensor& a, const at::Tensor& b, const at::Tensor& out,
+                            int64_t activation);
+void conv_bn_relu_bwd_reduce(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& a, const at::Tensor& b,
+                             const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& sum_dz,
+                             const at::Tensor& sum_dz_xhat, int64_t activation);
+void conv_bn_relu_bwd_apply(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& a, const at::Tensor& b,
+                            const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& k_dz,
+                            const at::Tensor& k_one, const at::Tensor& k_xhat, const at::Tensor& out,
+                            int64_t activation);
 
 // csrc/cuda/channel_map.cu: scatter dst[:, dest(c)] = src[:, c], or gather dst[:, c] = src[:, dest(c)].
 void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,

@@ -47,6 +47,12 @@ void replay(const Problem& p) {
         }
         for (auto& b : blk) b.stash(smem);
         for (auto& b : blk) b.write(smem);
+        if constexpr (Block::kStats) {
+          for (auto& b : blk) b.stats_sum(smem);
+          for (auto& b : blk) b.stats_center(smem);
+          for (auto& b : blk) b.stats_put_m2(smem);
+          for (auto& b : blk) b.stats_store(smem);
+        }
       }
 }
 

@@ -3,6 +3,7 @@
 #include "check/block_replay.cuh"
 #include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
+#include "common/epilogue.cuh"
 #include "common/fastdiv.cuh"
 #include "common/gemm_loader.cuh"
 #include "common/gemm_math.cuh"
@@ -17,6 +18,7 @@
 #include "conv/conv2d_index.cuh"
 #include "conv/conv2d_params.cuh"
 #include "conv/conv2d_wgrad.cuh"
+#include "conv/conv_bn_relu.cuh"
 #include "conv/depthwise_conv2d.cuh"
 #include "conv/depthwise_conv2d_common.cuh"
 #include "conv/depthwise_conv2d_direct.cuh"
@@ -31,10 +33,15 @@ namespace cnnkern {
 
 #define CNNKERN_CHECK_GEMM(...) template __global__ void implicit_gemm_kernel<__VA_ARGS__>(const __VA_ARGS__)
 
+#define CNNKERN_CHECK_FWD(T, V, E)                                    \
+  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kRow, 1, E>);          \
+  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kK, 1, E>);            \
+  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kK, V, E>)
+
 #define CNNKERN_CHECK_TYPE(T, V)                                      \
-  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kRow, 1>);             \
-  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kK, 1>);               \
-  CNNKERN_CHECK_GEMM(Conv2dFwdProblem<T, Fast::kK, V>);               \
+  CNNKERN_CHECK_FWD(T, V, EpiKind::kPlain);                           \
+  CNNKERN_CHECK_FWD(T, V, EpiKind::kAct);                             \
+  CNNKERN_CHECK_FWD(T, V, EpiKind::kStats);                           \
   CNNKERN_CHECK_GEMM(Conv2dDgradProblem<T, Fast::kRow, 1>);           \
   CNNKERN_CHECK_GEMM(Conv2dDgradProblem<T, Fast::kK, 1>);             \
   CNNKERN_CHECK_GEMM(Conv2dDgradProblem<T, Fast::kK, V>);             \
@@ -77,6 +84,53 @@ CNNKERN_CHECK_TYPE(__nv_bfloat16, 8);
 CNNKERN_CHECK_DW_TYPE(float, 4);
 CNNKERN_CHECK_DW_TYPE(__half, 8);
 CNNKERN_CHECK_DW_TYPE(__nv_bfloat16, 8);
+
+// Depthwise forward epilogues (act, statistics) on every forward path.
+#define CNNKERN_CHECK_DW_EPI(T, V, E)                                                              \
+  template __global__ void dw_tiled_kernel<T, 0, E>(const DwTiledParams<T>);                      \
+  template __global__ void dw_tiled_kernel<T, 3, E>(const DwTiledParams<T>);                      \
+  template __global__ void dw_tiled_kernel<T, 5, E>(const DwTiledParams<T>);                      \
+  template __global__ void dw_tiled_kernel<T, 7, E>(const DwTiledParams<T>);                      \
+  template __global__ void dw_direct_kernel<T, 1, 1, 0, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 1, 0, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 1, 3, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 1, 5, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 1, 7, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 2, 0, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 2, 3, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 2, 5, false, E>(const DwDirectParams<T>);       \
+  template __global__ void dw_direct_kernel<T, V, 2, 7, false, E>(const DwDirectParams<T>)
+
+CNNKERN_CHECK_DW_EPI(float, 4, EpiKind::kAct);
+CNNKERN_CHECK_DW_EPI(float, 4, EpiKind::kStats);
+CNNKERN_CHECK_DW_EPI(__half, 8, EpiKind::kAct);
+CNNKERN_CHECK_DW_EPI(__half, 8, EpiKind::kStats);
+CNNKERN_CHECK_DW_EPI(__nv_bfloat16, 8, EpiKind::kAct);
+CNNKERN_CHECK_DW_EPI(__nv_bfloat16, 8, EpiKind::kStats);
+
+// conv_bn_relu elementwise kernels: op x activation x iteration x access width x index type.
+#define CNNKERN_CHECK_BN_IDX(T, K, A, CL, V)                                     \
+  template __global__ void bn_kernel<T, K, A, CL, V, int32_t>(const BnParams<T>); \
+  template __global__ void bn_kernel<T, K, A, CL, V, int64_t>(const BnParams<T>)
+#define CNNKERN_CHECK_BN_V(T, K, A, V)     \
+  CNNKERN_CHECK_BN_IDX(T, K, A, true, 1);  \
+  CNNKERN_CHECK_BN_IDX(T, K, A, true, V);  \
+  CNNKERN_CHECK_BN_IDX(T, K, A, false, 1); \
+  CNNKERN_CHECK_BN_IDX(T, K, A, false, V)
+#define CNNKERN_CHECK_BN_OP(T, K, V)          \
+  CNNKERN_CHECK_BN_V(T, K, kActNone, V);      \
+  CNNKERN_CHECK_BN_V(T, K, kActRelu, V);      \
+  CNNKERN_CHECK_BN_V(T, K, kActRelu6, V);     \
+  CNNKERN_CHECK_BN_V(T, K, kActSilu, V)
+#define CNNKERN_CHECK_BN_TYPE(T, V)                  \
+  CNNKERN_CHECK_BN_OP(T, BnOp::kNormalize, V);       \
+  CNNKERN_CHECK_BN_OP(T, BnOp::kReduce, V);          \
+  CNNKERN_CHECK_BN_OP(T, BnOp::kApply, V)
+
+CNNKERN_CHECK_BN_TYPE(float, 4);
+CNNKERN_CHECK_BN_TYPE(__half, 8);
+CNNKERN_CHECK_BN_TYPE(__nv_bfloat16, 8);
+template __global__ void bn_finalize_kernel<float>(const BnFinalizeParams);
 
 // Grouped pointwise conv: every instantiation csrc/cuda/group_pointwise_conv2d_launch.cuh can launch
 // (the split reduction is conv2d's, instantiated above).

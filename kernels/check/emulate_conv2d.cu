@@ -5,6 +5,7 @@
 //
 // Build/run: cmake target `cnnkern_emulate` (ctest). Compiled with AddressSanitizer there, so any
 // out-of-bounds gather or store in the policies aborts.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -115,6 +116,154 @@ void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt1993
       std::printf("  fwd %s layout=%d var=%d y[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, n, o, p, q, got, rv);
   });
   EXPECT(bad == 0, "fwd %s layout=%d variant=%d bias=%d: %d mismatches", c.name, layout, variant, with_bias, bad);
+}
+
+// ---- forward epilogues (common/epilogue.cuh) ------------------------------------------------------------
+
+double act_ref(int a, double z) {
+  switch (a) {
+    case kActRelu: return z < 0 ? 0.0 : z;
+    case kActRelu6: return z < 0 ? 0.0 : (z > 6 ? 6.0 : z);
+    case kActSilu: return z / (1.0 + std::exp(-z));
+    default: return z;
+  }
+}
+
+template <class T, EpiKind E>
+void replay_fwd(const Conv2dFwdParams<T>& prm, bool m_fast, int variant) {
+  if (variant == 0) replay(Conv2dFwdProblem<T, Fast::kRow, 1, E>::make(prm, m_fast));
+  if (variant == 1) replay(Conv2dFwdProblem<T, Fast::kK, 1, E>::make(prm, m_fast));
+  if (variant == 2) replay(Conv2dFwdProblem<T, Fast::kK, 16 / static_cast<int>(sizeof(T)), E>::make(prm, m_fast));
+}
+
+// A per-channel vector of the act epilogue, in fp32 or T, read through a stride of 3.
+template <class T>
+struct EpiVec {
+  bool on, f32;
+  std::vector<float> f;
+  std::vector<T> h;
+  EpiVec(bool on_, bool f32_, int c, float lo, float hi, std::mt19937& rng) : on(on_), f32(f32_) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    f.assign(size_t(c) * 3, 1e30f);
+    h.assign(size_t(c) * 3, Num<T>::from_float(1e30f));
+    for (int i = 0; i < c; ++i) {
+      const float v = u(rng);
+      f[size_t(i) * 3] = f32 ? v : Num<T>::to_float(Num<T>::from_float(v));
+      h[size_t(i) * 3] = Num<T>::from_float(v);
+    }
+  }
+  ChannelVec view() const {
+    if (!on) return ChannelVec{};
+    return ChannelVec{f32 ? static_cast<const void*>(f.data()) : static_cast<const void*>(h.data()), 3, f32};
+  }
+  double at(int c) const { return f[size_t(c) * 3]; }
+};
+
+// act((conv + bias) * scale + shift), each of bias/scale/shift optional (`vecs` bits 0..2), the vectors in
+// fp32 (bit 3) or T.
+template <class T>
+void run_fwd_act(const Case& c, int layout, int variant, int act, int vecs, std::mt19937& rng) {
+  Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout)),
+      y(c.n, c.cout, c.oh(), c.ow(), layout);
+  x.fill_random(rng);
+  w.fill_random(rng);
+  y.fill_nan();
+  const bool with_bias = vecs & 1, f32 = (vecs & 8) != 0;
+  std::vector<T> bias(c.cout);
+  for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
+  const EpiVec<T> scale(vecs & 2, f32, c.cout, 0.25f, 2.0f, rng), shift(vecs & 4, f32, c.cout, -1.0f, 4.0f, rng);
+  Conv2dFwdParams<T> prm{c.shape(), x.ptr, x.st, w.ptr, w.st, with_bias ? bias.data() : nullptr, 1, y.ptr, y.st};
+  prm.aff = ChannelAffine{scale.view(), shift.view(), act};
+  replay_fwd<T, EpiKind::kAct>(prm, layout != kNHWC, variant);
+
+  std::vector<double> ref(y.numel(), 0.0), mag(y.numel(), 0.0);
+  auto yi = [&](int n, int o, int p, int q) { return ((int64_t(n) * c.cout + o) * c.oh() + p) * c.ow() + q; };
+  for_each_term<T>(c, [&](int n, int o, int p, int q, int cin, int ci, int r, int s, int ih, int iw) {
+    const double t = double(x.get(n, cin, ih, iw)) * w.get(o, ci, r, s);
+    ref[yi(n, o, p, q)] += t;
+    mag[yi(n, o, p, q)] += std::fabs(t);
+  });
+  int bad = 0;
+  y.each([&](int n, int o, int p, int q) {
+    double z = ref[yi(n, o, p, q)] + (with_bias ? Num<T>::to_float(bias[o]) : 0.0);
+    double m = mag[yi(n, o, p, q)] + 1.0;
+    if (scale.on) {
+      z *= scale.at(o);
+      m *= scale.at(o);
+    }
+    if (shift.on) {
+      z += shift.at(o);
+      m += std::fabs(shift.at(o));
+    }
+    const double rv = act_ref(act, z);
+    const float got = y.get(n, o, p, q);
+    if (!(std::isfinite(got) && close<T>(rv, got, m)) && bad++ < 5)
+      std::printf("  fwd_act %s layout=%d var=%d act=%d y[%d,%d,%d,%d]=%g ref=%g\n", c.name, layout, variant, act, n,
+                  o, p, q, got, rv);
+  });
+  EXPECT(bad == 0, "fwd_act %s layout=%d variant=%d act=%d vecs=%d: %d mismatches", c.name, layout, variant, act,
+         vecs, bad);
+}
+
+// The plain forward and its per-pixel-tile statistics. Every partial is checked against the double
+// statistics of the stored values of its tile (pixels [t * kBM, (t + 1) * kBM) of (n, oh, ow)), and the
+// combined ones against the whole output. `offset` is added to the bias: outputs 1e4 +- 1 in fp32 keep
+// their variance only with the two-pass tile statistics.
+template <class T>
+void run_fwd_stats(const Case& c, int layout, int variant, float offset, std::mt19937& rng) {
+  Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout)),
+      y(c.n, c.cout, c.oh(), c.ow(), layout);
+  x.fill_random(rng);
+  w.fill_random(rng);
+  y.fill_nan();
+  std::vector<T> bias(c.cout);
+  for (auto& b : bias) b = Num<T>::from_float(offset + std::uniform_real_distribution<float>(-1, 1)(rng));
+  constexpr int kBM = GemmTile<T>::kBM;
+  const int m_total = c.n * c.oh() * c.ow();
+  const int tiles = (m_total + kBM - 1) / kBM;
+  std::vector<float> part(size_t(tiles) * c.cout * 3, NAN);
+  Conv2dFwdParams<T> prm{c.shape(), x.ptr, x.st, w.ptr, w.st, bias.data(), 1, y.ptr, y.st};
+  prm.stats = StatsOut{part.data(), c.cout};
+  replay_fwd<T, EpiKind::kStats>(prm, layout != kNHWC, variant);
+
+  // The output itself, as the plain forward.
+  std::vector<double> ref(y.numel(), 0.0);
+  auto yi = [&](int n, int o, int p, int q) { return ((int64_t(n) * c.cout + o) * c.oh() + p) * c.ow() + q; };
+  for_each_term<T>(c, [&](int n, int o, int p, int q, int cin, int ci, int r, int s, int ih, int iw) {
+    ref[yi(n, o, p, q)] += double(x.get(n, cin, ih, iw)) * w.get(o, ci, r, s);
+  });
+  int bad = 0;
+  y.each([&](int n, int o, int p, int q) {
+    const double rv = ref[yi(n, o, p, q)] + Num<T>::to_float(bias[o]);
+    const float got = y.get(n, o, p, q);
+    if (!close<T>(rv, got, 1.0 + std::fabs(offset)) && bad++ < 5)
+      std::printf("  fwd_stats %s y[%d,%d,%d,%d]=%g ref=%g\n", c.name, n, o, p, q, got, rv);
+  });
+  // The partials against the stored values.
+  for (int t = 0; t < tiles; ++t)
+    for (int o = 0; o < c.cout; ++o) {
+      const int m0 = t * kBM, m1 = std::min(m_total, m0 + kBM);
+      double sum = 0.0, vmax = 0.0;
+      for (int m = m0; m < m1; ++m) {
+        const int q = m % c.ow(), p = (m / c.ow()) % c.oh(), n = m / (c.ow() * c.oh());
+        sum += y.get(n, o, p, q);
+        vmax = std::max(vmax, std::fabs(double(y.get(n, o, p, q))));
+      }
+      const double mean = sum / (m1 - m0);
+      double m2 = 0.0;
+      for (int m = m0; m < m1; ++m) {
+        const int q = m % c.ow(), p = (m / c.ow()) % c.oh(), n = m / (c.ow() * c.oh());
+        const double d = y.get(n, o, p, q) - mean;
+        m2 += d * d;
+      }
+      const float* g = &part[(size_t(t) * c.cout + o) * 3];
+      const bool ok = g[0] == float(m1 - m0) && std::fabs(g[1] - mean) <= 1e-6 * vmax + 1e-7 &&
+                      std::fabs(g[2] - m2) <= 1e-4 * m2 + 1e-9 * (m1 - m0) * vmax * vmax;
+      if (!ok && bad++ < 5)
+        std::printf("  fwd_stats %s layout=%d var=%d tile %d ch %d: (%g, %g, %g) ref (%d, %g, %g)\n", c.name, layout,
+                    variant, t, o, g[0], g[1], g[2], m1 - m0, mean, m2);
+    }
+  EXPECT(bad == 0, "fwd_stats %s layout=%d variant=%d offset=%g: %d mismatches", c.name, layout, variant, offset, bad);
 }
 
 // Also the transposed conv forward (dy = its input, dx = its output); the bias, when present, is read
@@ -251,6 +400,21 @@ void test_fastdiv() {
     }
 }
 
+// Every activation and every combination of bias/scale/shift (fp32 or T vectors) meets each gather
+// variant and layout over the cases; the statistics run on every variant and layout.
+template <class T>
+void run_epilogues(const Case& c, std::mt19937& rng) {
+  static int rot = 0;
+  const int v = vec_width<T>();
+  for (int layout = kNCHW; layout <= kNCHWView; ++layout) {
+    for (int variant = 0; variant < 3; ++variant) {
+      if (variant == 2 && !(layout == kNHWC && (c.cin / c.groups) % v == 0)) continue;
+      for (int act = 0; act < kActCount; ++act) run_fwd_act<T>(c, layout, variant, act, rot++ % 16, rng);
+      run_fwd_stats<T>(c, layout, variant, 0.0f, rng);
+    }
+  }
+}
+
 template <class T>
 void run_all(const std::vector<Case>& cases) {
   std::mt19937 rng(1234);
@@ -267,6 +431,7 @@ void run_all(const std::vector<Case>& cases) {
       if (layout == kNHWC && vec_fwd) run_fwd<T>(c, layout, 2, true, rng);
       if (layout == kNHWC && vec_dgrad) run_dgrad<T>(c, layout, 2, rng);
     }
+    run_epilogues<T>(c, rng);
     run_wgrad<T>(c, 0, 0, 1000000, rng);  // one K tile per split
   }
 }
@@ -334,6 +499,16 @@ int main() {
   std::printf("phases half: %s\n", g_failures ? "FAILED" : "ok");
   run_phases<__nv_bfloat16>(phase_cases);
   std::printf("phases bf16: %s\n", g_failures ? "FAILED" : "ok");
+
+  // Statistics of outputs far above their spread (1e4 +- 1, fp32): several pixel tiles, every variant.
+  {
+    std::mt19937 rng(99);
+    const Case c{3, 8, 11, 13, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "mean_1e4"};
+    for (int layout = kNCHW; layout <= kNCHWView; ++layout)
+      for (int variant = 0; variant < 3; ++variant)
+        if (variant < 2 || layout == kNHWC) run_fwd_stats<float>(c, layout, variant, 1e4f, rng);
+    std::printf("stats mean 1e4: %s\n", g_failures ? "FAILED" : "ok");
+  }
   std::printf(g_failures ? "emulate_conv2d: %d FAILURES\n" : "emulate_conv2d: all passed\n", g_failures);
   return g_failures ? 1 : 0;
 }

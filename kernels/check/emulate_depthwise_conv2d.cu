@@ -69,10 +69,10 @@ struct Smem {
   }
 };
 
-template <class T, int KT>
+template <class T, int KT, EpiKind E = EpiKind::kPlain>
 void replay_tiled(const DwTiledParams<T>& p) {
   Smem sm(p.smem_bytes);
-  std::vector<DwTiledBlock<T, KT>> blk(p.threads);
+  std::vector<DwTiledBlock<T, KT, E>> blk(p.threads);
   const unsigned gz = dw_tiled_grid_z(p);
   for (unsigned bz = 0; bz < gz; ++bz)
     for (unsigned by = 0; by < p.grid_y; ++by) {
@@ -85,19 +85,42 @@ void replay_tiled(const DwTiledParams<T>& p) {
           for (auto& b : blk) b.compute(p, sm.p);
         }
         for (auto& b : blk) b.store(p);
+        if constexpr (E == EpiKind::kStats) {
+          const int first = tree_first_step(blk[0].plane_threads(p));
+          for (auto& b : blk) b.stats_put_sums(p, sm.p);
+          for (int s = first; s > 0; s >>= 1)
+            for (auto& b : blk) b.stats_tree(p, sm.p, s, 2);
+          for (auto& b : blk) b.stats_center(p, sm.p);
+          for (auto& b : blk) b.stats_put_m2(p, sm.p);
+          for (int s = first; s > 0; s >>= 1)
+            for (auto& b : blk) b.stats_tree(p, sm.p, s, 1);
+          for (auto& b : blk) b.stats_store(p, sm.p);
+        }
       }
     }
 }
 
-template <class T, int V, int MI, int KT, bool kRes>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain>
 void replay_direct(const DwDirectParams<T>& p) {
   Smem sm(p.smem_bytes + 16);
-  std::vector<DwDirectBlock<T, V, MI, KT, kRes>> blk(p.threads);
+  std::vector<DwDirectBlock<T, V, MI, KT, kRes, E>> blk(p.threads);
   for (unsigned bx = 0; bx < p.grid_x; ++bx) {
     sm.poison(p.smem_bytes);
     for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, t);
     for (auto& b : blk) b.stage(p, sm.p);
     for (auto& b : blk) b.run(p, sm.p);
+    if constexpr (E == EpiKind::kStats) {
+      float* buf = sm.p + p.stats_off;
+      const int first = tree_first_step(p.tp);
+      for (auto& b : blk) b.stats_put_sums(p, buf);
+      for (int s = first; s > 0; s >>= 1)
+        for (auto& b : blk) b.stats_tree(p, buf, s, V + 1);
+      for (auto& b : blk) b.stats_center(p, buf);
+      for (auto& b : blk) b.stats_put_m2(p, buf);
+      for (int s = first; s > 0; s >>= 1)
+        for (auto& b : blk) b.stats_tree(p, buf, s, V);
+      for (auto& b : blk) b.stats_store(p, buf);
+    }
   }
 }
 
@@ -118,43 +141,54 @@ void replay_wgrad(const DwWgradParams<T>& p) {
 
 // ---- the same kernel choice as csrc/cuda/depthwise_conv2d_launch.cuh -------------------------------
 
-template <class T>
+template <class T, EpiKind E = EpiKind::kPlain>
 void emulate_tiled(const DwTiledParams<T>& p) {
   switch (dw_window_k(p.g)) {
-    case 3: replay_tiled<T, 3>(p); break;
-    case 5: replay_tiled<T, 5>(p); break;
-    case 7: replay_tiled<T, 7>(p); break;
-    default: replay_tiled<T, 0>(p);
+    case 3: replay_tiled<T, 3, E>(p); break;
+    case 5: replay_tiled<T, 5, E>(p); break;
+    case 7: replay_tiled<T, 7, E>(p); break;
+    default: replay_tiled<T, 0, E>(p);
   }
 }
 
-template <class T, int V, int MI>
+template <class T, int V, int MI, EpiKind E>
 void emulate_direct_window(const DwDirectParams<T>& p, int kt) {
   switch (kt) {
-    case 3: replay_direct<T, V, MI, 3, false>(p); break;
-    case 5: replay_direct<T, V, MI, 5, false>(p); break;
-    case 7: replay_direct<T, V, MI, 7, false>(p); break;
-    default: replay_direct<T, V, MI, 0, false>(p);
+    case 3: replay_direct<T, V, MI, 3, false, E>(p); break;
+    case 5: replay_direct<T, V, MI, 5, false, E>(p); break;
+    case 7: replay_direct<T, V, MI, 7, false, E>(p); break;
+    default: replay_direct<T, V, MI, 0, false, E>(p);
   }
 }
 
-template <class T>
+template <class T, EpiKind E = EpiKind::kPlain>
 void emulate_direct(const DwDirectParams<T>& p, int v, int mi, int kt) {
   constexpr int kV = 16 / static_cast<int>(sizeof(T));
   if (v == 1) {
     if (mi != 1 || kt != 0) std::abort();
-    if (p.g.residue) replay_direct<T, 1, 1, 0, true>(p);
-    else replay_direct<T, 1, 1, 0, false>(p);
+    if constexpr (E == EpiKind::kPlain) {
+      if (p.g.residue) {
+        replay_direct<T, 1, 1, 0, true>(p);
+        return;
+      }
+    } else if (p.g.residue) {
+      std::abort();
+    }
+    replay_direct<T, 1, 1, 0, false, E>(p);
     return;
   }
   if (v != kV || (mi != 1 && mi != 2) || (kt != 0 && p.g.residue)) std::abort();
   if (p.g.residue) {
-    if (mi != 1) std::abort();
-    replay_direct<T, kV, 1, 0, true>(p);
+    if constexpr (E == EpiKind::kPlain) {
+      if (mi != 1) std::abort();
+      replay_direct<T, kV, 1, 0, true>(p);
+    } else {
+      std::abort();
+    }
   } else if (mi == 1) {
-    emulate_direct_window<T, kV, 1>(p, kt);
+    emulate_direct_window<T, kV, 1, E>(p, kt);
   } else {
-    emulate_direct_window<T, kV, 2>(p, kt);
+    emulate_direct_window<T, kV, 2, E>(p, kt);
   }
 }
 
@@ -184,16 +218,25 @@ struct PathStats {
   int tiled = 0, direct_vec = 0, direct_scalar = 0, window = 0, residue = 0, global_w = 0;
 } g_stats;
 
-template <class T>
-void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, Route route) {
+// With the statistics epilogue, `partials` is sized (tiles, C_out, 3) from the plan and NaN-filled.
+template <class T, EpiKind E = EpiKind::kPlain>
+void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, Route route,
+                std::vector<float>* partials = nullptr) {
   constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  auto attach = [&](DwGather<T>& pg, int64_t tiles) {
+    if constexpr (E == EpiKind::kStats) {
+      partials->assign(size_t(tiles) * pg.out_c * 3, NAN);
+      pg.stats = StatsOut{partials->data(), pg.out_c};
+    }
+  };
   if (!channel_fast && !g.residue && (route == Route::kAuto || route == Route::kTinySmem)) {
     DwTiledParams<T> tp;
     const size_t optin = route == Route::kTinySmem ? kDwSmemDefault : 227 * 1024;
     if (dw_plan_tiled(g, optin, &tp)) {
       ++g_stats.tiled;
       if (dw_window_k(g) > 0) ++g_stats.window;
-      emulate_tiled<T>(tp);
+      attach(tp.g, dw_stats_tiles(tp));
+      emulate_tiled<T, E>(tp);
       return;
     }
   }
@@ -203,12 +246,14 @@ void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, Route
     dp.w_smem = false;
     dp.smem_bytes = 0;
   }
+  if (E == EpiKind::kStats) dw_direct_add_stats(&dp, v);
   const int kt = dw_direct_window_k(dp, v);
   ++(v > 1 ? g_stats.direct_vec : g_stats.direct_scalar);
   if (kt > 0) ++g_stats.window;
   if (g.residue) ++g_stats.residue;
   if (!dp.w_smem) ++g_stats.global_w;
-  emulate_direct<T>(dp, v, v > 1 ? mi : 1, kt);
+  attach(dp.g, dw_stats_tiles(dp));
+  emulate_direct<T, E>(dp, v, v > 1 ? mi : 1, kt);
 }
 
 // Weight tensors: contiguous (C_out, 1, KH, KW), or tap-major (strides 1, -, KW*C_out, C_out) for
@@ -275,6 +320,149 @@ void run_fwd(const Case& c, int layout, Route route, bool with_bias, std::mt1993
     ++g_failures;
     std::printf("FAIL fwd %s layout=%s route=%s bias=%d: %d mismatches, %d writes outside the view\n", c.name,
                 layout_name(layout), route_name(route), with_bias, bad, clob);
+  }
+}
+
+double act_ref(int a, double z) {
+  switch (a) {
+    case kActRelu: return z < 0 ? 0.0 : z;
+    case kActRelu6: return z < 0 ? 0.0 : (z > 6 ? 6.0 : z);
+    case kActSilu: return z / (1.0 + std::exp(-z));
+    default: return z;
+  }
+}
+
+// A per-channel vector of the act epilogue, fp32 or T, read through a stride of 2.
+template <class T>
+struct EpiVec {
+  bool on, f32;
+  std::vector<float> f;
+  std::vector<T> h;
+  EpiVec(bool on_, bool f32_, int c, float lo, float hi, std::mt19937& rng) : on(on_), f32(f32_) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    f.assign(size_t(c) * 2, 1e30f);
+    h.assign(size_t(c) * 2, Num<T>::from_float(1e30f));
+    for (int i = 0; i < c; ++i) {
+      const float v = u(rng);
+      f[size_t(i) * 2] = f32 ? v : Num<T>::to_float(Num<T>::from_float(v));
+      h[size_t(i) * 2] = Num<T>::from_float(v);
+    }
+  }
+  ChannelVec view() const {
+    if (!on) return ChannelVec{};
+    return ChannelVec{f32 ? static_cast<const void*>(f.data()) : static_cast<const void*>(h.data()), 2, f32};
+  }
+  double at(int c) const { return f[size_t(c) * 2]; }
+};
+
+// The forward epilogues: kAct (act((conv + bias) * scale + shift), `vecs` bits: bias, scale, shift, fp32
+// vectors), or kStats (plain output + statistics; `offset` added to the bias, 1e4 for the mean >> spread
+// case). The statistics are checked as the ops use them: every partial written, counts adding up to
+// N*OH*OW, and Chan's merge equal to the double mean and variance of the stored output.
+template <class T>
+void run_fwd_epi(const Case& c, int layout, Route route, EpiKind epi, int act, int vecs, float offset,
+                 std::mt19937& rng) {
+  ++g_runs;
+  Tensor4<T> x(c.n, c.c, c.h, c.w, layout), y(c.n, c.c_out(), c.oh(), c.ow(), layout);
+  Weight<T> w(c, layout >= kNCHWView, rng);
+  x.fill_random(rng);
+  y.fill_nan();
+  const bool with_bias = epi == EpiKind::kStats || (vecs & 1), f32 = (vecs & 8) != 0;
+  std::vector<T> bias(size_t(c.c_out()));
+  for (auto& b : bias) b = Num<T>::from_float(offset + std::uniform_real_distribution<float>(-1, 1)(rng));
+  const bool act_epi = epi == EpiKind::kAct;
+  const EpiVec<T> scale(act_epi && (vecs & 2), f32, c.c_out(), 0.25f, 2.0f, rng),
+      shift(act_epi && (vecs & 4), f32, c.c_out(), -1.0f, 4.0f, rng);
+
+  constexpr int V = 16 / static_cast<int>(sizeof(T));
+  const DwShape s = c.shape();
+  const bool channel_fast = x.channels_fast();
+  const bool vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && x.vec_ok(V / s.mult) &&
+                   y.vec_ok(V);
+  DwGather<T> g = dw_fwd_gather<T>(s, x.ptr, x.st, w.buf.data(), w.st, with_bias ? bias.data() : nullptr, 1, y.ptr,
+                                   y.st);
+  std::vector<float> part;
+  if (act_epi) {
+    g.aff = ChannelAffine{scale.view(), shift.view(), act};
+    run_gather<T, EpiKind::kAct>(g, channel_fast, vec, s.mult, route);
+  } else {
+    run_gather<T, EpiKind::kStats>(g, channel_fast, vec, s.mult, route, &part);
+  }
+
+  const size_t ny = size_t(y.numel());
+  std::vector<double> ref(ny, 0.0), mag(ny, 0.0);
+  auto yi = [&](int n, int co, int oy, int ox) { return ((size_t(n) * c.c_out() + co) * c.oh() + oy) * c.ow() + ox; };
+  for_each_term(c, [&](int n, int co, int oy, int ox, int ci, int iy, int ix, int kh, int kw) {
+    const double t = double(x.get(n, ci, iy, ix)) * w.get(co, kh, kw);
+    ref[yi(n, co, oy, ox)] += t;
+    mag[yi(n, co, oy, ox)] += std::fabs(t);
+  });
+  int bad = 0;
+  y.each([&](int n, int co, int oy, int ox) {
+    double z = ref[yi(n, co, oy, ox)] + (with_bias ? Num<T>::to_float(bias[co]) : 0.0);
+    double m = mag[yi(n, co, oy, ox)] + 1.0 + std::fabs(offset);
+    if (scale.on) {
+      z *= scale.at(co);
+      m *= scale.at(co);
+    }
+    if (shift.on) {
+      z += shift.at(co);
+      m += std::fabs(shift.at(co));
+    }
+    const double rv = act_epi ? act_ref(act, z) : z;
+    const float got = y.get(n, co, oy, ox);
+    if (!close<T>(rv, m, got) && bad++ < 4)
+      std::printf("  fwd_%s %s %s %s y[%d,%d,%d,%d]=%g ref=%g\n", act_epi ? "act" : "stats", c.name,
+                  layout_name(layout), route_name(route), n, co, oy, ox, got, rv);
+  });
+  int unwritten = 0;
+  if (!act_epi) {
+    const int64_t tiles = int64_t(part.size()) / (3 * c.c_out());
+    const double pixels = double(c.n) * c.oh() * c.ow();
+    for (float v : part) unwritten += std::isnan(v) ? 1 : 0;
+    for (int co = 0; co < c.c_out() && !unwritten; ++co) {
+      double sum = 0.0, vmax = 0.0;
+      for (int n = 0; n < c.n; ++n)
+        for (int oy = 0; oy < c.oh(); ++oy)
+          for (int ox = 0; ox < c.ow(); ++ox) {
+            sum += y.get(n, co, oy, ox);
+            vmax = std::max(vmax, std::fabs(double(y.get(n, co, oy, ox))));
+          }
+      const double mean = sum / pixels;
+      double var = 0.0;
+      for (int n = 0; n < c.n; ++n)
+        for (int oy = 0; oy < c.oh(); ++oy)
+          for (int ox = 0; ox < c.ow(); ++ox) var += std::pow(y.get(n, co, oy, ox) - mean, 2);
+      var /= pixels;
+      // Chan's merge in double (cnnkern.problem.conv_bn.combine_partials).
+      double cn = 0.0, cm = 0.0, cm2 = 0.0;
+      bool counts_ok = true;
+      for (int64_t t = 0; t < tiles; ++t) {
+        const float* q = &part[(size_t(t) * c.c_out() + co) * 3];
+        counts_ok = counts_ok && q[0] >= 0 && q[0] == std::floor(q[0]) && q[2] >= 0;
+        cn += q[0];
+        cm += double(q[0]) * q[1];
+      }
+      cm /= cn;
+      for (int64_t t = 0; t < tiles; ++t) {
+        const float* q = &part[(size_t(t) * c.c_out() + co) * 3];
+        cm2 += q[2] + double(q[0]) * (q[1] - cm) * (q[1] - cm);
+      }
+      const double cvar = cm2 / cn;
+      const bool ok = counts_ok && cn == pixels && std::fabs(cm - mean) <= 1e-6 * vmax + 1e-7 &&
+                      std::fabs(cvar - var) <= 1e-4 * var + 1e-9 * vmax * vmax;
+      if (!ok && bad++ < 4)
+        std::printf("  fwd_stats %s %s %s ch %d: count %g mean %.9g var %.9g, ref %g %.9g %.9g\n", c.name,
+                    layout_name(layout), route_name(route), co, cn, cm, cvar, pixels, mean, var);
+    }
+  }
+  const int clob = y.clobbered();
+  if (bad || clob || unwritten) {
+    ++g_failures;
+    std::printf("FAIL fwd_%s %s layout=%s route=%s act=%d vecs=%d offset=%g: %d mismatches, %d writes outside "
+                "the view, %d partials unwritten\n",
+                act_epi ? "act" : "stats", c.name, layout_name(layout), route_name(route), act, vecs, offset, bad,
+                clob, unwritten);
   }
 }
 
@@ -464,8 +652,21 @@ void test_plans() {
 template <class T>
 void run_case(const Case& c, std::mt19937& rng, bool full) {
   const int layouts[] = {kNCHW, kNHWC, kNCHWView, kNHWCSlice, kNHWCPadded};
+  static int rot = 0;
   for (int layout : layouts) {
     const bool nchw = layout == kNCHW || layout == kNCHWView;
+    // Epilogues on every kernel path the forward can take: each activation and vector combination rotates
+    // over cases and layouts; the statistics run on every path.
+    for (int act = 0; act < kActCount; ++act)
+      run_fwd_epi<T>(c, layout, Route::kAuto, EpiKind::kAct, act, rot++ % 16, 0.0f, rng);
+    run_fwd_epi<T>(c, layout, Route::kAuto, EpiKind::kStats, 0, 0, 0.0f, rng);
+    if (full) {
+      const Route alt = nchw ? Route::kDirect : Route::kDirectGlobalW;
+      run_fwd_epi<T>(c, layout, alt, EpiKind::kAct, rot % kActCount, rot % 16, 0.0f, rng);
+      ++rot;
+      run_fwd_epi<T>(c, layout, alt, EpiKind::kStats, 0, 0, 0.0f, rng);
+      if (nchw) run_fwd_epi<T>(c, layout, Route::kTinySmem, EpiKind::kStats, 0, 0, 0.0f, rng);
+    }
     run_fwd<T>(c, layout, Route::kAuto, layout != kNHWCSlice, rng);
     run_dgrad<T>(c, layout, Route::kAuto, rng);
     run_wgrad<T>(c, layout, layout != kNHWC, 0, rng);
@@ -528,6 +729,16 @@ int main(int argc, char** argv) {
   };
   run_all<float>(cases, !quick);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
+  {
+    // Statistics of outputs far above their spread (1e4 +- a few, fp32) on the tiled, direct-vector and
+    // direct-scalar paths: a one-pass sum / sum-of-squares in fp32 would lose the variance.
+    std::mt19937 rng(77);
+    const Case big{2, 16, 33, 35, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "mean_1e4"};
+    for (int layout : {kNCHW, kNHWC, kNHWCSlice})
+      run_fwd_epi<float>(big, layout, Route::kAuto, EpiKind::kStats, 0, 0, 1e4f, rng);
+    run_fwd_epi<float>(big, kNCHW, Route::kDirect, EpiKind::kStats, 0, 0, 1e4f, rng);
+    std::printf("stats mean 1e4: %s\n", g_failures ? "FAILED" : "ok");
+  }
   run_all<__half>(cases, !quick);
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases, !quick);

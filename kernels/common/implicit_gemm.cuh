@@ -17,9 +17,18 @@
 //               zeros for invalid or padded elements (nothing outside a tensor is ever dereferenced).
 //   Epilogue: bool m_fast() const;  void store(int m, int n, float v) const   (only m<M, n<N called)
 //
+// A Problem with `static constexpr bool kStats = true` also gets the statistics epilogue: its store returns
+// the value as stored (fp32 of the rounded T) and it has
+//   void put_stats(int tile, int n, float count, float mean, float m2) const
+// which receives, per column n of the block's tile (tile = blockIdx.x), the count, mean and M2 of the
+// stored values of the tile's valid rows, computed in two passes over the tile (mean first, then the
+// squared deviations) so that a column whose mean is far above its spread keeps its variance in fp32.
+//
 // The mainloop is written as per-thread phases (GemmBlock) separated by block barriers, so the host
 // emulator in kernels/check/ can replay exactly the same phases thread by thread on the CPU.
 #pragma once
+
+#include <type_traits>
 
 #include "common/fastdiv.cuh"
 #include "common/gemm_loader.cuh"
@@ -31,6 +40,12 @@ struct KRange {
   int begin;
   int end;
 };
+
+// Problem::kStats, false when the policy does not declare it.
+template <class P, class = void>
+struct GemmHasStats : std::false_type {};
+template <class P>
+struct GemmHasStats<P, std::void_t<decltype(P::kStats)>> : std::bool_constant<P::kStats> {};
 
 template <class Problem, class Math>
 struct GemmBlock {
@@ -101,9 +116,10 @@ struct GemmBlock {
   CNNKERN_HD void stash(unsigned char* smem) const { math_.stash(reinterpret_cast<float*>(smem)); }
 
   // Cs -> output, each in-range element by exactly one thread; the mapping follows the output's
-  // contiguous dimension so that stores coalesce.
-  CNNKERN_HD void write(const unsigned char* smem) const {
-    const float* cs = reinterpret_cast<const float*>(smem);
+  // contiguous dimension so that stores coalesce. With statistics, the value as stored replaces the
+  // accumulator in Cs (each element is read and rewritten by the same thread).
+  CNNKERN_HD void write(unsigned char* smem) const {
+    float* cs = reinterpret_cast<float*>(smem);
     constexpr int kPerThread = Tile::kBM * Tile::kBN / Tile::kThreads;
     const bool m_fast = epi_.m_fast();
 #pragma unroll 4
@@ -113,8 +129,70 @@ struct GemmBlock {
       const int nl = m_fast ? e / Tile::kBM : e % Tile::kBN;
       const int m = m0_ + ml;
       const int n = n0_ + nl;
-      if (m < gemm_m_ && n < gemm_n_) epi_.store(m, n, cs[nl * Tile::kLdC + ml]);
+      if (m < gemm_m_ && n < gemm_n_) {
+        float& c = cs[nl * Tile::kLdC + ml];
+        if constexpr (kStats) {
+          c = epi_.store(m, n, c);
+        } else {
+          epi_.store(m, n, c);
+        }
+      }
     }
+  }
+
+  // ---- statistics epilogue (Problem::kStats), after write() and a barrier.
+  // Four threads per column nl = tid / 4 of Cs[n][m], thread `part` = tid % 4 over rows part, part + 4, ...
+  // (a warp's 32 reads then fall in 32 banks); the four partial sums meet in the 4 padding floats at the
+  // end of the column's Cs row (kLdC - kBM of them), so no shared memory is added.
+  static constexpr bool kStats = GemmHasStats<Problem>::value;
+  static constexpr int kStatParts = 4;
+  static_assert(!kStats || (Tile::kBN * kStatParts == Tile::kThreads && Tile::kLdC - Tile::kBM >= kStatParts &&
+                            Tile::kBM % kStatParts == 0),
+                "statistics epilogue: four threads per column, combined in the Cs row padding");
+  float stat_mean_ = 0.0f;
+  float stat_m2_ = 0.0f;
+
+  CNNKERN_HD int stat_rows() const { return gemm_m_ - m0_ < Tile::kBM ? gemm_m_ - m0_ : Tile::kBM; }
+  CNNKERN_HD float* stat_col(unsigned char* smem) const {
+    return reinterpret_cast<float*>(smem) + (tid_ / kStatParts) * Tile::kLdC;
+  }
+
+  // Pass 1: partial sums of the column's stored values.
+  CNNKERN_HD void stats_sum(unsigned char* smem) const {
+    float* col = stat_col(smem);
+    const int part = tid_ % kStatParts, rows = stat_rows();
+    float s = 0.0f;
+    for (int ml = part; ml < rows; ml += kStatParts) s += col[ml];
+    col[Tile::kBM + part] = s;
+  }
+
+  // The column mean (the four partials in a fixed order), then pass 2: squared deviations from it.
+  CNNKERN_HD void stats_center(unsigned char* smem) {
+    const float* col = stat_col(smem);
+    const int part = tid_ % kStatParts, rows = stat_rows();
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kStatParts; ++i) total += col[Tile::kBM + i];
+    stat_mean_ = total / static_cast<float>(rows);
+    float m2 = 0.0f;
+    for (int ml = part; ml < rows; ml += kStatParts) {
+      const float d = col[ml] - stat_mean_;
+      m2 += d * d;
+    }
+    stat_m2_ = m2;
+  }
+
+  // After a barrier (every thread has read the pass-1 partials): the pass-2 partials take their place.
+  CNNKERN_HD void stats_put_m2(unsigned char* smem) const { stat_col(smem)[Tile::kBM + tid_ % kStatParts] = stat_m2_; }
+
+  CNNKERN_HD void stats_store(unsigned char* smem) const {
+    const int nl = tid_ / kStatParts;
+    if (tid_ % kStatParts != 0 || n0_ + nl >= gemm_n_) return;
+    const float* col = stat_col(smem);
+    float m2 = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kStatParts; ++i) m2 += col[Tile::kBM + i];
+    epi_.put_stats(m0_ / Tile::kBM, n0_ + nl, static_cast<float>(stat_rows()), stat_mean_, m2);
   }
 };
 
@@ -147,6 +225,16 @@ __global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
     blk.stash(smem);
     __syncthreads();
     blk.write(smem);
+    if constexpr (Block::kStats) {
+      __syncthreads();
+      blk.stats_sum(smem);
+      __syncthreads();
+      blk.stats_center(smem);
+      __syncthreads();
+      blk.stats_put_m2(smem);
+      __syncthreads();
+      blk.stats_store(smem);
+    }
   } else {
     // Built for an architecture without the required tensor-core path; the host refuses to launch.
     __trap();

@@ -4,6 +4,8 @@
 //   A[m][k] = x[n, g*Cg_in + c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (zero outside the input)
 //   B[k][j] = w[g*Cg_out + j, c, r, s]
 //   y[n, g*Cg_out + j, p, q] = C[m][j] + bias[g*Cg_out + j]
+// The epilogue kind (common/epilogue.cuh) adds act(... * scale + shift) before the store (kAct), or the
+// per-pixel-tile channel statistics of the stored values (kStats, partials (ceil(M / kBM), C_out, 3)).
 #pragma once
 
 #include "common/implicit_gemm.cuh"
@@ -16,9 +18,10 @@ namespace cnnkern {
 // kAFast picks the input gather mapping (pixels-fast for NCHW-like x, channels-fast for NHWC-like).
 // kVec > 1 (16-byte vectors along channels) requires channel-contiguous, 16-byte aligned x and w with
 // Cg_in % kVec == 0; the host checks this.
-template <class T, Fast kAFast_, int kVec>
+template <class T, Fast kAFast_, int kVec, EpiKind kEpi = EpiKind::kPlain>
 struct Conv2dFwdProblem {
   using Element = T;
+  static constexpr bool kStats = kEpi == EpiKind::kStats;
   static constexpr Fast kAFast = kAFast_;
   static constexpr int kAVec = kVec;
   static constexpr Fast kBFast = Fast::kK;
@@ -84,13 +87,23 @@ struct Conv2dFwdProblem {
     int64_t bias_stride;
     PixelIndex pix;
     bool m_fast_;
+    ChannelAffine aff;  // kAct; indexed by the output channel c0 + j
+    StatsOut stats;     // kStats
+    int c0;             // the group's first output channel
 
     CNNKERN_HD bool m_fast() const { return m_fast_; }
-    CNNKERN_HD void store(int mi, int j, float v) const {
+    // Returns the value as stored (the statistics epilogue reads it back).
+    CNNKERN_HD float store(int mi, int j, float v) const {
       int n, p, q;
       pix.split(mi, n, p, q);
       if (bias != nullptr) v += Num<T>::to_float(bias[j * bias_stride]);
-      y[n * ys.n + j * ys.c + p * ys.h + q * ys.w] = Num<T>::from_float(v);
+      if constexpr (kEpi == EpiKind::kAct) v = aff.apply<T>(c0 + j, v);
+      const T o = Num<T>::from_float(v);
+      y[n * ys.n + j * ys.c + p * ys.h + q * ys.w] = o;
+      return Num<T>::to_float(o);
+    }
+    CNNKERN_HD void put_stats(int tile, int j, float count, float mean, float m2) const {
+      stats.put(tile, c0 + j, count, mean, m2);
     }
   };
 
@@ -118,6 +131,7 @@ struct Conv2dFwdProblem {
     Epilogue e = epi;
     e.y += g * y_group_off;
     if (e.bias != nullptr) e.bias += g * bias_group_off;
+    e.c0 = g * n;
     return e;
   }
 
@@ -131,7 +145,7 @@ struct Conv2dFwdProblem {
     pr.a = OperandA{p.x, p.xs, s.h, s.w, pr.m, pr.k, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h,
                     s.dil_w, PixelIndex(s.oh, s.ow), TapChannelIndex(s.cg_in, s.kw)};
     pr.b = OperandB{p.w, p.ws.n, p.ws.c, p.ws.h, p.ws.w, s.cg_out, pr.k, TapChannelIndex(s.cg_in, s.kw)};
-    pr.epi = Epilogue{p.y, p.ys, p.bias, p.bias_stride, PixelIndex(s.oh, s.ow), out_m_fast};
+    pr.epi = Epilogue{p.y, p.ys, p.bias, p.bias_stride, PixelIndex(s.oh, s.ow), out_m_fast, p.aff, p.stats, 0};
     pr.x_group_off = static_cast<int64_t>(s.cg_in) * p.xs.c;
     pr.w_group_off = static_cast<int64_t>(s.cg_out) * p.ws.n;
     pr.y_group_off = static_cast<int64_t>(s.cg_out) * p.ys.c;

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/epilogue.cuh"
+
 namespace cnnkern {
 
 // Element strides of a 4-D tensor (dims n, c, h, w; for weights: out-channel, in-channel, kh, kw).
@@ -41,6 +43,8 @@ struct Conv2dFwdParams {
   int64_t bias_stride;
   T* y;
   Strides4 ys;
+  ChannelAffine aff;  // EpiKind::kAct: act((conv + bias) * scale + shift), per output channel
+  StatsOut stats;     // EpiKind::kStats: one row of (count, mean, M2) per pixel tile (blockIdx.x) and channel
 };
 
 template <class T>

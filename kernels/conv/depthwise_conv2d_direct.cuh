@@ -14,23 +14,38 @@
 // MI: channel multiplier folded into a vector (output lane l reads source lane l / MI); the host uses
 // V > 1 only with MI == m for the forward op and MI == m == 1 for the input-grad.
 //
-// Phases: init; stage(); barrier; run().
+// Forward epilogues (kEpi): kAct applies act(... * scale + shift) before the store; kStats also emits, per
+// pixel block (the set of pixel groups of blockIdx.x / cblocks) and channel, (count, mean, M2) of the stored
+// values: pass 1 sums them while storing, pass 2 re-reads the thread's own stores (same thread, so they are
+// visible; the values are too many for registers) for the squared deviations from the block's mean; both
+// reduce over the block's pixel threads in shared memory after the staged weights.
+//
+// Phases: init; stage(); barrier; run(); with kStats then stats_put_sums(); [barrier; stats_tree(s)] for
+// s = tree_first_step(tp) .. 1; barrier; stats_center(); barrier; stats_put_m2(); [barrier; stats_tree(s)]...;
+// barrier; stats_store().
 #pragma once
 
 #include "conv/depthwise_conv2d_common.cuh"
 
 namespace cnnkern {
 
-template <class T, int V, int MI, int KT, bool kRes>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain>
 struct DwDirectBlock {
   static constexpr int RP = dw_direct_rp(V);
   static constexpr int VI = V / MI;
+  static constexpr bool kStats = kEpi == EpiKind::kStats;
   static_assert(V % MI == 0, "multiplier must divide the vector");
   static_assert(KT == 0 || !kRes, "residue form has no window specialisation");
+  static_assert(kEpi == EpiKind::kPlain || !kRes, "epilogues are forward-only");
 
   int tid_, tc_, tp_, cv_, oc0_, oc_base_;
   unsigned pb_;
   bool ok_;
+  // Statistics: per-lane sums of the stored values (pass 1), then of their squared deviations (pass 2),
+  // the thread's count of valid pixels, and the block means of its lanes.
+  float ssum_[kStats ? V : 1];
+  float scount_ = 0.0f;
+  float smean_[kStats ? V : 1];
 
   CNNKERN_HD void init(const DwDirectParams<T>& p, unsigned bx, int tid) {
     tid_ = tid;
@@ -43,6 +58,9 @@ struct DwDirectBlock {
     ok_ = tp_ < p.tp && cv_ < p.cvecs;
     oc0_ = cv_ * V;
     pb_ = pb;
+    scount_ = 0.0f;
+#pragma unroll
+    for (int l = 0; l < (kStats ? V : 1); ++l) ssum_[l] = smean_[l] = 0.0f;
   }
 
   CNNKERN_HD void stage(const DwDirectParams<T>& p, float* smem) const {
@@ -80,12 +98,23 @@ struct DwDirectBlock {
     for (int l = 0; l < V; ++l) acc[l] += wv[l] * sv[l / MI];
   }
 
-  CNNKERN_HD void run(const DwDirectParams<T>& p, const float* smem) const {
+  CNNKERN_HD void run(const DwDirectParams<T>& p, const float* smem) {
     if (!ok_) return;
     const DwGather<T>& g = p.g;
     float bias[V];
 #pragma unroll
     for (int l = 0; l < V; ++l) bias[l] = g.bias != nullptr ? Num<T>::to_float(g.bias[(oc0_ + l) * g.bias_stride]) : 0.0f;
+    // kAct: (acc + bias) * scale + shift as acc * scale + (bias * scale + shift), so that only two values
+    // per lane stay live over the gather (the fp32 rounding differs by an ulp at most).
+    ChannelAffine::At aff[kEpi == EpiKind::kAct ? V : 1];
+    if constexpr (kEpi == EpiKind::kAct) {
+#pragma unroll
+      for (int l = 0; l < V; ++l) {
+        aff[l] = g.aff.template at<T>(oc0_ + l);
+        aff[l].shift += bias[l] * aff[l].scale;
+        bias[l] = 0.0f;
+      }
+    }
     const int first = static_cast<int>(pb_) * p.tp * p.gpt + tp_;
     for (int i = 0; i < p.gpt; ++i) {
       const int gi = first + i * p.tp;
@@ -124,16 +153,81 @@ struct DwDirectBlock {
       for (int r = 0; r < RP; ++r) {
         const int x = x0 + r * xstep;
         if (x >= g.out_w) break;
-        if constexpr (V > 1) {
-          Vec<T, V> v;
+        Vec<T, V> v;
 #pragma unroll
-          for (int l = 0; l < V; ++l) v.v[l] = Num<T>::from_float(acc[r][l] + bias[l]);
+        for (int l = 0; l < V; ++l) {
+          float o = acc[r][l] + bias[l];
+          if constexpr (kEpi == EpiKind::kAct) o = g.aff.apply_at(aff[l], o);
+          v.v[l] = Num<T>::from_float(o);
+          if constexpr (kStats) ssum_[l] += Num<T>::to_float(v.v[l]);
+        }
+        if constexpr (kStats) scount_ += 1.0f;
+        if constexpr (V > 1) {
           *reinterpret_cast<Vec<T, V>*>(out + x * g.os.w) = v;
         } else {
-          out[x * g.os.w] = Num<T>::from_float(acc[r][0] + bias[0]);
+          out[x * g.os.w] = v.v[0];
         }
       }
     }
+  }
+
+  // ---- statistics epilogue (kStats). Buffer slot k (lanes 0..V-1, then the count) of thread tid at
+  // buf[k * threads + tid]; the tree runs over the pixel threads tp_ of each channel thread tc_.
+  CNNKERN_HD void stats_put_sums(const DwDirectParams<T>& p, float* buf) const {
+#pragma unroll
+    for (int l = 0; l < V; ++l) buf[l * p.threads + tid_] = ssum_[l];
+    buf[V * p.threads + tid_] = scount_;
+  }
+
+  CNNKERN_HD void stats_tree(const DwDirectParams<T>& p, float* buf, int s, int slots) const {
+    if (tp_ >= s || tp_ + s >= p.tp) return;
+    for (int k = 0; k < slots; ++k) buf[k * p.threads + tid_] += buf[k * p.threads + tid_ + s * p.tc];
+  }
+
+  // Means from the tree's row 0 (thread tc_), then pass 2 over the thread's own stored outputs.
+  CNNKERN_HD void stats_center(const DwDirectParams<T>& p, const float* buf) {
+    const float count = buf[V * p.threads + tc_];
+#pragma unroll
+    for (int l = 0; l < V; ++l) {
+      smean_[l] = buf[l * p.threads + tc_] / count;
+      ssum_[l] = 0.0f;
+    }
+    if (!ok_) return;
+    const DwGather<T>& g = p.g;
+    const int first = static_cast<int>(pb_) * p.tp * p.gpt + tp_;
+    for (int i = 0; i < p.gpt; ++i) {
+      const int gi = first + i * p.tp;
+      if (gi >= p.groups) break;
+      uint32_t rest, xi, n, y;
+      p.xg_div.divmod(static_cast<uint32_t>(gi), rest, xi);
+      p.oh_div.divmod(rest, n, y);
+      const int x0 = static_cast<int>(xi) * RP;
+      const T* out = g.out + static_cast<int>(n) * g.os.n + oc0_ * g.os.c + static_cast<int>(y) * g.os.h;
+#pragma unroll
+      for (int r = 0; r < RP; ++r) {
+        const int x = x0 + r;
+        if (x >= g.out_w) break;
+        float sv[V];
+        dw_load<T, V>(out + x * g.os.w, sv);
+#pragma unroll
+        for (int l = 0; l < V; ++l) {
+          const float d = sv[l] - smean_[l];
+          ssum_[l] += d * d;
+        }
+      }
+    }
+  }
+
+  CNNKERN_HD void stats_put_m2(const DwDirectParams<T>& p, float* buf) const {
+#pragma unroll
+    for (int l = 0; l < V; ++l) buf[l * p.threads + tid_] = ssum_[l];
+  }
+
+  CNNKERN_HD void stats_store(const DwDirectParams<T>& p, const float* buf) const {
+    if (tp_ != 0 || !ok_) return;
+    const float count = buf[V * p.threads + tc_];  // not overwritten by pass 2
+#pragma unroll
+    for (int l = 0; l < V; ++l) p.g.stats.put(static_cast<int>(pb_), oc0_ + l, count, smean_[l], buf[l * p.threads + tc_]);
   }
 
   CNNKERN_HD void gather_forward(const DwDirectParams<T>& p, const float* smem, int j, const T* src, int y, int x0,
@@ -218,14 +312,33 @@ struct DwDirectBlock {
 };
 
 #if defined(__CUDACC__)
-template <class T, int V, int MI, int KT, bool kRes>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain>
 __global__ void __launch_bounds__(kDwThreads) dw_direct_kernel(const DwDirectParams<T> p) {
   float* smem = dw_dynamic_smem();
-  DwDirectBlock<T, V, MI, KT, kRes> blk;
+  DwDirectBlock<T, V, MI, KT, kRes, kEpi> blk;
   blk.init(p, blockIdx.x, threadIdx.x);
   blk.stage(p, smem);
   __syncthreads();
   blk.run(p, smem);
+  if constexpr (kEpi == EpiKind::kStats) {
+    float* buf = smem + p.stats_off;  // disjoint from the weights run() may still be reading
+    const int first = tree_first_step(p.tp);
+    blk.stats_put_sums(p, buf);
+    for (int s = first; s > 0; s >>= 1) {
+      __syncthreads();
+      blk.stats_tree(p, buf, s, V + 1);
+    }
+    __syncthreads();
+    blk.stats_center(p, buf);
+    __syncthreads();
+    blk.stats_put_m2(p, buf);
+    for (int s = first; s > 0; s >>= 1) {
+      __syncthreads();
+      blk.stats_tree(p, buf, s, V);
+    }
+    __syncthreads();
+    blk.stats_store(p, buf);
+  }
 }
 #endif
 

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/epilogue.cuh"
 #include "common/fastdiv.cuh"
 #include "conv/conv2d_params.cuh"
 
@@ -48,6 +49,10 @@ struct DwGather {
   bool flip;     // tap (kh, kw) reads weight tap (KH-1-kh, KW-1-kw)
   bool residue;  // residue form (see above)
   int kh_step, kw_step;  // residue form: distance between contributing taps, s / gcd(s, d)
+  // Forward epilogues (EpiKind): act(... * scale + shift) per output channel (kAct), or the statistics of
+  // the stored values per pixel tile (kStats; tiles: dw_stats_tiles).
+  ChannelAffine aff;
+  StatsOut stats;
 };
 
 // ---- kernel parameter blocks ------------------------------------------------------------------------
@@ -90,6 +95,7 @@ struct DwDirectParams {
   int dh_mod, dw_mod, dsy, dsx;
   size_t smem_bytes;
   unsigned grid_x;         // 1-D grid: host checked < 2^31 blocks
+  int stats_off;           // statistics epilogue: its reduction buffer, in floats into dynamic smem
 };
 
 // Weight gradient, first pass: per (channel block, tap chunk, pixel split) partial sums.
@@ -365,6 +371,25 @@ inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channe
   p.grid_x = static_cast<unsigned>(std::min<int64_t>(cblocks * ceil_div64(p.groups, int64_t{p.tp} * p.gpt),
                                                      int64_t{1} << 31));  // host rejects the clamped case
   return p;
+}
+
+// The statistics epilogue of the direct kernel reduces V channel sums and a count per thread in shared
+// memory after the staged weights (16-byte aligned).
+template <class T>
+inline void dw_direct_add_stats(DwDirectParams<T>* p, int v) {
+  p->stats_off = static_cast<int>((p->smem_bytes / sizeof(float) + 3) / 4 * 4);
+  p->smem_bytes = (size_t(p->stats_off) + size_t(v + 1) * p->threads) * sizeof(float);
+}
+
+// Pixel tiles of the statistics epilogue, the first extent of its partials (tiles, C_out, 3): the tiled
+// kernel's (image, spatial tile) pairs, the direct kernel's pixel blocks.
+template <class T>
+inline int64_t dw_stats_tiles(const DwTiledParams<T>& p) {
+  return int64_t{p.g.n} * p.tiles_x * p.tiles_y;
+}
+template <class T>
+inline int64_t dw_stats_tiles(const DwDirectParams<T>& p) {
+  return int64_t{p.grid_x} / p.cblocks;
 }
 
 // Window specialisation of a planned direct kernel: needs channel vectors and staged weights.

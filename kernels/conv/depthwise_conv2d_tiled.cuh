@@ -8,27 +8,37 @@
 // With KT == 0 (any geometry) a thread's columns are strided by tx so that lanes read consecutive
 // shared-memory words.
 //
+// Forward epilogues (kEpi): kAct applies act(... * scale + shift) before the store; kStats also emits, per
+// (image, spatial tile) and channel, (count, mean, M2) of the stored values. A thread's stored values stay in
+// its registers (acc_), so both passes read them there; the sums reduce over the plane's tx*ty threads (a
+// power of two, consecutive tids) in the staging buffer, which is free once every thread has computed.
+//
 // Phases (replayed in this order by the CPU emulator): init; for j: [barrier] stage(j); barrier;
-// compute(); then store().
+// compute(); then store(); with kStats then barrier; stats_put_sums(); [barrier; stats_tree(s)] for
+// s = plane threads / 2 .. 1; barrier; stats_center(); barrier; stats_put_m2(); [barrier; stats_tree(s)]...;
+// barrier; stats_store().
 #pragma once
 
 #include "conv/depthwise_conv2d_common.cuh"
 
 namespace cnnkern {
 
-template <class T, int KT>
+template <class T, int KT, EpiKind kEpi = EpiKind::kPlain>
 struct DwTiledBlock {
   static constexpr int RW = kDwTiledRW;
   static constexpr int RH = kDwTiledRH;
   static constexpr bool kWin = KT > 0;
   static constexpr int WN = (RW + (KT > 0 ? KT : 1) - 1 + 3) / 4 * 4;
+  static constexpr bool kStats = kEpi == EpiKind::kStats;
 
   int tid_, tx_, ty_, pl_;
   int oy0_, ox0_;
+  int tile_;
   int64_t pg_;
   bool plane_ok_;
   int n_, oc_;
-  float acc_[RH][RW];
+  float acc_[RH][RW];  // the accumulators; with kStats, after store() the values as stored
+  float ssum_ = 0.0f, scount_ = 0.0f, smean_ = 0.0f;
 
   CNNKERN_HD void init(const DwTiledParams<T>& p, unsigned bx, unsigned by, unsigned bz, int tid) {
     tid_ = tid;
@@ -39,6 +49,8 @@ struct DwTiledBlock {
     const int tile_x = static_cast<int>(bx) - tile_y * p.tiles_x;
     oy0_ = tile_y * (RH << p.ty_bits);
     ox0_ = tile_x * (RW << p.tx_bits);
+    tile_ = static_cast<int>(bx);
+    ssum_ = scount_ = smean_ = 0.0f;
     pg_ = int64_t{bz} * p.grid_y + by;
     plane_ok_ = plane_of(p, pl_, n_, oc_);
 #pragma unroll
@@ -177,10 +189,30 @@ struct DwTiledBlock {
     }
   }
 
-  CNNKERN_HD void store(const DwTiledParams<T>& p) const {
+  // Output column of the thread's r-th value in a row.
+  CNNKERN_HD int out_x(const DwTiledParams<T>& p, int r) const {
+    return kWin ? ox0_ + tx_ * RW + r : ox0_ + tx_ + (r << p.tx_bits);
+  }
+
+  // The epilogue on acc_ (bias, then kAct's affine + activation), rounded to T; with kStats acc_ keeps the
+  // values as stored, and their sum and count are kept for the statistics.
+  CNNKERN_HD T finish(const DwTiledParams<T>& p, float b, const ChannelAffine::At& aff, int k, int r) {
+    float v = acc_[k][r] + b;
+    if constexpr (kEpi == EpiKind::kAct) v = p.g.aff.apply_at(aff, v);
+    const T o = Num<T>::from_float(v);
+    if constexpr (kStats) {
+      acc_[k][r] = Num<T>::to_float(o);
+      ssum_ += acc_[k][r];
+      scount_ += 1.0f;
+    }
+    return o;
+  }
+
+  CNNKERN_HD void store(const DwTiledParams<T>& p) {
     if (!plane_ok_) return;
     const DwGather<T>& g = p.g;
     const float b = g.bias != nullptr ? Num<T>::to_float(g.bias[oc_ * g.bias_stride]) : 0.0f;
+    const ChannelAffine::At aff = kEpi == EpiKind::kAct ? g.aff.template at<T>(oc_) : ChannelAffine::At{1.0f, 0.0f};
     T* base = g.out + n_ * g.os.n + oc_ * g.os.c;
 #pragma unroll
     for (int k = 0; k < RH; ++k) {
@@ -193,32 +225,71 @@ struct DwTiledBlock {
         if (p.vec_store && x0 + RW <= g.out_w && reinterpret_cast<uintptr_t>(row + x0) % sizeof(V) == 0) {
           V v;
 #pragma unroll
-          for (int r = 0; r < RW; ++r) v.v[r] = Num<T>::from_float(acc_[k][r] + b);
+          for (int r = 0; r < RW; ++r) v.v[r] = finish(p, b, aff, k, r);
           *reinterpret_cast<V*>(row + x0) = v;
         } else {
 #pragma unroll
           for (int r = 0; r < RW; ++r) {
-            if (x0 + r < g.out_w) row[(x0 + r) * g.os.w] = Num<T>::from_float(acc_[k][r] + b);
+            if (x0 + r < g.out_w) row[(x0 + r) * g.os.w] = finish(p, b, aff, k, r);
           }
         }
       } else {
 #pragma unroll
         for (int r = 0; r < RW; ++r) {
-          const int x = ox0_ + tx_ + (r << p.tx_bits);
-          if (x < g.out_w) row[x * g.os.w] = Num<T>::from_float(acc_[k][r] + b);
+          const int x = out_x(p, r);
+          if (x < g.out_w) row[x * g.os.w] = finish(p, b, aff, k, r);
         }
       }
     }
   }
+
+  // ---- statistics epilogue (kStats): slot k of thread tid at buf[k * threads + tid] (k = 0 sum, 1 count).
+  CNNKERN_HD int plane_threads(const DwTiledParams<T>& p) const { return 1 << (p.tx_bits + p.ty_bits); }
+
+  CNNKERN_HD void stats_put_sums(const DwTiledParams<T>& p, float* buf) const {
+    buf[tid_] = ssum_;
+    buf[p.threads + tid_] = scount_;
+  }
+
+  CNNKERN_HD void stats_tree(const DwTiledParams<T>& p, float* buf, int s, int slots) const {
+    if ((tid_ & (plane_threads(p) - 1)) >= s) return;
+    for (int k = 0; k < slots; ++k) buf[k * p.threads + tid_] += buf[k * p.threads + tid_ + s];
+  }
+
+  // The plane tile's mean (row 0 of the tree: the plane's first thread), then pass 2 over acc_.
+  CNNKERN_HD void stats_center(const DwTiledParams<T>& p, const float* buf) {
+    const int first = pl_ * plane_threads(p);
+    smean_ = buf[first] / buf[p.threads + first];
+    ssum_ = 0.0f;
+    if (!plane_ok_) return;
+#pragma unroll
+    for (int k = 0; k < RH; ++k) {
+      if (oy0_ + ty_ * RH + k >= p.g.out_h) break;
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        if (out_x(p, r) >= p.g.out_w) continue;
+        const float d = acc_[k][r] - smean_;
+        ssum_ += d * d;
+      }
+    }
+  }
+
+  CNNKERN_HD void stats_put_m2(const DwTiledParams<T>& p, float* buf) const { buf[tid_] = ssum_; }
+
+  CNNKERN_HD void stats_store(const DwTiledParams<T>& p, const float* buf) const {
+    if (!plane_ok_ || (tid_ & (plane_threads(p) - 1)) != 0) return;
+    const int64_t tile = int64_t{n_} * p.tiles_x * p.tiles_y + tile_;
+    p.g.stats.put(static_cast<int>(tile), oc_, buf[p.threads + tid_], smean_, buf[tid_]);
+  }
 };
 
 #if defined(__CUDACC__)
-template <class T, int KT>
+template <class T, int KT, EpiKind kEpi = EpiKind::kPlain>
 __global__ void __launch_bounds__(kDwThreads) dw_tiled_kernel(const DwTiledParams<T> p) {
   const int64_t pg = int64_t{blockIdx.z} * p.grid_y + blockIdx.y;
   if (pg >= p.plane_groups) return;  // whole block: grid_y * grid_z overshoots plane_groups
   float* smem = dw_dynamic_smem();
-  DwTiledBlock<T, KT> blk;
+  DwTiledBlock<T, KT, kEpi> blk;
   blk.init(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
   for (int j = 0; j < p.g.nsrc; ++j) {
     if (j > 0) __syncthreads();  // the previous source's tile is still being read
@@ -227,6 +298,27 @@ __global__ void __launch_bounds__(kDwThreads) dw_tiled_kernel(const DwTiledParam
     blk.compute(p, smem);
   }
   blk.store(p);
+  if constexpr (kEpi == EpiKind::kStats) {
+    // The staging buffer (>= 8 floats per thread: each thread owns RH x RW outputs of the staged tile)
+    // becomes the reduction buffer once every thread is past compute().
+    const int first = tree_first_step(blk.plane_threads(p));
+    __syncthreads();
+    blk.stats_put_sums(p, smem);
+    for (int s = first; s > 0; s >>= 1) {
+      __syncthreads();
+      blk.stats_tree(p, smem, s, 2);
+    }
+    __syncthreads();
+    blk.stats_center(p, smem);
+    __syncthreads();
+    blk.stats_put_m2(p, smem);
+    for (int s = first; s > 0; s >>= 1) {
+      __syncthreads();
+      blk.stats_tree(p, smem, s, 1);
+    }
+    __syncthreads();
+    blk.stats_store(p, smem);
+  }
 }
 #endif
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "common/epilogue.cuh"
 #include "common/fastdiv.cuh"
 #include "common/numeric.cuh"
 #include "conv/conv2d_params.cuh"
@@ -29,22 +30,6 @@ struct ShuffleMap {
     uint32_t q, r;
     div_per_group.divmod(static_cast<uint32_t>(c + offset), q, r);
     return static_cast<int>(r) * groups + static_cast<int>(q);
-  }
-};
-
-// A per-output-channel vector of the epilogue (folded BatchNorm scale or shift) in either the
-// activation dtype or fp32: BN parameters are naturally fp32, and they are applied on the fp32
-// accumulator either way. A runtime flag rather than a template parameter keeps the instantiation
-// count down; the branch is uniform across the launch.
-struct ChannelVec {
-  const void* p = nullptr;  // nullptr when absent
-  int64_t stride = 0;
-  bool f32 = false;
-
-  CNNKERN_HD bool present() const { return p != nullptr; }
-  template <class T>
-  CNNKERN_HD float at(int c) const {
-    return f32 ? static_cast<const float*>(p)[c * stride] : Num<T>::to_float(static_cast<const T*>(p)[c * stride]);
   }
 };
 
