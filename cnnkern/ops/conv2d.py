@@ -236,62 +236,42 @@ class _Forward(torch.autograd.Function):
         return out
 
 
-@_route.dual_style
-class _BackwardInput(torch.autograd.Function):
-    """grad_in = B(grad, w), bilinear: d/dgrad is the forward conv, d/dw is the weight gradient."""
+def _bilinear(name: str, kernel: str, d_first, d_second, call):
+    """A Function for ``out = plan.<kernel>(a, b)``, bilinear in (a, b): its backward is ``d_first(h, b, plan)``
+    for a and ``d_second(a, h, plan)`` for b, its jvp ``call(da, b) + call(a, db)`` — both convolutions again,
+    so every order of derivative runs on cnnkern's kernels."""
 
-    @staticmethod
-    def forward(grad, w, plan):
-        return plan.backward_input(grad, w)
+    def forward(a, b, plan):
+        return getattr(plan, kernel)(a, b)
 
-    @staticmethod
     def setup_context(ctx, inputs, output):
-        grad, w, plan = inputs
-        ctx.save_for_backward(grad, w)
-        ctx.save_for_forward(grad, w)
+        a, b, plan = inputs
+        ctx.save_for_backward(a, b)
+        ctx.save_for_forward(a, b)
         ctx.plan = plan
 
-    @staticmethod
     def backward(ctx, h):
-        grad, w = ctx.saved_tensors
-        plan = ctx.plan
-        return (forward(h, w, None, plan) if ctx.needs_input_grad[0] else None,
-                backward_weight(grad, h, plan) if ctx.needs_input_grad[1] else None, None)
+        a, b = ctx.saved_tensors
+        return (d_first(h, b, ctx.plan) if ctx.needs_input_grad[0] else None,
+                d_second(a, h, ctx.plan) if ctx.needs_input_grad[1] else None, None)
 
-    @staticmethod
-    def jvp(ctx, dgrad, dw, _plan):
-        grad, w = ctx.saved_tensors
-        out = backward_input(dgrad, w, ctx.plan) if dgrad is not None else None
-        return _add(out, backward_input(grad, dw, ctx.plan) if dw is not None else None)
+    def jvp(ctx, da, db, _plan):
+        a, b = ctx.saved_tensors
+        out = call(da, b, ctx.plan) if da is not None else None
+        return _add(out, call(a, db, ctx.plan) if db is not None else None)
+
+    methods = {"forward": forward, "setup_context": setup_context, "backward": backward, "jvp": jvp}
+    return _route.dual_style(type(name, (torch.autograd.Function,), {k: staticmethod(f) for k, f in methods.items()}))
 
 
-@_route.dual_style
-class _BackwardWeight(torch.autograd.Function):
-    """grad_w = W(grad, x), bilinear: d/dgrad is the forward conv of x, d/dx is the input gradient."""
-
-    @staticmethod
-    def forward(grad, x, plan):
-        return plan.backward_weight(grad, x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        grad, x, plan = inputs
-        ctx.save_for_backward(grad, x)
-        ctx.save_for_forward(grad, x)
-        ctx.plan = plan
-
-    @staticmethod
-    def backward(ctx, h):
-        grad, x = ctx.saved_tensors
-        plan = ctx.plan
-        return (forward(x, h, None, plan) if ctx.needs_input_grad[0] else None,
-                backward_input(grad, h, plan) if ctx.needs_input_grad[1] else None, None)
-
-    @staticmethod
-    def jvp(ctx, dgrad, dx, _plan):
-        grad, x = ctx.saved_tensors
-        out = backward_weight(dgrad, x, ctx.plan) if dgrad is not None else None
-        return _add(out, backward_weight(grad, dx, ctx.plan) if dx is not None else None)
+# grad_in = B(grad, w): d/dgrad is the forward conv of h with w, d/dw the weight gradient of (grad, h).
+_BackwardInput = _bilinear("_BackwardInput", "backward_input", lambda h, w, plan: forward(h, w, None, plan),
+                           lambda grad, h, plan: backward_weight(grad, h, plan),
+                           lambda a, b, plan: backward_input(a, b, plan))
+# grad_w = W(grad, x): d/dgrad is the forward conv of x with h, d/dx the input gradient of (grad, h).
+_BackwardWeight = _bilinear("_BackwardWeight", "backward_weight", lambda h, x, plan: forward(x, h, None, plan),
+                            lambda grad, h, plan: backward_input(grad, h, plan),
+                            lambda a, b, plan: backward_weight(a, b, plan))
 
 
 # --------------------------------------------------------------------------------------------- plans

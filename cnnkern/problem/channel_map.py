@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from cnnkern.problem.conv2d import check_tensors, conv2d_spec
+from cnnkern.problem.operands import Problem
 
 
 @dataclass(frozen=True)
@@ -56,20 +57,8 @@ class GroupPointwiseSpec:
     relu: bool = False
 
 
-@dataclass(frozen=True)
-class GroupPointwiseProblem:
-    """What a backend is asked to run: the operands (outputs excluded) and the spec."""
-
-    tensors: tuple[torch.Tensor, ...]
-    spec: GroupPointwiseSpec | ChannelMap
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.tensors[0].dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.tensors[0].device
+# A grouped pointwise conv's or a channel map's operands and spec (``spec``: GroupPointwiseSpec or ChannelMap).
+GroupPointwiseProblem = Problem
 
 
 def check_shuffle_groups(channels: int, groups, what: str = "channels") -> None:

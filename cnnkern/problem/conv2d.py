@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnkern.problem.operands import Problem
+
 IntOrPair = int | Sequence[int]
 
 
@@ -193,17 +195,5 @@ def kernel_family(op: str, input_channels: int, weight_shape: Sequence[int], gro
     return f"depthwise_{op}" if is_depthwise(input_channels, weight_shape, groups) else op
 
 
-@dataclass(frozen=True)
-class Conv2dProblem:
-    """What a backend is asked to run: the operands (outputs excluded) and the validated spec."""
-
-    tensors: tuple[torch.Tensor, ...]
-    spec: Conv2dSpec
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.tensors[0].dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.tensors[0].device
+# A conv2d kernel call's operands and its Conv2dSpec.
+Conv2dProblem = Problem
