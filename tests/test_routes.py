@@ -106,3 +106,13 @@ def test_reference_route_is_aten_itself():
     """On the CPU the automatic choice adds no autograd node of its own: the graph is ATen's."""
     x, w = _r(1, 2, 4, 4).requires_grad_(), _r(2, 2, 3, 3)
     assert type(cnnkern.conv2d(x, w, padding=1).grad_fn) is type(F.conv2d(x, w, padding=1).grad_fn)
+
+
+@pytest.mark.parametrize("route", ["python", pytest.param("cuda", marks=pytest.mark.skipif(
+    extension() is None, reason="the C++ ops need the compiled extension"))])
+def test_group_pointwise_without_input_channels_is_atens_answer(route):
+    x, w, b = _r(2, 0, 3, 4), _r(6, 0, 1, 1), _r(6)
+    want = F.channel_shuffle(F.conv2d(x, w, b, groups=2), 2)
+    with _route.forced_route(route):
+        got = cnnkern.group_pointwise_conv2d(x, w, b, groups=2, shuffle_groups=2)
+    assert got.shape == want.shape == (2, 0, 3, 4)

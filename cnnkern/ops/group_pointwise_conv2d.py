@@ -255,7 +255,8 @@ def group_pointwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = 
         out = group_pointwise_conv2d_op(input, weight, bias, scale, shift, groups, sg, relu)
         return out.squeeze(0) if unbatched else out
     plan = plan_for(input, weight, bias, scale, shift, groups, sg, relu)
-    if plan.route == "aten":
+    # No input channels: ATen's answer (an output without channels), whatever the route; no kernel to run.
+    if plan.route == "aten" or weight.shape[1] == 0:
         _backend.record(plan.pw.choices["fwd"])
         out = aten_pointwise(input, weight, bias, scale, shift, groups, relu)
         if sg > 1:
