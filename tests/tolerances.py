@@ -33,10 +33,21 @@ def assert_matches_reference(actual, ref64, torch_same_dtype=None, name="output"
     # Magnitudes grow with the reduction length; scale atol so small-valued elements are not judged by an
     # absolute bound meant for O(1) values.
     atol_scaled = atol * max(1.0, scale)
-    torch.testing.assert_close(actual.double(), ref64, atol=atol_scaled, rtol=rtol, msg=lambda m: f"{name}: {m}")
+    try:
+        torch.testing.assert_close(actual.double(), ref64, atol=atol_scaled, rtol=rtol, msg=lambda m: f"{name}: {m}")
+    except AssertionError:
+        # The table cannot be met where PyTorch itself misses it in the same dtype (seen: ATen's bf16 depthwise
+        # weight gradient on the CPU, 0.0282 against 0.0277 allowed, depending on which ATen convolutions ran
+        # earlier in the process). Only then the 2x-PyTorch rule below is the bound; otherwise the table holds.
+        if torch_same_dtype is None or _within(torch_same_dtype, ref64, atol_scaled, rtol):
+            raise
     if torch_same_dtype is not None and dtype != torch.float64:
         ours = (actual.double() - ref64).abs().max().item()
         theirs = (torch_same_dtype.double() - ref64).abs().max().item()
         assert ours <= 2 * theirs + atol_scaled, (
             f"{name}: max error {ours:.3e} exceeds 2x PyTorch's own {theirs:.3e} (+atol {atol_scaled:.1e})"
         )
+
+
+def _within(actual, ref64, atol, rtol) -> bool:
+    return bool(((actual.double() - ref64).abs() <= atol + rtol * ref64.abs()).all())
