@@ -104,15 +104,18 @@ def affine(mean, var, gamma, beta, eps) -> tuple[Tensor, Tensor, Tensor]:
     return a, b, invstd
 
 
-def bn_backward(plan: ConvBNPlan, grad, y, mean, invstd, a, b, gamma, training: bool, activation):
-    """(grad of the conv output, grad of gamma, grad of beta), BatchNorm's and the activation's backward."""
-    sum_dz, sum_dz_xhat = plan.bwd_reduce(grad, y, a, b, mean, invstd, activation)
+def bn_backward(kernels, grad, y, mean, var, gamma, beta, eps, training: bool, activation):
+    """(grad of the conv output y, grad of gamma, grad of beta): BatchNorm's and the activation's backward,
+    on ``kernels`` (anything with ``bwd_reduce``/``bwd_apply``: a ConvBNPlan, or _BNKernels)."""
+    a, b, invstd = affine(mean, var, gamma, beta, eps)
+    sum_dz, sum_dz_xhat = kernels.bwd_reduce(grad, y, a, b, mean, invstd, activation)
     if training:  # the statistics depend on y: dy = a * (dz - mean(dz) - xhat * mean(dz * xhat))
-        k_one, k_xhat = -a * sum_dz / plan.pixels, -a * sum_dz_xhat / plan.pixels
+        pixels = y.shape[0] * y.shape[2] * y.shape[3]
+        k_one, k_xhat = -a * sum_dz / pixels, -a * sum_dz_xhat / pixels
     else:
         k_one, k_xhat = torch.zeros_like(a), torch.zeros_like(a)
     dy = _memory.empty(y.shape, y, _memory.format_of(y))
-    plan.bwd_apply(grad, y, a, b, mean, invstd, a, k_one, k_xhat, dy, activation)
+    kernels.bwd_apply(grad, y, a, b, mean, invstd, a, k_one, k_xhat, dy, activation)
     return dy, sum_dz_xhat, sum_dz
 
 
@@ -142,8 +145,7 @@ class _ConvBN(torch.autograd.Function):
     def backward(ctx, grad, _gy, _gmean, _gvar):
         x, w, y, mean, var, gamma, beta = ctx.saved_tensors
         plan, training, eps, activation = ctx.conf
-        a, b, invstd = affine(mean, var, gamma, beta, eps)
-        dy, dgamma, dbeta = bn_backward(plan, grad, y, mean, invstd, a, b, gamma, training, activation)
+        dy, dgamma, dbeta = bn_backward(plan, grad, y, mean, var, gamma, beta, eps, training, activation)
         needs = ctx.needs_input_grad
         return (backward_input(dy, w, plan.conv) if needs[0] else None,
                 backward_weight(dy, x, plan.conv) if needs[1] else None,
@@ -239,18 +241,7 @@ def _op_backward(ctx, grad, _gy, _gmean, _gvar):
 
 
 def _op_bn_backward(grad, y, mean, var, bn_weight, bn_bias, training, eps, activation):
-    # The kernels only need the problem's dtype/device and the pixel count: a 1x1 conv plan over y stands in.
-    pixels = y.shape[0] * y.shape[2] * y.shape[3]
-    plan = _bn_plan(y)
-    a, b, invstd = affine(mean, var, bn_weight, bn_bias, eps)
-    sum_dz, sum_dz_xhat = plan.bwd_reduce(grad, y, a, b, mean, invstd, activation)
-    if training:
-        k_one, k_xhat = -a * sum_dz / pixels, -a * sum_dz_xhat / pixels
-    else:
-        k_one, k_xhat = torch.zeros_like(a), torch.zeros_like(a)
-    dy = _memory.empty(y.shape, y, _memory.format_of(y))
-    plan.bwd_apply(grad, y, a, b, mean, invstd, a, k_one, k_xhat, dy, activation)
-    return dy, sum_dz_xhat, sum_dz
+    return bn_backward(_bn_plan(y), grad, y, mean, var, bn_weight, bn_bias, eps, training, activation)
 
 
 class _BNKernels:
