@@ -55,6 +55,8 @@ from triton.runtime.autotuner import Autotuner
 from triton.runtime.jit import JITFunction, create_function_from_signature
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from triton_sm90_rules import PTX_KINDS, element, hopper_violations, ptx_counts
+
 import cnnkern
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -318,12 +320,45 @@ def _items(full: bool):
     return items
 
 
-def record_launches(full: bool) -> tuple[list[Launch], list[str]]:
+def _hopper_items():
+    """The tensor-core GEMM kernels at benchmark-like alignment (channel counts multiples of 16, so Triton
+    specialises the strides as it does for the real layers): 16-bit, both layouts, forward and backward.
+    The tests' odd tiny shapes compile to unvectorised gathers that Triton cannot stage with cp.async, so
+    they say nothing about the pipeline the benchmark layers get."""
+    items = []
+    # Two (dtype, layout) pairs rather than all four: the dtype does not change how Triton stages a tile,
+    # the layout does (contiguous channels or contiguous pixels); both dtypes are still compiled.
+    for dtype, layout in ((torch.float16, "channels_last"), (torch.bfloat16, "nchw")):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+
+        def conv(dtype=dtype, fmt=fmt):
+            x = torch.randn(2, 64, 16, 16, dtype=dtype).to(memory_format=fmt)
+            w = torch.randn(64, 64, 3, 3, dtype=dtype).to(memory_format=fmt)
+            _fwd_bwd(lambda x, w: cnnkern.conv2d(x, w, None, 1, 1), x, w)
+
+        def tconv(dtype=dtype, fmt=fmt):
+            x = torch.randn(2, 64, 8, 8, dtype=dtype).to(memory_format=fmt)
+            w = torch.randn(64, 32, 4, 4, dtype=dtype)
+            with torch.no_grad():
+                cnnkern.conv_transpose2d(x, w, None, 2, 1)
+
+        def gpw(dtype=dtype, fmt=fmt):
+            x = torch.randn(2, 256, 8, 8, dtype=dtype).to(memory_format=fmt)
+            w = torch.randn(256, 64, 1, 1, dtype=dtype)
+            _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 4, 4), x, w)
+
+        items += [(f"hopper conv2d {dtype} {layout}", conv),
+                  (f"hopper conv_transpose2d {dtype} {layout}", tconv),
+                  (f"hopper group_pointwise {dtype} {layout}", gpw)]
+    return items
+
+
+def record_launches(full: bool, hopper: bool = False) -> tuple[list[Launch], list[str]]:
     JITFunction.run = _recording_run
     Autotuner.run = _recording_autotune
     _accept_cpu_tensors()
     errors = []
-    items = _items(full)
+    items = _hopper_items() if hopper else _items(full)
     # Every item once as it is, then the small ones again with INT64 indexing forced on (the big-tensor
     # items reach it for real only in the forward kernels they use).
     for int64 in (False, True):
@@ -437,6 +472,7 @@ def _compile_one(index: int) -> dict:
         text = log.getvalue()
         spill = _PTXAS_SPILL.search(text)
         usage = _resource_usage(kernel.asm["cubin"])
+        out.update(ptx_counts(kernel.asm["ptx"]))
         out.update(ok=True, regs=usage.get("REG"), stack=usage.get("STACK", 0), local=usage.get("LOCAL", 0),
                    spill_stores=int(spill.group(1)) if spill else None,
                    spill_loads=int(spill.group(2)) if spill else None,
@@ -485,6 +521,26 @@ def _spill(r: dict) -> int:
     return r["stack"]
 
 
+def _mma_report(results: list[dict]) -> None:
+    """Per kernel that multiplies 16-bit tiles: how many of its variants reach wgmma, how many stay on
+    mma.sync, and whether any stages operands with TMA or cp.async."""
+    rows = {}
+    for r in results:
+        if not r["ok"] or element(r) not in ("fp16", "bf16"):
+            continue
+        row = rows.setdefault(r["kernel"], {"variants": 0, "wgmma": 0, "mma_sync": 0, "tma": 0, "cp_async": 0})
+        row["variants"] += 1
+        for kind in PTX_KINDS:
+            row[kind] += bool(r.get(kind))
+    rows = {k: v for k, v in rows.items() if v["wgmma"] or v["mma_sync"]}
+    if not rows:
+        return
+    print(f"\n16-bit variants by the MMA they compile to (sm_90 PTX):\n{'kernel':34} {'variants':>8} {'wgmma':>6} "
+          f"{'mma.sync':>8} {'TMA':>4} {'cp.async':>8}")
+    for name, v in sorted(rows.items()):
+        print(f"{name:34} {v['variants']:8d} {v['wgmma']:6d} {v['mma_sync']:8d} {v['tma']:4d} {v['cp_async']:8d}")
+
+
 def report(results: list[dict], strict: bool) -> int:
     failures = [r for r in results if not r["ok"]]
     over_smem = [r for r in results if r["ok"] and r["smem"] > SM90_MAX_SMEM]
@@ -499,6 +555,7 @@ def report(results: list[dict], strict: bool) -> int:
         print(f"{name:34} {len(rs):8d} {len(rs) - len(ok):4d} {reg_txt:>13} "
               f"{max((_spill(r) for r in ok), default=0):14d} {max((r['smem'] for r in ok), default=0):13d} "
               f"{sum(r['smem'] > SM90_MAX_SMEM for r in ok):7d}")
+    _mma_report(results)
     # A flag that kept one value was compiled one way only: if the GPU can reach its other value, the
     # workload here misses an op or argument (UPCAST is interpreter-only, so False is its one GPU value).
     seen: dict[str, dict[str, set]] = {}
@@ -522,7 +579,8 @@ def report(results: list[dict], strict: bool) -> int:
     if spills:
         print(f"\n{len(spills)} variants spill registers, worst first (bytes per thread):")
         for r in sorted(spills, key=lambda r: -_spill(r))[:25]:
-            print(f"  {r['kernel']} [{r['config']}] {r['constexprs']}: {r['regs']} regs, {_spill(r)} B")
+            print(f"  {r['kernel']} {element(r)} [{r['config']}] {r['constexprs']}: {r['regs']} regs, "
+                  f"{_spill(r)} B")
     return 1 if failures or (strict and over_smem) else 0
 
 
@@ -537,11 +595,18 @@ def main() -> int:
     ap.add_argument("--cache-dir", help="Triton cache to use (default: a fresh temporary one, so every "
                                         "kernel really compiles)")
     ap.add_argument("--only", help="compile only kernels whose name contains this")
+    ap.add_argument("--hopper", action="store_true",
+                    help="instead: the 16-bit GEMM kernels at benchmark-like alignment, every config, and fail "
+                         "unless each warpgroup-sized tile compiles to wgmma fed by cp.async/TMA")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    launches, errors = record_launches(args.full)
-    todo = representatives(launches, args.level)
+    launches, errors = record_launches(args.full, args.hopper)
+    if args.hopper:  # INT64 variants are the tests' business; every config here, not a cover
+        todo = [launch for launch in launches if launch.named_constexprs().get("INT64") != "True"
+                and "BLOCK_K" in launch.named_constexprs()]
+    else:
+        todo = representatives(launches, args.level)
     if args.only:
         todo = [launch for launch in todo if args.only in launch.name]
     t1 = time.perf_counter()
@@ -555,6 +620,13 @@ def main() -> int:
         results = compile_all(todo, args.jobs)
     t2 = time.perf_counter()
     status = report(results, args.strict)
+    if args.hopper:
+        bad, known = hopper_violations(results)
+        for line in bad:
+            print(f"HOPPER: {line}")
+        print(f"hopper rule: {len(bad)} violation(s); {len(known)} known NCHW variant(s) without async "
+              "staging (see hopper_violations)")
+        status = status or int(bool(bad))
     print(f"\ncompiled {len(results)} variants ({sum(not r['ok'] for r in results)} failed) in {t2 - t1:.1f} s; "
           f"total {t2 - t0:.1f} s")
     if args.json:

@@ -35,6 +35,7 @@ from cnnkern.triton.tiles import (
     channels_last,
     conv_epilogue,
     conv_geometry,
+    conv_taps_mma,
     dense,
     gemm_configs,
     mma,
@@ -43,7 +44,6 @@ from cnnkern.triton.tiles import (
     split_chunks,
     split_k,
     sum_splits,
-    tap_mma,
     tile_offsets,
 )
 
@@ -80,14 +80,8 @@ def _conv2d_fwd_kernel(
     co = g * Cg_out + offs_n
     w_col = co * swo
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for r in tl.static_range(KH):
-        ih = ih0 + r * dil_h
-        ok_h = mask_m & (ih >= 0) & (ih < H)
-        for s in tl.static_range(KW):
-            iw = iw0 + s * dil_w
-            ok = ok_h & (iw >= 0) & (iw < W)
-            acc = tap_mma(acc, x_ptr, x_row + ih * sxh + iw * sxw, ok, sxc, w_ptr, w_col + r * swh + s * sww, swc,
-                          Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    acc = conv_taps_mma(acc, x_ptr, x_row, ih0, iw0, mask_m, H, W, dil_h, dil_w, sxh, sxw, sxc, w_ptr, w_col, swh,
+                        sww, swc, Cg_in, mask_n, KH, KW, UPCAST, IEEE, BLOCK_K)
     # Statistics rows are the pixel tiles (program_id 0); every group's program writes its own channels.
     conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
                   mask_m, mask_n, tl.program_id(0), Cg_out * tl.num_programs(2), HAS_BIAS, HAS_SCALE,

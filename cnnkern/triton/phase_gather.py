@@ -15,6 +15,8 @@ each other.
 
 from __future__ import annotations
 
+import math
+
 import triton
 import triton.language as tl
 
@@ -26,9 +28,9 @@ from cnnkern.triton.tiles import (
     channels_last,
     conv_geometry,
     gemm_configs,
+    mma,
     mma_flags,
     phase_pixels,
-    tap_mma,
     tile_offsets,
 )
 
@@ -42,7 +44,7 @@ def _phase_gather_kernel(
     sin, sic, sih, siw,
     swi, swo, swh, sww,
     son, soc, soh, sow,
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, step_h, step_w,
     GEMM_M, GEMM_N, GEMM_K,
     KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
     HAS_BIAS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
@@ -61,20 +63,38 @@ def _phase_gather_kernel(
     co = g * Cg_out + offs_n
     # The weight's first dim counts this group's input-role channels, its second output channels in the group.
     w_col = (g * Cg_in) * swi + offs_n * swo
+    # The taps reaching this phase: r with (ph + pad_h - r*dil_h) divisible by stride_h, i.e. r0, r0 + step_h,
+    # ... below KH (step = stride / gcd(stride, dil), from the host); the same along w. r0 is the smallest
+    # such r (KH when none): the scan runs downwards so the last hit wins. `%` only tests for zero, which
+    # holds whatever the sign convention.
+    r0 = KH
+    for tap_r in tl.static_range(KH - 1, -1, -1):
+        r0 = tl.where((ph + pad_h - tap_r * dil_h) % stride_h == 0, tap_r, r0)
+    s0 = KW
+    for tap_s in tl.static_range(KW - 1, -1, -1):
+        s0 = tl.where((pw + pad_w - tap_s * dil_w) % stride_w == 0, tap_s, s0)
+    taps_h = tl.cdiv(KH - r0, step_h)
+    taps_w = tl.cdiv(KW - s0, step_w)
+    # One flat loop over (tap, channel block), so that Triton pipelines it as a whole (see conv_taps_mma).
+    offs_k = tl.arange(0, BLOCK_K)
+    c_blocks = tl.cdiv(Cg_in, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for r in tl.static_range(KH):
-        off_h = ph + pad_h - r * dil_h
-        # Exact division (either sign): `%` is zero and `//` exact whatever the rounding convention.
-        if off_h % stride_h == 0:
-            ih = jh + off_h // stride_h
-            ok_h = mask_m & (ih >= 0) & (ih < HI)
-            for s in tl.static_range(KW):
-                off_w = pw + pad_w - s * dil_w
-                if off_w % stride_w == 0:
-                    iw = jw + off_w // stride_w
-                    ok = ok_h & (iw >= 0) & (iw < WI)
-                    acc = tap_mma(acc, in_ptr, in_row + ih * sih + iw * siw, ok, sic,
-                                  w_ptr, w_col + r * swh + s * sww, swi, Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
+    for kk in range(taps_h * taps_w * c_blocks):
+        tap = kk // c_blocks
+        c = (kk - tap * c_blocks) * BLOCK_K + offs_k
+        jr = tap // taps_w
+        r = r0 + jr * step_h
+        s = s0 + (tap - jr * taps_w) * step_w
+        # Exact divisions (either sign), so `//` is exact whatever its rounding convention.
+        ih = jh + (ph + pad_h - r * dil_h) // stride_h
+        iw = jw + (pw + pad_w - s * dil_w) // stride_w
+        ok = mask_m & (ih >= 0) & (ih < HI) & (iw >= 0) & (iw < WI)
+        mask_c = c < Cg_in
+        a = tl.load(in_ptr + (in_row + ih * sih + iw * siw)[:, None] + c[None, :] * sic,
+                    mask=ok[:, None] & mask_c[None, :], other=0.0)
+        b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swi,
+                    mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(acc, a, b, UPCAST, IEEE)
     bias_store(acc, b_ptr, out_ptr, n * son + oh * soh + ow * sow, co, soc, mask_m, mask_n, HAS_BIAS, ACC_DTYPE)
 
 
@@ -90,6 +110,7 @@ def phase_gather(inp, w, bias, out, spec: Conv2dSpec) -> None:
     groups = spec.groups
     cg_in, cg_out = c_in // groups, c_out // groups
     sh, sw = spec.stride
+    dh, dw = spec.dilation
     jh, jw = triton.cdiv(ho, sh), triton.cdiv(wo, sw)
     gemm_m = n * jh * jw
 
@@ -100,7 +121,7 @@ def phase_gather(inp, w, bias, out, spec: Conv2dSpec) -> None:
         inp, w, bias if bias is not None else w, out,
         hi, wi, ho, wo, jh, jw, cg_in, cg_out,
         *inp.stride(), *w.stride(), *out.stride(),
-        *conv_geometry(spec),
+        *conv_geometry(spec), sh // math.gcd(sh, dh), sw // math.gcd(sw, dw),
         gemm_m, cg_out, triton.cdiv(kh, sh) * triton.cdiv(kw, sw) * cg_in,
         KH=kh, KW=kw, CHANNELS_LAST=channels_last(inp), HAS_BIAS=bias is not None,
         **mma_flags(inp.dtype, (inp, w, out)),

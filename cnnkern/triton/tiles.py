@@ -119,6 +119,36 @@ def tap_mma(acc, x_ptr, x_pix, ok, sxc, w_ptr, w_tap, swc, C, mask_n, UPCAST: tl
 
 
 @triton.jit
+def conv_taps_mma(acc, x_ptr, x_row, ih0, iw0, mask_m, H, W, dil_h, dil_w, sxh, sxw, sxc, w_ptr, w_col, swh, sww,
+                  swc, C, mask_n, KH: tl.constexpr, KW: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """acc += sum over the KH x KW taps and the C channels of x[pixel at the tap, c] @ w[c, tap, cols].
+
+    One flat loop over (tap, channel block) rather than a channel loop per unrolled tap: Triton software-
+    pipelines a loop (num_stages: cp.async on sm_80, async wgmma on sm_90), and the per-tap loops of a
+    64-channel layer have two iterations each, too short to fill a pipeline. The tap's coordinates and
+    bounds are recomputed per iteration (a few integer ops on BLOCK_M lanes, next to a BLOCK_M x BLOCK_N x
+    BLOCK_K MMA)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    c_blocks = tl.cdiv(C, BLOCK_K)
+    for kk in range(KH * KW * c_blocks):
+        tap = kk // c_blocks
+        c = (kk - tap * c_blocks) * BLOCK_K + offs_k
+        r = tap // KW
+        s = tap - r * KW
+        ih = ih0 + r * dil_h
+        iw = iw0 + s * dil_w
+        ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        mask_c = c < C
+        a = tl.load(x_ptr + (x_row + ih * sxh + iw * sxw)[:, None] + c[None, :] * sxc,
+                    mask=ok[:, None] & mask_c[None, :], other=0.0)
+        b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swc,
+                    mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(acc, a, b, UPCAST, IEEE)
+    return acc
+
+
+@triton.jit
 def add_per_channel(acc, v_ptr, co, mask_n, ENABLED: tl.constexpr, ACC_DTYPE: tl.constexpr):
     """acc[:, j] += v[co[j]] (a bias or folded-BN shift), when ENABLED."""
     if ENABLED:

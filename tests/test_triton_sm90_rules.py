@@ -1,0 +1,54 @@
+"""The Hopper rule of scripts/triton_sm90_check.py (--hopper) on hand-made compile results: a warpgroup-sized
+16-bit tile must compile to wgmma fed by cp.async/TMA; NCHW tiles without async staging are known, not failed;
+small tiles and fp32 are out of scope. The compiles themselves run in CI through the script."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from triton_sm90_rules import hopper_violations, ptx_counts
+
+PTX = """
+    cp.async.cg.shared.global [%r1], [%rd2], 16, %r3;
+    cp.async.cg.shared.global [%r4], [%rd5], 16, %r6;
+    wgmma.fence.sync.aligned;
+    wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%f1}, %rd7, %rd8, 1, 1, 1, 0, 1;
+    wgmma.wait_group.sync.aligned 1;
+    mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%f2}, {%r9}, {%r10}, {%f3};
+"""
+
+
+def _result(el="fp16", channels_last=True, block_m=128, threads=256, **counts):
+    r = {"kernel": "_k", "ok": True, "config": "warps=8 stages=3", "threads": threads,
+         "signature": {"x_ptr": f"*{el}", "N": "i32"},
+         "constexprs": {"CHANNELS_LAST": str(channels_last), "BLOCK_M": str(block_m), "BLOCK_K": "64"}}
+    r.update({"wgmma": 0, "mma_sync": 0, "tma": 0, "cp_async": 0})
+    r.update(counts)
+    return r
+
+
+def test_ptx_counts_tell_the_instruction_kinds_apart():
+    # wgmma.fence and wgmma.wait_group are not MMAs; cp.async.cg counts, a bulk tensor copy would be TMA.
+    assert ptx_counts(PTX) == {"wgmma": 1, "mma_sync": 1, "tma": 0, "cp_async": 2}
+    assert ptx_counts("cp.async.bulk.tensor.2d.shared::cluster.global [%r1], [%rd1, {%r2, %r3}];")["tma"] == 1
+
+
+def test_hopper_rule():
+    good = _result(wgmma=4, cp_async=24)
+    no_wgmma = _result(mma_sync=8, cp_async=12)
+    no_async_cl = _result(wgmma=4)
+    no_async_nchw = _result(channels_last=False, wgmma=4)
+    no_wgmma_nchw = _result(channels_last=False, mma_sync=8)
+    tma_only = _result(wgmma=4, tma=2)
+    small = _result(block_m=32, mma_sync=8)
+    two_warps = _result(threads=64, mma_sync=8)
+    fp32 = _result(el="fp32")
+    bad, known = hopper_violations([good, no_wgmma, no_async_cl, no_async_nchw, no_wgmma_nchw, tma_only, small,
+                                    two_warps, fp32])
+    assert len(bad) == 3 and len(known) == 1
+    assert "no wgmma" in bad[0] and "no cp.async/TMA" in bad[1] and "no wgmma" in bad[2]
+    assert "'CHANNELS_LAST': 'False'" in known[0]
+    assert hopper_violations([good, tma_only, small]) == ([], [])
