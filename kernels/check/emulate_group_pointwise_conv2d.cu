@@ -32,7 +32,7 @@ int g_runs = 0;
 struct {
   int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel;
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
-  int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
+  int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
 
 struct Case {
@@ -91,6 +91,63 @@ struct Epi {
 
 // ---- small-K forward replay ----------------------------------------------------------------------------
 
+// mma.sync m16n8k16 (row.col, fp32 accumulate) of one warp from its lanes' fragment registers, in the
+// PTX ISA layout (see GpwSmallK::a_frag): D = C + A * B, summed in k order in fp32.
+template <class T>
+void host_mma16816(float acc[32][4], const uint32_t a[32][4], const uint32_t b[32][2]) {
+  auto half = [](uint32_t r, int hi) {
+    const uint16_t bits = static_cast<uint16_t>(hi ? r >> 16 : r & 0xffffu);
+    T v;
+    std::memcpy(&v, &bits, sizeof(v));
+    return Num<T>::to_float(v);
+  };
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int gid = l >> 2, tig = l & 3;
+    for (int q = 0; q < 4; ++q)
+      for (int h = 0; h < 2; ++h) A[gid + 8 * (q & 1)][2 * tig + 8 * (q >> 1) + h] = half(a[l][q], h);
+    for (int q = 0; q < 2; ++q)
+      for (int h = 0; h < 2; ++h) B[2 * tig + 8 * q + h][gid] = half(b[l][q], h);
+    for (int i = 0; i < 4; ++i) C[gid + 8 * (i >> 1)][2 * tig + (i & 1)] = acc[l][i];
+  }
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 8; ++c) {
+      float v = C[r][c];
+      for (int k = 0; k < 16; ++k) v += A[r][k] * B[k][c];
+      C[r][c] = v;
+    }
+  for (int l = 0; l < 32; ++l) {
+    const int gid = l >> 2, tig = l & 3;
+    for (int i = 0; i < 4; ++i) acc[l][i] = C[gid + 8 * (i >> 1)][2 * tig + (i & 1)];
+  }
+}
+
+// The mma compute phase, warp by warp: the kernel's own fragment loads and epilogue, lane by lane,
+// around a host m16n8k16 (GpwSmallK::compute_mma_device's loop).
+template <class K>
+void replay_mma_phase(const K& k, unsigned char* smem, int buf) {
+  using T = std::remove_cv_t<std::remove_reference_t<decltype(*k.p.x)>>;
+  const auto sm = k.carve(smem);
+  const int items = k.mma_items(), ksteps = k.pl.kpad / 16;
+  for (int warp = 0; warp < kGpwSmallKThreads / 32; ++warp)
+    for (int it = warp; it < items; it += kGpwSmallKThreads / 32) {
+      const auto m = k.mma_item(it);
+      static float acc[8][32][4];
+      std::memset(acc, 0, sizeof(acc));
+      for (int kb = 0; kb < ksteps; ++kb) {
+        uint32_t a[32][4];
+        for (int l = 0; l < 32; ++l) k.a_frag(sm.raw[buf], m, kb, l, a[l]);
+        for (int n = 0; n < m.nt; ++n) {
+          uint32_t b[32][2];
+          for (int l = 0; l < 32; ++l) k.b_frag(sm.wt, m, n, kb, l, b[l]);
+          host_mma16816<T>(acc[n], a, b);
+        }
+      }
+      for (int n = 0; n < m.nt; ++n)
+        for (int l = 0; l < 32; ++l) k.mma_epilogue(smem, m, n, l, acc[n][l]);
+    }
+}
+
 // Runs each phase for every thread of the block in turn; barriers and cp.async waits are implied by the
 // phase order (the copies are synchronous here).
 struct HostExec {
@@ -100,6 +157,10 @@ struct HostExec {
   }
   void barrier() {}
   void wait(int) {}
+  template <class K>
+  void mma_phase(const K& k, unsigned char* smem, int buf) {
+    replay_mma_phase(k, smem, buf);
+  }
 };
 
 // Every CTA of the persistent grid, in turn, with its shared memory (exact size, for ASan) poisoned
@@ -130,10 +191,11 @@ bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const
     f.scalar_in = true;
     f.scatter_out = true;
   }
-  if (r.variant == 5) {
+  if (r.variant == 5) {  // 16-bit: the FMA path instead of mma
     const GpwSmallKPlan base = plan_gpw_smallk(p, r.sms);
     f.tile_p = 32;
     f.rc = base.rc == 8 ? 4 : 8;
+    f.fma = true;
   }
   if (r.variant == 6) {
     f.tile_p = 16;
@@ -156,11 +218,14 @@ bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const
     std::printf("FAIL smallk %s variant=%d: plan accepted a problem it must leave to the GEMM\n", name, r.variant);
   }
   if (pl.rc == 4) replay_smallk(GpwSmallK<T, 4>::make(p, pl));
-  else replay_smallk(GpwSmallK<T, 8>::make(p, pl));
+  else if (pl.rc == 8) replay_smallk(GpwSmallK<T, 8>::make(p, pl));
+  else if constexpr (sizeof(T) == 2) replay_smallk(GpwSmallK<T, kGpwMma>::make(p, pl));
+  else std::abort();  // the plan never picks mma for fp32
   auto& g = g_paths;
   ++(pl.in_mode == kGpwInDense16 ? g.sk_dense : g.sk_scalar);
   ++(pl.out_mode == kGpwOutSlab16 ? g.sk_slab : g.sk_scatter);
-  ++(pl.rc == 4 ? g.sk_rc4 : g.sk_rc8);
+  ++(pl.rc == 4 ? g.sk_rc4 : pl.rc == 8 ? g.sk_rc8 : g.sk_mma);
+  g.sk_linear += pl.o_linear;
   ++(pl.tile_p == 128 ? g.sk_p128 : pl.tile_p == 64 ? g.sk_p64 : pl.tile_p == 32 ? g.sk_p32 : g.sk_p16);
   g.sk_multi += pl.tiles > pl.grid;
   g.sk_tail += p.s.pixels() % pl.tile_p != 0;
@@ -522,11 +587,12 @@ int main(int argc, char** argv) {
   run_all_smallk<__nv_bfloat16>(sk_cases);
   std::printf("smallk: %s\n", g_failures ? "FAILED" : "ok");
   const auto& k = g_paths;
-  std::printf("smallk paths: dense_in=%d scalar_in=%d slab_out=%d scatter_out=%d rc4=%d rc8=%d p128=%d p64=%d "
+  std::printf("smallk paths: dense_in=%d scalar_in=%d slab_out=%d scatter_out=%d rc4=%d rc8=%d mma=%d linear_out=%d "
+              "p128=%d p64=%d "
               "p32=%d p16=%d multi_tile_ctas=%d ragged=%d\n",
-              k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_p128, k.sk_p64, k.sk_p32,
+              k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_p128, k.sk_p64, k.sk_p32,
               k.sk_p16, k.sk_multi, k.sk_tail);
-  if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_p128 ||
+  if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_p128 ||
       !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail) {
     std::printf("FAIL: a small-K path was never exercised\n");
     ++g_failures;

@@ -107,11 +107,13 @@ __host__ inline SplitKPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int
 // its shared-memory carve-up and its load/store modes. See kernels/conv/group_pointwise_conv2d.md for the
 // arithmetic behind the bounds.
 
-// Per-group reduction bound: the kernel is fp32 FMA on CUDA cores and keeps the whole filter in shared
-// memory; above ~64 input channels per group the FMA time exceeds the memory time by > 2x on the
-// benchmark layers (md), the filter no longer fits next to the tiles, and the tensor-core GEMM is the
-// better home.
+// Per-group reduction bound: the kernel keeps the whole filter in shared memory next to the tiles, and
+// computes fp32 with FMA on CUDA cores, whose rate caps it below the bandwidth floor once
+// cg_in * cg_out / (cg_in + cg_out) exceeds ~14 FLOP per byte (md); 16-bit types use mma.sync
+// (m16n8k16, fp32 accumulate), whose rate is no limit. Above 64 input channels per group the filter
+// crowds the tiles out of shared memory and the tensor-core GEMM is the better home.
 constexpr int kGpwSmallKMaxCgIn = 64;
+constexpr int kGpwMma = 0;  // the compute-width value (plan.rc, kernel RC) that selects mma.sync
 constexpr int kGpwSmallKThreads = 256;
 constexpr int kGpwSmallKRP = 8;  // pixels per thread (register tile rows)
 // Two CTAs per SM: 228 KB less the 1 KB per CTA the hardware reserves.
@@ -128,13 +130,16 @@ struct GpwSmallKPlan {
   const char* why_not = nullptr;  // nullptr: the small-K kernel runs
   int tile_p = 0, rc = 0, npg = 0, nchunks = 0, cpc = 0;
   int kpad = 0, cgp = 0, ldx = 0, ldo = 0, ldw = 0, out_cols = 0;
+  int nb = 0, kw = 0, nbuf = 1;  // mma: n-tiles per item, filter row length (T); raw stages
+  bool o_linear = false;         // out tile == the y slab, element for element (16-byte smem reads)
   int in_mode = 0, out_mode = 0;
   int64_t x_pitch = 0, y_pitch = 0;
   int tiles = 0, grid = 0, ctas_per_sm = 0;
   int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / C_in, % C_in (convert-phase stride)
   FastDivmod div_cin, div_cout, div_total;
   // byte offsets into dynamic shared memory (all 16-byte aligned)
-  int off_raw = 0, off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
+  int off_raw[2] = {0, 0};
+  int off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
   int smem_bytes = 0;
   __host__ bool use() const { return why_not == nullptr; }
 };
@@ -142,7 +147,7 @@ struct GpwSmallKPlan {
 // Emulator-only overrides (0 / false: the plan's own choice).
 struct GpwSmallKForce {
   int tile_p = 0, rc = 0;
-  bool scalar_in = false, scatter_out = false;
+  bool scalar_in = false, scatter_out = false, fma = false;
 };
 
 // The element distance between consecutive pixels when every pixel of an (n, c, h, w) view is `pitch`
@@ -186,25 +191,48 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
                                                                                      : kGpwOutScatter;
   pl.out_cols = pl.out_mode == kGpwOutSlab16 ? s.total : s.c_out;
 
-  // Columns per thread: 8 halves the x loads per FMA, 4 wastes less on cg_out % 8 != 0 (45, 58, 12...).
-  const int cgp4 = gpw_round_up(s.cg_out, 4), cgp8 = gpw_round_up(s.cg_out, 8);
-  pl.rc = force.rc ? force.rc : (cgp8 * 100 <= cgp4 * 103 ? 8 : 4);
-  pl.cgp = gpw_round_up(s.cg_out, pl.rc);
-  pl.cpc = pl.cgp / pl.rc;
-  pl.nchunks = s.groups * pl.cpc;
-  pl.kpad = gpw_round_up(s.cg_in, 4);
-  pl.ldw = s.groups * pl.cgp;
-  // x tile rows: fp32, 16-byte units per row odd so that 8 lanes' LDS.128 on consecutive pixels hit
-  // distinct bank quads.
-  pl.ldx = gpw_round_up(s.groups * pl.kpad, 4);
-  if (pl.ldx % 8 == 0) pl.ldx += 4;
-  // out tile rows: the compute stores of consecutive pixels land in distinct banks (odd words per row).
-  pl.ldo = pl.out_cols;
-  if (esz == 4) {
-    if (pl.ldo % 2 == 0) pl.ldo += 1;
+  // 16-bit types with an even cg_in (32-bit fragment loads from the raw slab) use mma.sync.
+  const bool mma = esz == 2 && s.cg_in % 2 == 0 && !force.fma && force.rc == 0;
+  if (mma) {
+    pl.rc = kGpwMma;
+    pl.cgp = gpw_round_up(s.cg_out, 8);
+    const int ntiles = pl.cgp / 8;       // n-tiles of a group
+    pl.cpc = (ntiles + 7) / 8;           // chunks of <= 8 n-tiles (32 accumulators per lane)
+    pl.nb = (ntiles + pl.cpc - 1) / pl.cpc;
+    pl.nchunks = s.groups * pl.cpc;
+    pl.kpad = gpw_round_up(s.cg_in, 16);
+    // Filter rows (one per output column, k contiguous) of kpad + 8 elements: the 8 rows x 4 words of a
+    // B fragment load fall in distinct banks.
+    pl.kw = pl.kpad + 8;
+    pl.ldw = s.groups * pl.cgp;
+    pl.nbuf = 2;  // the fragments are read from the raw stage itself: copy the next tile elsewhere
+    pl.ldx = 0;
+    // The accumulator rows of a fragment are 8 pixels: an unpadded out tile spreads them over banks well
+    // enough, and keeps it linear (16-byte reads in the store).
+    pl.ldo = pl.out_cols;
   } else {
-    while (pl.ldo % 4 != 2) ++pl.ldo;
+    // Columns per thread: 8 halves the x loads per FMA, 4 wastes less on cg_out % 8 != 0 (45, 58, 12...).
+    const int cgp4 = gpw_round_up(s.cg_out, 4), cgp8 = gpw_round_up(s.cg_out, 8);
+    pl.rc = force.rc ? force.rc : (cgp8 * 100 <= cgp4 * 103 ? 8 : 4);
+    pl.cgp = gpw_round_up(s.cg_out, pl.rc);
+    pl.cpc = pl.cgp / pl.rc;
+    pl.nchunks = s.groups * pl.cpc;
+    pl.kpad = gpw_round_up(s.cg_in, 4);
+    pl.ldw = s.groups * pl.cgp;
+    pl.nbuf = 1;  // converted to x_s before the next copy is issued
+    // x tile rows: fp32, 16-byte units per row odd so that 8 lanes' LDS.128 on consecutive pixels hit
+    // distinct bank quads.
+    pl.ldx = gpw_round_up(s.groups * pl.kpad, 4);
+    if (pl.ldx % 8 == 0) pl.ldx += 4;
+    // out tile rows: the compute stores of consecutive pixels land in distinct banks (odd words per row).
+    pl.ldo = pl.out_cols;
+    if (esz == 4) {
+      if (pl.ldo % 2 == 0) pl.ldo += 1;
+    } else {
+      while (pl.ldo % 4 != 2) ++pl.ldo;
+    }
   }
+  pl.o_linear = pl.out_mode == kGpwOutSlab16 && pl.ldo == pl.out_cols;
 
   auto carve = [&](int tp) {
     int off = 0;
@@ -213,15 +241,16 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
       off += gpw_round_up(bytes, 16);
       return o;
     };
-    pl.off_raw = take(tp * s.c_in * esz);
+    pl.off_raw[0] = take(tp * s.c_in * esz);
+    pl.off_raw[1] = pl.nbuf == 2 ? take(tp * s.c_in * esz) : pl.off_raw[0];
     pl.off_x = take(tp * pl.ldx * 4);
     pl.off_o = take(tp * pl.ldo * esz);
-    pl.off_w = take(pl.kpad * pl.ldw * 4);
+    pl.off_w = take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
     pl.off_bias = take(pl.ldw * 4);
     pl.off_scale = take(pl.ldw * 4);
     pl.off_shift = take(pl.ldw * 4);
     pl.off_odst = take(pl.ldw * 4);
-    pl.off_xcol = take(s.c_in * 4);
+    pl.off_xcol = take(mma ? 0 : s.c_in * 4);
     return off;
   };
   // Tile: the largest of 128/64/32/16 pixels that fits and keeps the (pixel group, column chunk) items
@@ -232,9 +261,11 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
   for (int tp : cands) {
     if (force.tile_p && tp != force.tile_p) continue;
     if (carve(tp) > kGpwSmallKSmemBudget) continue;
-    const int items = tp / kGpwSmallKRP * pl.nchunks;
-    const int rounds = (items + kGpwSmallKThreads - 1) / kGpwSmallKThreads;
-    const double eff = static_cast<double>(items) / (rounds * kGpwSmallKThreads);
+    // FMA: one item per thread; mma: one per warp.
+    const int workers = mma ? kGpwSmallKThreads / 32 : kGpwSmallKThreads;
+    const int items = (mma ? tp / 16 : tp / kGpwSmallKRP) * pl.nchunks;
+    const int rounds = (items + workers - 1) / workers;
+    const double eff = static_cast<double>(items) / (rounds * workers);
     if (eff >= 0.9 && best_eff < 0.9) {
       best = tp;
       best_eff = eff;

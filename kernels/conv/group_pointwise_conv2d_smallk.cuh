@@ -7,9 +7,13 @@
 //   * CTAs are persistent (grid-stride over tiles): the whole filter (fp32, zero-padded per group),
 //     bias / scale / shift and the shuffled destination column of every output channel are put in
 //     shared memory once per CTA;
-//   * the raw slab is converted once to an fp32 tile x_s[pixel][group][kpad] (zero-padded k), then each
-//     thread computes 8 pixels x RC channels of one group with fp32 FMA (exact for fp32: no TF32),
-//     reading 4 k at a time with 16-byte shared loads (x: conflict-free rows, w: broadcast);
+//   * fp32 (RC = 4 or 8): the raw slab is converted once to an fp32 tile x_s[pixel][group][kpad]
+//     (zero-padded k), then each thread computes 8 pixels x RC channels of one group with fp32 FMA (exact
+//     for fp32: no TF32), reading 4 k at a time with 16-byte shared loads (x: conflict-free rows, w:
+//     broadcast). 16-bit types may take the same path (the plan's choice when cg_in is odd);
+//   * 16-bit (RC = kGpwMma): each warp computes 16 pixels x up to 64 channels of one group with
+//     mma.sync m16n8k16 (fp32 accumulate), its A fragments read straight from the raw slab (zero past
+//     cg_in), its B fragments from the zero-padded filter; the raw stage is double-buffered;
 //   * bias, scale, shift and ReLU are applied to the fp32 accumulator in that order (as the GEMM
 //     epilogue does), and the value is rounded once into an out tile already in shuffled channel order;
 //   * the out tile leaves as one contiguous slab with 16-byte stores (kGpwOutSlab16), or element by
@@ -22,6 +26,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/numeric.cuh"
 #include "conv/group_pointwise_conv2d_params.cuh"
@@ -59,7 +64,9 @@ struct alignas(16) GpwF4 {
 
 template <class T, int RC>
 struct GpwSmallK {
-  static_assert(RC == 4 || RC == 8, "columns per thread");
+  static_assert(RC == 4 || RC == 8 || RC == kGpwMma, "columns per thread, or mma");
+  static constexpr bool kMma = RC == kGpwMma;
+  static_assert(!kMma || sizeof(T) == 2, "mma.sync takes 16-bit operands");
   static constexpr int kThreads = kGpwSmallKThreads;
   static constexpr int kRP = kGpwSmallKRP;
   static constexpr int kVec = 16 / static_cast<int>(sizeof(T));
@@ -79,10 +86,11 @@ struct GpwSmallK {
   }
 
   struct Smem {
-    T* raw;
+    T* raw[2];
     float* x;
     T* o;
-    float* w;
+    float* w;   // fp32 filter w[k][col] (FMA)
+    T* wt;      // 16-bit filter wt[col][k] (mma), same storage
     float* bias;
     float* scale;
     float* shift;
@@ -91,10 +99,12 @@ struct GpwSmallK {
   };
   CNNKERN_HD Smem carve(unsigned char* base) const {
     Smem m;
-    m.raw = reinterpret_cast<T*>(base + pl.off_raw);
+    m.raw[0] = reinterpret_cast<T*>(base + pl.off_raw[0]);
+    m.raw[1] = reinterpret_cast<T*>(base + pl.off_raw[1]);
     m.x = reinterpret_cast<float*>(base + pl.off_x);
     m.o = reinterpret_cast<T*>(base + pl.off_o);
     m.w = reinterpret_cast<float*>(base + pl.off_w);
+    m.wt = reinterpret_cast<T*>(base + pl.off_w);
     m.bias = reinterpret_cast<float*>(base + pl.off_bias);
     m.scale = reinterpret_cast<float*>(base + pl.off_scale);
     m.shift = reinterpret_cast<float*>(base + pl.off_shift);
@@ -107,14 +117,26 @@ struct GpwSmallK {
     return left < pl.tile_p ? left : pl.tile_p;
   }
 
-  // Once per CTA: the padded fp32 filter w_s[k][g * cgp + j], the per-column epilogue vectors and
-  // destination column (-1 for padding columns), the x column of every input channel, and a zeroed x
-  // tile (its k padding must read as 0: 0 * NaN from stale memory would poison the sums).
+  // Once per CTA: the zero-padded filter (fp32 w[k][g * cgp + j], or 16-bit wt[g * cgp + j][k] for
+  // mma), the per-column epilogue vectors and destination column (-1 for padding columns); for FMA also
+  // the x column of every input channel and a zeroed x tile (its k padding must read as 0: 0 * NaN from
+  // stale memory would poison the sums).
   CNNKERN_HD void setup(unsigned char* smem, int t) const {
     const Smem m = carve(smem);
     const GpwShape& s = p.s;
+    if constexpr (kMma) {
+      for (int i = t; i < pl.ldw * pl.kw; i += kThreads) {
+        const int col = i / pl.kw, k = i - col * pl.kw;
+        const int g = col / pl.cgp, j = col - g * pl.cgp;
+        T v = Num<T>::zero();
+        if (k < s.cg_in && j < s.cg_out) {
+          v = p.w[static_cast<int64_t>(g * s.cg_out + j) * p.ws.n + static_cast<int64_t>(k) * p.ws.c];
+        }
+        m.wt[i] = v;
+      }
+    }
     for (int i = t; i < pl.tile_p * pl.ldx; i += kThreads) m.x[i] = 0.0f;
-    for (int i = t; i < pl.kpad * pl.ldw; i += kThreads) {
+    for (int i = t; i < (kMma ? 0 : pl.kpad * pl.ldw); i += kThreads) {
       const int k = i / pl.ldw, col = i - k * pl.ldw;
       const int g = col / pl.cgp, j = col - g * pl.cgp;
       float v = 0.0f;
@@ -132,13 +154,15 @@ struct GpwSmallK {
       m.shift[col] = valid && p.shift.present() ? p.shift.template at<T>(c) : 0.0f;
       m.odst[col] = !valid ? -1 : (pl.out_mode == kGpwOutSlab16 ? map.dest(c) : c);
     }
-    for (int c = t; c < s.c_in; c += kThreads) m.xcol[c] = (c / s.cg_in) * pl.kpad + c % s.cg_in;
+    if (!kMma) {
+      for (int c = t; c < s.c_in; c += kThreads) m.xcol[c] = (c / s.cg_in) * pl.kpad + c % s.cg_in;
+    }
   }
 
-  // Starts the copy of tile `tile` into raw (packed rows of C_in) and closes this thread's group.
-  CNNKERN_HD void issue(unsigned char* smem, int tile, int t) const {
+  // Starts the copy of tile `tile` into raw[buf] (packed rows of C_in) and closes this thread's group.
+  CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
     const Smem m = carve(smem);
-    T* raw = m.raw;
+    T* raw = m.raw[buf];
     const int c_in = p.s.c_in;
     const int n = rows_of(tile) * c_in;
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
@@ -157,11 +181,11 @@ struct GpwSmallK {
     gpw_async_commit();
   }
 
-  // raw (slab order) -> x_s[pixel][g * kpad + k] in fp32. Element e = t + i * kThreads is
+  // raw[0] (slab order) -> x_s[pixel][g * kpad + k] in fp32 (FMA). Element e = t + i * kThreads is
   // (pixel, channel) = divmod(e, C_in), stepped incrementally.
   CNNKERN_HD void convert(unsigned char* smem, int tile, int t) const {
     const Smem m = carve(smem);
-    const T* raw = m.raw;
+    const T* raw = m.raw[0];
     const int c_in = p.s.c_in;
     const int n = rows_of(tile) * c_in;
     int r = t / c_in, c = t - r * c_in;
@@ -237,7 +261,12 @@ struct GpwSmallK {
       // gathers its elements from the padded out tile.
       const int total = p.s.total, n = rows * total, nv = n / kVec;
       T* dst = p.y + p0 * total;
-      for (int v = t; v < nv; v += kThreads) {
+      if (pl.o_linear) {  // the out tile is the slab: 16-byte shared reads
+        for (int v = t; v < nv; v += kThreads) {
+          *reinterpret_cast<Vec<T, kVec>*>(dst + v * kVec) = *reinterpret_cast<const Vec<T, kVec>*>(m.o + v * kVec);
+        }
+      }
+      for (int v = pl.o_linear ? nv : t; v < nv; v += kThreads) {
         uint32_t r, c;
         pl.div_total.divmod(static_cast<uint32_t>(v * kVec), r, c);
         Vec<T, kVec> out;
@@ -266,25 +295,146 @@ struct GpwSmallK {
     }
   }
 
+  // ---- mma.sync compute (kMma) ----
+  // Item = (m-tile of 16 pixels, group g, chunk of up to nb n-tiles of 8 columns); warps take items in
+  // turn. Fragment layouts of m16n8k16 (PTX ISA), gid = lane / 4, tig = lane % 4, two consecutive k per
+  // 32-bit register, the lower k in the low half:
+  //   A reg q: row gid + 8 * (q & 1), k = 2 * tig + 8 * (q >> 1)     B reg q: k = 2 * tig + 8 * q, col gid
+  //   C c[i]:  row gid + 8 * (i >> 1), col 2 * tig + (i & 1)
+  struct MmaItem {
+    int mt, g, n0, nt;  // m-tile, group, first n-tile (of the group), n-tiles in this item
+  };
+  CNNKERN_HD int mma_items() const { return pl.tile_p / 16 * pl.nchunks; }
+  CNNKERN_HD MmaItem mma_item(int it) const {
+    MmaItem m;
+    m.mt = it / pl.nchunks;
+    const int rem = it - m.mt * pl.nchunks;
+    m.g = rem / pl.cpc;
+    m.n0 = (rem - m.g * pl.cpc) * pl.nb;
+    const int left = pl.cgp / 8 - m.n0;
+    m.nt = left < pl.nb ? left : pl.nb;
+    return m;
+  }
+  // A: pixel rows of the raw slab, this group's channels; zero past cg_in (the next group's channels,
+  // or past the row's end, are never read).
+  CNNKERN_HD void a_frag(const T* raw, const MmaItem& m, int kb, int lane, uint32_t a[4]) const {
+    const int gid = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int row = m.mt * 16 + gid + 8 * (q & 1), k = kb * 16 + 2 * tig + 8 * (q >> 1);
+      a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * p.s.c_in + m.g * p.s.cg_in + k) : 0u;
+    }
+  }
+  CNNKERN_HD void b_frag(const T* wt, const MmaItem& m, int nt, int kb, int lane, uint32_t b[2]) const {
+    const int gid = lane >> 2, tig = lane & 3;
+    const int col = m.g * pl.cgp + (m.n0 + nt) * 8 + gid;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      b[q] = *reinterpret_cast<const uint32_t*>(wt + col * pl.kw + kb * 16 + 2 * tig + 8 * q);
+    }
+  }
+  CNNKERN_HD void mma_epilogue(unsigned char* smem, const MmaItem& m, int nt, int lane, const float c[4]) const {
+    const Smem sm = carve(smem);
+    const int gid = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int col = m.g * pl.cgp + (m.n0 + nt) * 8 + 2 * tig + j;
+      const int d = sm.odst[col];
+      if (d < 0) continue;
+      const float b = sm.bias[col], sc = sm.scale[col], sh = sm.shift[col];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float v = c[2 * h + j];
+        v += b;
+        v *= sc;
+        v += sh;
+        if (p.relu && v < 0.0f) v = 0.0f;
+        sm.o[(m.mt * 16 + gid + 8 * h) * pl.ldo + d] = Num<T>::from_float(v);
+      }
+    }
+  }
+
+#if defined(__CUDACC__)
+  __device__ __forceinline__ static void mma16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+#else
+    __trap();  // the plan never picks mma below sm_80 builds of 16-bit types (check_dtype_tensor_cores)
+#endif
+  }
+
+  // The warp's share of the compute phase on the device (the emulator drives the same fragment and
+  // epilogue functions lane by lane, with a host m16n8k16).
+  __device__ void compute_mma_device(unsigned char* smem, int buf, int warp, int lane) const {
+    const Smem sm = carve(smem);
+    const int items = mma_items(), ksteps = pl.kpad / 16;
+    for (int it = warp; it < items; it += kThreads / 32) {
+      const MmaItem m = mma_item(it);
+      float acc[8][4];
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[n][i] = 0.0f;
+      for (int kb = 0; kb < ksteps; ++kb) {
+        uint32_t a[4];
+        a_frag(sm.raw[buf], m, kb, lane, a);
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          if (n < m.nt) {
+            uint32_t b[2];
+            b_frag(sm.wt, m, n, kb, lane, b);
+            mma16816(acc[n], a, b);
+          }
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        if (n < m.nt) mma_epilogue(smem, m, n, lane, acc[n]);
+      }
+    }
+  }
+#endif
+
   // The CTA schedule, shared by the kernel and the emulator. Exec provides phase(f) (run f(t) for every
   // thread t of the block), barrier() and wait(pending) (the cp.async wait of every thread).
-  // One raw stage: the copy of the next tile is issued right after the barrier that ends this tile's
-  // convert (nothing reads raw after it), and overlaps this tile's compute and store.
+  // Exec also provides mma_phase(k, smem, buf): the warps' mma compute.
+  // FMA, one raw stage: the copy of the next tile is issued right after the barrier that ends this
+  // tile's convert (nothing reads raw after it), and overlaps this tile's compute and store.
+  // mma, two raw stages: tile i is read from raw[i & 1] by the compute; the next copy goes to the other
+  // stage, which the compute of tile i-1 finished reading before the barrier that preceded its store.
   // (Exec is host-only in the emulator and device-only in the kernel.)
 #pragma nv_exec_check_disable
   template <class Exec>
   CNNKERN_HD void run_cta(Exec& ex, unsigned char* smem, int cta, int nctas) const {
     ex.phase([&](int t) { setup(smem, t); });
     int tile = cta;
-    if (tile < pl.tiles) ex.phase([&](int t) { issue(smem, tile, t); });
-    for (; tile < pl.tiles; tile += nctas) {
+    if (tile < pl.tiles) ex.phase([&](int t) { issue(smem, tile, 0, t); });
+    for (int i = 0; tile < pl.tiles; ++i, tile += nctas) {
       const int next = tile + nctas;
       ex.wait(0);
       ex.barrier();
-      ex.phase([&](int t) { convert(smem, tile, t); });
-      ex.barrier();
-      if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, t); });
-      ex.phase([&](int t) { compute(smem, t); });
+      if constexpr (kMma) {
+        const int buf = i & 1;
+        if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, buf ^ 1, t); });
+        ex.mma_phase(*this, smem, buf);
+      } else {
+        ex.phase([&](int t) { convert(smem, tile, t); });
+        ex.barrier();
+        if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, 0, t); });
+        ex.phase([&](int t) { compute(smem, t); });
+      }
       ex.barrier();
       ex.phase([&](int t) { store(smem, tile, t); });
     }
@@ -299,6 +449,10 @@ struct GpwSmallKDeviceExec {
   }
   __device__ __forceinline__ void barrier() { __syncthreads(); }
   __device__ __forceinline__ void wait(int) { gpw_async_wait_all(); }
+  template <class K>
+  __device__ __forceinline__ void mma_phase(const K& k, unsigned char* smem, int buf) {
+    k.compute_mma_device(smem, buf, static_cast<int>(threadIdx.x) >> 5, static_cast<int>(threadIdx.x) & 31);
+  }
 };
 
 template <class T, int RC>
