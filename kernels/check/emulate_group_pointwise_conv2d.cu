@@ -32,7 +32,7 @@ int g_runs = 0;
 struct {
   int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel;
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
-  int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
+  int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
 
 struct Case {
@@ -136,7 +136,7 @@ void replay_mma_phase(const K& k, unsigned char* smem, int buf) {
       std::memset(acc, 0, sizeof(acc));
       for (int kb = 0; kb < ksteps; ++kb) {
         uint32_t a[32][4];
-        for (int l = 0; l < 32; ++l) k.a_frag(sm.raw[buf], m, kb, l, a[l]);
+        for (int l = 0; l < 32; ++l) k.a_frag(k.raw_at(smem, buf), m, kb, l, a[l]);
         for (int n = 0; n < m.nt; ++n) {
           uint32_t b[32][2];
           for (int l = 0; l < 32; ++l) k.b_frag(sm.wt, m, n, kb, l, b[l]);
@@ -226,6 +226,7 @@ bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const
   ++(pl.out_mode == kGpwOutSlab16 ? g.sk_slab : g.sk_scatter);
   ++(pl.rc == 4 ? g.sk_rc4 : pl.rc == 8 ? g.sk_rc8 : g.sk_mma);
   g.sk_linear += pl.o_linear;
+  g.sk_padrows += pl.ldr != p.s.c_in && pl.in_mode == kGpwInDense16;
   ++(pl.tile_p == 128 ? g.sk_p128 : pl.tile_p == 64 ? g.sk_p64 : pl.tile_p == 32 ? g.sk_p32 : g.sk_p16);
   g.sk_multi += pl.tiles > pl.grid;
   g.sk_tail += p.s.pixels() % pl.tile_p != 0;
@@ -588,11 +589,12 @@ int main(int argc, char** argv) {
   std::printf("smallk: %s\n", g_failures ? "FAILED" : "ok");
   const auto& k = g_paths;
   std::printf("smallk paths: dense_in=%d scalar_in=%d slab_out=%d scatter_out=%d rc4=%d rc8=%d mma=%d linear_out=%d "
+              "padded_rows=%d "
               "p128=%d p64=%d "
               "p32=%d p16=%d multi_tile_ctas=%d ragged=%d\n",
-              k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_p128, k.sk_p64, k.sk_p32,
+              k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_padrows, k.sk_p128, k.sk_p64, k.sk_p32,
               k.sk_p16, k.sk_multi, k.sk_tail);
-  if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_p128 ||
+  if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_padrows || !k.sk_p128 ||
       !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail) {
     std::printf("FAIL: a small-K path was never exercised\n");
     ++g_failures;

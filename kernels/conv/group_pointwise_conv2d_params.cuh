@@ -131,12 +131,13 @@ struct GpwSmallKPlan {
   int tile_p = 0, rc = 0, npg = 0, nchunks = 0, cpc = 0;
   int kpad = 0, cgp = 0, ldx = 0, ldo = 0, ldw = 0, out_cols = 0;
   int nb = 0, kw = 0, nbuf = 1;  // mma: n-tiles per item, filter row length (T); raw stages
+  int ldr = 0;                   // raw stage row pitch (elements): C_in, or C_in + 8 (see the plan)
   bool o_linear = false;         // out tile == the y slab, element for element (16-byte smem reads)
   int in_mode = 0, out_mode = 0;
   int64_t x_pitch = 0, y_pitch = 0;
   int tiles = 0, grid = 0, ctas_per_sm = 0;
   int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / C_in, % C_in (convert-phase stride)
-  FastDivmod div_cin, div_cout, div_total;
+  FastDivmod div_cin, div_cout, div_total, div_row_vecs;
   // byte offsets into dynamic shared memory (all 16-byte aligned)
   int off_raw[2] = {0, 0};
   int off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
@@ -206,6 +207,9 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     pl.kw = pl.kpad + 8;
     pl.ldw = s.groups * pl.cgp;
     pl.nbuf = 2;  // the fragments are read from the raw stage itself: copy the next tile elsewhere
+    // A fragment loads cover 8 rows x 4 words: with C_in % 16 == 0 the rows' words all start in the same
+    // bank (8-way conflicts for C_in = 384). Such rows are whole 16-byte vectors, so the copy can pad each
+    // row by 8 elements, which spreads the 8 rows over the 32 banks.
     pl.ldx = 0;
     // The accumulator rows of a fragment are 8 pixels: an unpadded out tile spreads them over banks well
     // enough, and keeps it linear (16-byte reads in the store).
@@ -233,6 +237,7 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     }
   }
   pl.o_linear = pl.out_mode == kGpwOutSlab16 && pl.ldo == pl.out_cols;
+  pl.ldr = mma && s.c_in % 16 == 0 ? s.c_in + 8 : s.c_in;
 
   auto carve = [&](int tp) {
     int off = 0;
@@ -241,8 +246,8 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
       off += gpw_round_up(bytes, 16);
       return o;
     };
-    pl.off_raw[0] = take(tp * s.c_in * esz);
-    pl.off_raw[1] = pl.nbuf == 2 ? take(tp * s.c_in * esz) : pl.off_raw[0];
+    pl.off_raw[0] = take(tp * pl.ldr * esz);
+    pl.off_raw[1] = pl.nbuf == 2 ? take(tp * pl.ldr * esz) : pl.off_raw[0];
     pl.off_x = take(tp * pl.ldx * 4);
     pl.off_o = take(tp * pl.ldo * esz);
     pl.off_w = take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
@@ -292,6 +297,7 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
   pl.div_cin = FastDivmod(static_cast<uint32_t>(s.c_in));
   pl.div_cout = FastDivmod(static_cast<uint32_t>(s.c_out));
   pl.div_total = FastDivmod(static_cast<uint32_t>(s.total));
+  pl.div_row_vecs = FastDivmod(static_cast<uint32_t>(s.c_in * esz / 16 > 0 ? s.c_in * esz / 16 : 1));
   return pl;
 }
 

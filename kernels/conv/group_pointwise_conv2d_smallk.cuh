@@ -112,6 +112,10 @@ struct GpwSmallK {
     m.xcol = reinterpret_cast<int*>(base + pl.off_xcol);
     return m;
   }
+  // Raw stage `buf` (a select, not an indexed array: a dynamically indexed Smem would live in local memory).
+  CNNKERN_HD T* raw_at(unsigned char* base, int buf) const {
+    return reinterpret_cast<T*>(base + (buf != 0 ? pl.off_raw[1] : pl.off_raw[0]));
+  }
   CNNKERN_HD int rows_of(int tile) const {
     const int left = pixels - tile * pl.tile_p;
     return left < pl.tile_p ? left : pl.tile_p;
@@ -159,23 +163,30 @@ struct GpwSmallK {
     }
   }
 
-  // Starts the copy of tile `tile` into raw[buf] (packed rows of C_in) and closes this thread's group.
+  // Starts the copy of tile `tile` into raw[buf] (rows of C_in at pitch ldr) and closes this thread's group.
   CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
-    const Smem m = carve(smem);
-    T* raw = m.raw[buf];
+    T* raw = raw_at(smem, buf);
     const int c_in = p.s.c_in;
     const int n = rows_of(tile) * c_in;
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
     if (pl.in_mode == kGpwInDense16) {
       const T* src = p.x + p0 * c_in;  // 16-byte aligned: tile_p * C_in is a multiple of kVec
       const int nv = n / kVec;
-      for (int v = t; v < nv; v += kThreads) gpw_copy16_async(raw + v * kVec, src + v * kVec);
-      for (int e = nv * kVec + t; e < n; e += kThreads) raw[e] = src[e];
+      if (pl.ldr == c_in) {  // packed rows: the stage is the slab
+        for (int v = t; v < nv; v += kThreads) gpw_copy16_async(raw + v * kVec, src + v * kVec);
+        for (int e = nv * kVec + t; e < n; e += kThreads) raw[e] = src[e];
+      } else {  // padded rows (C_in % 16 == 0: whole vectors per row, no remainder)
+        for (int v = t; v < nv; v += kThreads) {
+          uint32_t r, q;
+          pl.div_row_vecs.divmod(static_cast<uint32_t>(v), r, q);
+          gpw_copy16_async(raw + r * pl.ldr + q * kVec, src + v * kVec);
+        }
+      }
     } else {
       for (int e = t; e < n; e += kThreads) {
         uint32_t r, c;
         pl.div_cin.divmod(static_cast<uint32_t>(e), r, c);
-        raw[e] = p.x[(p0 + r) * pl.x_pitch + c];
+        raw[r * pl.ldr + c] = p.x[(p0 + r) * pl.x_pitch + c];
       }
     }
     gpw_async_commit();
@@ -190,7 +201,7 @@ struct GpwSmallK {
     const int n = rows_of(tile) * c_in;
     int r = t / c_in, c = t - r * c_in;
     for (int e = t; e < n; e += kThreads) {
-      m.x[r * pl.ldx + m.xcol[c]] = Num<T>::to_float(raw[e]);
+      m.x[r * pl.ldx + m.xcol[c]] = Num<T>::to_float(raw[r * pl.ldr + c]);
       r += pl.conv_dp;
       c += pl.conv_dc;
       if (c >= c_in) {
@@ -322,7 +333,7 @@ struct GpwSmallK {
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int row = m.mt * 16 + gid + 8 * (q & 1), k = kb * 16 + 2 * tig + 8 * (q >> 1);
-      a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * p.s.c_in + m.g * p.s.cg_in + k) : 0u;
+      a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * pl.ldr + m.g * p.s.cg_in + k) : 0u;
     }
   }
   CNNKERN_HD void b_frag(const T* wt, const MmaItem& m, int nt, int kb, int lane, uint32_t b[2]) const {
@@ -379,6 +390,7 @@ struct GpwSmallK {
   // epilogue functions lane by lane, with a host m16n8k16).
   __device__ void compute_mma_device(unsigned char* smem, int buf, int warp, int lane) const {
     const Smem sm = carve(smem);
+    const T* raw = raw_at(smem, buf);
     const int items = mma_items(), ksteps = pl.kpad / 16;
     for (int it = warp; it < items; it += kThreads / 32) {
       const MmaItem m = mma_item(it);
@@ -389,7 +401,7 @@ struct GpwSmallK {
         for (int i = 0; i < 4; ++i) acc[n][i] = 0.0f;
       for (int kb = 0; kb < ksteps; ++kb) {
         uint32_t a[4];
-        a_frag(sm.raw[buf], m, kb, lane, a);
+        a_frag(raw, m, kb, lane, a);
 #pragma unroll
         for (int n = 0; n < 8; ++n) {
           if (n < m.nt) {
