@@ -256,7 +256,10 @@ void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937
   if (variant == 2) replay(GpwFwdProblem<T, Fast::kK, V>::make(p, m_fast));
   if (variant >= 3) {
     const bool nhwc = layout == kNHWC || layout == kNHWCSlice || layout == kNHWCPadded;
-    const bool fits = nhwc && c.cin / c.groups <= kGpwSmallKMaxCgIn;
+    // mma (16-bit, even cg_in; variant 5 forces FMA) takes up to 256 input channels per group, FMA 64.
+    const int cgi = c.cin / c.groups;
+    const bool mma = sizeof(T) == 2 && cgi % 2 == 0 && variant != 5;
+    const bool fits = nhwc && cgi <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
     if (!run_smallk(p, SmallKRun{variant, sms}, fits, c.name)) return;
   }
   ++g_runs;
@@ -551,7 +554,9 @@ int main(int argc, char** argv) {
       {1, 240, 5, 7, 96, 8, 8, 0, 0, "g8_240_96_sh8"},        // cg_in 30, cg_out 12
       {2, 24, 5, 9, 40, 4, 4, 0, 0, "g4_24_40_sh4"},
       {1, 96, 5, 13, 360, 8, 1, 0, 0, "v1g8_96_360"},         // cg_out 45
-      {1, 240, 3, 5, 60, 3, 3, 0, 0, "cg80_fallback"},        // cg_in 80: left to the GEMM
+      {1, 240, 3, 5, 60, 3, 3, 0, 0, "cg80"},                 // cg_in 80: mma only (fp32 FMA: the GEMM)
+      {1, 160, 3, 7, 40, 1, 2, 0, 0, "cg160_g1_sh2"},         // 10 k-steps of 16
+      {1, 264, 2, 3, 8, 1, 1, 0, 0, "cg264_refused"},         // beyond every bound: the GEMM
   };
   if (only_smallk) {
     run_all_smallk<float>(sk_cases);

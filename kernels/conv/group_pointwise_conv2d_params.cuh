@@ -107,12 +107,13 @@ __host__ inline SplitKPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int
 // its shared-memory carve-up and its load/store modes. See kernels/conv/group_pointwise_conv2d.md for the
 // arithmetic behind the bounds.
 
-// Per-group reduction bound: the kernel keeps the whole filter in shared memory next to the tiles, and
-// computes fp32 with FMA on CUDA cores, whose rate caps it below the bandwidth floor once
-// cg_in * cg_out / (cg_in + cg_out) exceeds ~14 FLOP per byte (md); 16-bit types use mma.sync
-// (m16n8k16, fp32 accumulate), whose rate is no limit. Above 64 input channels per group the filter
-// crowds the tiles out of shared memory and the tensor-core GEMM is the better home.
+// Per-group reduction bounds (kernels/conv/group_pointwise_conv2d.md). fp32 FMA on CUDA cores: the
+// intensity cg_in * cg_out / (cg_in + cg_out) FLOP per element stays within ~2x of the FMA/bandwidth
+// balance (60.8 TFLOP/s over 4.24 TB/s) up to cg_in = 64 whatever cg_out is. mma.sync (16-bit, even cg_in):
+// the tensor-core rate is no limit; the bound is shared memory (the plan's fit check), and 256 keeps the
+// k loop and the filter of the ShuffleNet layers (cg_in <= 160 there) well inside it. Beyond: the GEMM.
 constexpr int kGpwSmallKMaxCgIn = 64;
+constexpr int kGpwSmallKMaxCgInMma = 256;
 constexpr int kGpwMma = 0;  // the compute-width value (plan.rc, kernel RC) that selects mma.sync
 constexpr int kGpwSmallKThreads = 256;
 constexpr int kGpwSmallKRP = 8;  // pixels per thread (register tile rows)
@@ -169,8 +170,11 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
   GpwSmallKPlan pl;
   const GpwShape& s = p.s;
   const int esz = static_cast<int>(sizeof(T));
-  if (s.cg_in > kGpwSmallKMaxCgIn) {
-    pl.why_not = "more than 64 input channels per group (FMA-bound; the tensor-core GEMM is the better fit)";
+  // 16-bit types with an even cg_in (32-bit fragment loads from the raw slab) use mma.sync.
+  const bool mma = esz == 2 && s.cg_in % 2 == 0 && !force.fma && force.rc == 0;
+  if (s.cg_in > (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn)) {
+    pl.why_not = mma ? "more than 256 input channels per group (the GEMM's reduction loop is the better fit)"
+                     : "more than 64 input channels per group for the fp32 FMA path (FMA-bound)";
     return pl;
   }
   if (s.c_in < 1 || s.c_out < 1 || s.pixels() < 1) {
@@ -192,8 +196,6 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
                                                                                      : kGpwOutScatter;
   pl.out_cols = pl.out_mode == kGpwOutSlab16 ? s.total : s.c_out;
 
-  // 16-bit types with an even cg_in (32-bit fragment loads from the raw slab) use mma.sync.
-  const bool mma = esz == 2 && s.cg_in % 2 == 0 && !force.fma && force.rc == 0;
   if (mma) {
     pl.rc = kGpwMma;
     pl.cgp = gpw_round_up(s.cg_out, 8);
