@@ -3,6 +3,7 @@
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
 
 #include "conv/group_pointwise_conv2d_smallk.cuh"
 #include "cuda/group_pointwise_conv2d_smallk_launch.h"
@@ -26,10 +27,22 @@ void launch_gpw_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cuda
 
 template <class T>
 void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream) {
-  if (plan.rc == 4) {
-    detail::launch_gpw_smallk<T, 4>(p, plan, stream);
-  } else {
-    detail::launch_gpw_smallk<T, 8>(p, plan, stream);
+  switch (plan.rc) {
+    case 4:
+      detail::launch_gpw_smallk<T, 4>(p, plan, stream);
+      break;
+    case 8:
+      detail::launch_gpw_smallk<T, 8>(p, plan, stream);
+      break;
+    case kGpwMma:
+      if constexpr (sizeof(T) == 2) {
+        detail::launch_gpw_smallk<T, kGpwMma>(p, plan, stream);
+        break;
+      }
+      [[fallthrough]];
+    default:
+      TORCH_CHECK(false, "cnnkern group_pointwise_conv2d: small-K plan with compute width ", plan.rc,
+                  " for a ", sizeof(T), "-byte type");
   }
 }
 
