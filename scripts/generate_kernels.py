@@ -61,6 +61,8 @@ PARTS = (
     Part("group_pointwise_conv2d", "fwd", "CNNKERN_INSTANTIATE_GPW_FWD", "group_pointwise_conv2d forward"),
     Part("group_pointwise_conv2d", "dgrad", "CNNKERN_INSTANTIATE_GPW_DGRAD", "group_pointwise_conv2d input-grad"),
     Part("group_pointwise_conv2d", "wgrad", "CNNKERN_INSTANTIATE_GPW_WGRAD", "group_pointwise_conv2d weight-grad"),
+    Part("group_pointwise_conv2d_smallk", "fwd", "CNNKERN_INSTANTIATE_GPW_SMALLK_FWD",
+         "group_pointwise_conv2d small-K forward"),
     Part("conv_bn_relu", "normalize", "CNNKERN_INSTANTIATE_BN_NORMALIZE", "conv_bn_relu normalize + activation"),
     Part("conv_bn_relu", "reduce", "CNNKERN_INSTANTIATE_BN_REDUCE", "conv_bn_relu backward reduction"),
     Part("conv_bn_relu", "apply", "CNNKERN_INSTANTIATE_BN_APPLY", "conv_bn_relu backward apply"),

@@ -1,4 +1,11 @@
-"""Grouped 1x1 conv on the implicit-GEMM mainloop: folded-BN/ReLU epilogue, permuted (shuffled) store."""
+"""Grouped 1x1 conv: folded-BN/ReLU epilogue, permuted (shuffled) store.
+
+The forward runs the small-K slab kernel (kernels/conv/group_pointwise_conv2d_smallk.cuh) for channels_last
+problems with at most 64 input channels per group (256 for fp16/bf16 with an even count: mma.sync), and
+the implicit-GEMM mainloop otherwise; the choice is
+plan_gpw_smallk's (kernels/conv/group_pointwise_conv2d_params.cuh), made in csrc/ per call, so every problem
+this module accepts has a kernel and why_not is unchanged. The gradients always run the implicit GEMM.
+"""
 
 from __future__ import annotations
 

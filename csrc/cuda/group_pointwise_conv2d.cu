@@ -15,6 +15,7 @@
 
 #include "common/gemm_tile.cuh"
 #include "cuda/group_pointwise_conv2d_launch.h"
+#include "cuda/group_pointwise_conv2d_smallk_launch.h"
 #include "cuda/host_common.h"
 #include "cuda/host_epilogue.h"
 #include "cuda/host_ops.h"
@@ -111,6 +112,29 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
   dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr int64_t V = 16 / sizeof(T);
+    // channels_last problems with a short per-group reduction: the dedicated small-K kernel (whole
+    // pixel slabs, all groups per CTA, shuffled tile stored with 16-byte vectors); plan_gpw_smallk says
+    // why not otherwise, and the implicit GEMM below takes the rest.
+    {
+      const GpwFwdParams<T> p{s,
+                              in_ptr<T>(x),
+                              strides_of(x),
+                              in_ptr<T>(w),
+                              strides_of(w),
+                              opt_ptr<T>(bias),
+                              present(bias) ? bias->stride(0) : 0,
+                              channel_vec(scale),
+                              channel_vec(shift),
+                              relu,
+                              out_ptr<T>(out),
+                              strides_of(out)};
+      const GpwSmallKPlan plan =
+          plan_gpw_smallk(p, device_attribute(cudaDevAttrMultiProcessorCount, x.get_device()));
+      if (plan.use()) {
+        launch_group_pointwise_conv2d_smallk<T>(p, plan, stream);
+        return;
+      }
+    }
     at::Tensor wk = w;
     GatherMap map = GatherMap::kPixelFast;
     if (channels_fast(x)) {

@@ -20,6 +20,7 @@
 #include "check/emulate_tensor.cuh"
 #include "conv/channel_shuffle.cuh"
 #include "conv/group_pointwise_conv2d.cuh"
+#include "conv/group_pointwise_conv2d_smallk.cuh"
 
 using namespace cnnkern;
 using namespace cnnkern::emulate;
@@ -30,6 +31,8 @@ int g_failures = 0;
 int g_runs = 0;
 struct {
   int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel;
+  // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
+  int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
 
 struct Case {
@@ -86,8 +89,152 @@ struct Epi {
   bool bias, scale, shift, relu, f32_vecs;
 };
 
+// ---- small-K forward replay ----------------------------------------------------------------------------
+
+// mma.sync m16n8k16 (row.col, fp32 accumulate) of one warp from its lanes' fragment registers, in the
+// PTX ISA layout (see GpwSmallK::a_frag): D = C + A * B, summed in k order in fp32.
 template <class T>
-void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937& rng) {
+void host_mma16816(float acc[32][4], const uint32_t a[32][4], const uint32_t b[32][2]) {
+  auto half = [](uint32_t r, int hi) {
+    const uint16_t bits = static_cast<uint16_t>(hi ? r >> 16 : r & 0xffffu);
+    T v;
+    std::memcpy(&v, &bits, sizeof(v));
+    return Num<T>::to_float(v);
+  };
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int gid = l >> 2, tig = l & 3;
+    for (int q = 0; q < 4; ++q)
+      for (int h = 0; h < 2; ++h) A[gid + 8 * (q & 1)][2 * tig + 8 * (q >> 1) + h] = half(a[l][q], h);
+    for (int q = 0; q < 2; ++q)
+      for (int h = 0; h < 2; ++h) B[2 * tig + 8 * q + h][gid] = half(b[l][q], h);
+    for (int i = 0; i < 4; ++i) C[gid + 8 * (i >> 1)][2 * tig + (i & 1)] = acc[l][i];
+  }
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 8; ++c) {
+      float v = C[r][c];
+      for (int k = 0; k < 16; ++k) v += A[r][k] * B[k][c];
+      C[r][c] = v;
+    }
+  for (int l = 0; l < 32; ++l) {
+    const int gid = l >> 2, tig = l & 3;
+    for (int i = 0; i < 4; ++i) acc[l][i] = C[gid + 8 * (i >> 1)][2 * tig + (i & 1)];
+  }
+}
+
+// The mma compute phase, warp by warp: the kernel's own fragment loads and epilogue, lane by lane,
+// around a host m16n8k16 (GpwSmallK::compute_mma_device's loop).
+template <class K>
+void replay_mma_phase(const K& k, unsigned char* smem, int buf) {
+  using T = std::remove_cv_t<std::remove_reference_t<decltype(*k.p.x)>>;
+  const auto sm = k.carve(smem);
+  const int items = k.mma_items(), ksteps = k.pl.kpad / 16;
+  for (int warp = 0; warp < kGpwSmallKThreads / 32; ++warp)
+    for (int it = warp; it < items; it += kGpwSmallKThreads / 32) {
+      const auto m = k.mma_item(it);
+      static float acc[8][32][4];
+      std::memset(acc, 0, sizeof(acc));
+      for (int kb = 0; kb < ksteps; ++kb) {
+        uint32_t a[32][4];
+        for (int l = 0; l < 32; ++l) k.a_frag(k.raw_at(smem, buf), m, kb, l, a[l]);
+        for (int n = 0; n < m.nt; ++n) {
+          uint32_t b[32][2];
+          for (int l = 0; l < 32; ++l) k.b_frag(sm.wt, m, n, kb, l, b[l]);
+          host_mma16816<T>(acc[n], a, b);
+        }
+      }
+      for (int n = 0; n < m.nt; ++n)
+        for (int l = 0; l < 32; ++l) k.mma_epilogue(smem, m, n, l, acc[n][l]);
+    }
+}
+
+// Runs each phase for every thread of the block in turn; barriers and cp.async waits are implied by the
+// phase order (the copies are synchronous here).
+struct HostExec {
+  template <class F>
+  void phase(F&& f) {
+    for (int t = 0; t < kGpwSmallKThreads; ++t) f(t);
+  }
+  void barrier() {}
+  void wait(int) {}
+  template <class K>
+  void mma_phase(const K& k, unsigned char* smem, int buf) {
+    replay_mma_phase(k, smem, buf);
+  }
+};
+
+// Every CTA of the persistent grid, in turn, with its shared memory (exact size, for ASan) poisoned
+// with 0xff bytes: NaN in fp32, fp16 and bf16, so anything read before it is written shows.
+template <class T, int RC>
+void replay_smallk(const GpwSmallK<T, RC>& k) {
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 16, size_t(k.pl.smem_bytes)) != 0) std::abort();
+  auto* smem = static_cast<unsigned char*>(mem);
+  for (int cta = 0; cta < k.pl.grid; ++cta) {
+    std::memset(smem, 0xff, size_t(k.pl.smem_bytes));
+    HostExec ex;
+    k.run_cta(ex, smem, cta, k.pl.grid);
+  }
+  std::free(mem);
+}
+
+// Small-K variants: 3 = the plan as csrc/ makes it; 4 = forced element loads and element stores;
+// 5 = forced 32-pixel (or 16) tiles and the other column width; 6 = 16-pixel tiles, element loads. `sms` sizes the persistent grid.
+struct SmallKRun {
+  int variant, sms;
+};
+
+template <class T>
+bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const char* name) {
+  GpwSmallKForce f;
+  if (r.variant == 4) {
+    f.scalar_in = true;
+    f.scatter_out = true;
+  }
+  if (r.variant == 5) {  // 16-bit: the FMA path instead of mma
+    const GpwSmallKPlan base = plan_gpw_smallk(p, r.sms);
+    f.tile_p = 32;
+    f.rc = base.rc == 8 ? 4 : 8;
+    f.fma = true;
+  }
+  if (r.variant == 6) {
+    f.tile_p = 16;
+    f.scalar_in = true;
+  }
+  GpwSmallKPlan pl = plan_gpw_smallk(p, r.sms, f);
+  if (r.variant == 5 && !pl.use()) {  // (wide fp32 inputs: 32 pixels do not fit, 16 do)
+    f.tile_p = 16;
+    pl = plan_gpw_smallk(p, r.sms, f);
+  }
+  if (!pl.use()) {
+    if (expect) {
+      ++g_failures;
+      std::printf("FAIL smallk %s variant=%d: plan refused (%s)\n", name, r.variant, pl.why_not);
+    }
+    return false;
+  }
+  if (!expect) {
+    ++g_failures;
+    std::printf("FAIL smallk %s variant=%d: plan accepted a problem it must leave to the GEMM\n", name, r.variant);
+  }
+  if (pl.rc == 4) replay_smallk(GpwSmallK<T, 4>::make(p, pl));
+  else if (pl.rc == 8) replay_smallk(GpwSmallK<T, 8>::make(p, pl));
+  else if constexpr (sizeof(T) == 2) replay_smallk(GpwSmallK<T, kGpwMma>::make(p, pl));
+  else std::abort();  // the plan never picks mma for fp32
+  auto& g = g_paths;
+  ++(pl.in_mode == kGpwInDense16 ? g.sk_dense : g.sk_scalar);
+  ++(pl.out_mode == kGpwOutSlab16 ? g.sk_slab : g.sk_scatter);
+  ++(pl.rc == 4 ? g.sk_rc4 : pl.rc == 8 ? g.sk_rc8 : g.sk_mma);
+  g.sk_linear += pl.o_linear;
+  g.sk_padrows += pl.ldr != p.s.c_in && pl.in_mode == kGpwInDense16;
+  ++(pl.tile_p == 128 ? g.sk_p128 : pl.tile_p == 64 ? g.sk_p64 : pl.tile_p == 32 ? g.sk_p32 : g.sk_p16);
+  g.sk_multi += pl.tiles > pl.grid;
+  g.sk_tail += p.s.pixels() % pl.tile_p != 0;
+  return true;
+}
+
+template <class T>
+void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937& rng, int sms = 3) {
   const int cgi = c.cin / c.groups, cgo = c.cout / c.groups;
   Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, cgi, 1, 1, kNCHW),
       y(c.n, c.total(), c.h, c.w, layout);
@@ -107,6 +254,14 @@ void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937
   if (variant == 0) replay(GpwFwdProblem<T, Fast::kRow, 1>::make(p, m_fast));
   if (variant == 1) replay(GpwFwdProblem<T, Fast::kK, 1>::make(p, m_fast));
   if (variant == 2) replay(GpwFwdProblem<T, Fast::kK, V>::make(p, m_fast));
+  if (variant >= 3) {
+    const bool nhwc = layout == kNHWC || layout == kNHWCSlice || layout == kNHWCPadded;
+    // mma (16-bit, even cg_in; variant 5 forces FMA) takes up to 256 input channels per group, FMA 64.
+    const int cgi = c.cin / c.groups;
+    const bool mma = sizeof(T) == 2 && cgi % 2 == 0 && variant != 5;
+    const bool fits = nhwc && cgi <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
+    if (!run_smallk(p, SmallKRun{variant, sms}, fits, c.name)) return;
+  }
   ++g_runs;
   g_paths.fwd_vec += variant == 2;
 
@@ -327,6 +482,7 @@ void run_case(const Case& c, std::mt19937& rng) {
       Tensor4<T> probe(c.n, c.cin, c.h, c.w, layout);
       if ((c.cin / c.groups) % V == 0 && probe.vec_ok(V)) run_fwd<T>(c, layout, 2, epis[(e + 1) % 4], rng);
     }
+    run_fwd<T>(c, layout, 3, epis[(e + 2) % 4], rng);  // small-K: channels_last runs it, NCHW must be refused
     const bool relu = e % 2 == 0, scale = e % 3 != 0, f32 = e % 2 == 1;
     run_dgrad<T>(c, layout, nhwc ? 1 : 0, relu, scale, f32, rng);
     run_wgrad<T>(c, layout, nhwc ? 1 : 0, !relu, scale, !f32, 0, rng);
@@ -339,10 +495,34 @@ void run_case(const Case& c, std::mt19937& rng) {
   }
 }
 
+// The small-K forward on its own cases (larger channel counts, pixels not a multiple of any tile):
+// every channels_last layout with the plan's choice, the forced element paths and the other tile /
+// column width, a single-CTA grid (every tile through one CTA), and the NCHW fallback.
+template <class T>
+void run_smallk_case(const Case& c, std::mt19937& rng) {
+  const Epi epis[] = {
+      {true, true, true, true, true},   {false, false, false, false, false}, {true, false, false, true, false},
+      {false, true, true, false, false}, {true, true, false, true, true},
+  };
+  int e = 0;
+  for (int layout : {kNHWC, kNHWCPadded, kNHWCSlice}) run_fwd<T>(c, layout, 3, epis[e++ % 5], rng);
+  run_fwd<T>(c, kNHWC, 4, epis[e++ % 5], rng);
+  run_fwd<T>(c, kNHWC, 5, epis[e++ % 5], rng);
+  run_fwd<T>(c, kNHWC, 6, epis[e++ % 5], rng, 2);
+  run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 1);
+  run_fwd<T>(c, kNCHW, 3, epis[e++ % 5], rng);  // must be refused (plan), never replayed
+}
+
 template <class T>
 void run_all(const std::vector<Case>& cases) {
   std::mt19937 rng(4321);
   for (const Case& c : cases) run_case<T>(c, rng);
+}
+
+template <class T>
+void run_all_smallk(const std::vector<Case>& cases) {
+  std::mt19937 rng(987);
+  for (const Case& c : cases) run_smallk_case<T>(c, rng);
 }
 
 void test_shuffle_map() {
@@ -360,7 +540,32 @@ void test_shuffle_map() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // `smallk`: only the small-K forward (quick runs with injected bugs)
+  const bool only_smallk = argc > 1 && std::strcmp(argv[1], "smallk") == 0;
+  // n cin h w cout groups shuffle_groups before after
+  const std::vector<Case> sk_cases = {
+      {1, 60, 7, 19, 216, 3, 3, 0, 0, "v1g3_60_216_sh3"},    // 133 px: two tiles, ragged
+      {1, 60, 5, 29, 240, 3, 1, 0, 0, "v1g3_60_240"},
+      {2, 24, 9, 11, 60, 1, 3, 0, 0, "v1_stem_24_60_sh3"},    // groups 1, shuffled
+      {1, 20, 11, 13, 36, 2, 2, 0, 0, "g2_20_36_sh2"},
+      {1, 58, 9, 15, 58, 1, 2, 58, 0, "v2_cat_second"},       // conv is the second half of the concat
+      {1, 58, 9, 15, 58, 1, 2, 0, 58, "v2_cat_first"},
+      {1, 240, 5, 7, 96, 8, 8, 0, 0, "g8_240_96_sh8"},        // cg_in 30, cg_out 12
+      {2, 24, 5, 9, 40, 4, 4, 0, 0, "g4_24_40_sh4"},
+      {1, 96, 5, 13, 360, 8, 1, 0, 0, "v1g8_96_360"},         // cg_out 45
+      {1, 240, 3, 5, 60, 3, 3, 0, 0, "cg80"},                 // cg_in 80: mma only (fp32 FMA: the GEMM)
+      {1, 160, 3, 7, 40, 1, 2, 0, 0, "cg160_g1_sh2"},         // 10 k-steps of 16
+      {1, 264, 2, 3, 8, 1, 1, 0, 0, "cg264_refused"},         // beyond every bound: the GEMM
+  };
+  if (only_smallk) {
+    run_all_smallk<float>(sk_cases);
+    run_all_smallk<__half>(sk_cases);
+    run_all_smallk<__nv_bfloat16>(sk_cases);
+    std::printf(g_failures ? "smallk: %d FAILURES in %d runs\n" : "smallk: all %d runs passed\n",
+                g_failures ? g_failures : g_runs, g_runs);
+    return g_failures ? 1 : 0;
+  }
   test_shuffle_map();
   std::printf("shuffle_map: %s\n", g_failures ? "FAILED" : "ok");
   // n cin h w cout groups shuffle_groups before after
@@ -383,6 +588,22 @@ int main() {
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases);
   std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
+  run_all_smallk<float>(sk_cases);
+  run_all_smallk<__half>(sk_cases);
+  run_all_smallk<__nv_bfloat16>(sk_cases);
+  std::printf("smallk: %s\n", g_failures ? "FAILED" : "ok");
+  const auto& k = g_paths;
+  std::printf("smallk paths: dense_in=%d scalar_in=%d slab_out=%d scatter_out=%d rc4=%d rc8=%d mma=%d linear_out=%d "
+              "padded_rows=%d "
+              "p128=%d p64=%d "
+              "p32=%d p16=%d multi_tile_ctas=%d ragged=%d\n",
+              k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_padrows, k.sk_p128, k.sk_p64, k.sk_p32,
+              k.sk_p16, k.sk_multi, k.sk_tail);
+  if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_padrows || !k.sk_p128 ||
+      !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail) {
+    std::printf("FAIL: a small-K path was never exercised\n");
+    ++g_failures;
+  }
   std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d\n", g_paths.fwd_vec,
               g_paths.shuffle_vec_pixel, g_paths.shuffle_vec_channel);
   if (!g_paths.fwd_vec || !g_paths.shuffle_vec_pixel || !g_paths.shuffle_vec_channel) {

@@ -102,4 +102,205 @@ __host__ inline SplitKPlan gpw_wgrad_plan(const GpwShape& s, int bm, int bn, int
   return wgrad_split_plan(s.cg_out, s.cg_in, int64_t{s.n} * s.h * s.w, s.groups, bm, bn, bk);
 }
 
+// ---- the small-K forward (group_pointwise_conv2d_smallk.cuh) ------------------------------------------
+// Plan shared by csrc/ and the emulator: whether the dedicated kernel runs (why_not == nullptr), its tile,
+// its shared-memory carve-up and its load/store modes. See kernels/conv/group_pointwise_conv2d.md for the
+// arithmetic behind the bounds.
+
+// Per-group reduction bounds (kernels/conv/group_pointwise_conv2d.md). fp32 FMA on CUDA cores: the
+// intensity cg_in * cg_out / (cg_in + cg_out) FLOP per element stays within ~2x of the FMA/bandwidth
+// balance (60.8 TFLOP/s over 4.24 TB/s) up to cg_in = 64 whatever cg_out is. mma.sync (16-bit, even cg_in):
+// the tensor-core rate is no limit; the bound is shared memory (the plan's fit check), and 256 keeps the
+// k loop and the filter of the ShuffleNet layers (cg_in <= 160 there) well inside it. Beyond: the GEMM.
+constexpr int kGpwSmallKMaxCgIn = 64;
+constexpr int kGpwSmallKMaxCgInMma = 256;
+constexpr int kGpwMma = 0;  // the compute-width value (plan.rc, kernel RC) that selects mma.sync
+constexpr int kGpwSmallKThreads = 256;
+constexpr int kGpwSmallKRP = 8;  // pixels per thread (register tile rows)
+// Two CTAs per SM: 228 KB less the 1 KB per CTA the hardware reserves.
+constexpr int kGpwSmallKSmemBudget = 113 * 1024;
+
+enum : int {
+  kGpwInDense16 = 0,  // the tile's pixels are one contiguous run (pixel pitch == C_in): 16-byte cp.async
+  kGpwInScalar = 1,   // any uniform pixel pitch / alignment: element loads
+  kGpwOutSlab16 = 0,  // the conv fills every channel of a dense, 16-byte aligned y: 16-byte stores
+  kGpwOutScatter = 1  // concat / strided y: element stores at pitch * pixel + dest(c)
+};
+
+struct GpwSmallKPlan {
+  const char* why_not = nullptr;  // nullptr: the small-K kernel runs
+  int tile_p = 0, rc = 0, npg = 0, nchunks = 0, cpc = 0;
+  int kpad = 0, cgp = 0, ldx = 0, ldo = 0, ldw = 0, out_cols = 0;
+  int nb = 0, kw = 0, nbuf = 1;  // mma: n-tiles per item, filter row length (T); raw stages
+  int ldr = 0;                   // raw stage row pitch (elements): C_in, or C_in + 8 (see the plan)
+  bool o_linear = false;         // out tile == the y slab, element for element (16-byte smem reads)
+  int in_mode = 0, out_mode = 0;
+  int64_t x_pitch = 0, y_pitch = 0;
+  int tiles = 0, grid = 0, ctas_per_sm = 0;
+  int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / C_in, % C_in (convert-phase stride)
+  FastDivmod div_cin, div_cout, div_total, div_row_vecs;
+  // byte offsets into dynamic shared memory (all 16-byte aligned)
+  int off_raw[2] = {0, 0};
+  int off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
+  int smem_bytes = 0;
+  __host__ bool use() const { return why_not == nullptr; }
+};
+
+// Emulator-only overrides (0 / false: the plan's own choice).
+struct GpwSmallKForce {
+  int tile_p = 0, rc = 0;
+  bool scalar_in = false, scatter_out = false, fma = false;
+};
+
+// The element distance between consecutive pixels when every pixel of an (n, c, h, w) view is `pitch`
+// elements after the previous one (channels_last and channel slices of it); false otherwise.
+__host__ inline bool gpw_uniform_pitch(int n, int c, int h, int w, const Strides4& s, int64_t& pitch) {
+  pitch = w > 1 ? s.w : (h > 1 ? s.h : (n > 1 ? s.n : c));
+  if (c > 1 && s.c != 1) return false;
+  if (w > 1 && s.w != pitch) return false;
+  if (h > 1 && s.h != int64_t{w} * pitch) return false;
+  if (n > 1 && s.n != int64_t{h} * w * pitch) return false;
+  return pitch >= 0;
+}
+
+__host__ inline int gpw_round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+template <class T>
+__host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, GpwSmallKForce force = {}) {
+  GpwSmallKPlan pl;
+  const GpwShape& s = p.s;
+  const int esz = static_cast<int>(sizeof(T));
+  // 16-bit types with an even cg_in (32-bit fragment loads from the raw slab) use mma.sync.
+  const bool mma = esz == 2 && s.cg_in % 2 == 0 && !force.fma && force.rc == 0;
+  if (s.cg_in > (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn)) {
+    pl.why_not = mma ? "more than 256 input channels per group (the GEMM's reduction loop is the better fit)"
+                     : "more than 64 input channels per group for the fp32 FMA path (FMA-bound)";
+    return pl;
+  }
+  if (s.c_in < 1 || s.c_out < 1 || s.pixels() < 1) {
+    pl.why_not = "empty problem";
+    return pl;
+  }
+  if (!gpw_uniform_pitch(s.n, s.c_in, s.h, s.w, p.xs, pl.x_pitch)) {
+    pl.why_not = "x is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  if (!gpw_uniform_pitch(s.n, s.total, s.h, s.w, p.ys, pl.y_pitch)) {
+    pl.why_not = "out is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  pl.in_mode = (pl.x_pitch == s.c_in && aligned(p.x) && !force.scalar_in) ? kGpwInDense16 : kGpwInScalar;
+  const bool full = s.c_out == s.total && s.offset == 0;
+  pl.out_mode = (full && pl.y_pitch == s.total && aligned(p.y) && !force.scatter_out) ? kGpwOutSlab16
+                                                                                     : kGpwOutScatter;
+  pl.out_cols = pl.out_mode == kGpwOutSlab16 ? s.total : s.c_out;
+
+  if (mma) {
+    pl.rc = kGpwMma;
+    pl.cgp = gpw_round_up(s.cg_out, 8);
+    const int ntiles = pl.cgp / 8;       // n-tiles of a group
+    pl.cpc = (ntiles + 7) / 8;           // chunks of <= 8 n-tiles (32 accumulators per lane)
+    pl.nb = (ntiles + pl.cpc - 1) / pl.cpc;
+    pl.nchunks = s.groups * pl.cpc;
+    pl.kpad = gpw_round_up(s.cg_in, 16);
+    // Filter rows (one per output column, k contiguous) of kpad + 8 elements: the 8 rows x 4 words of a
+    // B fragment load fall in distinct banks.
+    pl.kw = pl.kpad + 8;
+    pl.ldw = s.groups * pl.cgp;
+    pl.nbuf = 2;  // the fragments are read from the raw stage itself: copy the next tile elsewhere
+    // A fragment loads cover 8 rows x 4 words: with C_in % 16 == 0 the rows' words all start in the same
+    // bank (8-way conflicts for C_in = 384). Such rows are whole 16-byte vectors, so the copy can pad each
+    // row by 8 elements, which spreads the 8 rows over the 32 banks.
+    pl.ldx = 0;
+    // The accumulator rows of a fragment are 8 pixels: an unpadded out tile spreads them over banks well
+    // enough, and keeps it linear (16-byte reads in the store).
+    pl.ldo = pl.out_cols;
+  } else {
+    // Columns per thread: 8 halves the x loads per FMA, 4 wastes less on cg_out % 8 != 0 (45, 58, 12...).
+    const int cgp4 = gpw_round_up(s.cg_out, 4), cgp8 = gpw_round_up(s.cg_out, 8);
+    pl.rc = force.rc ? force.rc : (cgp8 * 100 <= cgp4 * 103 ? 8 : 4);
+    pl.cgp = gpw_round_up(s.cg_out, pl.rc);
+    pl.cpc = pl.cgp / pl.rc;
+    pl.nchunks = s.groups * pl.cpc;
+    pl.kpad = gpw_round_up(s.cg_in, 4);
+    pl.ldw = s.groups * pl.cgp;
+    pl.nbuf = 1;  // converted to x_s before the next copy is issued
+    // x tile rows: fp32, 16-byte units per row odd so that 8 lanes' LDS.128 on consecutive pixels hit
+    // distinct bank quads.
+    pl.ldx = gpw_round_up(s.groups * pl.kpad, 4);
+    if (pl.ldx % 8 == 0) pl.ldx += 4;
+    // out tile rows: the compute stores of consecutive pixels land in distinct banks (odd words per row).
+    pl.ldo = pl.out_cols;
+    if (esz == 4) {
+      if (pl.ldo % 2 == 0) pl.ldo += 1;
+    } else {
+      while (pl.ldo % 4 != 2) ++pl.ldo;
+    }
+  }
+  pl.o_linear = pl.out_mode == kGpwOutSlab16 && pl.ldo == pl.out_cols;
+  pl.ldr = mma && s.c_in % 16 == 0 ? s.c_in + 8 : s.c_in;
+
+  auto carve = [&](int tp) {
+    int off = 0;
+    auto take = [&](int bytes) {
+      const int o = off;
+      off += gpw_round_up(bytes, 16);
+      return o;
+    };
+    pl.off_raw[0] = take(tp * pl.ldr * esz);
+    pl.off_raw[1] = pl.nbuf == 2 ? take(tp * pl.ldr * esz) : pl.off_raw[0];
+    pl.off_x = take(tp * pl.ldx * 4);
+    pl.off_o = take(tp * pl.ldo * esz);
+    pl.off_w = take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
+    pl.off_bias = take(pl.ldw * 4);
+    pl.off_scale = take(pl.ldw * 4);
+    pl.off_shift = take(pl.ldw * 4);
+    pl.off_odst = take(pl.ldw * 4);
+    pl.off_xcol = take(mma ? 0 : s.c_in * 4);
+    return off;
+  };
+  // Tile: the largest of 128/64/32/16 pixels that fits and keeps the (pixel group, column chunk) items
+  // within 10% of a whole number of thread rounds; else the best balanced that fits.
+  int best = 0;
+  double best_eff = -1.0;
+  const int cands[4] = {128, 64, 32, 16};
+  for (int tp : cands) {
+    if (force.tile_p && tp != force.tile_p) continue;
+    if (carve(tp) > kGpwSmallKSmemBudget) continue;
+    // FMA: one item per thread; mma: one per warp.
+    const int workers = mma ? kGpwSmallKThreads / 32 : kGpwSmallKThreads;
+    const int items = (mma ? tp / 16 : tp / kGpwSmallKRP) * pl.nchunks;
+    const int rounds = (items + workers - 1) / workers;
+    const double eff = static_cast<double>(items) / (rounds * workers);
+    if (eff >= 0.9 && best_eff < 0.9) {
+      best = tp;
+      best_eff = eff;
+      break;
+    }
+    if (eff > best_eff + 1e-9) {
+      best = tp;
+      best_eff = eff;
+    }
+  }
+  if (best == 0) {
+    pl.why_not = "tiles and filter do not fit the shared-memory budget";
+    return pl;
+  }
+  pl.tile_p = best;
+  pl.smem_bytes = carve(best);
+  pl.npg = best / kGpwSmallKRP;
+  pl.tiles = (s.pixels() + best - 1) / best;
+  pl.ctas_per_sm = 2;  // the budget above and __launch_bounds__(256, 2)
+  const int64_t want = int64_t{num_sms < 1 ? 1 : num_sms} * pl.ctas_per_sm;
+  pl.grid = static_cast<int>(pl.tiles < want ? pl.tiles : want);
+  pl.conv_dp = kGpwSmallKThreads / s.c_in;
+  pl.conv_dc = kGpwSmallKThreads % s.c_in;
+  pl.div_cin = FastDivmod(static_cast<uint32_t>(s.c_in));
+  pl.div_cout = FastDivmod(static_cast<uint32_t>(s.c_out));
+  pl.div_total = FastDivmod(static_cast<uint32_t>(s.total));
+  pl.div_row_vecs = FastDivmod(static_cast<uint32_t>(s.c_in * esz / 16 > 0 ? s.c_in * esz / 16 : 1));
+  return pl;
+}
+
 }  // namespace cnnkern

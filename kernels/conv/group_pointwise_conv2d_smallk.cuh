@@ -1,0 +1,478 @@
+// Grouped 1x1 forward for channels_last problems with a short per-group reduction (cg_in <= 64), at
+// the memory-bandwidth limit instead of the GEMM mainloop's issue limit (kernel-audit section 2):
+//
+//   * one CTA owns a tile of P consecutive pixels and ALL groups, so its input is one contiguous slab
+//     (P x C_in, whatever C_in % 8 is), loaded with 16-byte cp.async into a raw stage; the next tile's
+//     copy is in flight while this tile computes and stores (the stage is free once converted);
+//   * CTAs are persistent (grid-stride over tiles): the whole filter (fp32, zero-padded per group),
+//     bias / scale / shift and the shuffled destination column of every output channel are put in
+//     shared memory once per CTA;
+//   * fp32 (RC = 4 or 8): the raw slab is converted once to an fp32 tile x_s[pixel][group][kpad]
+//     (zero-padded k), then each thread computes 8 pixels x RC channels of one group with fp32 FMA (exact
+//     for fp32: no TF32), reading 4 k at a time with 16-byte shared loads (x: conflict-free rows, w:
+//     broadcast). 16-bit types may take the same path (the plan's choice when cg_in is odd);
+//   * 16-bit (RC = kGpwMma): each warp computes 16 pixels x up to 64 channels of one group with
+//     mma.sync m16n8k16 (fp32 accumulate), its A fragments read straight from the raw slab (zero past
+//     cg_in), its B fragments from the zero-padded filter; the raw stage is double-buffered;
+//   * bias, scale, shift and ReLU are applied to the fp32 accumulator in that order (as the GEMM
+//     epilogue does), and the value is rounded once into an out tile already in shuffled channel order;
+//   * the out tile leaves as one contiguous slab with 16-byte stores (kGpwOutSlab16), or element by
+//     element at pitch * pixel + dest(c) when the conv fills only part of y (concat) or y is strided.
+//
+// The block is written as per-thread phases between barriers (setup, issue, convert, compute, store)
+// driven by one schedule (run_cta) for the device kernel and the host emulator alike, so that
+// kernels/check/emulate_group_pointwise_conv2d.cu replays exactly what the GPU runs.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "common/numeric.cuh"
+#include "conv/group_pointwise_conv2d_params.cuh"
+
+namespace cnnkern {
+
+// 16-byte global -> shared copy: cp.async on sm_80+, a plain copy elsewhere (and on the host).
+CNNKERN_HD void gpw_copy16_async(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+#elif defined(__CUDA_ARCH__)
+  *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
+#else
+  std::memcpy(dst, src, 16);
+#endif
+}
+
+CNNKERN_HD void gpw_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until all of this thread's copy groups have landed.
+CNNKERN_HD void gpw_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+struct alignas(16) GpwF4 {
+  float v[4];
+};
+
+template <class T, int RC>
+struct GpwSmallK {
+  static_assert(RC == 4 || RC == 8 || RC == kGpwMma, "columns per thread, or mma");
+  static constexpr bool kMma = RC == kGpwMma;
+  static_assert(!kMma || sizeof(T) == 2, "mma.sync takes 16-bit operands");
+  static constexpr int kThreads = kGpwSmallKThreads;
+  static constexpr int kRP = kGpwSmallKRP;
+  static constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+  GpwFwdParams<T> p;
+  GpwSmallKPlan pl;
+  ShuffleMap map;
+  int pixels;
+
+  __host__ static GpwSmallK make(const GpwFwdParams<T>& prm, const GpwSmallKPlan& plan) {
+    GpwSmallK k;
+    k.p = prm;
+    k.pl = plan;
+    k.map = prm.s.map();
+    k.pixels = prm.s.pixels();
+    return k;
+  }
+
+  struct Smem {
+    T* raw[2];
+    float* x;
+    T* o;
+    float* w;   // fp32 filter w[k][col] (FMA)
+    T* wt;      // 16-bit filter wt[col][k] (mma), same storage
+    float* bias;
+    float* scale;
+    float* shift;
+    int* odst;
+    int* xcol;
+  };
+  CNNKERN_HD Smem carve(unsigned char* base) const {
+    Smem m;
+    m.raw[0] = reinterpret_cast<T*>(base + pl.off_raw[0]);
+    m.raw[1] = reinterpret_cast<T*>(base + pl.off_raw[1]);
+    m.x = reinterpret_cast<float*>(base + pl.off_x);
+    m.o = reinterpret_cast<T*>(base + pl.off_o);
+    m.w = reinterpret_cast<float*>(base + pl.off_w);
+    m.wt = reinterpret_cast<T*>(base + pl.off_w);
+    m.bias = reinterpret_cast<float*>(base + pl.off_bias);
+    m.scale = reinterpret_cast<float*>(base + pl.off_scale);
+    m.shift = reinterpret_cast<float*>(base + pl.off_shift);
+    m.odst = reinterpret_cast<int*>(base + pl.off_odst);
+    m.xcol = reinterpret_cast<int*>(base + pl.off_xcol);
+    return m;
+  }
+  // Raw stage `buf` (a select, not an indexed array: a dynamically indexed Smem would live in local memory).
+  CNNKERN_HD T* raw_at(unsigned char* base, int buf) const {
+    return reinterpret_cast<T*>(base + (buf != 0 ? pl.off_raw[1] : pl.off_raw[0]));
+  }
+  CNNKERN_HD int rows_of(int tile) const {
+    const int left = pixels - tile * pl.tile_p;
+    return left < pl.tile_p ? left : pl.tile_p;
+  }
+
+  // Once per CTA: the zero-padded filter (fp32 w[k][g * cgp + j], or 16-bit wt[g * cgp + j][k] for
+  // mma), the per-column epilogue vectors and destination column (-1 for padding columns); for FMA also
+  // the x column of every input channel and a zeroed x tile (its k padding must read as 0: 0 * NaN from
+  // stale memory would poison the sums).
+  CNNKERN_HD void setup(unsigned char* smem, int t) const {
+    const Smem m = carve(smem);
+    const GpwShape& s = p.s;
+    if constexpr (kMma) {
+      for (int i = t; i < pl.ldw * pl.kw; i += kThreads) {
+        const int col = i / pl.kw, k = i - col * pl.kw;
+        const int g = col / pl.cgp, j = col - g * pl.cgp;
+        T v = Num<T>::zero();
+        if (k < s.cg_in && j < s.cg_out) {
+          v = p.w[static_cast<int64_t>(g * s.cg_out + j) * p.ws.n + static_cast<int64_t>(k) * p.ws.c];
+        }
+        m.wt[i] = v;
+      }
+    }
+    for (int i = t; i < pl.tile_p * pl.ldx; i += kThreads) m.x[i] = 0.0f;
+    for (int i = t; i < (kMma ? 0 : pl.kpad * pl.ldw); i += kThreads) {
+      const int k = i / pl.ldw, col = i - k * pl.ldw;
+      const int g = col / pl.cgp, j = col - g * pl.cgp;
+      float v = 0.0f;
+      if (k < s.cg_in && j < s.cg_out) {
+        v = Num<T>::to_float(p.w[static_cast<int64_t>(g * s.cg_out + j) * p.ws.n + static_cast<int64_t>(k) * p.ws.c]);
+      }
+      m.w[i] = v;
+    }
+    for (int col = t; col < pl.ldw; col += kThreads) {
+      const int g = col / pl.cgp, j = col - g * pl.cgp;
+      const bool valid = j < s.cg_out;
+      const int c = g * s.cg_out + j;
+      m.bias[col] = valid && p.bias != nullptr ? Num<T>::to_float(p.bias[c * p.bias_stride]) : 0.0f;
+      m.scale[col] = valid && p.scale.present() ? p.scale.template at<T>(c) : 1.0f;
+      m.shift[col] = valid && p.shift.present() ? p.shift.template at<T>(c) : 0.0f;
+      m.odst[col] = !valid ? -1 : (pl.out_mode == kGpwOutSlab16 ? map.dest(c) : c);
+    }
+    if (!kMma) {
+      for (int c = t; c < s.c_in; c += kThreads) m.xcol[c] = (c / s.cg_in) * pl.kpad + c % s.cg_in;
+    }
+  }
+
+  // Starts the copy of tile `tile` into raw[buf] (rows of C_in at pitch ldr) and closes this thread's group.
+  CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
+    T* raw = raw_at(smem, buf);
+    const int c_in = p.s.c_in;
+    const int n = rows_of(tile) * c_in;
+    const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
+    if (pl.in_mode == kGpwInDense16) {
+      const T* src = p.x + p0 * c_in;  // 16-byte aligned: tile_p * C_in is a multiple of kVec
+      const int nv = n / kVec;
+      if (pl.ldr == c_in) {  // packed rows: the stage is the slab
+        for (int v = t; v < nv; v += kThreads) gpw_copy16_async(raw + v * kVec, src + v * kVec);
+        for (int e = nv * kVec + t; e < n; e += kThreads) raw[e] = src[e];
+      } else {  // padded rows (C_in % 16 == 0: whole vectors per row, no remainder)
+        for (int v = t; v < nv; v += kThreads) {
+          uint32_t r, q;
+          pl.div_row_vecs.divmod(static_cast<uint32_t>(v), r, q);
+          gpw_copy16_async(raw + r * pl.ldr + q * kVec, src + v * kVec);
+        }
+      }
+    } else {
+      for (int e = t; e < n; e += kThreads) {
+        uint32_t r, c;
+        pl.div_cin.divmod(static_cast<uint32_t>(e), r, c);
+        raw[r * pl.ldr + c] = p.x[(p0 + r) * pl.x_pitch + c];
+      }
+    }
+    gpw_async_commit();
+  }
+
+  // raw[0] (slab order) -> x_s[pixel][g * kpad + k] in fp32 (FMA). Element e = t + i * kThreads is
+  // (pixel, channel) = divmod(e, C_in), stepped incrementally.
+  CNNKERN_HD void convert(unsigned char* smem, int tile, int t) const {
+    const Smem m = carve(smem);
+    const T* raw = m.raw[0];
+    const int c_in = p.s.c_in;
+    const int n = rows_of(tile) * c_in;
+    int r = t / c_in, c = t - r * c_in;
+    for (int e = t; e < n; e += kThreads) {
+      m.x[r * pl.ldx + m.xcol[c]] = Num<T>::to_float(raw[r * pl.ldr + c]);
+      r += pl.conv_dp;
+      c += pl.conv_dc;
+      if (c >= c_in) {
+        c -= c_in;
+        ++r;
+      }
+    }
+  }
+
+  // Item = (pixel group pg, column chunk): pixels pg + r * npg (r < 8; consecutive lanes take
+  // consecutive pixels), channels j0..j0+RC-1 of group g. Every tile row is computed (rows past the end
+  // of the last tile hold stale finite data and are never stored).
+  CNNKERN_HD void compute(unsigned char* smem, int t) const {
+    const Smem m = carve(smem);
+    const int npg = pl.npg, items = npg * pl.nchunks;
+    for (int it = t; it < items; it += kThreads) {
+      const int ch = it / npg, pg = it - ch * npg;
+      const int g = ch / pl.cpc, j0 = (ch - g * pl.cpc) * RC;
+      const float* xr = m.x + pg * pl.ldx + g * pl.kpad;
+      const float* wr = m.w + g * pl.cgp + j0;
+      const int xstep = npg * pl.ldx;
+      float acc[kRP][RC];
+#pragma unroll
+      for (int r = 0; r < kRP; ++r)
+#pragma unroll
+        for (int j = 0; j < RC; ++j) acc[r][j] = 0.0f;
+      for (int k = 0; k < pl.kpad; k += 4) {
+        GpwF4 w4[4][RC / 4];
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int q = 0; q < RC / 4; ++q)
+            w4[kk][q] = *reinterpret_cast<const GpwF4*>(wr + (k + kk) * pl.ldw + 4 * q);
+#pragma unroll
+        for (int r = 0; r < kRP; ++r) {
+          const GpwF4 x4 = *reinterpret_cast<const GpwF4*>(xr + r * xstep + k);
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int j = 0; j < RC; ++j) acc[r][j] = fmaf(x4.v[kk], w4[kk][j / 4].v[j % 4], acc[r][j]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < RC; ++j) {
+        const int col = g * pl.cgp + j0 + j;
+        const int d = m.odst[col];
+        if (d < 0) continue;
+        const float b = m.bias[col], sc = m.scale[col], sh = m.shift[col];
+#pragma unroll
+        for (int r = 0; r < kRP; ++r) {
+          float v = acc[r][j];
+          v += b;
+          v *= sc;
+          v += sh;
+          if (p.relu && v < 0.0f) v = 0.0f;  // (NaN stays NaN, as in F.relu)
+          m.o[(pg + r * npg) * pl.ldo + d] = Num<T>::from_float(v);
+        }
+      }
+    }
+  }
+
+  CNNKERN_HD void store(unsigned char* smem, int tile, int t) const {
+    const Smem m = carve(smem);
+    const int rows = rows_of(tile);
+    const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
+    if (pl.out_mode == kGpwOutSlab16) {
+      // y rows are `total` apart: the tile is one run of rows * total elements; each 16-byte vector
+      // gathers its elements from the padded out tile.
+      const int total = p.s.total, n = rows * total, nv = n / kVec;
+      T* dst = p.y + p0 * total;
+      if (pl.o_linear) {  // the out tile is the slab: 16-byte shared reads
+        for (int v = t; v < nv; v += kThreads) {
+          *reinterpret_cast<Vec<T, kVec>*>(dst + v * kVec) = *reinterpret_cast<const Vec<T, kVec>*>(m.o + v * kVec);
+        }
+      }
+      for (int v = pl.o_linear ? nv : t; v < nv; v += kThreads) {
+        uint32_t r, c;
+        pl.div_total.divmod(static_cast<uint32_t>(v * kVec), r, c);
+        Vec<T, kVec> out;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          out.v[j] = m.o[r * pl.ldo + c];
+          if (++c == static_cast<uint32_t>(total)) {
+            c = 0;
+            ++r;
+          }
+        }
+        *reinterpret_cast<Vec<T, kVec>*>(dst + v * kVec) = out;
+      }
+      for (int e = nv * kVec + t; e < n; e += kThreads) {
+        uint32_t r, c;
+        pl.div_total.divmod(static_cast<uint32_t>(e), r, c);
+        dst[e] = m.o[r * pl.ldo + c];
+      }
+    } else {
+      const int c_out = p.s.c_out, n = rows * c_out;
+      for (int e = t; e < n; e += kThreads) {
+        uint32_t r, c;
+        pl.div_cout.divmod(static_cast<uint32_t>(e), r, c);
+        p.y[(p0 + r) * pl.y_pitch + map.dest(static_cast<int>(c))] = m.o[r * pl.ldo + c];
+      }
+    }
+  }
+
+  // ---- mma.sync compute (kMma) ----
+  // Item = (m-tile of 16 pixels, group g, chunk of up to nb n-tiles of 8 columns); warps take items in
+  // turn. Fragment layouts of m16n8k16 (PTX ISA), gid = lane / 4, tig = lane % 4, two consecutive k per
+  // 32-bit register, the lower k in the low half:
+  //   A reg q: row gid + 8 * (q & 1), k = 2 * tig + 8 * (q >> 1)     B reg q: k = 2 * tig + 8 * q, col gid
+  //   C c[i]:  row gid + 8 * (i >> 1), col 2 * tig + (i & 1)
+  struct MmaItem {
+    int mt, g, n0, nt;  // m-tile, group, first n-tile (of the group), n-tiles in this item
+  };
+  CNNKERN_HD int mma_items() const { return pl.tile_p / 16 * pl.nchunks; }
+  CNNKERN_HD MmaItem mma_item(int it) const {
+    MmaItem m;
+    m.mt = it / pl.nchunks;
+    const int rem = it - m.mt * pl.nchunks;
+    m.g = rem / pl.cpc;
+    m.n0 = (rem - m.g * pl.cpc) * pl.nb;
+    const int left = pl.cgp / 8 - m.n0;
+    m.nt = left < pl.nb ? left : pl.nb;
+    return m;
+  }
+  // A: pixel rows of the raw slab, this group's channels; zero past cg_in (the next group's channels,
+  // or past the row's end, are never read).
+  CNNKERN_HD void a_frag(const T* raw, const MmaItem& m, int kb, int lane, uint32_t a[4]) const {
+    const int gid = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int row = m.mt * 16 + gid + 8 * (q & 1), k = kb * 16 + 2 * tig + 8 * (q >> 1);
+      a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * pl.ldr + m.g * p.s.cg_in + k) : 0u;
+    }
+  }
+  CNNKERN_HD void b_frag(const T* wt, const MmaItem& m, int nt, int kb, int lane, uint32_t b[2]) const {
+    const int gid = lane >> 2, tig = lane & 3;
+    const int col = m.g * pl.cgp + (m.n0 + nt) * 8 + gid;
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      b[q] = *reinterpret_cast<const uint32_t*>(wt + col * pl.kw + kb * 16 + 2 * tig + 8 * q);
+    }
+  }
+  CNNKERN_HD void mma_epilogue(unsigned char* smem, const MmaItem& m, int nt, int lane, const float c[4]) const {
+    const Smem sm = carve(smem);
+    const int gid = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int col = m.g * pl.cgp + (m.n0 + nt) * 8 + 2 * tig + j;
+      const int d = sm.odst[col];
+      if (d < 0) continue;
+      const float b = sm.bias[col], sc = sm.scale[col], sh = sm.shift[col];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float v = c[2 * h + j];
+        v += b;
+        v *= sc;
+        v += sh;
+        if (p.relu && v < 0.0f) v = 0.0f;
+        sm.o[(m.mt * 16 + gid + 8 * h) * pl.ldo + d] = Num<T>::from_float(v);
+      }
+    }
+  }
+
+#if defined(__CUDACC__)
+  __device__ __forceinline__ static void mma16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+#else
+    __trap();  // the plan never picks mma below sm_80 builds of 16-bit types (check_dtype_tensor_cores)
+#endif
+  }
+
+  // The warp's share of the compute phase on the device (the emulator drives the same fragment and
+  // epilogue functions lane by lane, with a host m16n8k16).
+  __device__ void compute_mma_device(unsigned char* smem, int buf, int warp, int lane) const {
+    const Smem sm = carve(smem);
+    const T* raw = raw_at(smem, buf);
+    const int items = mma_items(), ksteps = pl.kpad / 16;
+    for (int it = warp; it < items; it += kThreads / 32) {
+      const MmaItem m = mma_item(it);
+      float acc[8][4];
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[n][i] = 0.0f;
+      for (int kb = 0; kb < ksteps; ++kb) {
+        uint32_t a[4];
+        a_frag(raw, m, kb, lane, a);
+#pragma unroll
+        for (int n = 0; n < 8; ++n) {
+          if (n < m.nt) {
+            uint32_t b[2];
+            b_frag(sm.wt, m, n, kb, lane, b);
+            mma16816(acc[n], a, b);
+          }
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        if (n < m.nt) mma_epilogue(smem, m, n, lane, acc[n]);
+      }
+    }
+  }
+#endif
+
+  // The CTA schedule, shared by the kernel and the emulator. Exec provides phase(f) (run f(t) for every
+  // thread t of the block), barrier() and wait(pending) (the cp.async wait of every thread).
+  // Exec also provides mma_phase(k, smem, buf): the warps' mma compute.
+  // FMA, one raw stage: the copy of the next tile is issued right after the barrier that ends this
+  // tile's convert (nothing reads raw after it), and overlaps this tile's compute and store.
+  // mma, two raw stages: tile i is read from raw[i & 1] by the compute; the next copy goes to the other
+  // stage, which the compute of tile i-1 finished reading before the barrier that preceded its store.
+  // (Exec is host-only in the emulator and device-only in the kernel.)
+#pragma nv_exec_check_disable
+  template <class Exec>
+  CNNKERN_HD void run_cta(Exec& ex, unsigned char* smem, int cta, int nctas) const {
+    ex.phase([&](int t) { setup(smem, t); });
+    int tile = cta;
+    if (tile < pl.tiles) ex.phase([&](int t) { issue(smem, tile, 0, t); });
+    for (int i = 0; tile < pl.tiles; ++i, tile += nctas) {
+      const int next = tile + nctas;
+      ex.wait(0);
+      ex.barrier();
+      if constexpr (kMma) {
+        const int buf = i & 1;
+        if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, buf ^ 1, t); });
+        ex.mma_phase(*this, smem, buf);
+      } else {
+        ex.phase([&](int t) { convert(smem, tile, t); });
+        ex.barrier();
+        if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, 0, t); });
+        ex.phase([&](int t) { compute(smem, t); });
+      }
+      ex.barrier();
+      ex.phase([&](int t) { store(smem, tile, t); });
+    }
+  }
+};
+
+#if defined(__CUDACC__)
+struct GpwSmallKDeviceExec {
+  template <class F>
+  __device__ __forceinline__ void phase(F&& f) {
+    f(static_cast<int>(threadIdx.x));
+  }
+  __device__ __forceinline__ void barrier() { __syncthreads(); }
+  __device__ __forceinline__ void wait(int) { gpw_async_wait_all(); }
+  template <class K>
+  __device__ __forceinline__ void mma_phase(const K& k, unsigned char* smem, int buf) {
+    k.compute_mma_device(smem, buf, static_cast<int>(threadIdx.x) >> 5, static_cast<int>(threadIdx.x) & 31);
+  }
+};
+
+template <class T, int RC>
+__global__ void __launch_bounds__(kGpwSmallKThreads, 2) gpw_smallk_kernel(const GpwSmallK<T, RC> k) {
+  extern __shared__ __align__(16) unsigned char gpw_smem[];
+  GpwSmallKDeviceExec ex;
+  k.run_cta(ex, gpw_smem, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
+}
+#endif
+
+}  // namespace cnnkern
