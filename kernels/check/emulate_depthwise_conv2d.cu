@@ -238,7 +238,7 @@ const char* route_name(Route r) {
 }
 
 struct PathStats {
-  int tiled = 0, tiled_window = 0, direct_scalar = 0, residue = 0, global_w = 0;
+  int tiled = 0, tiled_window = 0, tiled_vec_stage = 0, direct_scalar = 0, residue = 0, global_w = 0;
   int direct_v[9] = {};     // by vector width
   int window[2][8] = {};    // direct window by [stride - 1][kt]
 } g_stats;
@@ -268,6 +268,7 @@ void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route
   if (plan.tiled) {
     ++g_stats.tiled;
     if (dw_window_k(g) > 0) ++g_stats.tiled_window;
+    if (plan.tp.vec_stage) ++g_stats.tiled_vec_stage;
     attach(plan.tp.g, dw_stats_tiles(plan.tp));
     emulate_tiled<T, E>(plan.tp);
     return;
@@ -768,6 +769,11 @@ int main(int argc, char** argv) {
       {1, 8, 1, 1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "in1x1_s2"},
       {1, 8, 9, 9, 2, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "k3s2m2"},
       {1, 16, 5, 23, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "k7_wide"},
+      // Rows of a multiple of 16 bytes (NCHW: the tiled kernel's 16-byte chunk staging), edges included.
+      {2, 3, 9, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "nchw_w16"},
+      {1, 4, 10, 24, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "nchw_w24_s2"},
+      {1, 2, 12, 32, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "nchw_w32_k7"},
+      {1, 3, 6, 8, 2, 5, 5, 1, 1, 4, 5, 2, 1, 1, 0, "nchw_w8_m2_d2"},
   };
   run_all<float>(cases, !quick);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
@@ -785,8 +791,9 @@ int main(int argc, char** argv) {
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases, !quick);
   std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
-  std::printf("paths: tiled=%d (window %d) direct v2=%d v4=%d v8=%d scalar=%d residue=%d global_w=%d\n",
-              g_stats.tiled, g_stats.tiled_window, g_stats.direct_v[2], g_stats.direct_v[4], g_stats.direct_v[8],
+  std::printf("paths: tiled=%d (window %d, 16-byte staging %d) direct v2=%d v4=%d v8=%d scalar=%d residue=%d "
+              "global_w=%d\n",
+              g_stats.tiled, g_stats.tiled_window, g_stats.tiled_vec_stage, g_stats.direct_v[2], g_stats.direct_v[4], g_stats.direct_v[8],
               g_stats.direct_scalar, g_stats.residue, g_stats.global_w);
   std::printf("direct windows: s1 k3=%d k5=%d k7=%d, s2 k3=%d k5=%d k7=%d\n", g_stats.window[0][3],
               g_stats.window[0][5], g_stats.window[0][7], g_stats.window[1][3], g_stats.window[1][5],

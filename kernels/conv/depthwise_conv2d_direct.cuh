@@ -36,7 +36,7 @@ namespace cnnkern {
 
 template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1>
 struct DwDirectBlock {
-  static constexpr int RP = dw_direct_rp(V);
+  static constexpr int RP = dw_direct_rp(V * static_cast<int>(sizeof(T)));
   static_assert(KS == 1 || (KS == 2 && KT > 0), "stride specialisation only with a window");
   static constexpr int VI = V / MI;
   static constexpr bool kStats = kEpi == EpiKind::kStats;
@@ -272,7 +272,11 @@ struct DwDirectBlock {
   // are read from shared memory once and used for the RP outputs.
   static constexpr int NC = (RP - 1) * KS + (KT > 0 ? KT : 1);
   static constexpr int kRawRegs = (VI * static_cast<int>(sizeof(T)) + 3) / 4;  // registers of one load
-  // Larger filters take one row per batch (NC = 6..9 loads in flight) and the column-outer order below.
+  // Tap-outer order (each tap's weights read once) while a row's columns fit in 32 floats; else
+  // column-outer (one column unpacked at a time: 7x7, and the 9 columns of a stride-2 row of 4 fp32
+  // or 8 16-bit channels, spilled with the epilogues). Filters above 3x3 take one row per batch
+  // (NC = 6..13 loads in flight).
+  static constexpr bool kTapOuter = KT <= 3 && NC * VI <= 32;
   static constexpr int KB0 = KT <= 3 ? 60 / (NC * kRawRegs) : 1;
   static constexpr int KB = KB0 < 1 ? 1 : (KB0 > KT ? (KT > 0 ? KT : 1) : KB0);
 
@@ -282,13 +286,13 @@ struct DwDirectBlock {
     const float* wj = smem + (j * KT * KT * p.tc + tc_) * V;
     // Clamped column offsets and their validity, shared by every filter row (the host guarantees
     // src_h, src_w >= 1 for this path: dw_direct_window).
-    int64_t cx[NC];
+    int cx[NC];  // int32: dw_direct_window checked (src_w - 1) * ss.w < 2^31
     bool cok[NC];
     const int sxb = x0 * KS - g.pw;
 #pragma unroll
     for (int u = 0; u < NC; ++u) {
       cok[u] = dw_in(sxb + u, g.src_w);
-      cx[u] = dw_clamp(sxb + u, g.src_w) * g.ss.w;
+      cx[u] = dw_clamp(sxb + u, g.src_w) * static_cast<int>(g.ss.w);
     }
     const int syb = y * KS - g.ph;
     if constexpr (KT <= 3) {
@@ -303,7 +307,7 @@ struct DwDirectBlock {
 
   // Filter rows kb .. kb+KB-1 of the window: their loads, then their FMAs.
   CNNKERN_HD void window_rows(const DwDirectParams<T>& p, const float* wj, const T* src, int syb, int kb,
-                              const int64_t (&cx)[NC], const bool (&cok)[NC], float (&acc)[RP][V]) const {
+                              const int (&cx)[NC], const bool (&cok)[NC], float (&acc)[RP][V]) const {
     const DwGather<T>& g = p.g;
     Vec<T, VI> raw[KB][NC];
     bool rok[KB];
@@ -320,7 +324,7 @@ struct DwDirectBlock {
     for (int b = 0; b < KB; ++b) {
       const int kh = kb + b;
       if (kh >= KT) break;
-      if constexpr (KT <= 3) {
+      if constexpr (kTapOuter) {
         // Tap-outer: the row's columns as floats (NC*VI registers), each tap's weights read once.
         float sv[NC][VI];
 #pragma unroll
@@ -333,8 +337,8 @@ struct DwDirectBlock {
           for (int r = 0; r < RP; ++r) fma(acc[r], wv, sv[r * KS + kw]);
         }
       } else {
-        // Column-outer: one column as floats at a time (a whole 7-wide row of them would spill); the
-        // weights of a tap are read once per output it feeds.
+        // Column-outer: one column as floats at a time; the weights of a tap are read once per output it
+        // feeds.
 #pragma unroll
         for (int u = 0; u < NC; ++u) {
           float sv[VI];

@@ -72,6 +72,11 @@ struct DwTiledParams {
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
+  // 16-byte staging (dw_tiled_vec_stage): rows are read in aligned 16-byte chunks, `chunks` per staged
+  // row (enough to cover pitch columns from any start), instead of one element per load.
+  bool vec_stage;
+  int chunks;
+  FastDivmod chunks_div;
   size_t smem_bytes;
 };
 
@@ -304,6 +309,14 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.ssh = static_cast<int>(g.ss.h);
   p.ssw = static_cast<int>(g.ss.w);
   p.vec_store = g.os.w == 1;
+  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
+  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
+  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
+  constexpr int kE = 16 / static_cast<int>(sizeof(T));
+  p.vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
+                g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
+  p.chunks = (p.pitch + kE - 1) / kE + 1;
+  p.chunks_div = FastDivmod(static_cast<uint32_t>(p.chunks));
   *out = p;
   return true;
 }
@@ -313,8 +326,9 @@ inline unsigned dw_tiled_grid_z(const DwTiledParams<T>& p) {
   return static_cast<unsigned>(dw_detail::ceil_div64(p.plane_groups, p.grid_y));
 }
 
-// Outputs per thread of the direct kernel for a channel vector width V.
-constexpr int dw_direct_rp(int v) { return v >= 8 ? 2 : 4; }
+// Outputs per thread of the direct kernel for channel vectors of `bytes` bytes: 2 for 16-byte vectors
+// (16 fp32 accumulators), else 4.
+constexpr int dw_direct_rp(int bytes) { return bytes >= 16 ? 2 : 4; }
 
 // Channel vector width of the direct kernel for channels-last tensors: the widest power of two up to
 // 16 bytes that divides C_out and that `aligned(w)` allows (the caller checks unit channel stride, the
@@ -345,7 +359,7 @@ inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channe
   DwDirectParams<T> p{};
   p.g = g;
   p.cvecs = g.out_c / v;
-  const int rp = dw_direct_rp(v);
+  const int rp = dw_direct_rp(v * static_cast<int>(sizeof(T)));
   if (channel_fast) {
     // At most 128 contiguous bytes per pixel (8 16-byte vectors, 16 8-byte, 32 4-byte) or 32 scalars per
     // block along C, so that at least 8 pixel groups share the block's weight staging.
@@ -431,6 +445,8 @@ inline DwWindow dw_direct_window(const DwDirectParams<T>& p, int v) {
   DwWindow w;
   if (v <= 1 || !p.w_smem || g.residue || g.kh != g.kw || g.dh != 1 || g.dw != 1 || g.sh != g.sw) return w;
   if ((g.sh != 1 && g.sh != 2) || g.src_h < 1 || g.src_w < 1) return w;
+  // Column offsets within a source row are int32 in the window.
+  if (g.ss.w < 0 || (int64_t{g.src_w} - 1) * g.ss.w >= (int64_t{1} << 31)) return w;
   if (g.kh != 3 && g.kh != 5 && g.kh != 7) return w;
   w.kt = g.kh;
   w.ks = g.sh;
