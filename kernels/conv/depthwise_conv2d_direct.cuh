@@ -10,7 +10,7 @@
 // KS = 1 or 2 along both axes) a filter row's NC = (RP-1)*KS + KT source columns are loaded once for all
 // RP outputs. The loads of a batch of filter rows (up to ~60 registers of raw data) are issued back to
 // back from addresses clamped into the source, and the taps outside it are zeroed with a select
-// afterwards: a thread keeps 8-18 loads in flight instead of one per branch (the old `if (!in) continue`
+// afterwards: a thread keeps 6-27 loads in flight instead of one per branch (the old `if (!in) continue`
 // around each load made every load wait for the previous one's FMAs). The runtime-tap path (KT == 0)
 // does the same for the RP columns of one tap.
 // Residue form (kRes, input-grad with stride > 1): the group's pixels x0 + r*sw share their residue

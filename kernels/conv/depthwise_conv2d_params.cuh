@@ -72,7 +72,7 @@ struct DwTiledParams {
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
-  // 16-byte staging (dw_tiled_vec_stage): rows are read in aligned 16-byte chunks, `chunks` per staged
+  // 16-byte staging (DwTiledBlock::stage_tile_vec): rows are read in aligned 16-byte chunks, `chunks` per staged
   // row (enough to cover pitch columns from any start), instead of one element per load.
   bool vec_stage;
   int chunks;
