@@ -66,62 +66,36 @@ size_t smem_optin_limit(int device) {
   return static_cast<size_t>(std::max(bytes, 48 * 1024));
 }
 
-// The kernel a gather problem (forward, or input-grad) runs on, by layout:
-//   channel_fast: channels-last source/output -> direct kernel, 16-byte channel vectors when vec;
-//   otherwise the shared-memory tiled kernel, or the direct kernel (one channel per block) for the
-//   residue form and for filters whose halo tile does not fit in shared memory.
-// `stats`: the plan of the statistics epilogue (the direct kernel's reduction buffer).
+// The kernel a gather problem (forward, or input-grad) runs on: dw_plan_gather (shared with the
+// emulator), with this device's opt-in shared memory and multiprocessor count.
 template <class T>
-struct GatherPlan {
-  bool tiled = false;
-  DwTiledParams<T> tp{};
-  DwDirectParams<T> dp{};
-  int v = 1, mi = 1, kt = 0;
-
-  int64_t stats_tiles() const { return tiled ? dw_stats_tiles(tp) : dw_stats_tiles(dp); }
-  void set_epilogue(const ChannelAffine& aff, const StatsOut& stats) {
-    DwGather<T>& g = tiled ? tp.g : dp.g;
-    g.aff = aff;
-    g.stats = stats;
-  }
-};
-
-template <class T>
-GatherPlan<T> plan_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, int device, bool stats) {
-  constexpr int kV = 16 / static_cast<int>(sizeof(T));
-  GatherPlan<T> plan;
-  if (!channel_fast && !g.residue && dw_plan_tiled(g, smem_optin_limit(device), &plan.tp)) {
-    plan.tiled = true;
-    return plan;
-  }
-  plan.v = channel_fast && vec ? kV : 1;
-  plan.dp = dw_plan_direct(g, plan.v, channel_fast);
-  TORCH_CHECK(plan.dp.grid_x < (1u << 31), "cnnkern depthwise_conv2d: too many blocks for one launch (", g.n, " x ",
-              g.out_c, " x ", g.out_h, " x ", g.out_w, " outputs); split the batch");
-  if (stats) dw_direct_add_stats(&plan.dp, plan.v);
-  plan.mi = plan.v > 1 ? mi : 1;
-  plan.kt = dw_direct_window_k(plan.dp, plan.v);
+DwGatherPlan<T> plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, int device, bool stats) {
+  const DwGatherPlan<T> plan = dw_plan_gather(g, channel_fast, vmax, mi, smem_optin_limit(device),
+                                              device_attribute(cudaDevAttrMultiProcessorCount, device), stats);
+  TORCH_CHECK(plan.tiled || plan.dp.grid_x < (1u << 31), "cnnkern depthwise_conv2d: too many blocks for one launch (",
+              g.n, " x ", g.out_c, " x ", g.out_h, " x ", g.out_w, " outputs); split the batch");
   return plan;
 }
 
 template <class T>
-void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, int device, cudaStream_t stream) {
-  const GatherPlan<T> plan = plan_gather(g, channel_fast, vec, mi, device, false);
+void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, int device, cudaStream_t stream) {
+  const DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, mi, device, false);
   if (plan.tiled) {
     launch_dw_tiled<T>(plan.tp, stream);
   } else {
-    launch_dw_direct<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
+    launch_dw_direct<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
   }
 }
 
 // The forward's gather problem and layout choice (shared by the plain forward and its epilogues).
 template <class T>
 DwGather<T> fwd_gather(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
-                       const at::Tensor& out, const DwShape& s, bool has_bias, bool& channel_fast, bool& vec) {
-  constexpr int64_t V = 16 / sizeof(T);
+                       const at::Tensor& out, const DwShape& s, bool has_bias, bool& channel_fast, int& vmax) {
   channel_fast = channels_fast(x);
-  // A vector of V output channels reads V/m input channels: m must divide V (1 or 2 are built).
-  vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && vec_ok(x, V / s.mult) && vec_ok(out, V);
+  // A vector of v output channels reads v/m input channels (dw_vec_width: m is 1, or 2 with 16 bytes).
+  vmax = channel_fast ? dw_vec_width<T>(static_cast<int>(s.c_out), s.mult, [&](int v) {
+    return vec_ok(x, v / s.mult) && vec_ok(out, v);
+  }) : 1;
   return dw_fwd_gather<T>(s, in_ptr<T>(x), strides_of(x), in_ptr<T>(w), strides_of(w),
                           has_bias ? in_ptr<T>(*bias) : nullptr, has_bias ? bias->stride(0) : 0, out_ptr<T>(out),
                           strides_of(out));
@@ -142,9 +116,10 @@ void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast, vec;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
-    run_gather<T>(g, channel_fast, vec, s.mult, x.get_device(), stream);
+    bool channel_fast;
+    int vmax;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
+    run_gather<T>(g, channel_fast, vmax, s.mult, x.get_device(), stream);
   });
 }
 
@@ -162,14 +137,15 @@ void depthwise_conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const st
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast, vec;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
-    GatherPlan<T> plan = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), false);
+    bool channel_fast;
+    int vmax;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
+    DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), false);
     plan.set_epilogue(channel_affine(scale, shift, activation), StatsOut{});
     if (plan.tiled) {
       launch_dw_tiled_act<T>(plan.tp, stream);
     } else {
-      launch_dw_direct_act<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
+      launch_dw_direct_act<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
     }
   });
   if (empty_reduction(x, w, out)) empty_reduction_act(out, scale, shift, activation);
@@ -188,9 +164,10 @@ int64_t depthwise_conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& 
   int64_t tiles = 0;
   dispatch(kDepthwise.name, x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    bool channel_fast, vec;
-    const DwGather<T> g = fwd_gather<T>(x, w, std::nullopt, out, s, false, channel_fast, vec);
-    tiles = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), true).stats_tiles();
+    bool channel_fast;
+    int vmax;
+    const DwGather<T> g = fwd_gather<T>(x, w, std::nullopt, out, s, false, channel_fast, vmax);
+    tiles = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), true).stats_tiles();
   });
   return tiles;
 }
@@ -204,14 +181,15 @@ void depthwise_conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const 
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast, vec;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vec);
-    GatherPlan<T> plan = plan_gather(g, channel_fast, vec, s.mult, x.get_device(), true);
+    bool channel_fast;
+    int vmax;
+    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
+    DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), true);
     plan.set_epilogue(ChannelAffine{}, StatsOut{partials.mutable_data_ptr<float>(), s.c_out});
     if (plan.tiled) {
       launch_dw_tiled_stats<T>(plan.tp, stream);
     } else {
-      launch_dw_direct_stats<T>(plan.dp, plan.v, plan.mi, plan.kt, stream);
+      launch_dw_direct_stats<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
     }
   });
   if (empty_reduction(x, w, out)) empty_reduction_stats(partials, out, bias);
@@ -223,13 +201,14 @@ void depthwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w,
   run_dgrad(op, kDepthwise, parse_args(op, stride, padding, dilation), grad_out, w, grad_in,
             [&](auto tag, const DwShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    constexpr int64_t V = 16 / sizeof(T);
     const bool channel_fast = channels_fast(grad_out);
     // Each input channel sums m output channels: vectors only without a multiplier.
-    const bool vec = channel_fast && s.mult == 1 && s.c % V == 0 && vec_ok(grad_out, V) && vec_ok(grad_in, V);
+    const int vmax = channel_fast && s.mult == 1 ? dw_vec_width<T>(static_cast<int>(s.c), 1, [&](int v) {
+      return vec_ok(grad_out, v) && vec_ok(grad_in, v);
+    }) : 1;
     const DwGather<T> g = dw_dgrad_gather<T>(s, in_ptr<T>(grad_out), strides_of(grad_out), in_ptr<T>(w),
                                              strides_of(w), out_ptr<T>(grad_in), strides_of(grad_in));
-    run_gather<T>(g, channel_fast, vec, 1, grad_out.get_device(), stream);
+    run_gather<T>(g, channel_fast, vmax, 1, grad_out.get_device(), stream);
   });
 }
 

@@ -32,29 +32,89 @@ void tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1>
 void direct(const DwDirectParams<T>& p, cudaStream_t stream) {
-  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes, E>;
+  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes, E, KS>;
   allow_smem(kernel, p.smem_bytes);
   kernel<<<p.grid_x, p.threads, p.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class T, int V, int MI, EpiKind E = EpiKind::kPlain>
-void direct_window(const DwDirectParams<T>& p, int kt, cudaStream_t stream) {
+template <class T, int V, int MI, int KS, EpiKind E>
+void direct_window_s(const DwDirectParams<T>& p, int kt, cudaStream_t stream) {
   switch (kt) {
     case 3:
-      direct<T, V, MI, 3, false, E>(p, stream);
+      direct<T, V, MI, 3, false, E, KS>(p, stream);
       break;
     case 5:
-      direct<T, V, MI, 5, false, E>(p, stream);
+      direct<T, V, MI, 5, false, E, KS>(p, stream);
       break;
     case 7:
-      direct<T, V, MI, 7, false, E>(p, stream);
+      direct<T, V, MI, 7, false, E, KS>(p, stream);
       break;
     default:
-      direct<T, V, MI, 0, false, E>(p, stream);
+      TORCH_CHECK(false, "cnnkern depthwise: internal error, window kt=", kt);
   }
+}
+
+// The forward-form direct kernel of a vector width: the window (dw_direct_window) or the runtime taps.
+template <class T, int V, int MI, EpiKind E = EpiKind::kPlain>
+void direct_window(const DwDirectParams<T>& p, DwWindow w, cudaStream_t stream) {
+  if (w.kt == 0) {
+    direct<T, V, MI, 0, false, E>(p, stream);
+  } else if (w.ks == 1) {
+    direct_window_s<T, V, MI, 1, E>(p, w.kt, stream);
+  } else {
+    TORCH_CHECK(w.ks == 2, "cnnkern depthwise: internal error, window stride ", w.ks);
+    direct_window_s<T, V, MI, 2, E>(p, w.kt, stream);
+  }
+}
+
+// Forward form (E: any epilogue) or, with E == kPlain, the residue form, by vector width: 16 bytes
+// (multiplier 1 or 2 folded in), the narrower ones (multiplier 1), or scalar (no window).
+template <class T, EpiKind E>
+void direct_any(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  const bool res = p.g.residue;
+  TORCH_CHECK(!res || (E == EpiKind::kPlain && w.kt == 0 && mi == 1),
+              "cnnkern depthwise: internal error, residue form with an epilogue, a window or mi=", mi);
+  TORCH_CHECK((mi == 1 || (mi == 2 && v == kV)) && (v > 1 || w.kt == 0),
+              "cnnkern depthwise: internal error, no direct kernel for v=", v, " mi=", mi, " kt=", w.kt);
+  if (res) {
+    if constexpr (E == EpiKind::kPlain) {
+      switch (v) {
+        case 1: direct<T, 1, 1, 0, true>(p, stream); return;
+        case 2: direct<T, 2, 1, 0, true>(p, stream); return;
+        case 4: direct<T, 4, 1, 0, true>(p, stream); return;
+        case 8:
+          if constexpr (kV >= 8) {
+            direct<T, 8, 1, 0, true>(p, stream);
+            return;
+          }
+          break;
+        default: break;
+      }
+    }
+  } else if (v == 1) {
+    direct<T, 1, 1, 0, false, E>(p, stream);
+    return;
+  } else if (v == kV) {
+    if (mi == 1) {
+      direct_window<T, kV, 1, E>(p, w, stream);
+    } else {
+      direct_window<T, kV, 2, E>(p, w, stream);
+    }
+    return;
+  } else if (v == 2) {
+    direct_window<T, 2, 1, E>(p, w, stream);
+    return;
+  } else if (v == 4) {
+    if constexpr (kV > 4) {
+      direct_window<T, 4, 1, E>(p, w, stream);
+      return;
+    }
+  }
+  TORCH_CHECK(false, "cnnkern depthwise: internal error, no direct kernel for v=", v);
 }
 
 template <class T, EpiKind E>
@@ -71,25 +131,6 @@ void tiled_k(const DwTiledParams<T>& p, cudaStream_t stream) {
       break;
     default:
       tiled<T, 0, E>(p, stream);
-  }
-}
-
-// The forward-form direct kernels with an epilogue (the residue form is the input gradient's).
-template <class T, EpiKind E>
-void direct_fwd(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
-  constexpr int kV = 16 / static_cast<int>(sizeof(T));
-  TORCH_CHECK(!p.g.residue, "cnnkern depthwise: internal error, epilogue on the residue form");
-  if (v == 1) {
-    TORCH_CHECK(mi == 1 && kt == 0, "cnnkern depthwise: internal error, scalar direct kernel with mi=", mi, " kt=", kt);
-    direct<T, 1, 1, 0, false, E>(p, stream);
-    return;
-  }
-  TORCH_CHECK(v == kV && (mi == 1 || mi == 2), "cnnkern depthwise: internal error, no direct kernel for v=", v,
-              " mi=", mi);
-  if (mi == 1) {
-    direct_window<T, kV, 1, E>(p, kt, stream);
-  } else {
-    direct_window<T, kV, 2, E>(p, kt, stream);
   }
 }
 
@@ -131,40 +172,21 @@ void launch_dw_tiled_act(const DwTiledParams<T>& p, cudaStream_t stream) {
   dw_launch::tiled_k<T, EpiKind::kAct>(p, stream);
 }
 template <class T>
-void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
-  dw_launch::direct_fwd<T, EpiKind::kAct>(p, v, mi, kt, stream);
+void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream) {
+  dw_launch::direct_any<T, EpiKind::kAct>(p, v, mi, w, stream);
 }
 template <class T>
 void launch_dw_tiled_stats(const DwTiledParams<T>& p, cudaStream_t stream) {
   dw_launch::tiled_k<T, EpiKind::kStats>(p, stream);
 }
 template <class T>
-void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
-  dw_launch::direct_fwd<T, EpiKind::kStats>(p, v, mi, kt, stream);
+void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream) {
+  dw_launch::direct_any<T, EpiKind::kStats>(p, v, mi, w, stream);
 }
 
 template <class T>
-void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream) {
-  constexpr int kV = 16 / static_cast<int>(sizeof(T));
-  if (v == 1) {
-    TORCH_CHECK(mi == 1 && kt == 0, "cnnkern depthwise: internal error, scalar direct kernel with mi=", mi, " kt=", kt);
-    if (p.g.residue) {
-      dw_launch::direct<T, 1, 1, 0, true>(p, stream);
-    } else {
-      dw_launch::direct<T, 1, 1, 0, false>(p, stream);
-    }
-    return;
-  }
-  TORCH_CHECK(v == kV && (mi == 1 || mi == 2) && (kt == 0 || !p.g.residue),
-              "cnnkern depthwise: internal error, no direct kernel for v=", v, " mi=", mi, " kt=", kt);
-  if (p.g.residue) {
-    TORCH_CHECK(mi == 1, "cnnkern depthwise: internal error, residue kernel with mi=", mi);
-    dw_launch::direct<T, kV, 1, 0, true>(p, stream);
-  } else if (mi == 1) {
-    dw_launch::direct_window<T, kV, 1>(p, kt, stream);
-  } else {
-    dw_launch::direct_window<T, kV, 2>(p, kt, stream);
-  }
+void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream) {
+  dw_launch::direct_any<T, EpiKind::kPlain>(p, v, mi, w, stream);
 }
 
 template <class T>
@@ -186,13 +208,13 @@ void launch_dw_wgrad(const DwWgradParams<T>& p, int vw, int kt, const DwWgradFin
 
 #define CNNKERN_INSTANTIATE_DW_GATHER(T)                                                                    \
   template void cnnkern::launch_dw_tiled<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);               \
-  template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+  template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_FWD_ACT(T)                                                                   \
   template void cnnkern::launch_dw_tiled_act<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);           \
-  template void cnnkern::launch_dw_direct_act<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+  template void cnnkern::launch_dw_direct_act<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_FWD_STATS(T)                                                                 \
   template void cnnkern::launch_dw_tiled_stats<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);         \
-  template void cnnkern::launch_dw_direct_stats<T>(const cnnkern::DwDirectParams<T>&, int, int, int, cudaStream_t)
+  template void cnnkern::launch_dw_direct_stats<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_WGRAD(T)                                                                    \
   template void cnnkern::launch_dw_wgrad<T>(const cnnkern::DwWgradParams<T>&, int, int,                    \
                                             const cnnkern::DwWgradFinalizeParams<T>&, cudaStream_t)

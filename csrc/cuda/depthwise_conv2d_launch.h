@@ -15,10 +15,11 @@ namespace cnnkern {
 template <class T>
 void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream);
 
-// Direct gather. v: channel vector width (1 or 16 bytes' worth); mi: multiplier folded into a vector
-// (1, or 2 for the forward op); kt: dw_direct_window_k(p, v).
+// Direct gather, as planned by dw_plan_gather. v: channel vector width (1, 2, 4 or 8 elements up to 16
+// bytes: dw_vec_width); mi: multiplier folded into a vector (1, or 2 for the forward op with 16-byte
+// vectors); w: the compile-time window (dw_direct_window).
 template <class T>
-void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream);
 
 // The forward with the epilogues of fused conv + BatchNorm (common/epilogue.cuh): act from p.g.aff, or the
 // statistics into p.g.stats (tiles: dw_stats_tiles; the direct plan needs dw_direct_add_stats first).
@@ -26,11 +27,11 @@ void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStr
 template <class T>
 void launch_dw_tiled_act(const DwTiledParams<T>& p, cudaStream_t stream);
 template <class T>
-void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+void launch_dw_direct_act(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream);
 template <class T>
 void launch_dw_tiled_stats(const DwTiledParams<T>& p, cudaStream_t stream);
 template <class T>
-void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, int kt, cudaStream_t stream);
+void launch_dw_direct_stats(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream);
 
 // Weight gradient: partial sums into p.ws, then f (reading p.ws) casts them into grad_w.
 // vw: channels per thread (1 or 4); kt: 3, 5, 7 for square filters of that size, else 0.

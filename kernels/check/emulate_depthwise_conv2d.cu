@@ -100,10 +100,10 @@ void replay_tiled(const DwTiledParams<T>& p) {
     }
 }
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1>
 void replay_direct(const DwDirectParams<T>& p) {
   Smem sm(p.smem_bytes + 16);
-  std::vector<DwDirectBlock<T, V, MI, KT, kRes, E>> blk(p.threads);
+  std::vector<DwDirectBlock<T, V, MI, KT, kRes, E, KS>> blk(p.threads);
   for (unsigned bx = 0; bx < p.grid_x; ++bx) {
     sm.poison(p.smem_bytes);
     for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, t);
@@ -151,45 +151,68 @@ void emulate_tiled(const DwTiledParams<T>& p) {
   }
 }
 
-template <class T, int V, int MI, EpiKind E>
-void emulate_direct_window(const DwDirectParams<T>& p, int kt) {
+template <class T, int V, int MI, int KS, EpiKind E>
+void emulate_direct_window_s(const DwDirectParams<T>& p, int kt) {
   switch (kt) {
-    case 3: replay_direct<T, V, MI, 3, false, E>(p); break;
-    case 5: replay_direct<T, V, MI, 5, false, E>(p); break;
-    case 7: replay_direct<T, V, MI, 7, false, E>(p); break;
-    default: replay_direct<T, V, MI, 0, false, E>(p);
+    case 3: replay_direct<T, V, MI, 3, false, E, KS>(p); break;
+    case 5: replay_direct<T, V, MI, 5, false, E, KS>(p); break;
+    case 7: replay_direct<T, V, MI, 7, false, E, KS>(p); break;
+    default: std::abort();
   }
 }
 
+template <class T, int V, int MI, EpiKind E>
+void emulate_direct_window(const DwDirectParams<T>& p, DwWindow w) {
+  if (w.kt == 0) {
+    replay_direct<T, V, MI, 0, false, E>(p);
+  } else if (w.ks == 1) {
+    emulate_direct_window_s<T, V, MI, 1, E>(p, w.kt);
+  } else if (w.ks == 2) {
+    emulate_direct_window_s<T, V, MI, 2, E>(p, w.kt);
+  } else {
+    std::abort();
+  }
+}
+
+// The same dispatch as dw_launch::direct_any.
 template <class T, EpiKind E = EpiKind::kPlain>
-void emulate_direct(const DwDirectParams<T>& p, int v, int mi, int kt) {
+void emulate_direct(const DwDirectParams<T>& p, int v, int mi, DwWindow w) {
   constexpr int kV = 16 / static_cast<int>(sizeof(T));
-  if (v == 1) {
-    if (mi != 1 || kt != 0) std::abort();
+  const bool res = p.g.residue;
+  if (res && (E != EpiKind::kPlain || w.kt != 0 || mi != 1)) std::abort();
+  if (!(mi == 1 || (mi == 2 && v == kV)) || (v == 1 && w.kt != 0)) std::abort();
+  if (res) {
     if constexpr (E == EpiKind::kPlain) {
-      if (p.g.residue) {
-        replay_direct<T, 1, 1, 0, true>(p);
-        return;
+      switch (v) {
+        case 1: replay_direct<T, 1, 1, 0, true>(p); return;
+        case 2: replay_direct<T, 2, 1, 0, true>(p); return;
+        case 4: replay_direct<T, 4, 1, 0, true>(p); return;
+        case 8:
+          if constexpr (kV >= 8) {
+            replay_direct<T, 8, 1, 0, true>(p);
+            return;
+          }
+          break;
+        default: break;
       }
-    } else if (p.g.residue) {
-      std::abort();
     }
+  } else if (v == 1) {
     replay_direct<T, 1, 1, 0, false, E>(p);
     return;
-  }
-  if (v != kV || (mi != 1 && mi != 2) || (kt != 0 && p.g.residue)) std::abort();
-  if (p.g.residue) {
-    if constexpr (E == EpiKind::kPlain) {
-      if (mi != 1) std::abort();
-      replay_direct<T, kV, 1, 0, true>(p);
-    } else {
-      std::abort();
+  } else if (v == kV) {
+    if (mi == 1) emulate_direct_window<T, kV, 1, E>(p, w);
+    else emulate_direct_window<T, kV, 2, E>(p, w);
+    return;
+  } else if (v == 2) {
+    emulate_direct_window<T, 2, 1, E>(p, w);
+    return;
+  } else if (v == 4) {
+    if constexpr (kV > 4) {
+      emulate_direct_window<T, 4, 1, E>(p, w);
+      return;
     }
-  } else if (mi == 1) {
-    emulate_direct_window<T, kV, 1, E>(p, kt);
-  } else {
-    emulate_direct_window<T, kV, 2, E>(p, kt);
   }
+  std::abort();
 }
 
 template <class T, int VW>
@@ -215,45 +238,61 @@ const char* route_name(Route r) {
 }
 
 struct PathStats {
-  int tiled = 0, direct_vec = 0, direct_scalar = 0, window = 0, residue = 0, global_w = 0;
+  int tiled = 0, tiled_window = 0, tiled_vec_stage = 0, direct_scalar = 0, residue = 0, global_w = 0;
+  int direct_v[9] = {};     // by vector width
+  int window[2][8] = {};    // direct window by [stride - 1][kt]
 } g_stats;
 
+// Multiprocessor count given to the plan: an H200's, or 1 (long per-thread chains: gpt up to 16) every
+// other call, so that both grid shapes are replayed.
+int g_sms_toggle = 0;
+
 // With the statistics epilogue, `partials` is sized (tiles, C_out, 3) from the plan and NaN-filled.
+// vmax: the widest channel vector the layout allows (dw_vec_width), as csrc computes it.
 template <class T, EpiKind E = EpiKind::kPlain>
-void run_gather(const DwGather<T>& g, bool channel_fast, bool vec, int mi, Route route,
+void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route route,
                 std::vector<float>* partials = nullptr) {
-  constexpr int kV = 16 / static_cast<int>(sizeof(T));
   auto attach = [&](DwGather<T>& pg, int64_t tiles) {
     if constexpr (E == EpiKind::kStats) {
       partials->assign(size_t(tiles) * pg.out_c * 3, NAN);
       pg.stats = StatsOut{partials->data(), pg.out_c};
     }
   };
-  if (!channel_fast && !g.residue && (route == Route::kAuto || route == Route::kTinySmem)) {
-    DwTiledParams<T> tp;
-    const size_t optin = route == Route::kTinySmem ? kDwSmemDefault : 227 * 1024;
-    if (dw_plan_tiled(g, optin, &tp)) {
-      ++g_stats.tiled;
-      if (dw_window_k(g) > 0) ++g_stats.window;
-      attach(tp.g, dw_stats_tiles(tp));
-      emulate_tiled<T, E>(tp);
-      return;
-    }
+  const bool tiled_ok = route == Route::kAuto || route == Route::kTinySmem;
+  const size_t optin = route == Route::kTinySmem ? kDwSmemDefault : 227 * 1024;
+  const int sms = (g_sms_toggle++ & 1) ? 1 : kDwDefaultSms;
+  // kDirect: the direct kernel for a pixel-contiguous tensor (channel_fast is false there, so a
+  // zero opt-in limit is enough to refuse the tiled kernel).
+  DwGatherPlan<T> plan = dw_plan_gather(g, channel_fast, vmax, mi, tiled_ok ? optin : 0, sms,
+                                        E == EpiKind::kStats, route == Route::kDirectGlobalW);
+  if (plan.tiled) {
+    ++g_stats.tiled;
+    if (dw_window_k(g) > 0) ++g_stats.tiled_window;
+    if (plan.tp.vec_stage) ++g_stats.tiled_vec_stage;
+    attach(plan.tp.g, dw_stats_tiles(plan.tp));
+    emulate_tiled<T, E>(plan.tp);
+    return;
   }
-  const int v = channel_fast && vec ? kV : 1;
-  DwDirectParams<T> dp = dw_plan_direct(g, v, channel_fast);
-  if (route == Route::kDirectGlobalW) {
-    dp.w_smem = false;
-    dp.smem_bytes = 0;
-  }
-  if (E == EpiKind::kStats) dw_direct_add_stats(&dp, v);
-  const int kt = dw_direct_window_k(dp, v);
-  ++(v > 1 ? g_stats.direct_vec : g_stats.direct_scalar);
-  if (kt > 0) ++g_stats.window;
+  const DwDirectParams<T>& dp = plan.dp;
+  ++(plan.v > 1 ? g_stats.direct_v[plan.v] : g_stats.direct_scalar);
+  if (plan.win.kt > 0) ++g_stats.window[plan.win.ks - 1][plan.win.kt];
   if (g.residue) ++g_stats.residue;
   if (!dp.w_smem) ++g_stats.global_w;
-  attach(dp.g, dw_stats_tiles(dp));
-  emulate_direct<T, E>(dp, v, v > 1 ? mi : 1, kt);
+  attach(plan.dp.g, dw_stats_tiles(plan.dp));
+  emulate_direct<T, E>(plan.dp, plan.v, plan.mi, plan.win);
+}
+
+// csrc's choice of channel vector for the forward (x: v/m source channels, y: v output channels) and
+// for the input-grad (no multiplier).
+template <class T>
+int fwd_vmax(const DwShape& s, const Tensor4<T>& x, const Tensor4<T>& y) {
+  if (!x.channels_fast()) return 1;
+  return dw_vec_width<T>(s.c_out, s.mult, [&](int v) { return x.vec_ok(v / s.mult) && y.vec_ok(v); });
+}
+template <class T>
+int dgrad_vmax(const DwShape& s, const Tensor4<T>& dy, const Tensor4<T>& dx) {
+  if (!dy.channels_fast() || s.mult != 1) return 1;
+  return dw_vec_width<T>(s.c, 1, [&](int v) { return dy.vec_ok(v) && dx.vec_ok(v); });
 }
 
 // Weight tensors: contiguous (C_out, 1, KH, KW), or tap-major (strides 1, -, KW*C_out, C_out) for
@@ -289,14 +328,10 @@ void run_fwd(const Case& c, int layout, Route route, bool with_bias, std::mt1993
   for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
   const int64_t bstride = layout == kNCHWView ? 2 : 1;
 
-  constexpr int V = 16 / static_cast<int>(sizeof(T));
   const DwShape s = c.shape();
-  const bool channel_fast = x.channels_fast();
-  const bool vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && x.vec_ok(V / s.mult) &&
-                   y.vec_ok(V);
   const DwGather<T> g = dw_fwd_gather<T>(s, x.ptr, x.st, w.buf.data(), w.st, with_bias ? bias.data() : nullptr,
                                          bstride, y.ptr, y.st);
-  run_gather<T>(g, channel_fast, vec, s.mult, route);
+  run_gather<T>(g, x.channels_fast(), fwd_vmax(s, x, y), s.mult, route);
 
   const size_t ny = size_t(y.numel());
   std::vector<double> ref(ny, 0.0), mag(ny, 0.0);
@@ -374,19 +409,17 @@ void run_fwd_epi(const Case& c, int layout, Route route, EpiKind epi, int act, i
   const EpiVec<T> scale(act_epi && (vecs & 2), f32, c.c_out(), 0.25f, 2.0f, rng),
       shift(act_epi && (vecs & 4), f32, c.c_out(), -1.0f, 4.0f, rng);
 
-  constexpr int V = 16 / static_cast<int>(sizeof(T));
   const DwShape s = c.shape();
   const bool channel_fast = x.channels_fast();
-  const bool vec = channel_fast && (s.mult == 1 || s.mult == 2) && s.c_out % V == 0 && x.vec_ok(V / s.mult) &&
-                   y.vec_ok(V);
+  const int vmax = fwd_vmax(s, x, y);
   DwGather<T> g = dw_fwd_gather<T>(s, x.ptr, x.st, w.buf.data(), w.st, with_bias ? bias.data() : nullptr, 1, y.ptr,
                                    y.st);
   std::vector<float> part;
   if (act_epi) {
     g.aff = ChannelAffine{scale.view(), shift.view(), act};
-    run_gather<T, EpiKind::kAct>(g, channel_fast, vec, s.mult, route);
+    run_gather<T, EpiKind::kAct>(g, channel_fast, vmax, s.mult, route);
   } else {
-    run_gather<T, EpiKind::kStats>(g, channel_fast, vec, s.mult, route, &part);
+    run_gather<T, EpiKind::kStats>(g, channel_fast, vmax, s.mult, route, &part);
   }
 
   const size_t ny = size_t(y.numel());
@@ -473,12 +506,9 @@ void run_dgrad(const Case& c, int layout, Route route, std::mt19937& rng) {
   Weight<T> w(c, layout >= kNCHWView, rng);
   dy.fill_random(rng);
   dx.fill_nan();
-  constexpr int V = 16 / static_cast<int>(sizeof(T));
   const DwShape s = c.shape();
-  const bool channel_fast = dy.channels_fast();
-  const bool vec = channel_fast && s.mult == 1 && s.c % V == 0 && dy.vec_ok(V) && dx.vec_ok(V);
   const DwGather<T> g = dw_dgrad_gather<T>(s, dy.ptr, dy.st, w.buf.data(), w.st, dx.ptr, dx.st);
-  run_gather<T>(g, channel_fast, vec, 1, route);
+  run_gather<T>(g, dy.channels_fast(), dgrad_vmax(s, dy, dx), 1, route);
 
   const size_t nx = size_t(dx.numel());
   std::vector<double> ref(nx, 0.0), mag(nx, 0.0);
@@ -623,10 +653,11 @@ void test_plans() {
         if (tp.plane_groups * tp.planes_per_block < int64_t{g.n} * g.out_c) fail("tiled planes", c);
         if (tp.threads > kDwThreads || tp.smem_bytes > 227 * 1024) fail("tiled block", c);
       }
-      for (int v : {1, 8}) {
+      for (int v : {1, 2, 4, 8}) {
         if (g.out_c % v != 0) continue;
         for (int cf = 0; cf < 2; ++cf) {
           const DwDirectParams<__half> dp = dw_plan_direct(g, v, cf == 1);
+          if (dp.gpt < 1 || dp.gpt > 16) fail("direct chain", c);
           const int64_t pblocks = (int64_t{dp.groups} + int64_t{dp.tp} * dp.gpt - 1) / (int64_t{dp.tp} * dp.gpt);
           if (int64_t{dp.grid_x} != pblocks * dp.cblocks) fail("direct grid", c);
           if (int64_t{dp.cblocks} * dp.tc < dp.cvecs || dp.threads > kDwThreads) fail("direct channels", c);
@@ -726,6 +757,23 @@ int main(int argc, char** argv) {
       {1, 8, 10, 12, 2, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "k7m2"},
       {1, 16, 9, 9, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "k5_vec"},
       {1, 4, 6, 7, 1, 4, 6, 2, 3, 1, 2, 1, 2, 1, 0, "k4x6_s23"},
+      // Narrow channel vectors (ShuffleNetV2's 58 / 116 channels: 4- and 8-byte vectors of 16-bit types)
+      // and the stride-2 windows.
+      {2, 58, 9, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "c58_k3"},
+      {2, 116, 7, 6, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "c116_k3s2"},
+      {1, 6, 11, 13, 1, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, "c6_k7s2"},
+      {1, 20, 9, 9, 1, 5, 5, 2, 2, 2, 2, 1, 1, 0, 0, "c20_k5s2"},
+      {1, 10, 8, 7, 1, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1, "c10_k5"},
+      {2, 24, 9, 9, 1, 3, 3, 2, 2, 0, 0, 1, 1, 0, 0, "c24_k3s2p0"},
+      {1, 12, 10, 10, 1, 3, 3, 1, 1, 2, 2, 2, 2, 0, 0, "c12_d2"},
+      {1, 8, 1, 1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "in1x1_s2"},
+      {1, 8, 9, 9, 2, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "k3s2m2"},
+      {1, 16, 5, 23, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "k7_wide"},
+      // Rows of a multiple of 16 bytes (NCHW: the tiled kernel's 16-byte chunk staging), edges included.
+      {2, 3, 9, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "nchw_w16"},
+      {1, 4, 10, 24, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "nchw_w24_s2"},
+      {1, 2, 12, 32, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "nchw_w32_k7"},
+      {1, 3, 6, 8, 2, 5, 5, 1, 1, 4, 5, 2, 1, 1, 0, "nchw_w8_m2_d2"},
   };
   run_all<float>(cases, !quick);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
@@ -743,9 +791,13 @@ int main(int argc, char** argv) {
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases, !quick);
   std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
-  std::printf("paths: tiled=%d (window %d total) direct_vec=%d direct_scalar=%d residue=%d global_w=%d\n",
-              g_stats.tiled, g_stats.window, g_stats.direct_vec, g_stats.direct_scalar, g_stats.residue,
-              g_stats.global_w);
+  std::printf("paths: tiled=%d (window %d, 16-byte staging %d) direct v2=%d v4=%d v8=%d scalar=%d residue=%d "
+              "global_w=%d\n",
+              g_stats.tiled, g_stats.tiled_window, g_stats.tiled_vec_stage, g_stats.direct_v[2], g_stats.direct_v[4], g_stats.direct_v[8],
+              g_stats.direct_scalar, g_stats.residue, g_stats.global_w);
+  std::printf("direct windows: s1 k3=%d k5=%d k7=%d, s2 k3=%d k5=%d k7=%d\n", g_stats.window[0][3],
+              g_stats.window[0][5], g_stats.window[0][7], g_stats.window[1][3], g_stats.window[1][5],
+              g_stats.window[1][7]);
   std::printf(g_failures ? "emulate_depthwise_conv2d: %d FAILURES in %d runs\n"
                          : "emulate_depthwise_conv2d: all %d runs passed\n",
               g_failures ? g_failures : g_runs, g_runs);

@@ -6,8 +6,13 @@
 //
 // Thread t of block b: channel vector cb*tc + t % tc, pixel groups pb*tp*gpt + i*tp + t / tc (i < gpt),
 // with cb = b % cblocks fastest so that neighbouring blocks share pixels (channels-last: one line).
-// Forward form: the group's pixels are x0 .. x0+RP-1. With KT > 0 (unit stride/dilation) the loop
-// runs over the RP+KT-1 source columns of a filter row and loads each once for all RP outputs.
+// Forward form: the group's pixels are x0 .. x0+RP-1. With KT > 0 (KT x KT filter, unit dilation, stride
+// KS = 1 or 2 along both axes) a filter row's NC = (RP-1)*KS + KT source columns are loaded once for all
+// RP outputs. The loads of a batch of filter rows (up to ~60 registers of raw data) are issued back to
+// back from addresses clamped into the source, and the taps outside it are zeroed with a select
+// afterwards: a thread keeps 6-27 loads in flight instead of one per branch (the old `if (!in) continue`
+// around each load made every load wait for the previous one's FMAs). The runtime-tap path (KT == 0)
+// does the same for the RP columns of one tap.
 // Residue form (kRes, input-grad with stride > 1): the group's pixels x0 + r*sw share their residue
 // mod sw, hence the set of contributing taps, and read consecutive source columns.
 //
@@ -29,9 +34,10 @@
 
 namespace cnnkern {
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1>
 struct DwDirectBlock {
-  static constexpr int RP = dw_direct_rp(V);
+  static constexpr int RP = dw_direct_rp(V * static_cast<int>(sizeof(T)));
+  static_assert(KS == 1 || (KS == 2 && KT > 0), "stride specialisation only with a window");
   static constexpr int VI = V / MI;
   static constexpr bool kStats = kEpi == EpiKind::kStats;
   static_assert(V % MI == 0, "multiplier must divide the vector");
@@ -233,6 +239,7 @@ struct DwDirectBlock {
   CNNKERN_HD void gather_forward(const DwDirectParams<T>& p, const float* smem, int j, const T* src, int y, int x0,
                                  float (&acc)[RP][V]) const {
     const DwGather<T>& g = p.g;
+    if (g.src_w <= 0) return;  // no column to clamp to (and nothing to add)
     for (int kh = 0; kh < g.kh; ++kh) {
       const int sy = y * g.sh - g.ph + kh * g.dh;
       if (!dw_in(sy, g.src_h)) continue;
@@ -241,41 +248,109 @@ struct DwDirectBlock {
         float wv[V];
         weights(p, smem, j, kh, kw, wv);
         const int sx0 = x0 * g.sw - g.pw + kw * g.dw;
+        // The RP loads first (clamped: always in bounds), then the FMAs on the zero-selected values.
+        Vec<T, VI> raw[RP];
+        bool ok[RP];
 #pragma unroll
         for (int r = 0; r < RP; ++r) {
           const int sx = sx0 + r * g.sw;
-          if (!dw_in(sx, g.src_w)) continue;
+          ok[r] = dw_in(sx, g.src_w);
+          raw[r] = dw_load_vec<T, VI>(srow + dw_clamp(sx, g.src_w) * g.ss.w);
+        }
+#pragma unroll
+        for (int r = 0; r < RP; ++r) {
           float sv[VI];
-          dw_load<T, VI>(srow + sx * g.ss.w, sv);
+          dw_unpack_or_zero(raw[r], ok[r], sv);
           fma(acc[r], wv, sv);
         }
       }
     }
   }
 
-  // Unit stride and dilation, KT x KT filter: source column u feeds output r through tap u - r.
+  // KT x KT filter, unit dilation, stride KS: source column u = r*KS + kw feeds output r through tap kw.
+  // Filter rows are taken KB at a time: all KB*NC loads of a batch, then their FMAs. Each tap's V weights
+  // are read from shared memory once and used for the RP outputs.
+  static constexpr int NC = (RP - 1) * KS + (KT > 0 ? KT : 1);
+  static constexpr int kRawRegs = (VI * static_cast<int>(sizeof(T)) + 3) / 4;  // registers of one load
+  // Tap-outer order (each tap's weights read once) while a row's columns fit in 32 floats; else
+  // column-outer (one column unpacked at a time: 7x7, and the 9 columns of a stride-2 row of 4 fp32
+  // or 8 16-bit channels, spilled with the epilogues). Filters above 3x3 take one row per batch
+  // (NC = 6..13 loads in flight).
+  static constexpr bool kTapOuter = KT <= 3 && NC * VI <= 32;
+  static constexpr int KB0 = KT <= 3 ? 60 / (NC * kRawRegs) : 1;
+  static constexpr int KB = KB0 < 1 ? 1 : (KB0 > KT ? (KT > 0 ? KT : 1) : KB0);
+
   CNNKERN_HD void gather_window(const DwDirectParams<T>& p, const float* smem, int j, const T* src, int y, int x0,
                                 float (&acc)[RP][V]) const {
     const DwGather<T>& g = p.g;
     const float* wj = smem + (j * KT * KT * p.tc + tc_) * V;
+    // Clamped column offsets and their validity, shared by every filter row (the host guarantees
+    // src_h, src_w >= 1 for this path: dw_direct_window).
+    int cx[NC];  // int32: dw_direct_window checked (src_w - 1) * ss.w < 2^31
+    bool cok[NC];
+    const int sxb = x0 * KS - g.pw;
 #pragma unroll
-    for (int kh = 0; kh < KT; ++kh) {
-      const int sy = y - g.ph + kh;
-      if (!dw_in(sy, g.src_h)) continue;
-      const T* srow = src + sy * g.ss.h;
+    for (int u = 0; u < NC; ++u) {
+      cok[u] = dw_in(sxb + u, g.src_w);
+      cx[u] = dw_clamp(sxb + u, g.src_w) * static_cast<int>(g.ss.w);
+    }
+    const int syb = y * KS - g.ph;
+    if constexpr (KT <= 3) {
 #pragma unroll
-      for (int u = 0; u < RP + KT - 1; ++u) {
-        const int sx = x0 - g.pw + u;
-        if (!dw_in(sx, g.src_w)) continue;
-        float sv[VI];
-        dw_load<T, VI>(srow + sx * g.ss.w, sv);
+      for (int kb = 0; kb < KT; kb += KB) window_rows(p, wj, src, syb, kb, cx, cok, acc);
+    } else {
+      // Not unrolled: unrolled, ptxas hoists the loads of later rows as well and spills.
+#pragma unroll 1
+      for (int kb = 0; kb < KT; kb += KB) window_rows(p, wj, src, syb, kb, cx, cok, acc);
+    }
+  }
+
+  // Filter rows kb .. kb+KB-1 of the window: their loads, then their FMAs.
+  CNNKERN_HD void window_rows(const DwDirectParams<T>& p, const float* wj, const T* src, int syb, int kb,
+                              const int (&cx)[NC], const bool (&cok)[NC], float (&acc)[RP][V]) const {
+    const DwGather<T>& g = p.g;
+    Vec<T, VI> raw[KB][NC];
+    bool rok[KB];
 #pragma unroll
-        for (int r = 0; r < RP; ++r) {
-          const int kw = u - r;
-          if (kw < 0 || kw >= KT) continue;
+    for (int b = 0; b < KB; ++b) {
+      if (kb + b >= KT) break;
+      const int sy = syb + kb + b;
+      rok[b] = dw_in(sy, g.src_h);
+      const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
+#pragma unroll
+      for (int u = 0; u < NC; ++u) raw[b][u] = dw_load_vec<T, VI>(srow + cx[u]);
+    }
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      const int kh = kb + b;
+      if (kh >= KT) break;
+      if constexpr (kTapOuter) {
+        // Tap-outer: the row's columns as floats (NC*VI registers), each tap's weights read once.
+        float sv[NC][VI];
+#pragma unroll
+        for (int u = 0; u < NC; ++u) dw_unpack_or_zero(raw[b][u], rok[b] && cok[u], sv[u]);
+#pragma unroll
+        for (int kw = 0; kw < KT; ++kw) {
           float wv[V];
           dw_load_smem<V>(wj + (kh * KT + kw) * p.tc * V, wv);
-          fma(acc[r], wv, sv);
+#pragma unroll
+          for (int r = 0; r < RP; ++r) fma(acc[r], wv, sv[r * KS + kw]);
+        }
+      } else {
+        // Column-outer: one column as floats at a time; the weights of a tap are read once per output it
+        // feeds.
+#pragma unroll
+        for (int u = 0; u < NC; ++u) {
+          float sv[VI];
+          dw_unpack_or_zero(raw[b][u], rok[b] && cok[u], sv);
+#pragma unroll
+          for (int r = 0; r < RP; ++r) {
+            const int kw = u - r * KS;
+            if (kw < 0 || kw >= KT) continue;
+            float wv[V];
+            dw_load_smem<V>(wj + (kh * KT + kw) * p.tc * V, wv);
+            fma(acc[r], wv, sv);
+          }
         }
       }
     }
@@ -312,10 +387,15 @@ struct DwDirectBlock {
 };
 
 #if defined(__CUDACC__)
-template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain>
-__global__ void __launch_bounds__(kDwThreads) dw_direct_kernel(const DwDirectParams<T> p) {
+// Two blocks per SM (<= 128 registers): with the default bound ptxas keeps ~100 registers by interleaving
+// each window load with the FMAs of the previous one, which serialises them again; with 128 it issues
+// the 11-12 loads of a 3x3 window back to back (SASS checked: kernels/conv/depthwise_conv2d.md). Two blocks
+// of 256 threads with 12 16-byte loads each keep ~96 KB per SM in flight, well above the ~25 KB that the
+// bandwidth-latency product of one SM needs.
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1>
+__global__ void __launch_bounds__(kDwThreads, 2) dw_direct_kernel(const DwDirectParams<T> p) {
   float* smem = dw_dynamic_smem();
-  DwDirectBlock<T, V, MI, KT, kRes, kEpi> blk;
+  DwDirectBlock<T, V, MI, KT, kRes, kEpi, KS> blk;
   blk.init(p, blockIdx.x, threadIdx.x);
   blk.stage(p, smem);
   __syncthreads();

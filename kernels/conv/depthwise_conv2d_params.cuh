@@ -72,6 +72,11 @@ struct DwTiledParams {
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
+  // 16-byte staging (DwTiledBlock::stage_tile_vec): rows are read in aligned 16-byte chunks, `chunks` per staged
+  // row (enough to cover pitch columns from any start), instead of one element per load.
+  bool vec_stage;
+  int chunks;
+  FastDivmod chunks_div;
   size_t smem_bytes;
 };
 
@@ -304,6 +309,14 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.ssh = static_cast<int>(g.ss.h);
   p.ssw = static_cast<int>(g.ss.w);
   p.vec_store = g.os.w == 1;
+  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
+  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
+  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
+  constexpr int kE = 16 / static_cast<int>(sizeof(T));
+  p.vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
+                g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
+  p.chunks = (p.pitch + kE - 1) / kE + 1;
+  p.chunks_div = FastDivmod(static_cast<uint32_t>(p.chunks));
   *out = p;
   return true;
 }
@@ -313,22 +326,44 @@ inline unsigned dw_tiled_grid_z(const DwTiledParams<T>& p) {
   return static_cast<unsigned>(dw_detail::ceil_div64(p.plane_groups, p.grid_y));
 }
 
-// Outputs per thread of the direct kernel for a channel vector width V.
-constexpr int dw_direct_rp(int v) { return v >= 8 ? 2 : 4; }
+// Outputs per thread of the direct kernel for channel vectors of `bytes` bytes: 2 for 16-byte vectors
+// (16 fp32 accumulators), else 4.
+constexpr int dw_direct_rp(int bytes) { return bytes >= 16 ? 2 : 4; }
 
-// v: channel vector width (1 or 16 bytes' worth); channel_fast: consecutive threads take consecutive
-// channel vectors (channels-last), else consecutive pixel groups (one channel per block).
+// Channel vector width of the direct kernel for channels-last tensors: the widest power of two up to
+// 16 bytes that divides C_out and that `aligned(w)` allows (the caller checks unit channel stride, the
+// other strides and the base pointers for w output / w / mult source channels). A multiplier m > 1 is
+// folded into full 16-byte vectors only (MI == m == 2); narrower vectors (8, 4 bytes: ShuffleNetV2's 58
+// or 116 bf16 channels) need m == 1. 1 means scalar.
+template <class T, class Aligned>
+inline int dw_vec_width(int c_out, int mult, Aligned aligned) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(T));
+  for (int w = kV; w >= 2; w /= 2) {
+    if (c_out % w != 0) continue;
+    if (mult == 1 || (mult == 2 && w == kV)) {
+      if (aligned(w)) return w;
+    }
+  }
+  return 1;
+}
+
+// Multiprocessor count assumed when the caller has none to give (the emulator's default): an H200.
+constexpr int kDwDefaultSms = 132;
+
+// v: channel vector width (1, or 2..16 bytes' worth: dw_vec_width); channel_fast: consecutive threads take
+// consecutive channel vectors (channels-last), else consecutive pixel groups (one channel per block);
+// sms: the device's multiprocessors, which size the grid.
 template <class T>
-inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channel_fast) {
+inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channel_fast, int sms = kDwDefaultSms) {
   using namespace dw_detail;
   DwDirectParams<T> p{};
   p.g = g;
   p.cvecs = g.out_c / v;
-  const int rp = dw_direct_rp(v);
+  const int rp = dw_direct_rp(v * static_cast<int>(sizeof(T)));
   if (channel_fast) {
-    // At most 8 16-byte vectors (128 contiguous bytes per pixel) or 32 scalars per block along C, so
-    // that at least 32 pixel groups share the block's weight staging.
-    const int cap = v > 1 ? 8 : 32;
+    // At most 128 contiguous bytes per pixel (8 16-byte vectors, 16 8-byte, 32 4-byte) or 32 scalars per
+    // block along C, so that at least 8 pixel groups share the block's weight staging.
+    const int cap = v > 1 ? 8 * (16 / static_cast<int>(sizeof(T))) / v : 32;
     const int cb = static_cast<int>(ceil_div64(p.cvecs, cap));
     p.tc = static_cast<int>(ceil_div64(p.cvecs, cb));
   } else {
@@ -350,10 +385,15 @@ inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channe
   }
   p.groups = g.n * g.out_h * p.xg;  // host checked < 2^31
   const int64_t cblocks = ceil_div64(p.cvecs, p.tc);
-  // Enough blocks for a few waves on a large GPU; more groups per thread amortise the weight staging.
-  const int64_t want_blocks = 2048;
-  const int64_t per_block_min = ceil_div64(int64_t{p.groups} * cblocks, want_blocks);
-  p.gpt = static_cast<int>(std::min<int64_t>(16, std::max<int64_t>(1, ceil_div64(per_block_min, p.tp))));
+  // Grid: each thread walks gpt pixel groups tp apart (about one output row apart in a channels-last
+  // block), so a longer chain re-reads the rows of its previous groups from L1 instead of L2, and
+  // amortises the weight staging. But the grid must stay at least kDwWaves blocks per multiprocessor
+  // (occupancy is 2-8 blocks of 256 threads: >= 3-12 full waves) so that the partial last wave costs
+  // little: gpt is the largest chain, up to 16, that keeps that many blocks.
+  constexpr int64_t kDwWaves = 24;
+  const int64_t iters = int64_t{p.groups} * cblocks / p.tp;  // block-iterations of tp groups
+  const int64_t per_block = iters / (int64_t{std::max(sms, 1)} * kDwWaves);
+  p.gpt = static_cast<int>(std::min<int64_t>(16, std::max<int64_t>(1, per_block)));
   p.xg_div = FastDivmod(static_cast<uint32_t>(p.xg));
   p.oh_div = FastDivmod(static_cast<uint32_t>(g.out_h));
   p.sw_div = FastDivmod(static_cast<uint32_t>(g.sw));
@@ -392,10 +432,69 @@ inline int64_t dw_stats_tiles(const DwDirectParams<T>& p) {
   return int64_t{p.grid_x} / p.cblocks;
 }
 
-// Window specialisation of a planned direct kernel: needs channel vectors and staged weights.
+// Window specialisation of a planned direct kernel: a square KT x KT filter (3, 5, 7) with unit dilation
+// and the same stride (1 or 2) along both axes, channel vectors and staged weights. Its loads are
+// clamped into the source (so src_h, src_w >= 1 is needed). kt == 0: the runtime-tap kernel.
+struct DwWindow {
+  int kt = 0;  // compile-time filter size, 0 for none
+  int ks = 1;  // compile-time stride
+};
 template <class T>
-inline int dw_direct_window_k(const DwDirectParams<T>& p, int v) {
-  return v > 1 && p.w_smem ? dw_window_k(p.g) : 0;
+inline DwWindow dw_direct_window(const DwDirectParams<T>& p, int v) {
+  const DwGather<T>& g = p.g;
+  DwWindow w;
+  if (v <= 1 || !p.w_smem || g.residue || g.kh != g.kw || g.dh != 1 || g.dw != 1 || g.sh != g.sw) return w;
+  if ((g.sh != 1 && g.sh != 2) || g.src_h < 1 || g.src_w < 1) return w;
+  // Column offsets within a source row are int32 in the window.
+  if (g.ss.w < 0 || (int64_t{g.src_w} - 1) * g.ss.w >= (int64_t{1} << 31)) return w;
+  if (g.kh != 3 && g.kh != 5 && g.kh != 7) return w;
+  w.kt = g.kh;
+  w.ks = g.sh;
+  return w;
+}
+
+// Which kernel runs a gather problem, and its parameters: one function for csrc/ and the emulator.
+//   pixel-contiguous (NCHW-like) forward form -> the shared-memory tiled kernel when its tile fits in
+//   smem_optin bytes; otherwise (channels-last, residue form, huge halos) the direct kernel with the
+//   widest channel vector vmax allows (dw_vec_width; 1 when not channels-last), the multiplier folded
+//   into vectors (mi) when v > 1, and a compile-time window (dw_direct_window).
+// stats: the forward with the statistics epilogue (the direct kernel's reduction buffer).
+template <class T>
+struct DwGatherPlan {
+  bool tiled = false;
+  DwTiledParams<T> tp{};
+  DwDirectParams<T> dp{};
+  int v = 1, mi = 1;
+  DwWindow win{};
+
+  int64_t stats_tiles() const { return tiled ? dw_stats_tiles(tp) : dw_stats_tiles(dp); }
+  void set_epilogue(const ChannelAffine& aff, const StatsOut& stats) {
+    DwGather<T>& g = tiled ? tp.g : dp.g;
+    g.aff = aff;
+    g.stats = stats;
+  }
+};
+
+// smem_optin == 0 (emulator only): no tiled kernel. global_w (emulator only): weights read from global
+// memory, as when they do not fit in shared memory.
+template <class T>
+inline DwGatherPlan<T> dw_plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, size_t smem_optin,
+                                      int sms, bool stats, bool global_w = false) {
+  DwGatherPlan<T> plan;
+  if (!channel_fast && !g.residue && smem_optin > 0 && dw_plan_tiled(g, smem_optin, &plan.tp)) {
+    plan.tiled = true;
+    return plan;
+  }
+  plan.v = channel_fast ? vmax : 1;
+  plan.dp = dw_plan_direct(g, plan.v, channel_fast, sms);
+  if (global_w) {
+    plan.dp.w_smem = false;
+    plan.dp.smem_bytes = 0;
+  }
+  if (stats) dw_direct_add_stats(&plan.dp, plan.v);
+  plan.mi = plan.v > 1 ? mi : 1;
+  plan.win = dw_direct_window(plan.dp, plan.v);
+  return plan;
 }
 
 // Weight-gradient geometry. vw: channels per thread (1 or 4); kt: compile-time kernel size (0: runtime).

@@ -77,12 +77,68 @@ struct DwTiledBlock {
   }
 
   CNNKERN_HD void stage(const DwTiledParams<T>& p, float* smem, int j) const {
-    if (p.planes_per_block == 1) {
+    if (p.vec_stage) {
+      stage_tile_vec(p, smem, j);
+    } else if (p.planes_per_block == 1) {
       stage_tile<false>(p, smem, j);
     } else {
       stage_tile<true>(p, smem, j);
     }
     stage_weights(p, smem, j);
+  }
+
+  // Staging in aligned 16-byte chunks (p.vec_stage): item e = tid + i*threads is chunk e % chunks of
+  // staged row (e / chunks) % in_rows of plane slot e / (chunks * in_rows). Chunk k covers source columns
+  // [cs, cs + kE) with cs = (c0 + k) * kE, c0 = floor(sx0 / kE), and fills the tile columns cs - sx0 + i
+  // that fall in [0, pitch) (columns >= in_cols and taps outside the image as 0). The host guarantees
+  // src_w % kE == 0, and cs is a multiple of kE, so a chunk is wholly inside the row or wholly outside.
+  // As in the direct kernel, every chunk is loaded from an address clamped into the source and zeroed
+  // afterwards when it is outside: a load inside an `if` is consumed before the next one issues. kB
+  // chunks per thread are in flight (2: 48 registers, 5 blocks per SM), with two divisions per chunk
+  // instead of one or two per element.
+  CNNKERN_HD void stage_tile_vec(const DwTiledParams<T>& p, float* smem, int j) const {
+    constexpr int kE = 16 / static_cast<int>(sizeof(T));
+    constexpr int kB = 2;
+    const DwGather<T>& g = p.g;
+    const int sy0 = oy0_ * g.sh - g.ph;
+    const int sx0 = ox0_ * g.sw - g.pw;
+    const int c0 = sx0 >= 0 ? sx0 / kE : -((-sx0 + kE - 1) / kE);
+    const int total = p.planes_per_block * p.in_rows * p.chunks;
+    for (int e0 = tid_; e0 < total; e0 += kB * p.threads) {
+      Vec<T, kE> raw[kB];
+      int dst[kB];   // smem offset of the chunk's first column (outside the row when col0 < 0)
+      int col0[kB];  // tile column of the chunk's first element
+      bool in[kB];   // the chunk is inside the source (else zeros)
+#pragma unroll
+      for (int b = 0; b < kB; ++b) {
+        const int e = e0 + b * p.threads;
+        uint32_t rest, k, pl, row;
+        p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);
+        p.rows_div.divmod(rest, pl, row);
+        const int cs = (c0 + static_cast<int>(k)) * kE;
+        col0[b] = cs - sx0;
+        dst[b] = (static_cast<int>(pl) * p.in_rows + static_cast<int>(row)) * p.pitch + col0[b];
+        int n, oc;  // plane 0 when past the last plane: still a valid address
+        const bool ok = plane_of(p, static_cast<int>(pl), n, oc);
+        const int sy = sy0 + static_cast<int>(row);
+        in[b] = ok && dw_in(sy, g.src_h) && dw_in(cs, g.src_w);
+        const int csc = cs < 0 ? 0 : (cs >= g.src_w ? g.src_w - kE : cs);
+        raw[b] = dw_load_vec<T, kE>(plane_src(p, n, oc, j) + dw_clamp(sy, g.src_h) * p.ssh + csc);
+      }
+#pragma unroll
+      for (int b = 0; b < kB; ++b) {
+        // `live` joins each element's store condition rather than skipping the chunk with a branch: the
+        // compiler would sink the chunk's load into that branch, after the previous chunk's stores.
+        const bool live = e0 + b * p.threads < total;
+        float f[kE];
+        dw_unpack_or_zero(raw[b], in[b], f);
+#pragma unroll
+        for (int i = 0; i < kE; ++i) {
+          const int col = col0[b] + i;
+          if (live && col >= 0 && col < p.pitch) smem[dst[b] + i] = col < p.in_cols ? f[i] : 0.0f;
+        }
+      }
+    }
   }
 
   // Element e = tid + i*threads of the [pp][in_rows][pitch] tile: consecutive threads take
