@@ -1,13 +1,15 @@
 // Host side of cnnkern_cuda::channel_map: the channel permutation copy behind channel_shuffle, the
 // passthrough half of shuffle_cat_pointwise and their gradients. scatter: dst[:, dest(c)] = src[:, c];
 // gather: dst[:, c] = src[:, dest(c)], with dest the ChannelMap (total channels = the permuted side's,
-// shuffle_groups, channel_offset). Any strides on either side; the kernel plan (mapping, vector width)
-// is plan_channel_shuffle, shared with the emulator.
+// shuffle_groups, channel_offset). Any strides on either side; the kernel plan (tiled channels-fast
+// kernel, or the generic kernel's mapping and vector width) is plan_channel_shuffle, shared with the
+// emulator.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 
 #include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
@@ -31,14 +33,36 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Persistent CTAs over the tiles: as many as can be resident (8 x 256 threads per SM, fewer when the
+// shared memory per CTA limits it), never more than there are tiles.
+template <class E, bool kMasked>
+void launch_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, cudaStream_t stream) {
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  const int per_sm_threads = prop->maxThreadsPerMultiProcessor / ChannelShuffleTile<E, kMasked>::kThreads;
+  const int per_sm_smem = static_cast<int>(prop->sharedMemPerMultiprocessor / (plan.smem_bytes + 1024));
+  const int per_sm = std::max(1, std::min(per_sm_threads, per_sm_smem));
+  const int blocks = std::min(p.tiles, prop->multiProcessorCount * per_sm);
+  channel_shuffle_tile_kernel<E, kMasked><<<blocks, ChannelShuffleTile<E, kMasked>::kThreads, plan.smem_bytes,
+                                            stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // A pure copy: dispatched on the element size, not the dtype.
 template <class E>
 void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, int shuffle_groups, int offset,
          bool scatter, cudaStream_t stream) {
   const int n = static_cast<int>(src.size(0)), h = static_cast<int>(src.size(2)), w = static_cast<int>(src.size(3));
-  const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, strides_of(src), src.const_data_ptr(),
+  const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, total, strides_of(src), src.const_data_ptr(),
                                                        strides_of(dst), dst.const_data_ptr(), sizeof(E), scatter);
   const int pixels = n * h * w;
+  if (plan.tiled) {
+    const auto p = make_channel_shuffle_tile_params<E>(plan, static_cast<const E*>(src.const_data_ptr()),
+                                                       static_cast<E*>(dst.mutable_data_ptr()), pixels, channels,
+                                                       total, shuffle_groups, offset, scatter);
+    if (plan.masked) launch_tiled<E, true>(plan, p, stream);
+    else launch_tiled<E, false>(plan, p, stream);
+    return;
+  }
   const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),
                                   strides_of(src),
                                   static_cast<E*>(dst.mutable_data_ptr()),
