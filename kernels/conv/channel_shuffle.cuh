@@ -87,9 +87,10 @@ struct ChannelShuffleBody {
 //
 // Output word k of a run (pixel k / Co, channel k % Co) comes from input word (k / Co) * Ci + s(k % Co),
 // s the source channel. That offset is periodic in k with period L = lcm(Co, V) words (L / Co pixels):
-// table[r] = (r / Co) * Ci + s(r % Co) for r < L, so output vector k = u * L + r (r a multiple of V)
-// reads its V offsets with one aligned shared load and adds u * (L / Co) * Ci. One fastdivmod per
-// 16-byte vector, none per word. kMasked (scatter into a wider tensor, channels < total): channels
+// table[r] = ((r / Co) * Ci + s(r % Co)) * sizeof(E) for r < L (a byte offset: the word address is
+// then one add), so output vector k = u * L + r (r a multiple of V) reads its V offsets with one
+// aligned shared load and adds u * (L / Co) * Ci words. One fastdivmod per 16-byte vector, none per
+// word. kMasked (scatter into a wider tensor, channels < total): channels
 // that no source maps to are kNoSource in the table and are not written (another kernel owns them).
 template <class E>
 struct ChannelShuffleTileParams {
@@ -101,7 +102,7 @@ struct ChannelShuffleTileParams {
   int in_ch;        // Ci: words per pixel of the input run
   int out_ch;       // Co: words per pixel of the output run
   int period;       // L = lcm(Co, V): table entries
-  int period_in;    // (L / Co) * Ci: input words per period
+  int period_bytes; // (L / Co) * Ci * sizeof(E): input bytes per period
   FastDivmod div_period;
   int table_offset;  // bytes from the shared-memory base to the table (16-byte aligned, after the run)
   // The map, for building the table: scatter s(o) = the c < channels with map.dest(c) = o (if any);
@@ -135,7 +136,7 @@ struct ChannelShuffleTile {
     uint16_t* table = reinterpret_cast<uint16_t*>(smem + p.table_offset);
     for (int r = tid; r < p.period; r += kThreads) {
       const int px = r / p.out_ch, s = source(p, r - px * p.out_ch);
-      table[r] = s < 0 ? kNoSource : static_cast<uint16_t>(px * p.in_ch + s);
+      table[r] = s < 0 ? kNoSource : static_cast<uint16_t>((px * p.in_ch + s) * static_cast<int>(sizeof(E)));
     }
   }
 
@@ -149,10 +150,12 @@ struct ChannelShuffleTile {
     const int words = pixels_in(p, tile) * p.in_ch;
     const int vecs = words / V;
     const E* __restrict__ in = p.src + tile * p.tile_pixels * p.in_ch;
-    const Vec* __restrict__ in_v = reinterpret_cast<const Vec*>(in);
-    Vec* run_v = reinterpret_cast<Vec*>(smem);
+    // Moved as uint4, not Words<E, V>: a conditionally assigned array of 16-bit words makes the
+    // compiler merge halves with PRMT (about 12 per vector); 32-bit lanes are copied as they are.
+    const uint4* __restrict__ in_v = reinterpret_cast<const uint4*>(in);
+    uint4* run_v = reinterpret_cast<uint4*>(smem);
     for (int i0 = tid; i0 < vecs; i0 += kLoadBatch * kThreads) {
-      Vec r[kLoadBatch];
+      uint4 r[kLoadBatch];
 #pragma unroll
       for (int b = 0; b < kLoadBatch; ++b)
         if (i0 + b * kThreads < vecs) r[b] = in_v[i0 + b * kThreads];
@@ -170,12 +173,11 @@ struct ChannelShuffleTile {
     const int words = pixels_in(p, tile) * p.out_ch;
     const int vecs = words / V;
     E* __restrict__ out = p.dst + tile * p.tile_pixels * p.out_ch;
-    const E* run = reinterpret_cast<const E*>(smem);
     const uint16_t* table = reinterpret_cast<const uint16_t*>(smem + p.table_offset);
     for (int i = tid; i < vecs; i += kThreads) {
       uint32_t u, r;
       p.div_period.divmod(static_cast<uint32_t>(i * V), u, r);
-      const E* base = run + static_cast<int>(u) * p.period_in;
+      const unsigned char* base = smem + static_cast<int>(u) * p.period_bytes;
       const Offsets t = *reinterpret_cast<const Offsets*>(table + r);
       Vec w;
       bool full = true;
@@ -184,9 +186,9 @@ struct ChannelShuffleTile {
         if constexpr (kMasked) {
           const bool on = t.v[j] != kNoSource;
           full = full && on;
-          w.v[j] = on ? base[t.v[j]] : E(0);
+          w.v[j] = on ? *reinterpret_cast<const E*>(base + t.v[j]) : E(0);
         } else {
-          w.v[j] = base[t.v[j]];
+          w.v[j] = *reinterpret_cast<const E*>(base + t.v[j]);
         }
       }
       if (!kMasked || full) {
@@ -202,7 +204,8 @@ struct ChannelShuffleTile {
       uint32_t u, r;
       p.div_period.divmod(static_cast<uint32_t>(k), u, r);
       const uint16_t o = table[r];
-      if (!kMasked || o != kNoSource) out[k] = run[static_cast<int>(u) * p.period_in + o];
+      if (!kMasked || o != kNoSource)
+        out[k] = *reinterpret_cast<const E*>(smem + static_cast<int>(u) * p.period_bytes + o);
     }
   }
 };
@@ -271,8 +274,8 @@ __host__ inline void plan_channel_shuffle_tile(ChannelShufflePlan& plan, int n, 
   if (pixels == 0 || channels == 0 || !dense(ss, ci) || !dense(ds, co) || !aligned(src) || !aligned(dst)) return;
   if (pixels * (ci > co ? ci : co) + 16 > INT32_MAX) return;  // run offsets and word indices in int32
   const int period = co / channel_shuffle_gcd(co, v) * v;
-  const int64_t period_in = int64_t{period / co} * ci;
-  if (period_in >= kNoSource) return;  // table entries are 16-bit
+  const int64_t period_bytes = int64_t{period / co} * ci * elem_bytes;
+  if (period_bytes >= kNoSource) return;  // table entries are 16-bit byte offsets
   int p = tile_pixels;
   if (p <= 0) {
     p = ChannelShuffleTileLimits::kRunBytes / (ci * elem_bytes) / v * v;
@@ -334,7 +337,7 @@ __host__ inline ChannelShuffleTileParams<E> make_channel_shuffle_tile_params(con
   p.in_ch = ci;
   p.out_ch = co;
   p.period = plan.period;
-  p.period_in = plan.period / co * ci;
+  p.period_bytes = plan.period / co * ci * static_cast<int>(sizeof(E));
   p.div_period = FastDivmod(static_cast<uint32_t>(plan.period));
   p.table_offset = plan.table_offset;
   p.map = ShuffleMap(total, groups, offset);
