@@ -90,8 +90,13 @@ struct ChannelShuffleBody {
 // table[r] = ((r / Co) * Ci + s(r % Co)) * sizeof(E) for r < L (a byte offset: the word address is
 // then one add), so output vector k = u * L + r (r a multiple of V) reads its V offsets with one
 // aligned shared load and adds u * (L / Co) * Ci words. One fastdivmod per 16-byte vector, none per
-// word. kMasked (scatter into a wider tensor, channels < total): channels
-// that no source maps to are kNoSource in the table and are not written (another kernel owns them).
+// word. kMasked (scatter into a wider tensor, channels < total): channels that no source maps to
+// are kNoSource in the table and are not written (another kernel owns them), so that variant stores
+// word by word (its loads stay 16-byte).
+//
+// Shared memory: the input run (P * Ci words), then the table. Per CTA <= 48 KB (the plan checks),
+// 256 threads, <= 32 registers (launch bounds): 8 CTAs per SM when the run is <= ~27 KB, which the
+// plan's 16 KB run target keeps. Bank conflicts and the time model: kernels/conv/channel_shuffle.md.
 template <class E>
 struct ChannelShuffleTileParams {
   const E* src;
@@ -154,6 +159,10 @@ struct ChannelShuffleTile {
     // compiler merge halves with PRMT (about 12 per vector); 32-bit lanes are copied as they are.
     const uint4* __restrict__ in_v = reinterpret_cast<const uint4*>(in);
     uint4* run_v = reinterpret_cast<uint4*>(smem);
+    // The last tile of the tensor may end inside a vector: its tail words one by one.
+    const int tail = vecs * V + tid;
+    if (tail < words) reinterpret_cast<E*>(smem)[tail] = in[tail];
+#pragma unroll 1
     for (int i0 = tid; i0 < vecs; i0 += kLoadBatch * kThreads) {
       uint4 r[kLoadBatch];
 #pragma unroll
@@ -163,9 +172,6 @@ struct ChannelShuffleTile {
       for (int b = 0; b < kLoadBatch; ++b)
         if (i0 + b * kThreads < vecs) run_v[i0 + b * kThreads] = r[b];
     }
-    // The last tile of the tensor may end inside a vector.
-    const int tail = vecs * V + tid;
-    if (tail < words) reinterpret_cast<E*>(smem)[tail] = in[tail];
   }
 
   // Phase 2: the tile's output run from shared memory, one 16-byte store per V output words.
@@ -174,31 +180,8 @@ struct ChannelShuffleTile {
     const int vecs = words / V;
     E* __restrict__ out = p.dst + tile * p.tile_pixels * p.out_ch;
     const uint16_t* table = reinterpret_cast<const uint16_t*>(smem + p.table_offset);
-    for (int i = tid; i < vecs; i += kThreads) {
-      uint32_t u, r;
-      p.div_period.divmod(static_cast<uint32_t>(i * V), u, r);
-      const unsigned char* base = smem + static_cast<int>(u) * p.period_bytes;
-      const Offsets t = *reinterpret_cast<const Offsets*>(table + r);
-      Vec w;
-      bool full = true;
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        if constexpr (kMasked) {
-          const bool on = t.v[j] != kNoSource;
-          full = full && on;
-          w.v[j] = on ? *reinterpret_cast<const E*>(base + t.v[j]) : E(0);
-        } else {
-          w.v[j] = *reinterpret_cast<const E*>(base + t.v[j]);
-        }
-      }
-      if (!kMasked || full) {
-        reinterpret_cast<Vec*>(out)[i] = w;
-      } else {
-#pragma unroll
-        for (int j = 0; j < V; ++j)
-          if (t.v[j] != kNoSource) out[i * V + j] = w.v[j];
-      }
-    }
+    // The last tile of the tensor may end inside a vector: its tail words first (word by word), so that
+    // `words` is dead in the loop (one register fewer under the 32-register budget).
     const int k = vecs * V + tid;
     if (k < words) {
       uint32_t u, r;
@@ -207,11 +190,33 @@ struct ChannelShuffleTile {
       if (!kMasked || o != kNoSource)
         out[k] = *reinterpret_cast<const E*>(smem + static_cast<int>(u) * p.period_bytes + o);
     }
+    // Not unrolled: the 32-register budget holds one vector's offsets, words and addresses at a time
+    // (unrolled, ptxas spilled); the loads of consecutive iterations are independent anyway.
+#pragma unroll 1
+    for (int i = tid; i < vecs; i += kThreads) {
+      uint32_t u, r;
+      p.div_period.divmod(static_cast<uint32_t>(i * V), u, r);
+      const unsigned char* base = smem + static_cast<int>(u) * p.period_bytes;
+      const Offsets t = *reinterpret_cast<const Offsets*>(table + r);
+      if constexpr (!kMasked) {
+        Vec w;
+#pragma unroll
+        for (int j = 0; j < V; ++j) w.v[j] = *reinterpret_cast<const E*>(base + t.v[j]);
+        reinterpret_cast<Vec*>(out)[i] = w;
+      } else {
+        // Word by word: with channels < total the image of the map interleaves with the channels another
+        // kernel writes (groups = 2: every other one), so a 16-byte vector is almost never all ours.
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (t.v[j] != kNoSource) out[i * V + j] = *reinterpret_cast<const E*>(base + t.v[j]);
+      }
+    }
   }
 };
 
+// (256, 8): at most 32 registers, so that 8 CTAs fit an SM; the persistent grid is sized for that.
 template <class E, bool kMasked>
-__global__ void __launch_bounds__(256) channel_shuffle_tile_kernel(const ChannelShuffleTileParams<E> p) {
+__global__ void __launch_bounds__(256, 8) channel_shuffle_tile_kernel(const ChannelShuffleTileParams<E> p) {
   using Tile = ChannelShuffleTile<E, kMasked>;
   extern __shared__ __align__(16) unsigned char channel_shuffle_smem[];
   Tile::build_table(p, channel_shuffle_smem, threadIdx.x);
