@@ -117,17 +117,32 @@ def _ptxas_seen(ks: KernelStats) -> tuple[bool, str]:
     return bool(ks.ptxas) and bool(ks.ops), "missing from ptxas' report or from the SASS dump"
 
 
+def no_spills(expected_fail: str | None = None) -> Rule:
+    return Rule("no spills", _no_spills, expected_fail)
+
+
+def no_local(expected_fail: str | None = None) -> Rule:
+    return lacks("LDL/STL", expected_fail)
+
+
 GLOBAL_RULES = [
     Rule("ptxas and SASS both report it", _ptxas_seen),
-    Rule("no spills", _no_spills),
-    lacks("LDL/STL"),
+    no_spills(),
+    no_local(),
 ]
+
+
+def known_spills(why: str) -> list[Rule]:
+    """Replaces the two global spill rules for kernels known to spill today (same names)."""
+    return [no_spills(expected_fail=why), no_local(expected_fail=why)]
 
 
 @dataclass
 class KernelRules:
     pattern: str                   # regex searched in the demangled name
     rules: list[Rule]
+    dtype: str | None = None       # only when this dtype suffix (f32/f16/bf16) is compiled: else the pattern
+                                   # matching nothing is no failure
 
 
 @dataclass
@@ -154,41 +169,70 @@ class Family:
 SIXTEEN = r"(__half|__nv_bfloat16)"
 GEMM_256 = "2 CTAs x 256 threads per SM"
 AUDIT_FIX1 = "audit section 1 / ranked fix 1: GEMM mainloop rewrite (being fixed)"
+# Found by this check on 2026-11-30 (the audit compiled the plain-epilogue instantiations it measured only);
+# not fixed yet: owners see the kernel names in the report.
+FOUND = "found by sass_check 2026-11-30, not in the audit"
+FAST = r"\(cnnkern::Fast\)"
+EPI = r"\(cnnkern::EpiKind\)"
 
-# The GEMM rules conv2d and grouped pointwise share (same implicit_gemm_kernel mainloop).
-def _gemm_rules(problem: str) -> list[KernelRules]:
-    return [
-        KernelRules(rf"implicit_gemm_kernel<cnnkern::{problem}<", [
-            max_regs(128, GEMM_256),
-            max_regs(85, "3 CTAs x 256 threads per SM", expected_fail=f"89-128 today; {AUDIT_FIX1}"),
+
+def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = None) -> list[KernelRules]:
+    """The rules conv2d and grouped pointwise share (one implicit_gemm_kernel mainloop). over_128 / spills:
+    regexes of the instantiations known to break the register ceiling / to spill today."""
+    head = r"implicit_gemm_kernel<cnnkern::"
+    rules = [
+        KernelRules(rf"{head}{problem}<", [
             has("BAR"),
             has("LDGSTS", expected_fail=f"no cp.async today; {AUDIT_FIX1}"),
         ]),
-        KernelRules(rf"implicit_gemm_kernel<cnnkern::{problem}<{SIXTEEN}", [
-            has("HMMA"),
+        KernelRules(rf"{head}(?!{over_128}){problem}<" if over_128 else rf"{head}{problem}<",
+                    [max_regs(128, GEMM_256)]),
+        KernelRules(rf"{head}{problem}<{SIXTEEN}", [has("HMMA")]),
+        KernelRules(rf"{head}{problem}<__half", [has("LDSM")], dtype="f16"),
+        KernelRules(rf"{head}{problem}<__nv_bfloat16", [
             has("LDSM", expected_fail=f"bf16 WMMA fragments load through LD.E + MOVM; {AUDIT_FIX1}"),
         ]),
     ]
+    if over_128:
+        rules.append(KernelRules(rf"{head}{over_128}", [
+            max_regs(128, GEMM_256, expected_fail=f"163-170 registers today (1 CTA/SM); {FOUND}; {AUDIT_FIX1}"),
+        ]))
+    if spills:
+        rules.append(KernelRules(rf"{head}{spills}", known_spills(f"4-8 bytes of spills; {FOUND}")))
+    return rules
 
+
+# depthwise direct instantiations that spill under their launch-bounds register cap (64 / 80), by
+# (dtype group, V, MI, KT, residue, epilogue)
+_DW_SPILLS = (
+    rf"dw_direct_kernel<(float, 1, 1, 0, false, {EPI}2|float, 4, 1, 5, false, {EPI}2|"
+    rf"{SIXTEEN}, (8, 1, 0, false, {EPI}1|8, 2, 0, false, {EPI}1|8, 2, 5, false, {EPI}1|1, 1, 0, false, {EPI}2|"
+    rf"8, 1, 5, false, {EPI}2|8, 2, 5, false, {EPI}2|8, 1, 7, false, {EPI}0))>"
+)
 
 FAMILIES: list[Family] = [
     Family(
         "conv2d", "implicit-GEMM conv2d fwd / dgrad / wgrad + split-K reduction",
         [Source(generated="conv2d")],
-        _gemm_rules(r"Conv2d(Fwd|Dgrad|Wgrad)Problem") + [
-            KernelRules(r"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<\w+, \(cnnkern::Fast\)1, [48],", [
-                has("LDG.128"),
-            ]),
-            KernelRules(r"conv2d_wgrad_reduce_kernel<", [max_regs(64, "8 CTAs x 256 threads per SM / 2")]),
+        _gemm_rules(r"Conv2d(Fwd|Dgrad|Wgrad)Problem",
+                    over_128=rf"(Conv2dDgradProblem<__nv_bfloat16, {FAST}1, 1>|Conv2dWgradProblem<__nv_bfloat16, {FAST}1>)",
+                    spills=rf"Conv2dFwdProblem<float, {FAST}1, 4, {EPI}2>") + [
+            # channels-fast input with 16-byte vectors: the A operand is gathered with 16-byte loads
+            KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<\w+, {FAST}1, [48],", [has("LDG.128")]),
+            KernelRules(r"conv2d_wgrad_reduce_kernel<", [max_regs(64, "4 CTAs x 256 threads per SM")]),
         ],
     ),
     Family(
         "depthwise_conv2d", "depthwise direct (NHWC), tiled (NCHW), weight grad",
         [Source(generated="depthwise_conv2d")],
         [
-            # Vectorized channels-fast paths (V = 16 bytes): 16-byte window loads.
-            KernelRules(r"dw_direct_kernel<(float, 4|__half, 8|__nv_bfloat16, 8),", [has("LDG.128")]),
+            # Vectorized channels-fast paths, multiplier 1: 16-byte window loads and output stores.
+            KernelRules(r"dw_direct_kernel<(float, 4|__half, 8|__nv_bfloat16, 8), 1,", [has("LDG.128"), has("STG.128")]),
+            # Multiplier 2: V / 2 source channels per vector, i.e. 8-byte loads.
+            KernelRules(r"dw_direct_kernel<(float, 4|__half, 8|__nv_bfloat16, 8), 2,",
+                        [has(r"^LDG\.E\.64"), has("STG.128")]),
             KernelRules(r"dw_direct_kernel<", [max_regs(80, "3 CTAs x 256 threads per SM")]),
+            KernelRules(_DW_SPILLS, known_spills(f"4-56 bytes of spills under the 64/80-register cap; {FOUND}")),
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),
@@ -207,11 +251,12 @@ FAMILIES: list[Family] = [
         "conv_bn_relu", "BatchNorm normalize / backward reduce / apply elementwise kernels",
         [Source(generated="conv_bn_relu")],
         [
-            KernelRules(r"bn_kernel<", [max_regs(64, "4 CTAs x 256 threads per SM")]),
-            # V > 1 (16-byte access width): vector loads (every op reads 16-byte vectors).
-            KernelRules(r"bn_kernel<(float, \(cnnkern::BnOp\)\d, \(cnnkern::Act\)\d, (true|false), 4|"
-                        r"(__half|__nv_bfloat16), \(cnnkern::BnOp\)\d, \(cnnkern::Act\)\d, (true|false), 8),",
-                        [has("LDG.128")]),
+            KernelRules(r"bn_kernel<", [max_regs(128, GEMM_256)]),
+            # 16-byte access width (V = 16 / sizeof(T)): vector loads.
+            KernelRules(r"bn_kernel<(float, \(cnnkern::BnOp\)\d, \d, (true|false), 4|"
+                        r"(__half|__nv_bfloat16), \(cnnkern::BnOp\)\d, \d, (true|false), 8),", [has("LDG.128")]),
+            KernelRules(r"bn_kernel<__half, \(cnnkern::BnOp\)1, 0, true, 8, int>",
+                        known_spills(f"14 bytes of spills; {FOUND}"), dtype="f16"),
         ],
     ),
     Family(
@@ -220,8 +265,10 @@ FAMILIES: list[Family] = [
 #include "conv/channel_shuffle.cuh"
 namespace cnnkern {
 #define CNNKERN_SASS_SHUFFLE(E, V)                                                                   \\
-  template __global__ void channel_shuffle_tile_kernel<E, false>(const ChannelShuffleTileParams<E>); \\
-  template __global__ void channel_shuffle_tile_kernel<E, true>(const ChannelShuffleTileParams<E>);  \\
+  template __global__ void channel_shuffle_tile_kernel<E, false, false>(const ChannelShuffleTileParams<E>); \\
+  template __global__ void channel_shuffle_tile_kernel<E, true, false>(const ChannelShuffleTileParams<E>);  \\
+  template __global__ void channel_shuffle_tile_kernel<E, false, true>(const ChannelShuffleTileParams<E>);  \\
+  template __global__ void channel_shuffle_tile_kernel<E, true, true>(const ChannelShuffleTileParams<E>);   \\
   template __global__ void channel_shuffle_kernel<E, 1, true>(const ChannelShuffleParams<E>);        \\
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>);       \\
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>);        \\
@@ -233,8 +280,12 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
         [
             KernelRules(r"channel_shuffle_tile_kernel<", [
                 max_regs(32, "8 CTAs x 256 threads per SM: the persistent grid assumes it"),
-                has("LDG.128"), has("STG.128"), has("BAR"),
+                has("LDG.128"), has("BAR"),
             ]),
+            # Every variant stores 16-byte vectors except the masked scatter (shuffle-cat passthrough: word
+            # by word by design).
+            KernelRules(r"channel_shuffle_tile_kernel<unsigned (short|int), (false, (true|false)|true, true)>",
+                        [has("STG.128")]),
             # The generic kernel's 16-byte paths: pixel-fast (both sides vectors) and channel-fast
             # (the unpermuted side: loads when scattering, stores when gathering; one kernel does both).
             KernelRules(r"channel_shuffle_kernel<unsigned (short, 8|int, 4), (true|false)>",

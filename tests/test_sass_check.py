@@ -205,3 +205,21 @@ def test_real_compile_one_kernel(tmp_path):
     cols = ks.columns()
     assert cols["LDG.128"] >= 1 and cols["STG.128"] >= 1 and cols["LDL/STL"] == 0
     assert isinstance(ks.ops, Counter) and cols["total"] > 10
+
+
+def test_family_rule_overrides_global_spill_rule():
+    # known_spills() replaces the global spill rules for the kernels it matches (XFAIL, then XPASS once fixed).
+    m = sass_check.merge(sass_check.parse_ptxas(PTXAS), sass_check.parse_sass(SASS), "unit.cu")
+    fam = sass_rules.Family("t", "test", [], [sass_rules.KernelRules("spill|5spill", sass_rules.known_spills("known"))])
+    outcomes, _ = sass_check.evaluate(fam, {SPILL: m[SPILL], TILE: m[TILE]})
+    spill = {o.rule: o.status for o in outcomes if o.kernel == m[SPILL].name}
+    assert spill["no spills"] == "XFAIL" and spill["no LDL/STL"] == "XFAIL"
+    assert sum(1 for o in outcomes if o.kernel == m[SPILL].name and o.rule == "no spills") == 1
+    tile = {o.rule: o.status for o in outcomes if o.kernel == m[TILE].name}
+    assert tile["no spills"] == "PASS"
+
+
+def test_dtype_bound_pattern_skipped_when_dtype_not_compiled():
+    fam = sass_rules.Family("t", "test", [], [sass_rules.KernelRules("no_such", [sass_rules.has("BAR")], dtype="f16")])
+    assert sass_check.evaluate(fam, {}, ["bf16", "f32"])[0] == []
+    assert [o.status for o in sass_check.evaluate(fam, {}, ["f16"])[0]] == ["FAIL"]

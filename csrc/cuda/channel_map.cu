@@ -35,15 +35,16 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
 
 // Persistent CTAs over the tiles: as many as can be resident (8 x 256 threads per SM, fewer when the
 // shared memory per CTA limits it), never more than there are tiles.
-template <class E, bool kMasked>
+template <class E, bool kMasked, bool kGather>
 void launch_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, cudaStream_t stream) {
+  using Tile = ChannelShuffleTile<E, kMasked, kGather>;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int per_sm_threads = prop->maxThreadsPerMultiProcessor / ChannelShuffleTile<E, kMasked>::kThreads;
+  const int per_sm_threads = prop->maxThreadsPerMultiProcessor / Tile::kThreads;
+  // The driver reserves 1 KB of shared memory per resident CTA.
   const int per_sm_smem = static_cast<int>(prop->sharedMemPerMultiprocessor / (plan.smem_bytes + 1024));
   const int per_sm = std::max(1, std::min(per_sm_threads, per_sm_smem));
   const int blocks = std::min(p.tiles, prop->multiProcessorCount * per_sm);
-  channel_shuffle_tile_kernel<E, kMasked><<<blocks, ChannelShuffleTile<E, kMasked>::kThreads, plan.smem_bytes,
-                                            stream>>>(p);
+  channel_shuffle_tile_kernel<E, kMasked, kGather><<<blocks, Tile::kThreads, plan.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -58,9 +59,14 @@ void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, 
   if (plan.tiled) {
     const auto p = make_channel_shuffle_tile_params<E>(plan, static_cast<const E*>(src.const_data_ptr()),
                                                        static_cast<E*>(dst.mutable_data_ptr()), pixels, channels,
-                                                       total, shuffle_groups, offset, scatter);
-    if (plan.masked) launch_tiled<E, true>(plan, p, stream);
-    else launch_tiled<E, false>(plan, p, stream);
+                                                       total, shuffle_groups, offset);
+    if (scatter) {
+      if (plan.masked) launch_tiled<E, true, false>(plan, p, stream);
+      else launch_tiled<E, false, false>(plan, p, stream);
+    } else {
+      if (plan.masked) launch_tiled<E, true, true>(plan, p, stream);
+      else launch_tiled<E, false, true>(plan, p, stream);
+    }
     return;
   }
   const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),

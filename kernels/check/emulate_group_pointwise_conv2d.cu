@@ -263,9 +263,9 @@ void replay_shuffle(const ChannelShuffleParams<E>& p) {
 // with 0xff (a NaN word in every dtype, and kNoSource in the table) before the table is built, and
 // the run region re-poisoned before every tile (a stale word from the previous tile cannot pass).
 // Within a phase the threads run one after the other; the phases are the kernel's barrier intervals.
-template <class E, bool kMasked>
+template <class E, bool kMasked, bool kGather>
 void replay_shuffle_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, int ctas) {
-  using Tile = ChannelShuffleTile<E, kMasked>;
+  using Tile = ChannelShuffleTile<E, kMasked, kGather>;
   unsigned char* smem = static_cast<unsigned char*>(std::malloc(static_cast<size_t>(plan.smem_bytes)));
   const int grid = std::min(ctas, p.tiles);
   for (int b = 0; b < grid; ++b) {
@@ -291,9 +291,14 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
   if (plan.tiled) {
     const auto p = make_channel_shuffle_tile_params<E>(plan, reinterpret_cast<const E*>(src.ptr),
                                                        reinterpret_cast<E*>(dst.ptr), pixels, ch, total, groups,
-                                                       offset, scatter);
-    if (plan.masked) replay_shuffle_tiled<E, true>(plan, p, ctas);
-    else replay_shuffle_tiled<E, false>(plan, p, ctas);
+                                                       offset);
+    if (scatter) {
+      if (plan.masked) replay_shuffle_tiled<E, true, false>(plan, p, ctas);
+      else replay_shuffle_tiled<E, false, false>(plan, p, ctas);
+    } else {
+      if (plan.masked) replay_shuffle_tiled<E, true, true>(plan, p, ctas);
+      else replay_shuffle_tiled<E, false, true>(plan, p, ctas);
+    }
     ++g_shuffle_tiled;
     return;
   }
