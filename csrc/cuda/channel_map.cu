@@ -9,7 +9,6 @@
 #include <limits>
 
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
@@ -38,12 +37,17 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
 template <class E, bool kMasked, bool kGather>
 void launch_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, cudaStream_t stream) {
   using Tile = ChannelShuffleTile<E, kMasked, kGather>;
-  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int per_sm_threads = prop->maxThreadsPerMultiProcessor / Tile::kThreads;
+  // Device attributes (cached by the driver; no ATen/cuda header, which needs the full toolkit).
+  int device = 0, sms = 0, threads = 0, smem = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  const int per_sm_threads = threads / Tile::kThreads;
   // The driver reserves 1 KB of shared memory per resident CTA.
-  const int per_sm_smem = static_cast<int>(prop->sharedMemPerMultiprocessor / (plan.smem_bytes + 1024));
+  const int per_sm_smem = smem / (plan.smem_bytes + 1024);
   const int per_sm = std::max(1, std::min(per_sm_threads, per_sm_smem));
-  const int blocks = std::min(p.tiles, prop->multiProcessorCount * per_sm);
+  const int blocks = std::min(p.tiles, sms * per_sm);
   channel_shuffle_tile_kernel<E, kMasked, kGather><<<blocks, Tile::kThreads, plan.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
