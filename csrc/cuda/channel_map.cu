@@ -1,8 +1,9 @@
 // Host side of cnnkern_cuda::channel_map: the channel permutation copy behind channel_shuffle, the
 // passthrough half of shuffle_cat_pointwise and their gradients. scatter: dst[:, dest(c)] = src[:, c];
 // gather: dst[:, c] = src[:, dest(c)], with dest the ChannelMap (total channels = the permuted side's,
-// shuffle_groups, channel_offset). Any strides on either side; the kernel plan (mapping, vector width)
-// is plan_channel_shuffle, shared with the emulator.
+// shuffle_groups, channel_offset). Any strides on either side; the kernel plan (tiled channels-fast
+// kernel, or the generic kernel's mapping and vector width) is plan_channel_shuffle, shared with the
+// emulator.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -31,14 +32,47 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Persistent CTAs over the tiles: as many as can be resident (8 x 256 threads per SM, fewer when the
+// shared memory per CTA limits it), never more than there are tiles.
+template <class E, bool kMasked, bool kGather>
+void launch_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, cudaStream_t stream) {
+  using Tile = ChannelShuffleTile<E, kMasked, kGather>;
+  // Device attributes (cached by the driver; no ATen/cuda header, which needs the full toolkit).
+  int device = 0, sms = 0, threads = 0, smem = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  const int per_sm_threads = threads / Tile::kThreads;
+  // The driver reserves 1 KB of shared memory per resident CTA.
+  const int per_sm_smem = smem / (plan.smem_bytes + 1024);
+  const int per_sm = std::max(1, std::min(per_sm_threads, per_sm_smem));
+  const int blocks = std::min(p.tiles, sms * per_sm);
+  channel_shuffle_tile_kernel<E, kMasked, kGather><<<blocks, Tile::kThreads, plan.smem_bytes, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // A pure copy: dispatched on the element size, not the dtype.
 template <class E>
 void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, int shuffle_groups, int offset,
          bool scatter, cudaStream_t stream) {
   const int n = static_cast<int>(src.size(0)), h = static_cast<int>(src.size(2)), w = static_cast<int>(src.size(3));
-  const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, strides_of(src), src.const_data_ptr(),
+  const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, total, strides_of(src), src.const_data_ptr(),
                                                        strides_of(dst), dst.const_data_ptr(), sizeof(E), scatter);
   const int pixels = n * h * w;
+  if (plan.tiled) {
+    const auto p = make_channel_shuffle_tile_params<E>(plan, static_cast<const E*>(src.const_data_ptr()),
+                                                       static_cast<E*>(dst.mutable_data_ptr()), pixels, channels,
+                                                       total, shuffle_groups, offset);
+    if (scatter) {
+      if (plan.masked) launch_tiled<E, true, false>(plan, p, stream);
+      else launch_tiled<E, false, false>(plan, p, stream);
+    } else {
+      if (plan.masked) launch_tiled<E, true, true>(plan, p, stream);
+      else launch_tiled<E, false, true>(plan, p, stream);
+    }
+    return;
+  }
   const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),
                                   strides_of(src),
                                   static_cast<E*>(dst.mutable_data_ptr()),

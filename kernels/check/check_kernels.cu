@@ -147,8 +147,13 @@ CNNKERN_CHECK_GPW_TYPE(float, 4);
 CNNKERN_CHECK_GPW_TYPE(__half, 8);
 CNNKERN_CHECK_GPW_TYPE(__nv_bfloat16, 8);
 
-// Channel shuffle: 2- and 4-byte words, scalar and 16-byte vectors, both mappings.
+// Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather) and the
+// generic kernel with scalar and 16-byte vectors along both mappings.
 #define CNNKERN_CHECK_SHUFFLE(E, V)                                                         \
+  template __global__ void channel_shuffle_tile_kernel<E, false, false>(const ChannelShuffleTileParams<E>); \
+  template __global__ void channel_shuffle_tile_kernel<E, true, false>(const ChannelShuffleTileParams<E>); \
+  template __global__ void channel_shuffle_tile_kernel<E, false, true>(const ChannelShuffleTileParams<E>); \
+  template __global__ void channel_shuffle_tile_kernel<E, true, true>(const ChannelShuffleTileParams<E>); \
   template __global__ void channel_shuffle_kernel<E, 1, true>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>); \

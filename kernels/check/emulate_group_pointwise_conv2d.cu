@@ -7,9 +7,11 @@
 // Build/run: cmake target `cnnkern_emulate_group_pointwise` (ctest), under AddressSanitizer. Outputs
 // are NaN-filled and views sit inside sentinel-filled buffers, so unwritten elements and stray writes
 // both fail. The tensor-core MMA is replaced by SimtMath (same shared-memory contract).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <type_traits>
@@ -405,59 +407,200 @@ void run_wgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
 
 // ---- channel shuffle ------------------------------------------------------------------------------
 
+int g_shuffle_tiled = 0;  // tiled-kernel replays (the suite fails if none ran)
+
 template <class E, int V, bool kPixelFast>
 void replay_shuffle(const ChannelShuffleParams<E>& p) {
   for (int64_t e = 0; e < p.items; ++e) ChannelShuffleBody<E, V, kPixelFast>::run(p, e);
+}
+
+// channel_shuffle_tile_kernel, CTA by CTA: an exact-size shared buffer (ASan sees overruns) filled
+// with 0xff (a NaN word in every dtype, and kNoSource in the table) before the table is built, and
+// the run region re-poisoned before every tile (a stale word from the previous tile cannot pass).
+// Within a phase the threads run one after the other; the phases are the kernel's barrier intervals.
+template <class E, bool kMasked, bool kGather>
+void replay_shuffle_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams<E>& p, int ctas) {
+  using Tile = ChannelShuffleTile<E, kMasked, kGather>;
+  unsigned char* smem = static_cast<unsigned char*>(std::malloc(static_cast<size_t>(plan.smem_bytes)));
+  const int grid = std::min(ctas, p.tiles);
+  for (int b = 0; b < grid; ++b) {
+    std::memset(smem, 0xff, static_cast<size_t>(plan.smem_bytes));
+    for (int t = 0; t < Tile::kThreads; ++t) Tile::build_table(p, smem, t);
+    for (int tile = b; tile < p.tiles; tile += grid) {
+      std::memset(smem, 0xff, static_cast<size_t>(plan.table_offset));
+      for (int t = 0; t < Tile::kThreads; ++t) Tile::load(p, smem, tile, t);
+      for (int t = 0; t < Tile::kThreads; ++t) Tile::store(p, smem, tile, t);
+    }
+  }
+  std::free(smem);
+}
+
+// One channel_map call as csrc/cuda/channel_map.cu makes it: `plan` decides the kernel (tiled, or the
+// generic one with plan.vec / plan.pixel_fast); ctas bounds the tiled kernel's persistent grid.
+template <class T>
+void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, Tensor4<T>& dst, int n, int h, int w,
+                        int ch, int total, int groups, int offset, bool scatter, int ctas) {
+  using E = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
+  constexpr int V = 16 / sizeof(T);
+  const int pixels = n * h * w;
+  if (plan.tiled) {
+    const auto p = make_channel_shuffle_tile_params<E>(plan, reinterpret_cast<const E*>(src.ptr),
+                                                       reinterpret_cast<E*>(dst.ptr), pixels, ch, total, groups,
+                                                       offset);
+    if (scatter) {
+      if (plan.masked) replay_shuffle_tiled<E, true, false>(plan, p, ctas);
+      else replay_shuffle_tiled<E, false, false>(plan, p, ctas);
+    } else {
+      if (plan.masked) replay_shuffle_tiled<E, true, true>(plan, p, ctas);
+      else replay_shuffle_tiled<E, false, true>(plan, p, ctas);
+    }
+    ++g_shuffle_tiled;
+    return;
+  }
+  const int inner = plan.pixel_fast ? pixels / plan.vec : ch / plan.vec;
+  ChannelShuffleParams<E> p{reinterpret_cast<const E*>(src.ptr), src.st, reinterpret_cast<E*>(dst.ptr), dst.st,
+                            pixels, ch, scatter, PixelIndex(h, w), ShuffleMap(total, groups, offset),
+                            FastDivmod(static_cast<uint32_t>(inner)), int64_t{ch} * pixels / plan.vec};
+  if (plan.vec == 1) {
+    if (plan.pixel_fast) replay_shuffle<E, 1, true>(p);
+    else replay_shuffle<E, 1, false>(p);
+  } else {
+    if (plan.pixel_fast) replay_shuffle<E, V, true>(p);
+    else replay_shuffle<E, V, false>(p);
+    ++(plan.pixel_fast ? g_paths.shuffle_vec_pixel : g_paths.shuffle_vec_channel);
+  }
+}
+
+// dst must hold exactly the mapped copy of src: every mapped element equal (bitwise via the float
+// value; NaN-poisoned dst fails), no other element of dst written, nothing outside the view touched.
+template <class T>
+int check_channel_map(const Tensor4<T>& src, Tensor4<T>& dst, int ch, int total, int groups, int offset, bool scatter,
+                      const char* what) {
+  const int pg = total / groups;
+  auto dest = [&](int c) { return ((c + offset) % pg) * groups + (c + offset) / pg; };
+  int bad = 0;
+  for (int n = 0; n < src.d[0]; ++n)
+    for (int k = 0; k < ch; ++k)
+      for (int py = 0; py < src.d[2]; ++py)
+        for (int px = 0; px < src.d[3]; ++px) {
+          const float want = scatter ? src.get(n, k, py, px) : src.get(n, dest(k), py, px);
+          const float got = scatter ? dst.get(n, dest(k), py, px) : dst.get(n, k, py, px);
+          if (!(want == got) && bad++ < 3) std::printf("  shuffle %s k=%d want %g got %g\n", what, k, want, got);
+        }
+  int written = 0;  // every written element is one of the checked ones: count them
+  dst.each([&](int n, int k, int py, int px) { written += !std::isnan(dst.get(n, k, py, px)); });
+  const int want_written = ch * src.d[0] * src.d[2] * src.d[3];
+  if (written != want_written) std::printf("  shuffle %s: %d written of %d\n", what, written, want_written);
+  return bad + (written != want_written) + dst.clobbered();
 }
 
 // Copies `channels` channels between a channels-wide tensor and a total-wide one, as csrc/ plans it
 // (and, forced, with every other variant the data allows).
 template <class T>
 void run_shuffle(const Case& c, int src_layout, int dst_layout, bool scatter, std::mt19937& rng) {
-  using E = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
-  constexpr int V = 16 / sizeof(T);
   const int ch = c.cout, total = c.total();
-  for (int forced = 0; forced < 3; ++forced) {
+  for (int forced = 0; forced < 4; ++forced) {
     Tensor4<T> src(c.n, scatter ? ch : total, c.h, c.w, src_layout), dst(c.n, scatter ? total : ch, c.h, c.w, dst_layout);
     src.fill_random(rng);
     dst.fill_nan();
-    const ChannelShufflePlan real = plan_channel_shuffle(c.n, c.h, c.w, ch, src.st, src.ptr, dst.st, dst.ptr,
+    const ChannelShufflePlan real = plan_channel_shuffle(c.n, c.h, c.w, ch, total, src.st, src.ptr, dst.st, dst.ptr,
                                                          sizeof(T), scatter);
-    // forced 0: the real plan; 1, 2: scalar copies along each mapping (always valid)
+    // forced 0: the real plan; 1, 2: scalar generic copies along each mapping (always valid);
+    // 3: the generic kernel with the real plan's vector width (what ran before the tiled kernel)
     ChannelShufflePlan plan = real;
     if (forced == 1) plan = ChannelShufflePlan{1, real.pixel_fast};
     if (forced == 2) plan = ChannelShufflePlan{1, !real.pixel_fast};
-    const int pixels = c.n * c.h * c.w;
-    const int inner = plan.pixel_fast ? pixels / plan.vec : ch / plan.vec;
-    ChannelShuffleParams<E> p{reinterpret_cast<const E*>(src.ptr), src.st, reinterpret_cast<E*>(dst.ptr), dst.st,
-                              pixels, ch, scatter, PixelIndex(c.h, c.w), ShuffleMap(total, c.shuffle_groups, c.before),
-                              FastDivmod(static_cast<uint32_t>(inner)), int64_t{ch} * pixels / plan.vec};
-    if (plan.vec == 1) {
-      if (plan.pixel_fast) replay_shuffle<E, 1, true>(p);
-      else replay_shuffle<E, 1, false>(p);
-    } else {
-      if (plan.pixel_fast) replay_shuffle<E, V, true>(p);
-      else replay_shuffle<E, V, false>(p);
-      ++(plan.pixel_fast ? g_paths.shuffle_vec_pixel : g_paths.shuffle_vec_channel);
-    }
+    if (forced == 3) plan = ChannelShufflePlan{real.vec, real.pixel_fast};
+    replay_channel_map<T>(plan, src, dst, c.n, c.h, c.w, ch, total, c.shuffle_groups, c.before, scatter, 1 << 20);
     ++g_runs;
-    int bad = 0;
-    for (int n = 0; n < c.n; ++n)
-      for (int k = 0; k < ch; ++k)
-        for (int py = 0; py < c.h; ++py)
-          for (int px = 0; px < c.w; ++px) {
-            const float want = scatter ? src.get(n, k, py, px) : src.get(n, c.dest(k), py, px);
-            const float got = scatter ? dst.get(n, c.dest(k), py, px) : dst.get(n, k, py, px);
-            if (!(want == got) && bad++ < 3)
-              std::printf("  shuffle %s k=%d want %g got %g\n", c.name, k, want, got);
-          }
-    int written = 0;  // every written element is one of the checked ones: count them
-    dst.each([&](int n, int k, int py, int px) { written += !std::isnan(dst.get(n, k, py, px)); });
-    if (bad || written != ch * pixels || dst.clobbered()) {
+    if (check_channel_map<T>(src, dst, ch, total, c.shuffle_groups, c.before, scatter, c.name)) {
       ++g_failures;
-      std::printf("FAIL shuffle %s %s->%s scatter=%d vec=%d pixel_fast=%d: %d mismatches, %d written of %d\n",
-                  c.name, layout_name(src_layout), layout_name(dst_layout), scatter, plan.vec, plan.pixel_fast, bad,
-                  written, ch * pixels);
+      std::printf("FAIL shuffle %s %s->%s scatter=%d vec=%d pixel_fast=%d tiled=%d\n", c.name,
+                  layout_name(src_layout), layout_name(dst_layout), scatter, plan.vec, plan.pixel_fast, plan.tiled);
+    }
+  }
+}
+
+// The tiled kernel over the shapes that matter (ShuffleNetV2's 58/116/232-channel halves, odd channel
+// counts, pixels not a multiple of any tile, one pixel to thousands), both directions, the
+// shuffle-cat halves (channels < total, either offset), every plan the data allows: the real tile
+// size, the smallest (P = V: every tile boundary inside a vector), an odd multiple of V, and a
+// persistent grid of 3 CTAs (grid-stride over the tiles). Views that are not dense channels-fast must
+// take the generic kernel, and still be right.
+template <class T>
+bool dense_channels_last(Tensor4<T>& t) {
+  bool ok = reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0;
+  t.each([&](int n, int c, int y, int x) {
+    ok = ok && t.off(n, c, y, x) == ((int64_t{n} * t.d[2] + y) * t.d[3] + x) * t.d[1] + c;
+  });
+  return ok;
+}
+
+struct ShuffleShape {
+  int n, h, w, total, groups, channels, offset;
+};
+
+template <class T>
+void run_shuffle_tiled_suite(std::mt19937& rng) {
+  constexpr int V = 16 / sizeof(T);
+  const ShuffleShape shapes[] = {
+      {2, 5, 7, 116, 2, 116, 0},  {1, 7, 7, 58, 2, 58, 0},    {3, 3, 5, 24, 3, 24, 0},   {2, 3, 3, 3, 3, 3, 0},
+      {1, 4, 5, 240, 4, 240, 0},  {1, 3, 3, 240, 8, 240, 0},  {1, 1, 1, 58, 2, 58, 0},   {1, 1, 3, 24, 8, 24, 0},
+      {4, 28, 28, 116, 2, 116, 0}, {1, 9, 13, 232, 2, 232, 0}, {2, 5, 5, 116, 2, 58, 0},  {2, 5, 5, 116, 2, 58, 58},
+      {1, 7, 9, 24, 4, 12, 6},    {1, 6, 7, 240, 3, 80, 80},  {2, 3, 7, 3, 3, 1, 2},
+  };
+  for (const ShuffleShape& s : shapes) {
+    for (int scatter = 0; scatter < 2; ++scatter) {
+      const int in_c = scatter ? s.channels : s.total, out_c = scatter ? s.total : s.channels;
+      for (int variant = 0; variant < 4; ++variant) {
+        Tensor4<T> src(s.n, in_c, s.h, s.w, kNHWC), dst(s.n, out_c, s.h, s.w, kNHWC);
+        src.fill_random(rng);
+        dst.fill_nan();
+        ChannelShufflePlan plan = plan_channel_shuffle(s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr, dst.st,
+                                                       dst.ptr, sizeof(T), scatter);
+        if (!plan.tiled) {
+          ++g_failures;
+          std::printf("FAIL shuffle tiled: dense NHWC %dx%dx%dx%d (ch %d of %d) not planned tiled\n", s.n, s.total,
+                      s.h, s.w, s.channels, s.total);
+          continue;
+        }
+        int ctas = 1 << 20;
+        if (variant == 1 || variant == 2)  // smallest and an odd multiple of V
+          plan_channel_shuffle_tile(plan, s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr, dst.st, dst.ptr,
+                                    sizeof(T), scatter, variant == 1 ? V : 3 * V);
+        if (variant == 3) ctas = 3;
+        replay_channel_map<T>(plan, src, dst, s.n, s.h, s.w, s.channels, s.total, s.groups, s.offset, scatter, ctas);
+        ++g_runs;
+        char what[96];
+        std::snprintf(what, sizeof what, "tiled %dx%dx%dx%d ch=%d off=%d g=%d", s.n, s.total, s.h, s.w, s.channels,
+                      s.offset, s.groups);
+        if (check_channel_map<T>(src, dst, s.channels, s.total, s.groups, s.offset, scatter, what)) {
+          ++g_failures;
+          std::printf("FAIL shuffle %s scatter=%d P=%d L=%d masked=%d ctas=%d\n", what, scatter, plan.tile_pixels,
+                      plan.period, plan.masked, ctas);
+        }
+      }
+      // Strided / misaligned views: the generic kernel.
+      const int layouts[][2] = {{kNHWCSlice, kNHWC}, {kNHWC, kNHWCPadded}, {kNCHW, kNHWC}, {kNHWC, kNCHWView}};
+      for (const auto& l : layouts) {
+        Tensor4<T> src(s.n, in_c, s.h, s.w, l[0]), dst(s.n, out_c, s.h, s.w, l[1]);
+        src.fill_random(rng);
+        dst.fill_nan();
+        const ChannelShufflePlan plan = plan_channel_shuffle(s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr,
+                                                             dst.st, dst.ptr, sizeof(T), scatter);
+        // Tiled exactly when both views are dense channels-fast and aligned, by brute force over the
+        // elements (a 1-pixel or 1-channel NCHW tensor is one).
+        const bool may_tile = dense_channels_last(src) && dense_channels_last(dst);
+        replay_channel_map<T>(plan, src, dst, s.n, s.h, s.w, s.channels, s.total, s.groups, s.offset, scatter,
+                              1 << 20);
+        ++g_runs;
+        if (plan.tiled != may_tile ||
+            check_channel_map<T>(src, dst, s.channels, s.total, s.groups, s.offset, scatter, "strided")) {
+          ++g_failures;
+          std::printf("FAIL shuffle strided %s->%s %dx%dx%dx%d ch=%d scatter=%d tiled=%d\n", layout_name(l[0]),
+                      layout_name(l[1]), s.n, s.total, s.h, s.w, s.channels, scatter, plan.tiled);
+        }
+      }
     }
   }
 }
@@ -568,6 +711,14 @@ int main(int argc, char** argv) {
   }
   test_shuffle_map();
   std::printf("shuffle_map: %s\n", g_failures ? "FAILED" : "ok");
+  {
+    std::mt19937 rng(97);
+    run_shuffle_tiled_suite<float>(rng);
+    run_shuffle_tiled_suite<__half>(rng);
+    run_shuffle_tiled_suite<__nv_bfloat16>(rng);
+    std::printf("channel_shuffle tiled: %d tiled replays, %s\n", g_shuffle_tiled, g_failures ? "FAILED" : "ok");
+    if (!g_shuffle_tiled) ++g_failures;
+  }
   // n cin h w cout groups shuffle_groups before after
   const std::vector<Case> cases = {
       {2, 5, 4, 5, 7, 1, 1, 0, 0, "g1"},

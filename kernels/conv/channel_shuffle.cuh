@@ -2,15 +2,23 @@
 // concat, and their inverses.
 //   scatter: dst[n, map.dest(c), p, q] = src[n, c, p, q]   for c < channels
 //   gather:  dst[n, c, p, q] = src[n, map.dest(c), p, q]   for c < channels
-// Both tensors are read and written through their own strides. A pure copy, so the kernel works on
-// raw storage words (E = uint16_t / uint32_t by element size) and moves V of them at a time along the
-// contiguous dimension:
-//   kPixelFast   one channel, V consecutive pixels (NCHW-like: src and dst planes both contiguous)
-//   !kPixelFast  one pixel, V consecutive channels of the unpermuted side (NHWC-like); the permuted
-//                side is accessed element by element (its channels are map.groups apart)
+// A pure copy, so the kernels work on raw storage words (E = uint16_t / uint32_t by element size).
+//
+// Two kernels; plan_channel_shuffle (shared by csrc/ and the emulator) picks:
+//   channel_shuffle_tile_kernel   both tensors dense channels-fast (NHWC with pixel stride = channel
+//       count) and 16-byte aligned. Then the P pixels of a tile are one contiguous run of P*C words on
+//       each side whatever C % 8 is, so a CTA moves both runs with 16-byte loads and stores and
+//       permutes the words in shared memory through a per-CTA offset table. See
+//       kernels/conv/channel_shuffle.md for the model.
+//   channel_shuffle_kernel (generic)  any strides. Each tensor is read and written through its own
+//       strides, V words at a time along the contiguous dimension:
+//         kPixelFast   one channel, V consecutive pixels (NCHW-like: src and dst planes both contiguous)
+//         !kPixelFast  one pixel, V consecutive channels of the unpermuted side (NHWC-like); the
+//                      permuted side is accessed element by element (its channels are map.groups apart)
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/fastdiv.cuh"
 #include "conv/conv2d_index.cuh"
@@ -71,17 +79,268 @@ struct ChannelShuffleBody {
   }
 };
 
-// The kernel variant for a problem: the mapping follows src's contiguous dimension; vectors of 16
-// bytes where every stride that matters is a multiple of the vector, the bases are aligned and the
-// vectors never straddle a plane or a pixel. Shared by csrc/ and the emulator.
-struct ChannelShufflePlan {
-  int vec;
-  bool pixel_fast;
+// ---- the tiled channels-fast kernel -----------------------------------------------------------
+//
+// Two sides: U, the unpermuted tensor (C = channels words per pixel), and Q, the permuted one
+// (T = total words per pixel; C < T for a shuffle-cat half). Scatter copies U -> Q, gather Q -> U.
+// Per tile of P pixels [m0, m0 + P) the U run is U[m0 * C, (m0 + P) * C) and the Q run
+// Q[m0 * T, (m0 + P) * T). P is a multiple of V, so every run starts 16-byte aligned; only the
+// tensor's last tile can end inside a vector (its tail words are copied one by one).
+//
+// Q word k of a run (pixel k / T, channel q = k % T) pairs with U word (k / T) * C + inv(q), inv(q)
+// the c < C with map.dest(c) = q (none for the other half of a concat). That offset is periodic in k
+// with period L = lcm(T, V) words (L / T pixels): table[r] = ((r / T) * C + inv(r % T)) * sizeof(E)
+// for r < L, a byte offset into the U run (kNoSource where there is no c). So Q vector k = u * L + r
+// (r a multiple of V) reads its V offsets with one aligned shared load and adds u * (L / T) * C
+// words: one fastdivmod per 16-byte vector, none per word. The U run lives in shared memory; the Q
+// run streams through registers with 16-byte accesses:
+//   scatter: load U run (16-byte loads, linear) | store Q run: per Q vector, V words gathered from
+//            shared memory, one 16-byte store
+//   gather:  load Q run: per Q vector, one 16-byte load, V words scattered into shared memory |
+//            store U run (linear 16-byte shared loads and global stores)
+// Either way the permuting shared accesses are made by lanes holding consecutive Q vectors, which is
+// the 2-way bank pattern of kernels/conv/channel_shuffle.md (permuting on the U side instead, as a
+// first version did for gather, gave 4-8 way). kMasked (C < T): table entries may be kNoSource; a
+// scatter then stores word by word (the other half of each vector belongs to another kernel), a
+// gather skips the words nobody takes.
+//
+// Shared memory: the U run (P * C words), then the table. Per CTA <= 48 KB (the plan checks), 256
+// threads, <= 32 registers (launch bounds): 8 CTAs per SM for runs up to ~27 KB, which the plan's 16 KB
+// run target keeps. Bank conflicts and the time model: kernels/conv/channel_shuffle.md.
+template <class E>
+struct ChannelShuffleTileParams {
+  const E* src;
+  E* dst;
+  int pixels;
+  int tile_pixels;   // P, a multiple of V
+  int tiles;         // ceil(pixels / P)
+  int channels;      // C: words per pixel on the U side
+  int total;         // T: words per pixel on the Q side
+  int period;        // L = lcm(T, V): table entries
+  int period_bytes;  // (L / T) * C * sizeof(E): U bytes per period
+  FastDivmod div_period;
+  int table_offset;  // bytes from the shared-memory base to the table (16-byte aligned, after the U run)
+  int groups;        // of the map: inv(q) = (q % groups) * per_group + q / groups - offset
+  int per_group;     // total / groups
+  int offset;
 };
 
-__host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int channels, const Strides4& ss,
-                                                        const void* src, const Strides4& ds, const void* dst,
-                                                        int elem_bytes, bool scatter) {
+constexpr uint16_t kNoSource = 0xffff;
+
+template <class E, bool kMasked, bool kGather>
+struct ChannelShuffleTile {
+  static constexpr int V = 16 / static_cast<int>(sizeof(E));
+  static constexpr int kThreads = 256;
+  static constexpr int kLoadBatch = 4;  // 16-byte loads a thread has in flight before using them
+  using Vec = Words<E, V>;
+  using Offsets = Words<uint16_t, V>;
+
+  // Once per CTA (real divisions: L <= 8 * T entries over 256 threads).
+  CNNKERN_HD static void build_table(const ChannelShuffleTileParams<E>& p, unsigned char* smem, int tid) {
+    uint16_t* table = reinterpret_cast<uint16_t*>(smem + p.table_offset);
+    for (int r = tid; r < p.period; r += kThreads) {
+      const int px = r / p.total, q = r - px * p.total;
+      const int c = (q % p.groups) * p.per_group + q / p.groups - p.offset;  // inverse of dest's transpose
+      table[r] = c < 0 || c >= p.channels ? kNoSource
+                                          : static_cast<uint16_t>((px * p.channels + c) * static_cast<int>(sizeof(E)));
+    }
+  }
+
+  CNNKERN_HD static int pixels_in(const ChannelShuffleTileParams<E>& p, int tile) {
+    const int m0 = tile * p.tile_pixels;
+    return p.pixels - m0 < p.tile_pixels ? p.pixels - m0 : p.tile_pixels;
+  }
+
+  // U-side byte address in shared memory of Q word k's partner (k in the run), or nullptr.
+  CNNKERN_HD static unsigned char* partner(const ChannelShuffleTileParams<E>& p, unsigned char* smem, int k) {
+    uint32_t u, r;
+    p.div_period.divmod(static_cast<uint32_t>(k), u, r);
+    const uint16_t o = reinterpret_cast<const uint16_t*>(smem + p.table_offset)[r];
+    return kMasked && o == kNoSource ? nullptr : smem + static_cast<int>(u) * p.period_bytes + o;
+  }
+
+  // Phase 1, before the barrier.
+  CNNKERN_HD static void load(const ChannelShuffleTileParams<E>& p, unsigned char* smem, int tile, int tid) {
+    const int pix = pixels_in(p, tile);
+    const int width = kGather ? p.total : p.channels;
+    const int words = pix * width, vecs = words / V;
+    const E* __restrict__ in = p.src + tile * p.tile_pixels * width;
+    // Moved as uint4, not Words<E, V>: a conditionally assigned array of 16-bit words makes the
+    // compiler merge halves with PRMT (about 12 per vector); 32-bit lanes are copied as they are.
+    const uint4* __restrict__ in_v = reinterpret_cast<const uint4*>(in);
+    // The last tile of the tensor may end inside a vector: its tail words first, one by one.
+    const int k = vecs * V + tid;
+    if (k < words) {
+      if constexpr (kGather) {
+        if (unsigned char* d = partner(p, smem, k)) *reinterpret_cast<E*>(d) = in[k];
+      } else {
+        reinterpret_cast<E*>(smem)[k] = in[k];
+      }
+    }
+#pragma unroll 1
+    for (int i0 = tid; i0 < vecs; i0 += kLoadBatch * kThreads) {
+      uint4 r[kLoadBatch];
+#pragma unroll
+      for (int b = 0; b < kLoadBatch; ++b)
+        if (i0 + b * kThreads < vecs) r[b] = in_v[i0 + b * kThreads];
+#pragma unroll
+      for (int b = 0; b < kLoadBatch; ++b) {
+        const int i = i0 + b * kThreads;
+        if (i >= vecs) continue;
+        if constexpr (kGather) {
+          uint32_t u, rr;
+          p.div_period.divmod(static_cast<uint32_t>(i * V), u, rr);
+          unsigned char* base = smem + static_cast<int>(u) * p.period_bytes;
+          const Offsets t = *reinterpret_cast<const Offsets*>(smem + p.table_offset + 2 * rr);
+          Vec w;
+          static_assert(sizeof(Vec) == sizeof(uint4), "one vector is 16 bytes");
+          memcpy(&w, &r[b], sizeof(Vec));
+#pragma unroll
+          for (int j = 0; j < V; ++j)
+            if (!kMasked || t.v[j] != kNoSource) *reinterpret_cast<E*>(base + t.v[j]) = w.v[j];
+        } else {
+          reinterpret_cast<uint4*>(smem)[i] = r[b];
+        }
+      }
+    }
+  }
+
+  // Phase 2, after the barrier.
+  CNNKERN_HD static void store(const ChannelShuffleTileParams<E>& p, unsigned char* smem, int tile, int tid) {
+    const int pix = pixels_in(p, tile);
+    const int width = kGather ? p.channels : p.total;
+    const int words = pix * width, vecs = words / V;
+    E* __restrict__ out = p.dst + tile * p.tile_pixels * width;
+    const int k = vecs * V + tid;  // tail first, as in load()
+    if (k < words) {
+      if constexpr (kGather) {
+        out[k] = reinterpret_cast<const E*>(smem)[k];
+      } else {
+        if (const unsigned char* s = partner(p, smem, k)) out[k] = *reinterpret_cast<const E*>(s);
+      }
+    }
+    if constexpr (kGather) {
+#pragma unroll 4
+      for (int i = tid; i < vecs; i += kThreads) reinterpret_cast<uint4*>(out)[i] = reinterpret_cast<const uint4*>(smem)[i];
+    } else {
+      // Not unrolled: the 32-register budget holds one vector's offsets, words and addresses at a time
+      // (unrolled, ptxas spilled); the loads of consecutive iterations are independent anyway.
+#pragma unroll 1
+      for (int i = tid; i < vecs; i += kThreads) {
+        uint32_t u, r;
+        p.div_period.divmod(static_cast<uint32_t>(i * V), u, r);
+        const unsigned char* base = smem + static_cast<int>(u) * p.period_bytes;
+        const Offsets t = *reinterpret_cast<const Offsets*>(smem + p.table_offset + 2 * r);
+        if constexpr (!kMasked) {
+          Vec w;
+#pragma unroll
+          for (int j = 0; j < V; ++j) w.v[j] = *reinterpret_cast<const E*>(base + t.v[j]);
+          reinterpret_cast<Vec*>(out)[i] = w;
+        } else {
+          // Word by word: the map's image interleaves with the channels another kernel writes
+          // (groups = 2: every other one), so a 16-byte vector is almost never all ours.
+#pragma unroll
+          for (int j = 0; j < V; ++j)
+            if (t.v[j] != kNoSource) out[i * V + j] = *reinterpret_cast<const E*>(base + t.v[j]);
+        }
+      }
+    }
+  }
+};
+
+// (256, 8): at most 32 registers, so that 8 CTAs fit an SM; the persistent grid is sized for that.
+template <class E, bool kMasked, bool kGather>
+__global__ void __launch_bounds__(256, 8) channel_shuffle_tile_kernel(const ChannelShuffleTileParams<E> p) {
+  using Tile = ChannelShuffleTile<E, kMasked, kGather>;
+  extern __shared__ __align__(16) unsigned char channel_shuffle_smem[];
+  Tile::build_table(p, channel_shuffle_smem, threadIdx.x);
+  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+    __syncthreads();  // the previous tile's run is no longer read
+    Tile::load(p, channel_shuffle_smem, tile, threadIdx.x);
+    __syncthreads();  // the run (and, on the first tile, the table) is complete
+    Tile::store(p, channel_shuffle_smem, tile, threadIdx.x);
+  }
+}
+
+// ---- plan ------------------------------------------------------------------------------------
+//
+// Shared by csrc/ and the emulator. The tiled kernel when both tensors are dense channels-fast
+// (channel stride 1, pixel stride = channel count, rows and images packed: pixel m at word m * C),
+// both 16-byte aligned, every run offset fits int32, the table's byte offsets fit 16 bits and the
+// shared memory fits 48 KB; otherwise the generic kernel, mapped along src's contiguous dimension, with
+// 16-byte vectors where every stride that matters is a multiple of the vector, the bases are aligned
+// and the vectors never straddle a plane or a pixel.
+struct ChannelShufflePlan {
+  int vec;           // generic kernel: words per access (1 or 16 / elem_bytes)
+  bool pixel_fast;   // generic kernel: the mapping
+  bool tiled;        // the tiled kernel instead of the generic one
+  bool masked;       // tiled: channels < total (a shuffle-cat half)
+  int tile_pixels;   // tiled: P
+  int period;        // tiled: L = lcm(total, V)
+  int table_offset;  // tiled: bytes before the offset table
+  int smem_bytes;    // tiled: dynamic shared memory per CTA
+};
+
+struct ChannelShuffleTileLimits {
+  static constexpr int kRunBytes = 16384;       // a tile's Q run: 4 loads or stores of 16 B per thread
+  static constexpr int kMinTiles = 1056;        // 132 SMs x 8 CTAs: shrink P before leaving SMs idle
+  static constexpr int kSmemBytes = 48 * 1024;  // no opt-in attribute needed
+};
+
+__host__ inline int channel_shuffle_gcd(int a, int b) {
+  while (b) {
+    const int t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+// The tiled part of the plan (plan.tiled false when it does not apply). tile_pixels > 0 forces P
+// (a multiple of V; the emulator uses it to move tile boundaries).
+__host__ inline void plan_channel_shuffle_tile(ChannelShufflePlan& plan, int n, int h, int w, int channels,
+                                               int total, const Strides4& ss, const void* src, const Strides4& ds,
+                                               const void* dst, int elem_bytes, bool scatter, int tile_pixels = 0) {
+  plan.tiled = false;
+  const int v = 16 / elem_bytes;
+  auto dense = [&](const Strides4& s, int c) {
+    return (c == 1 || s.c == 1) && (w == 1 || s.w == c) && (h == 1 || s.h == int64_t{w} * c) &&
+           (n == 1 || s.n == int64_t{h} * w * c);
+  };
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const int64_t pixels = int64_t{n} * h * w;
+  const Strides4& us = scatter ? ss : ds;  // the unpermuted side
+  const Strides4& qs = scatter ? ds : ss;
+  if (pixels == 0 || channels == 0 || !dense(us, channels) || !dense(qs, total) || !aligned(src) || !aligned(dst))
+    return;
+  if (pixels * total + 16 > INT32_MAX) return;  // run offsets and word indices in int32 (total >= channels)
+  const int period = total / channel_shuffle_gcd(total, v) * v;
+  const int64_t period_bytes = int64_t{period / total} * channels * elem_bytes;
+  if (period_bytes >= kNoSource) return;  // table entries are 16-bit byte offsets
+  int p = tile_pixels;
+  if (p <= 0) {
+    p = ChannelShuffleTileLimits::kRunBytes / (total * elem_bytes) / v * v;
+    const int64_t spread = (pixels + ChannelShuffleTileLimits::kMinTiles - 1) / ChannelShuffleTileLimits::kMinTiles;
+    const int64_t spread_v = (spread + v - 1) / v * v;
+    if (spread_v < p) p = static_cast<int>(spread_v);
+    if (p < v) p = v;
+  }
+  const int64_t run_bytes = (int64_t{p} * channels * elem_bytes + 15) / 16 * 16;
+  const int64_t smem = run_bytes + (int64_t{period} * 2 + 15) / 16 * 16;
+  if (smem > ChannelShuffleTileLimits::kSmemBytes) return;
+  plan.tiled = true;
+  plan.masked = channels < total;
+  plan.tile_pixels = p;
+  plan.period = period;
+  plan.table_offset = static_cast<int>(run_bytes);
+  plan.smem_bytes = static_cast<int>(smem);
+}
+
+__host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int channels, int total,
+                                                        const Strides4& ss, const void* src, const Strides4& ds,
+                                                        const void* dst, int elem_bytes, bool scatter) {
+  ChannelShufflePlan plan{};
+  plan_channel_shuffle_tile(plan, n, h, w, channels, total, ss, src, ds, dst, elem_bytes, scatter);
   const int64_t src_pixel_step = w > 1 ? ss.w : (h > 1 ? ss.h : ss.n);
   const bool pixel_fast = !(channels > 1 && ss.c < src_pixel_step);
   const int v = 16 / elem_bytes;
@@ -98,8 +357,36 @@ __host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int
     ok = channels % v == 0 && u.c == 1 && mult(n, u.n) && mult(h, u.h) && mult(w, u.w) &&
          aligned(scatter ? src : dst);
   }
-  return ChannelShufflePlan{ok ? v : 1, pixel_fast};
+  plan.vec = ok ? v : 1;
+  plan.pixel_fast = pixel_fast;
+  return plan;
 }
+
+// The tiled kernel's parameters for a plan with plan.tiled.
+template <class E>
+__host__ inline ChannelShuffleTileParams<E> make_channel_shuffle_tile_params(const ChannelShufflePlan& plan,
+                                                                             const E* src, E* dst, int pixels,
+                                                                             int channels, int total, int groups,
+                                                                             int offset) {
+  ChannelShuffleTileParams<E> p{};
+  p.src = src;
+  p.dst = dst;
+  p.pixels = pixels;
+  p.tile_pixels = plan.tile_pixels;
+  p.tiles = (pixels + plan.tile_pixels - 1) / plan.tile_pixels;
+  p.channels = channels;
+  p.total = total;
+  p.period = plan.period;
+  p.period_bytes = plan.period / total * channels * static_cast<int>(sizeof(E));
+  p.div_period = FastDivmod(static_cast<uint32_t>(plan.period));
+  p.table_offset = plan.table_offset;
+  p.groups = groups;
+  p.per_group = total / groups;
+  p.offset = offset;
+  return p;
+}
+
+// ---- the generic kernel (any strides) --------------------------------------------------------
 
 template <class E, int V, bool kPixelFast>
 __global__ void __launch_bounds__(256) channel_shuffle_kernel(const ChannelShuffleParams<E> p) {
