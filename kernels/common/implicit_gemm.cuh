@@ -15,6 +15,10 @@
 //   Operand: Row row(int r) const;  Kc kc(int k) const;  Vec<T,V> load<V>(Row, Kc) const
 //            -- row(r) / kc(k) must accept out-of-range indices and mark them invalid; load returns
 //               zeros for invalid or padded elements (nothing outside a tensor is ever dereferenced).
+//            Optional, for the cp.async route of 16-byte gathers (gemm_loader.cuh):
+//              const T* addr(Row, Kc, bool& valid) const  -- where load<V> would read (valid), or any
+//                  dereferenceable address with valid = false where load<V> returns zeros;
+//              bool copyable() const  -- load<V> is a plain copy of those bytes (no mask, no scale).
 //   Epilogue: bool m_fast() const;  void store(int m, int n, float v) const   (only m<M, n<N called)
 //
 // A Problem with `static constexpr bool kStats = true` also gets the statistics epilogue: its store returns
@@ -54,10 +58,11 @@ struct GemmBlock {
   using OpA = typename Problem::OperandA;
   using OpB = typename Problem::OperandB;
   using Epi = typename Problem::Epilogue;
-  using LoaderA = TileLoader<OpA, T, Tile::kBM, Tile::kBK, Tile::kLdA, Tile::kThreads, Problem::kAFast,
-                             Problem::kAVec>;
-  using LoaderB = TileLoader<OpB, T, Tile::kBN, Tile::kBK, Tile::kLdB, Tile::kThreads, Problem::kBFast,
-                             Problem::kBVec>;
+  using LoaderA = TileLoader<OpA, Tile, Tile::kBM, Problem::kAFast, Problem::kAVec>;
+  using LoaderB = TileLoader<OpB, Tile, Tile::kBN, Problem::kBFast, Problem::kBVec>;
+  static constexpr int kStages = Tile::kStages;
+  // cp.async groups allowed in flight at the top of an iteration: tile t must have landed.
+  static constexpr int kWaitDepth = kStages - 2;
 
   OpA a_;
   OpB b_;
@@ -93,18 +98,29 @@ struct GemmBlock {
   CNNKERN_HD static T* stage_a(unsigned char* smem, int buf) {
     return reinterpret_cast<T*>(smem) + buf * Tile::kStageElems;
   }
-  CNNKERN_HD static T* stage_b(unsigned char* smem, int buf) {
-    return stage_a(smem, buf) + Tile::kBK * Tile::kLdA;
+  CNNKERN_HD static T* stage_b(unsigned char* smem, int buf) { return stage_a(smem, buf) + Tile::kAElems; }
+
+  // cp.async of K tile t (relative to this block's K range) into stage buf for the operands on the async
+  // route, then ONE commit group per call whether or not tile t exists (t < 0: nothing to copy), so
+  // that the group count per iteration is uniform and wait_group<kWaitDepth> always means "tile t
+  // has landed".
+  CNNKERN_HD void issue(unsigned char* smem, int t, int buf) const {
+    if (t >= 0) {
+      const int k_base = k_begin_ + t * Tile::kBK;
+      load_a_.issue(a_, k_base, stage_a(smem, buf));
+      load_b_.issue(b_, k_base, stage_b(smem, buf));
+    }
+    cp_async_commit();
   }
 
-  // global -> registers for K tile t (relative to this block's K range)
+  // global -> registers for K tile t (register route)
   CNNKERN_HD void fetch(int t) {
     const int k_base = k_begin_ + t * Tile::kBK;
     load_a_.fetch(a_, k_base);
     load_b_.fetch(b_, k_base);
   }
 
-  // registers -> shared stage buf
+  // registers -> shared stage buf (register route)
   CNNKERN_HD void stage(unsigned char* smem, int buf) const {
     load_a_.stage(stage_a(smem, buf));
     load_b_.stage(stage_b(smem, buf));
@@ -130,7 +146,7 @@ struct GemmBlock {
       const int m = m0_ + ml;
       const int n = n0_ + nl;
       if (m < gemm_m_ && n < gemm_n_) {
-        float& c = cs[nl * Tile::kLdC + ml];
+        float& c = cs[Tile::c_off(nl, ml)];
         if constexpr (kStats) {
           c = epi_.store(m, n, c);
         } else {
@@ -153,8 +169,12 @@ struct GemmBlock {
   float stat_m2_ = 0.0f;
 
   CNNKERN_HD int stat_rows() const { return gemm_m_ - m0_ < Tile::kBM ? gemm_m_ - m0_ : Tile::kBM; }
+  // Row nl of Cs: element ml at cs[Tile::c_off(nl, ml)], the partials at its padding, cs + nl*kLdC + kBM.
   CNNKERN_HD float* stat_col(unsigned char* smem) const {
     return reinterpret_cast<float*>(smem) + (tid_ / kStatParts) * Tile::kLdC;
+  }
+  CNNKERN_HD float stat_at(unsigned char* smem, int ml) const {
+    return reinterpret_cast<const float*>(smem)[Tile::c_off(tid_ / kStatParts, ml)];
   }
 
   // Pass 1: partial sums of the column's stored values.
@@ -162,7 +182,7 @@ struct GemmBlock {
     float* col = stat_col(smem);
     const int part = tid_ % kStatParts, rows = stat_rows();
     float s = 0.0f;
-    for (int ml = part; ml < rows; ml += kStatParts) s += col[ml];
+    for (int ml = part; ml < rows; ml += kStatParts) s += stat_at(smem, ml);
     col[Tile::kBM + part] = s;
   }
 
@@ -176,7 +196,7 @@ struct GemmBlock {
     stat_mean_ = total / static_cast<float>(rows);
     float m2 = 0.0f;
     for (int ml = part; ml < rows; ml += kStatParts) {
-      const float d = col[ml] - stat_mean_;
+      const float d = stat_at(smem, ml) - stat_mean_;
       m2 += d * d;
     }
     stat_m2_ = m2;
@@ -197,31 +217,45 @@ struct GemmBlock {
 };
 
 // One block computes one kBM x kBN tile of C for the K range of blockIdx.z.
-// Register-staged double buffering: the global loads of tile t+1 are in flight while tile t is
-// multiplied; a single barrier per K tile suffices because stage t+1 is written into the buffer that
-// was last read in iteration t-1, which ended with a barrier.
+// kStages-deep pipeline with one barrier per K tile. At the top of iteration t tile t is complete
+// (cp.async wait_group + barrier; register-route stores happened before an earlier barrier); then
+// tile t + kStages - 1 is issued (cp.async) / fetched (registers) into the buffer of tile t - 1, which
+// every thread finished reading before this iteration's barrier, the math runs on buffer t % kStages,
+// and the fetched registers are stored behind it. fp32 (2 stages, register route only) is the old
+// register double buffer.
 template <class Problem>
 __global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
     implicit_gemm_kernel(const Problem problem) {
   using T = typename Problem::Element;
   if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T>::kMinArch) {
     using Block = GemmBlock<Problem, typename DeviceMath<T>::type>;
+    constexpr int S = Block::kStages;
     __shared__ __align__(128) unsigned char smem[GemmTile<T>::kSmemBytes];
 
     Block blk;
     blk.init(problem, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
-    if (blk.num_k_tiles_ > 0) {
-      blk.fetch(0);
-      blk.stage(smem, 0);
+    const int nt = blk.num_k_tiles_;
+#pragma unroll
+    for (int s = 0; s < S - 1; ++s) {
+      blk.issue(smem, s < nt ? s : -1, s);
+      if (s < nt) {
+        blk.fetch(s);
+        blk.stage(smem, s);
+      }
     }
-    __syncthreads();
-    for (int t = 0; t < blk.num_k_tiles_; ++t) {
-      const bool more = t + 1 < blk.num_k_tiles_;
-      if (more) blk.fetch(t + 1);
-      blk.compute(smem, t & 1);
-      if (more) blk.stage(smem, (t + 1) & 1);
+    for (int t = 0; t < nt; ++t) {
+      cp_async_wait<Block::kWaitDepth>();
       __syncthreads();
+      const int next = t + S - 1;
+      const bool more = next < nt;
+      const int next_buf = next % S;
+      blk.issue(smem, more ? next : -1, next_buf);
+      if (more) blk.fetch(next);
+      blk.compute(smem, t % S);
+      if (more) blk.stage(smem, next_buf);
     }
+    cp_async_wait<0>();
+    __syncthreads();
     blk.stash(smem);
     __syncthreads();
     blk.write(smem);

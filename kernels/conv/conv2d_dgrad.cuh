@@ -110,6 +110,13 @@ struct Conv2dDgradProblem {
       }
       return Vec<T, V>::zeros();
     }
+    CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+      const int p = r.p0 - c.dp;
+      const int q = r.q0 - c.dq;
+      valid = r.valid && c.valid && static_cast<unsigned>(p) < static_cast<unsigned>(oh) &&
+              static_cast<unsigned>(q) < static_cast<unsigned>(ow);
+      return valid ? dy + r.off + c.off + p * dys.h + q * dys.w : dy;
+    }
   };
 
   using OperandB = ConvWeightOperand<T>;

@@ -70,6 +70,12 @@ struct ActOperand {
     }
     return v;
   }
+  // cp.async route: a plain copy unless the ReLU mask applies.
+  CNNKERN_HD bool copyable() const { return mask == nullptr; }
+  CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+    valid = r.valid && c.valid;
+    return valid ? t + r.off + c.off : t;
+  }
 };
 
 // The 1x1 filter as a matrix: element (r, k) at w[r * row_stride + k * k_stride]. With a scale, the
@@ -116,6 +122,12 @@ struct WeightOperand {
       }
     }
     return v;
+  }
+  // cp.async route: a plain copy unless each element is scaled.
+  CNNKERN_HD bool copyable() const { return !scale.present(); }
+  CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+    valid = r.valid && c.valid;
+    return valid ? w + r.off + c.off : w;
   }
 };
 
