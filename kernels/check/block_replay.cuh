@@ -240,23 +240,23 @@ void replay_mode(const Problem& p, AsyncMode mode) {
         }
         const int nt = blk[0].num_k_tiles_;
         for (int s = 0; s < S - 1; ++s) {
-          for (int t = 0; t < Tile::kThreads; ++t) issue(t, s < nt ? s : -1, s);
+          for (int t = 0; t < Tile::kThreads; ++t) issue(t, s < nt ? s : -1, Block::buffer(s));
           if (s < nt)
             for (auto& b : blk) {
               b.fetch(s);
-              b.stage(smem, s);
+              b.stage(smem, Block::buffer(s));
             }
         }
         for (int t = 0; t < nt; ++t) {
           barrier_wait(Block::kWaitDepth);
-          const int next = t + S - 1;
+          const int next = Block::prefetch_tile(t);
           const bool more = next < nt;
-          for (int i = 0; i < Tile::kThreads; ++i) issue(i, more ? next : -1, next % S);
+          for (int i = 0; i < Tile::kThreads; ++i) issue(i, more ? next : -1, Block::buffer(next));
           if (more) {
             for (auto& b : blk) b.fetch(next);
-            for (auto& b : blk) b.stage(smem, next % S);
+            for (auto& b : blk) b.stage(smem, Block::buffer(next));
           }
-          compute(t % S);
+          compute(Block::buffer(t));
         }
         barrier_wait(0);
         for (auto& b : blk) b.stash(smem);

@@ -12,7 +12,7 @@
 // Two staging routes:
 //   async     Fast::kK with 16-byte vectors into a K-contiguous tile, when the operand can say where
 //             the 16 bytes are (Op::addr) and they are a plain copy (Op::copyable(), true if absent):
-//             cp.async.cg global -> shared, zero-filled (src-size 0) for masked/padded vectors. No
+//             cp.async.ca global -> shared, zero-filled (src-size 0) for masked/padded vectors. No
 //             registers, no store instructions; completion is tracked by the block's commit groups.
 //   register  everything else: fetch() global -> registers before the math of the previous tile,
 //             stage() registers -> shared after it.
@@ -42,11 +42,13 @@ inline HostAsyncSink*& host_async_sink() {
 }
 
 // 16 bytes global -> shared; zeros when !valid (src is then never read, but stays a valid address).
+// .ca (allocate in L1), not .cg: a 3x3 conv reads each input pixel for up to 9 taps of the same block's
+// K loop, and L1 (what the 37 KiB smem per block leaves of the 256 KiB) can serve those re-reads.
 CNNKERN_HD void cp_async16(void* dst, const void* src, bool valid) {
 #if defined(__CUDA_ARCH__)
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
 #else
   if (HostAsyncSink* k = host_async_sink()) {
     k->copy16(dst, src, valid);
@@ -153,8 +155,9 @@ struct TileLoader<Op, Tile, kRows, Fast::kK, V> {
   // The vector's V elements are consecutive k in one 16-byte chunk of a K-contiguous row.
   static constexpr bool kVecStore = Tile::kKContig && V * sizeof(T) == 16;
   static constexpr bool kAsync = kVecStore && OpHasAddr<Op>::value;
-  // Row decompositions kept across the mainloop when they fit (2 per thread for a 128-row A tile).
-  static constexpr bool kHoistRows = kPasses <= 4;
+  // Row decompositions kept across the mainloop when they fit (2 per thread for a 128-row A tile). Not
+  // for fp32: its register budget (79 -> 105 with hoisting) would cost a third block per SM.
+  static constexpr bool kHoistRows = kPasses <= 4 && Tile::kKContig;
 
   int row_base_ = 0;
   int r_local_ = 0;

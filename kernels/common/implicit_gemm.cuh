@@ -61,8 +61,13 @@ struct GemmBlock {
   using LoaderA = TileLoader<OpA, Tile, Tile::kBM, Problem::kAFast, Problem::kAVec>;
   using LoaderB = TileLoader<OpB, Tile, Tile::kBN, Problem::kBFast, Problem::kBVec>;
   static constexpr int kStages = Tile::kStages;
-  // cp.async groups allowed in flight at the top of an iteration: tile t must have landed.
+  // The pipeline schedule, shared by implicit_gemm_kernel and the host replay (so that the replay checks
+  // the kernel's buffer protocol, not a copy of it):
+  //   cp.async groups allowed in flight at the top of iteration t (tile t must have landed),
   static constexpr int kWaitDepth = kStages - 2;
+  //   the tile issued/fetched in iteration t, and the stage buffer that holds tile t.
+  CNNKERN_HD static constexpr int prefetch_tile(int t) { return t + kStages - 1; }
+  CNNKERN_HD static constexpr int buffer(int tile) { return tile % kStages; }
 
   OpA a_;
   OpB b_;
@@ -237,21 +242,21 @@ __global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
     const int nt = blk.num_k_tiles_;
 #pragma unroll
     for (int s = 0; s < S - 1; ++s) {
-      blk.issue(smem, s < nt ? s : -1, s);
+      blk.issue(smem, s < nt ? s : -1, Block::buffer(s));
       if (s < nt) {
         blk.fetch(s);
-        blk.stage(smem, s);
+        blk.stage(smem, Block::buffer(s));
       }
     }
     for (int t = 0; t < nt; ++t) {
       cp_async_wait<Block::kWaitDepth>();
       __syncthreads();
-      const int next = t + S - 1;
+      const int next = Block::prefetch_tile(t);
       const bool more = next < nt;
-      const int next_buf = next % S;
+      const int next_buf = Block::buffer(next);
       blk.issue(smem, more ? next : -1, next_buf);
       if (more) blk.fetch(next);
-      blk.compute(smem, t % S);
+      blk.compute(smem, Block::buffer(t));
       if (more) blk.stage(smem, next_buf);
     }
     cp_async_wait<0>();
