@@ -20,6 +20,9 @@
 //                  dereferenceable address with valid = false where load<V> returns zeros;
 //              bool copyable() const  -- load<V> is a plain copy of those bytes (no mask, no scale).
 //   Epilogue: bool m_fast() const;  void store(int m, int n, float v) const   (only m<M, n<N called)
+//     Optional (gemm_epilogue.cuh's EpiRun): Row row(int m) const (m's decomposition, once per thread) and
+//     void store_run(const Row&, int n0, int count, float (&v)[kEpiRun]) const storing v[0..count) at
+//     n0.. (one 16-byte store where the output allows it), with v replaced by the values as stored.
 //
 // A Problem with `static constexpr bool kStats = true` also gets the statistics epilogue: its store returns
 // the value as stored (fp32 of the rounded T) and it has
@@ -35,6 +38,7 @@
 #include <type_traits>
 
 #include "common/fastdiv.cuh"
+#include "common/gemm_epilogue.cuh"
 #include "common/gemm_loader.cuh"
 #include "common/gemm_math.cuh"
 
@@ -136,26 +140,34 @@ struct GemmBlock {
   // accumulators -> Cs[n][m] (aliases the stages: only after the last compute barrier)
   CNNKERN_HD void stash(unsigned char* smem) const { math_.stash(reinterpret_cast<float*>(smem)); }
 
-  // Cs -> output, each in-range element by exactly one thread; the mapping follows the output's
-  // contiguous dimension so that stores coalesce. With statistics, the value as stored replaces the
-  // accumulator in Cs (each element is read and rewritten by the same thread).
+  // Cs -> output, each in-range element by exactly one thread. Each thread owns ONE row ml = tid % kBM
+  // (its decomposition is computed once) and runs of kEpiRun consecutive columns: a warp's Cs reads are
+  // 32 consecutive m of one n (conflict-free with c_off's swizzle); its stores are 32 pixels x one run,
+  // coalesced along m for a pixel-fast output and one 16-byte vector per lane for a channel-fast one
+  // (EpiRun). With statistics, the value as stored replaces the accumulator in Cs (same thread).
+  static constexpr int kRunStep = Tile::kThreads / Tile::kBM;
+  static constexpr int kRuns = Tile::kBN / kEpiRun;
+  static_assert(Tile::kThreads % Tile::kBM == 0 && kRuns % kRunStep == 0, "epilogue runs");
   CNNKERN_HD void write(unsigned char* smem) const {
     float* cs = reinterpret_cast<float*>(smem);
-    constexpr int kPerThread = Tile::kBM * Tile::kBN / Tile::kThreads;
-    const bool m_fast = epi_.m_fast();
-#pragma unroll 4
-    for (int i = 0; i < kPerThread; ++i) {
-      const int e = tid_ + i * Tile::kThreads;
-      const int ml = m_fast ? e % Tile::kBM : e / Tile::kBN;
-      const int nl = m_fast ? e / Tile::kBM : e % Tile::kBN;
-      const int m = m0_ + ml;
-      const int n = n0_ + nl;
-      if (m < gemm_m_ && n < gemm_n_) {
-        float& c = cs[Tile::c_off(nl, ml)];
+    const int ml = tid_ % Tile::kBM;
+    const int m = m0_ + ml;
+    if (m >= gemm_m_) return;
+    const typename EpiRun<Epi>::Row row = EpiRun<Epi>::row(epi_, m);
+#pragma unroll
+    for (int i = 0; i < kRuns / kRunStep; ++i) {
+      const int nl0 = (tid_ / Tile::kBM + i * kRunStep) * kEpiRun;
+      const int n0 = n0_ + nl0;
+      if (n0 < gemm_n_) {
+        const int count = gemm_n_ - n0 < kEpiRun ? gemm_n_ - n0 : kEpiRun;
+        float v[kEpiRun];
+#pragma unroll
+        for (int j = 0; j < kEpiRun; ++j) v[j] = cs[Tile::c_off(nl0 + j, ml)];
+        EpiRun<Epi>::store_run(epi_, row, m, n0, count, v);
         if constexpr (kStats) {
-          c = epi_.store(m, n, c);
-        } else {
-          epi_.store(m, n, c);
+#pragma unroll
+          for (int j = 0; j < kEpiRun; ++j)
+            if (j < count) cs[Tile::c_off(nl0 + j, ml)] = v[j];
         }
       }
     }

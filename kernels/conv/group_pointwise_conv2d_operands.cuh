@@ -157,6 +157,29 @@ struct PointwiseEpilogue {
     if (relu && v < 0.0f) v = 0.0f;  // (NaN stays NaN, as in F.relu)
     y[n * ys.n + map.dest(c) * ys.c + p * ys.h + q * ys.w] = Num<T>::from_float(v);
   }
+  // The mainloop's run store: the pixel split once per thread; channels through the map one by one.
+  struct Row {
+    int64_t off;
+  };
+  CNNKERN_HD Row row(int mi) const {
+    int n, p, q;
+    pix.split(mi, n, p, q);
+    return Row{n * ys.n + p * ys.h + q * ys.w};
+  }
+  CNNKERN_HD void store_run(const Row& r, int j0, int count, float (&v)[kEpiRun]) const {
+#pragma unroll
+    for (int jj = 0; jj < kEpiRun; ++jj) {
+      if (jj < count) {
+        const int c = c0 + j0 + jj;
+        float x = v[jj];
+        if (bias != nullptr) x += Num<T>::to_float(bias[c * bias_stride]);
+        if (scale.present()) x *= scale.at<T>(c);
+        if (shift.present()) x += shift.at<T>(c);
+        if (relu && x < 0.0f) x = 0.0f;
+        y[r.off + map.dest(c) * ys.c] = Num<T>::from_float(x);
+      }
+    }
+  }
 };
 
 // Weight-gradient partial C[j][i] of one (split, group), times the scale of output channel c0 + j
