@@ -1,8 +1,24 @@
 // Host replay of the device kernels, block by block and thread by thread, with the barrier
 // intervals of implicit_gemm_kernel reproduced phase by phase (CPU only; used by the emulator tests).
+//
+// What is emulated beyond plain per-thread code:
+//   cp.async   each thread's copies go to its own queue (HostAsyncSink), grouped by commit. At issue the
+//              destination is poisoned at once (until the copy completes its bytes are undefined: a
+//              copy into a buffer that other threads still read in the same barrier interval shows),
+//              and the data lands only when a wait_group<kWaitDepth> retires the group (reading a tile
+//              before its wait shows). One pass checks both; shared memory is poisoned per block too.
+//   ldmatrix / mma.sync (16-bit types)  per warp, from the lane address and accumulator maps of
+//              MmaMath, with the register distributions of the PTX ISA (see gemm_math.cuh): the 32
+//              lanes' row addresses are gathered, each lane receives its two elements of each 8x8
+//              matrix, the A/B/C fragments are reassembled into matrices by the documented ownership,
+//              multiplied in fp32 and scattered back. A wrong lane, quadrant or register index in the
+//              device maps therefore produces a wrong result here.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -11,17 +27,200 @@
 
 namespace cnnkern {
 
-// Within one barrier interval the kernel's threads run concurrently; running every stage() before
-// any compute() is the adversarial order for the double-buffer protocol (a buffer mix-up shows up).
+constexpr unsigned char kSmemPoison = 0x7f;  // 0x7f7f: NaN in fp16, ~3.4e38 in bf16 and fp32
+
+struct ThreadAsyncQueue final : HostAsyncSink {
+  struct Copy {
+    void* dst;
+    unsigned char data[16];
+  };
+  std::vector<Copy> open;
+  std::vector<std::vector<Copy>> groups;  // committed, oldest first
+
+  void copy16(void* dst, const void* src, bool valid) override {
+    if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)) {
+      std::printf("cp.async: misaligned 16-byte copy\n");
+      std::abort();
+    }
+    Copy c;
+    c.dst = dst;
+    if (valid) {
+      std::memcpy(c.data, src, 16);  // global memory does not change during the kernel
+    } else {
+      std::memset(c.data, 0, 16);
+    }
+    std::memset(dst, kSmemPoison, 16);
+    open.push_back(c);
+  }
+  void commit() override {
+    groups.push_back(open);
+    open.clear();
+  }
+  // cp.async.wait_group n: every committed group except the n most recent has landed.
+  void wait(int n) {
+    while (static_cast<int>(groups.size()) > n) {
+      for (const Copy& c : groups.front()) std::memcpy(c.dst, c.data, 16);
+      groups.erase(groups.begin());
+    }
+  }
+  void reset() {
+    open.clear();
+    groups.clear();
+  }
+};
+
+// ---- warp-level tensor-core emulation (MmaMath)
+template <class T>
+uint16_t bits16(T v) {
+  uint16_t b;
+  std::memcpy(&b, &v, 2);
+  return b;
+}
+template <class T>
+float from_bits16(uint16_t b) {
+  T v;
+  std::memcpy(&v, &b, 2);
+  return Num<T>::to_float(v);
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.b16: lane l supplies the row address for matrix l / 8, row l % 8;
+// register q of lane l receives row l / 4 of matrix q, elements 2 (l % 4) and 2 (l % 4) + 1.
+template <class T>
+void emulate_ldmatrix_x4(const T* const (&row_addr)[32], const T* base, int elems, uint16_t (&out)[32][4][2]) {
+  for (int l = 0; l < 32; ++l) {
+    const T* p = row_addr[l];
+    if (p < base || p + 8 > base + elems || reinterpret_cast<uintptr_t>(p) % 16 != 0) {
+      std::printf("ldmatrix: lane %d row address outside its tile or misaligned\n", l);
+      std::abort();
+    }
+  }
+  for (int l = 0; l < 32; ++l)
+    for (int q = 0; q < 4; ++q) {
+      const T* row = row_addr[8 * q + l / 4];
+      out[l][q][0] = bits16(row[2 * (l % 4)]);
+      out[l][q][1] = bits16(row[2 * (l % 4) + 1]);
+    }
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: fragments of the 32 lanes -> D = A B + C.
+template <class T>
+void emulate_mma_m16n8k16(const uint16_t (&a)[32][4][2], const uint16_t (&b)[32][2][2], float (&c)[32][4]) {
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    for (int h = 0; h < 2; ++h) {
+      A[g][2 * t + h] = from_bits16<T>(a[l][0][h]);
+      A[g + 8][2 * t + h] = from_bits16<T>(a[l][1][h]);
+      A[g][2 * t + 8 + h] = from_bits16<T>(a[l][2][h]);
+      A[g + 8][2 * t + 8 + h] = from_bits16<T>(a[l][3][h]);
+      B[2 * t + h][g] = from_bits16<T>(b[l][0][h]);
+      B[2 * t + 8 + h][g] = from_bits16<T>(b[l][1][h]);
+      C[g][2 * t + h] = c[l][h];
+      C[g + 8][2 * t + h] = c[l][2 + h];
+    }
+  }
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) {
+      float s = C[i][j];
+      for (int k = 0; k < 16; ++k) s = std::fma(A[i][k], B[k][j], s);
+      C[i][j] = s;
+    }
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    for (int h = 0; h < 2; ++h) {
+      c[l][h] = C[g][2 * t + h];
+      c[l][2 + h] = C[g + 8][2 * t + h];
+    }
+  }
+}
+
+// One warp's MmaMath::compute on stage tiles As/Bs, lanes = the warp's 32 MmaMath objects.
+template <class T>
+void emulate_mma_compute(MmaMath<T>* const (&lanes)[32], const T* As, const T* Bs) {
+  using M = MmaMath<T>;
+  using Tile = typename M::Tile;
+  for (int kk = 0; kk < Tile::kBK; kk += 16) {
+    uint16_t a[M::kMi][32][4][2];
+    uint16_t b[M::kNj / 2][32][4][2];
+    for (int i = 0; i < M::kMi; ++i) {
+      const T* addr[32];
+      for (int l = 0; l < 32; ++l) addr[l] = As + M::a_ldsm_off(lanes[l]->wm_, lanes[l]->lane_, i, kk);
+      emulate_ldmatrix_x4<T>(addr, As, Tile::kAElems, a[i]);
+    }
+    for (int jp = 0; jp < M::kNj / 2; ++jp) {
+      const T* addr[32];
+      for (int l = 0; l < 32; ++l) addr[l] = Bs + M::b_ldsm_off(lanes[l]->wn_, lanes[l]->lane_, jp, kk);
+      emulate_ldmatrix_x4<T>(addr, Bs, Tile::kBElems, b[jp]);
+    }
+    for (int i = 0; i < M::kMi; ++i)
+      for (int j = 0; j < M::kNj; ++j) {
+        // Operand registers exactly as MmaMath::compute passes them: A = ldmatrix regs 0..3 of tile i,
+        // B = regs 2 (j & 1) and 2 (j & 1) + 1 of pair j / 2.
+        uint16_t bf[32][2][2];
+        float c[32][4];
+        for (int l = 0; l < 32; ++l) {
+          for (int r = 0; r < 2; ++r)
+            for (int h = 0; h < 2; ++h) bf[l][r][h] = b[j / 2][l][(j & 1) * 2 + r][h];
+          for (int e = 0; e < 4; ++e) c[l][e] = lanes[l]->acc_[i][j][e];
+        }
+        emulate_mma_m16n8k16<T>(a[i], bf, c);
+        for (int l = 0; l < 32; ++l)
+          for (int e = 0; e < 4; ++e) lanes[l]->acc_[i][j][e] = c[l][e];
+      }
+  }
+}
+
+// The math the replay runs: the device's MmaMath (warp-emulated) for 16-bit types, SimtMath for fp32.
+template <class T>
+struct ReplayMath {
+  using type = SimtMath<T>;
+  static constexpr bool kWarp = false;
+};
+template <>
+struct ReplayMath<__half> {
+  using type = MmaMath<__half>;
+  static constexpr bool kWarp = true;
+};
+template <>
+struct ReplayMath<__nv_bfloat16> {
+  using type = MmaMath<__nv_bfloat16>;
+  static constexpr bool kWarp = true;
+};
+
+// Within one barrier interval the kernel's threads run concurrently; running every stage() (and
+// every cp.async, which poisons its destination at once) before any compute() is the adversarial order.
 template <class Problem>
 void replay(const Problem& p) {
   using T = typename Problem::Element;
   using Tile = GemmTile<T>;
-  using Block = GemmBlock<Problem, SimtMath<T>>;
+  using RM = ReplayMath<T>;
+  using Block = GemmBlock<Problem, typename RM::type>;
+  constexpr int S = Block::kStages;
   static_assert(Tile::kSmemBytes % 16 == 0, "");
   std::vector<unsigned char> raw(Tile::kSmemBytes + 128);
   unsigned char* smem = raw.data() + (128 - reinterpret_cast<uintptr_t>(raw.data()) % 128) % 128;
   std::vector<Block> blk(Tile::kThreads);
+  std::vector<ThreadAsyncQueue> q(Tile::kThreads);
+  HostAsyncSink*& sink = host_async_sink();
+  auto issue = [&](int t, int tile, int buf) {
+    sink = &q[t];
+    blk[t].issue(smem, tile, buf);
+    sink = nullptr;
+  };
+  auto barrier_wait = [&](int depth) {
+    for (auto& qq : q) qq.wait(depth);
+  };
+  auto compute = [&](int buf) {
+    if constexpr (RM::kWarp) {
+      for (int w = 0; w < Tile::kThreads / 32; ++w) {
+        MmaMath<T>* lanes[32];
+        for (int l = 0; l < 32; ++l) lanes[l] = &blk[w * 32 + l].math_;
+        emulate_mma_compute<T>(lanes, Block::stage_a(smem, buf), Block::stage_b(smem, buf));
+      }
+    } else {
+      for (auto& b : blk) b.compute(smem, buf);
+    }
+  };
   const int gx = (p.gemm_m() + Tile::kBM - 1) / Tile::kBM;
   const int gy = (p.gemm_n() + Tile::kBN - 1) / Tile::kBN;
   const int gz = p.grid_z();
@@ -29,22 +228,32 @@ void replay(const Problem& p) {
     for (int y = 0; y < gy; ++y)
       for (int x = 0; x < gx; ++x) {
         // Poison shared memory: nothing may be read before it is staged.
-        std::memset(smem, 0x7f, Tile::kSmemBytes);
-        for (int t = 0; t < Tile::kThreads; ++t) blk[t].init(p, x, y, z, t);
-        const int nt = blk[0].num_k_tiles_;
-        if (nt > 0)
-          for (auto& b : blk) {
-            b.fetch(0);
-            b.stage(smem, 0);
-          }
-        for (int t = 0; t < nt; ++t) {
-          const bool more = t + 1 < nt;
-          for (auto& b : blk)
-            if (more) b.fetch(t + 1);
-          for (auto& b : blk)
-            if (more) b.stage(smem, (t + 1) & 1);
-          for (auto& b : blk) b.compute(smem, t & 1);
+        std::memset(smem, kSmemPoison, Tile::kSmemBytes);
+        for (int t = 0; t < Tile::kThreads; ++t) {
+          blk[t].init(p, x, y, z, t);
+          q[t].reset();
         }
+        const int nt = blk[0].num_k_tiles_;
+        for (int s = 0; s < S - 1; ++s) {
+          for (int t = 0; t < Tile::kThreads; ++t) issue(t, s < nt ? s : -1, Block::buffer(s));
+          if (s < nt)
+            for (auto& b : blk) {
+              b.fetch(s);
+              b.stage(smem, Block::buffer(s));
+            }
+        }
+        for (int t = 0; t < nt; ++t) {
+          barrier_wait(Block::kWaitDepth);
+          const int next = Block::prefetch_tile(t);
+          const bool more = next < nt;
+          for (int i = 0; i < Tile::kThreads; ++i) issue(i, more ? next : -1, Block::buffer(next));
+          if (more) {
+            for (auto& b : blk) b.fetch(next);
+            for (auto& b : blk) b.stage(smem, Block::buffer(next));
+          }
+          compute(Block::buffer(t));
+        }
+        barrier_wait(0);
         for (auto& b : blk) b.stash(smem);
         for (auto& b : blk) b.write(smem);
         if constexpr (Block::kStats) {

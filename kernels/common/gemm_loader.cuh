@@ -1,30 +1,118 @@
-// Global -> register -> shared-memory staging of one operand tile (kRows x kBK), with the element
-// gather delegated to an operand policy `Op` (see implicit_gemm.cuh for the contract).
+// Global -> shared-memory staging of one operand tile (kRows x kBK), with the element gather delegated
+// to an operand policy `Op` (see implicit_gemm.cuh for the contract).
 //
 // Two thread mappings, picked per problem/layout so that consecutive threads touch consecutive
 // addresses:
 //   Fast::kRow  consecutive threads take consecutive rows (e.g. NCHW pixels). Each thread keeps ONE
 //               row for the whole mainloop, so the row decomposition (div/mod) is paid once.
 //   Fast::kK    consecutive threads take consecutive k (e.g. NHWC channels), optionally V at a time
-//               as one 16-byte vector. Each thread keeps ONE k column per tile.
+//               as one 16-byte vector. Each thread keeps ONE k column per tile; its few rows are
+//               decomposed once at init when they fit in registers (kHoistRows).
+//
+// Two staging routes:
+//   async     Fast::kK with 16-byte vectors into a K-contiguous tile, when the operand can say where
+//             the 16 bytes are (Op::addr) and they are a plain copy (Op::copyable(), true if absent):
+//             cp.async.ca global -> shared, zero-filled (src-size 0) for masked/padded vectors. No
+//             registers, no store instructions; completion is tracked by the block's commit groups.
+//   register  everything else: fetch() global -> registers before the math of the previous tile,
+//             stage() registers -> shared after it.
 #pragma once
 
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "common/gemm_tile.cuh"
 #include "common/numeric.cuh"
 
 namespace cnnkern {
 
 enum class Fast { kRow, kK };
 
-template <class Op, class T, int kRows, int kBK, int kLd, int kThreads, Fast F, int V>
+// ---- cp.async primitives. On the host (emulator) the copies go to a sink that the replay installs, so
+// that it can delay their visibility to the matching wait, as the hardware may.
+struct HostAsyncSink {
+  virtual void copy16(void* dst, const void* src, bool valid) = 0;
+  virtual void commit() = 0;
+  virtual ~HostAsyncSink() = default;
+};
+inline HostAsyncSink*& host_async_sink() {
+  static HostAsyncSink* sink = nullptr;
+  return sink;
+}
+
+// 16 bytes global -> shared; zeros when !valid (src is then never read, but stays a valid address).
+// .ca (allocate in L1), not .cg: a 3x3 conv reads each input pixel for up to 9 taps of the same block's
+// K loop, and L1 (what the 37 KiB smem per block leaves of the 256 KiB) can serve those re-reads.
+CNNKERN_HD void cp_async16(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__)
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
+#else
+  if (HostAsyncSink* k = host_async_sink()) {
+    k->copy16(dst, src, valid);
+  } else if (valid) {
+    std::memcpy(dst, src, 16);
+  } else {
+    std::memset(dst, 0, 16);
+  }
+#endif
+}
+
+CNNKERN_HD void cp_async_commit() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#else
+  if (HostAsyncSink* k = host_async_sink()) k->commit();
+#endif
+}
+
+// Waits until at most N of this thread's most recent commit groups are pending (device only; the host
+// replay applies the same rule to its queues).
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// ---- operand capabilities
+template <class Op, class = void>
+struct OpHasAddr : std::false_type {};
+template <class Op>
+struct OpHasAddr<Op, std::void_t<decltype(std::declval<const Op&>().addr(std::declval<const typename Op::Row&>(),
+                                                                         std::declval<const typename Op::Kc&>(),
+                                                                         std::declval<bool&>()))>>
+    : std::true_type {};
+
+template <class Op, class = void>
+struct OpHasCopyable : std::false_type {};
+template <class Op>
+struct OpHasCopyable<Op, std::void_t<decltype(std::declval<const Op&>().copyable())>> : std::true_type {};
+
+template <class Op>
+CNNKERN_HD bool op_copyable(const Op& op) {
+  if constexpr (OpHasCopyable<Op>::value) {
+    return op.copyable();
+  } else {
+    (void)op;
+    return true;
+  }
+}
+
+template <class Op, class Tile, int kRows, Fast F, int V>
 struct TileLoader;
 
-template <class Op, class T, int kRows, int kBK, int kLd, int kThreads, int V>
-struct TileLoader<Op, T, kRows, kBK, kLd, kThreads, Fast::kRow, V> {
+template <class Op, class Tile, int kRows, int V>
+struct TileLoader<Op, Tile, kRows, Fast::kRow, V> {
+  using T = typename Tile::Element;
+  static constexpr int kBK = Tile::kBK;
+  static constexpr int kThreads = Tile::kThreads;
   static_assert(V == 1, "vector loads run along K only");
   static_assert(kThreads % kRows == 0, "threads must cover whole rows");
   static constexpr int kColStep = kThreads / kRows;
   static_assert(kBK % kColStep == 0, "tile K must be a multiple of the column step");
   static constexpr int kPasses = kBK / kColStep;
+  static constexpr bool kAsync = false;
 
   typename Op::Row row_;
   int r_local_ = 0;
@@ -37,6 +125,8 @@ struct TileLoader<Op, T, kRows, kBK, kLd, kThreads, Fast::kRow, V> {
     row_ = op.row(row_base + r_local_);
   }
 
+  CNNKERN_HD void issue(const Op&, int, T*) const {}
+
   CNNKERN_HD void fetch(const Op& op, int k_base) {
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
@@ -47,44 +137,90 @@ struct TileLoader<Op, T, kRows, kBK, kLd, kThreads, Fast::kRow, V> {
 
   CNNKERN_HD void stage(T* s) const {
 #pragma unroll
-    for (int i = 0; i < kPasses; ++i) s[(c_local_ + i * kColStep) * kLd + r_local_] = regs_[i].v[0];
+    for (int i = 0; i < kPasses; ++i) s[Tile::template off<kRows>(r_local_, c_local_ + i * kColStep)] = regs_[i].v[0];
   }
 };
 
-template <class Op, class T, int kRows, int kBK, int kLd, int kThreads, int V>
-struct TileLoader<Op, T, kRows, kBK, kLd, kThreads, Fast::kK, V> {
+template <class Op, class Tile, int kRows, int V>
+struct TileLoader<Op, Tile, kRows, Fast::kK, V> {
+  using T = typename Tile::Element;
+  static constexpr int kBK = Tile::kBK;
+  static constexpr int kThreads = Tile::kThreads;
   static_assert(kBK % V == 0, "vector width must divide tile K");
   static constexpr int kThreadsPerRow = kBK / V;
   static_assert(kThreads % kThreadsPerRow == 0, "threads must cover whole rows");
   static constexpr int kRowStep = kThreads / kThreadsPerRow;
   static_assert(kRows % kRowStep == 0, "tile rows must be a multiple of the row step");
   static constexpr int kPasses = kRows / kRowStep;
+  // The vector's V elements are consecutive k in one 16-byte chunk of a K-contiguous row.
+  static constexpr bool kVecStore = Tile::kKContig && V * sizeof(T) == 16;
+  static constexpr bool kAsync = kVecStore && OpHasAddr<Op>::value;
+  // Row decompositions kept across the mainloop when they fit (2 per thread for a 128-row A tile). Not
+  // for fp32: its register budget (79 -> 105 with hoisting) would cost a third block per SM.
+  static constexpr bool kHoistRows = kPasses <= 4 && Tile::kKContig;
 
   int row_base_ = 0;
   int r_local_ = 0;
   int c_local_ = 0;
+  bool async_ = false;  // kAsync and the operand is a plain copy (uniform over the launch)
+  typename Op::Row rows_[kHoistRows ? kPasses : 1];
   Vec<T, V> regs_[kPasses];
 
-  CNNKERN_HD void init(const Op&, int tid, int row_base) {
-    row_base_ = row_base;
-    r_local_ = tid / kThreadsPerRow;
-    c_local_ = (tid % kThreadsPerRow) * V;
-  }
-
-  CNNKERN_HD void fetch(const Op& op, int k_base) {
-    const typename Op::Kc kc = op.kc(k_base + c_local_);
-#pragma unroll
-    for (int i = 0; i < kPasses; ++i) {
-      const typename Op::Row row = op.row(row_base_ + r_local_ + i * kRowStep);
-      regs_[i] = op.template load<V>(row, kc);
+  CNNKERN_HD typename Op::Row row(const Op& op, int i) const {
+    if constexpr (kHoistRows) {
+      (void)op;
+      return rows_[i];
+    } else {
+      return op.row(row_base_ + r_local_ + i * kRowStep);
     }
   }
 
+  CNNKERN_HD void init(const Op& op, int tid, int row_base) {
+    row_base_ = row_base;
+    r_local_ = tid / kThreadsPerRow;
+    c_local_ = (tid % kThreadsPerRow) * V;
+    if constexpr (kAsync) async_ = op_copyable(op);
+    if constexpr (kHoistRows) {
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) rows_[i] = op.row(row_base_ + r_local_ + i * kRowStep);
+    }
+  }
+
+  // cp.async of K tile k_base straight into stage s.
+  CNNKERN_HD void issue(const Op& op, int k_base, T* s) const {
+    if constexpr (kAsync) {
+      if (!async_) return;
+      const typename Op::Kc kc = op.kc(k_base + c_local_);
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) {
+        bool valid;
+        const T* src = op.addr(row(op, i), kc, valid);
+        cp_async16(s + Tile::template off<kRows>(r_local_ + i * kRowStep, c_local_), src, valid);
+      }
+    } else {
+      (void)op;
+      (void)k_base;
+      (void)s;
+    }
+  }
+
+  CNNKERN_HD void fetch(const Op& op, int k_base) {
+    if (kAsync && async_) return;
+    const typename Op::Kc kc = op.kc(k_base + c_local_);
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) regs_[i] = op.template load<V>(row(op, i), kc);
+  }
+
   CNNKERN_HD void stage(T* s) const {
+    if (kAsync && async_) return;
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
+      if constexpr (kVecStore) {
+        *reinterpret_cast<Vec<T, V>*>(s + Tile::template off<kRows>(r_local_ + i * kRowStep, c_local_)) = regs_[i];
+      } else {
 #pragma unroll
-      for (int j = 0; j < V; ++j) s[(c_local_ + j) * kLd + r_local_ + i * kRowStep] = regs_[i].v[j];
+        for (int j = 0; j < V; ++j) s[Tile::template off<kRows>(r_local_ + i * kRowStep, c_local_ + j)] = regs_[i].v[j];
+      }
     }
   }
 };

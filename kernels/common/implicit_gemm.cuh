@@ -15,7 +15,14 @@
 //   Operand: Row row(int r) const;  Kc kc(int k) const;  Vec<T,V> load<V>(Row, Kc) const
 //            -- row(r) / kc(k) must accept out-of-range indices and mark them invalid; load returns
 //               zeros for invalid or padded elements (nothing outside a tensor is ever dereferenced).
+//            Optional, for the cp.async route of 16-byte gathers (gemm_loader.cuh):
+//              const T* addr(Row, Kc, bool& valid) const  -- where load<V> would read (valid), or any
+//                  dereferenceable address with valid = false where load<V> returns zeros;
+//              bool copyable() const  -- load<V> is a plain copy of those bytes (no mask, no scale).
 //   Epilogue: bool m_fast() const;  void store(int m, int n, float v) const   (only m<M, n<N called)
+//     Optional (gemm_epilogue.cuh's EpiRun): Row row(int m) const (m's decomposition, once per thread) and
+//     void store_run(const Row&, int n0, int count, float (&v)[kEpiRun]) const storing v[0..count) at
+//     n0.. (one 16-byte store where the output allows it), with v replaced by the values as stored.
 //
 // A Problem with `static constexpr bool kStats = true` also gets the statistics epilogue: its store returns
 // the value as stored (fp32 of the rounded T) and it has
@@ -31,6 +38,7 @@
 #include <type_traits>
 
 #include "common/fastdiv.cuh"
+#include "common/gemm_epilogue.cuh"
 #include "common/gemm_loader.cuh"
 #include "common/gemm_math.cuh"
 
@@ -54,10 +62,16 @@ struct GemmBlock {
   using OpA = typename Problem::OperandA;
   using OpB = typename Problem::OperandB;
   using Epi = typename Problem::Epilogue;
-  using LoaderA = TileLoader<OpA, T, Tile::kBM, Tile::kBK, Tile::kLdA, Tile::kThreads, Problem::kAFast,
-                             Problem::kAVec>;
-  using LoaderB = TileLoader<OpB, T, Tile::kBN, Tile::kBK, Tile::kLdB, Tile::kThreads, Problem::kBFast,
-                             Problem::kBVec>;
+  using LoaderA = TileLoader<OpA, Tile, Tile::kBM, Problem::kAFast, Problem::kAVec>;
+  using LoaderB = TileLoader<OpB, Tile, Tile::kBN, Problem::kBFast, Problem::kBVec>;
+  static constexpr int kStages = Tile::kStages;
+  // The pipeline schedule, shared by implicit_gemm_kernel and the host replay (so that the replay checks
+  // the kernel's buffer protocol, not a copy of it):
+  //   cp.async groups allowed in flight at the top of iteration t (tile t must have landed),
+  static constexpr int kWaitDepth = kStages - 2;
+  //   the tile issued/fetched in iteration t, and the stage buffer that holds tile t.
+  CNNKERN_HD static constexpr int prefetch_tile(int t) { return t + kStages - 1; }
+  CNNKERN_HD static constexpr int buffer(int tile) { return tile % kStages; }
 
   OpA a_;
   OpB b_;
@@ -93,18 +107,29 @@ struct GemmBlock {
   CNNKERN_HD static T* stage_a(unsigned char* smem, int buf) {
     return reinterpret_cast<T*>(smem) + buf * Tile::kStageElems;
   }
-  CNNKERN_HD static T* stage_b(unsigned char* smem, int buf) {
-    return stage_a(smem, buf) + Tile::kBK * Tile::kLdA;
+  CNNKERN_HD static T* stage_b(unsigned char* smem, int buf) { return stage_a(smem, buf) + Tile::kAElems; }
+
+  // cp.async of K tile t (relative to this block's K range) into stage buf for the operands on the async
+  // route, then ONE commit group per call whether or not tile t exists (t < 0: nothing to copy), so
+  // that the group count per iteration is uniform and wait_group<kWaitDepth> always means "tile t
+  // has landed".
+  CNNKERN_HD void issue(unsigned char* smem, int t, int buf) const {
+    if (t >= 0) {
+      const int k_base = k_begin_ + t * Tile::kBK;
+      load_a_.issue(a_, k_base, stage_a(smem, buf));
+      load_b_.issue(b_, k_base, stage_b(smem, buf));
+    }
+    cp_async_commit();
   }
 
-  // global -> registers for K tile t (relative to this block's K range)
+  // global -> registers for K tile t (register route)
   CNNKERN_HD void fetch(int t) {
     const int k_base = k_begin_ + t * Tile::kBK;
     load_a_.fetch(a_, k_base);
     load_b_.fetch(b_, k_base);
   }
 
-  // registers -> shared stage buf
+  // registers -> shared stage buf (register route)
   CNNKERN_HD void stage(unsigned char* smem, int buf) const {
     load_a_.stage(stage_a(smem, buf));
     load_b_.stage(stage_b(smem, buf));
@@ -115,26 +140,34 @@ struct GemmBlock {
   // accumulators -> Cs[n][m] (aliases the stages: only after the last compute barrier)
   CNNKERN_HD void stash(unsigned char* smem) const { math_.stash(reinterpret_cast<float*>(smem)); }
 
-  // Cs -> output, each in-range element by exactly one thread; the mapping follows the output's
-  // contiguous dimension so that stores coalesce. With statistics, the value as stored replaces the
-  // accumulator in Cs (each element is read and rewritten by the same thread).
+  // Cs -> output, each in-range element by exactly one thread. Each thread owns ONE row ml = tid % kBM
+  // (its decomposition is computed once) and runs of kEpiRun consecutive columns: a warp's Cs reads are
+  // 32 consecutive m of one n (conflict-free with c_off's swizzle); its stores are 32 pixels x one run,
+  // coalesced along m for a pixel-fast output and one 16-byte vector per lane for a channel-fast one
+  // (EpiRun). With statistics, the value as stored replaces the accumulator in Cs (same thread).
+  static constexpr int kRunStep = Tile::kThreads / Tile::kBM;
+  static constexpr int kRuns = Tile::kBN / kEpiRun;
+  static_assert(Tile::kThreads % Tile::kBM == 0 && kRuns % kRunStep == 0, "epilogue runs");
   CNNKERN_HD void write(unsigned char* smem) const {
     float* cs = reinterpret_cast<float*>(smem);
-    constexpr int kPerThread = Tile::kBM * Tile::kBN / Tile::kThreads;
-    const bool m_fast = epi_.m_fast();
-#pragma unroll 4
-    for (int i = 0; i < kPerThread; ++i) {
-      const int e = tid_ + i * Tile::kThreads;
-      const int ml = m_fast ? e % Tile::kBM : e / Tile::kBN;
-      const int nl = m_fast ? e / Tile::kBM : e % Tile::kBN;
-      const int m = m0_ + ml;
-      const int n = n0_ + nl;
-      if (m < gemm_m_ && n < gemm_n_) {
-        float& c = cs[nl * Tile::kLdC + ml];
+    const int ml = tid_ % Tile::kBM;
+    const int m = m0_ + ml;
+    if (m >= gemm_m_) return;
+    const typename EpiRun<Epi>::Row row = EpiRun<Epi>::row(epi_, m);
+#pragma unroll
+    for (int i = 0; i < kRuns / kRunStep; ++i) {
+      const int nl0 = (tid_ / Tile::kBM + i * kRunStep) * kEpiRun;
+      const int n0 = n0_ + nl0;
+      if (n0 < gemm_n_) {
+        const int count = gemm_n_ - n0 < kEpiRun ? gemm_n_ - n0 : kEpiRun;
+        float v[kEpiRun];
+#pragma unroll
+        for (int j = 0; j < kEpiRun; ++j) v[j] = cs[Tile::c_off(nl0 + j, ml)];
+        EpiRun<Epi>::store_run(epi_, row, m, n0, count, v);
         if constexpr (kStats) {
-          c = epi_.store(m, n, c);
-        } else {
-          epi_.store(m, n, c);
+#pragma unroll
+          for (int j = 0; j < kEpiRun; ++j)
+            if (j < count) cs[Tile::c_off(nl0 + j, ml)] = v[j];
         }
       }
     }
@@ -153,8 +186,12 @@ struct GemmBlock {
   float stat_m2_ = 0.0f;
 
   CNNKERN_HD int stat_rows() const { return gemm_m_ - m0_ < Tile::kBM ? gemm_m_ - m0_ : Tile::kBM; }
+  // Row nl of Cs: element ml at cs[Tile::c_off(nl, ml)], the partials at its padding, cs + nl*kLdC + kBM.
   CNNKERN_HD float* stat_col(unsigned char* smem) const {
     return reinterpret_cast<float*>(smem) + (tid_ / kStatParts) * Tile::kLdC;
+  }
+  CNNKERN_HD float stat_at(unsigned char* smem, int ml) const {
+    return reinterpret_cast<const float*>(smem)[Tile::c_off(tid_ / kStatParts, ml)];
   }
 
   // Pass 1: partial sums of the column's stored values.
@@ -162,7 +199,7 @@ struct GemmBlock {
     float* col = stat_col(smem);
     const int part = tid_ % kStatParts, rows = stat_rows();
     float s = 0.0f;
-    for (int ml = part; ml < rows; ml += kStatParts) s += col[ml];
+    for (int ml = part; ml < rows; ml += kStatParts) s += stat_at(smem, ml);
     col[Tile::kBM + part] = s;
   }
 
@@ -176,7 +213,7 @@ struct GemmBlock {
     stat_mean_ = total / static_cast<float>(rows);
     float m2 = 0.0f;
     for (int ml = part; ml < rows; ml += kStatParts) {
-      const float d = col[ml] - stat_mean_;
+      const float d = stat_at(smem, ml) - stat_mean_;
       m2 += d * d;
     }
     stat_m2_ = m2;
@@ -197,31 +234,45 @@ struct GemmBlock {
 };
 
 // One block computes one kBM x kBN tile of C for the K range of blockIdx.z.
-// Register-staged double buffering: the global loads of tile t+1 are in flight while tile t is
-// multiplied; a single barrier per K tile suffices because stage t+1 is written into the buffer that
-// was last read in iteration t-1, which ended with a barrier.
+// kStages-deep pipeline with one barrier per K tile. At the top of iteration t tile t is complete
+// (cp.async wait_group + barrier; register-route stores happened before an earlier barrier); then
+// tile t + kStages - 1 is issued (cp.async) / fetched (registers) into the buffer of tile t - 1, which
+// every thread finished reading before this iteration's barrier, the math runs on buffer t % kStages,
+// and the fetched registers are stored behind it. fp32 (2 stages, register route only) is the old
+// register double buffer.
 template <class Problem>
 __global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
     implicit_gemm_kernel(const Problem problem) {
   using T = typename Problem::Element;
   if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T>::kMinArch) {
     using Block = GemmBlock<Problem, typename DeviceMath<T>::type>;
+    constexpr int S = Block::kStages;
     __shared__ __align__(128) unsigned char smem[GemmTile<T>::kSmemBytes];
 
     Block blk;
     blk.init(problem, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
-    if (blk.num_k_tiles_ > 0) {
-      blk.fetch(0);
-      blk.stage(smem, 0);
+    const int nt = blk.num_k_tiles_;
+#pragma unroll
+    for (int s = 0; s < S - 1; ++s) {
+      blk.issue(smem, s < nt ? s : -1, Block::buffer(s));
+      if (s < nt) {
+        blk.fetch(s);
+        blk.stage(smem, Block::buffer(s));
+      }
     }
-    __syncthreads();
-    for (int t = 0; t < blk.num_k_tiles_; ++t) {
-      const bool more = t + 1 < blk.num_k_tiles_;
-      if (more) blk.fetch(t + 1);
-      blk.compute(smem, t & 1);
-      if (more) blk.stage(smem, (t + 1) & 1);
+    for (int t = 0; t < nt; ++t) {
+      cp_async_wait<Block::kWaitDepth>();
       __syncthreads();
+      const int next = Block::prefetch_tile(t);
+      const bool more = next < nt;
+      const int next_buf = Block::buffer(next);
+      blk.issue(smem, more ? next : -1, next_buf);
+      if (more) blk.fetch(next);
+      blk.compute(smem, Block::buffer(t));
+      if (more) blk.stage(smem, next_buf);
     }
+    cp_async_wait<0>();
+    __syncthreads();
     blk.stash(smem);
     __syncthreads();
     blk.write(smem);

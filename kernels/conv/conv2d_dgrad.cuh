@@ -110,6 +110,13 @@ struct Conv2dDgradProblem {
       }
       return Vec<T, V>::zeros();
     }
+    CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+      const int p = r.p0 - c.dp;
+      const int q = r.q0 - c.dq;
+      valid = r.valid && c.valid && static_cast<unsigned>(p) < static_cast<unsigned>(oh) &&
+              static_cast<unsigned>(q) < static_cast<unsigned>(ow);
+      return valid ? dy + r.off + c.off + p * dys.h + q * dys.w : dy;
+    }
   };
 
   using OperandB = ConvWeightOperand<T>;
@@ -131,6 +138,28 @@ struct Conv2dDgradProblem {
       if (y >= h || x >= w) return;
       if (bias != nullptr) v += Num<T>::to_float(bias[ci * bias_stride]);
       dx[n * dxs.n + ci * dxs.c + y * dxs.h + x * dxs.w] = Num<T>::from_float(v);
+    }
+    // The mainloop's run store: the phase-grid split once per thread, 8 channels per call.
+    struct Row {
+      int64_t off;
+      bool valid;  // the phase cell lies inside dx
+    };
+    CNNKERN_HD Row row(int mi) const {
+      int n, i, j;
+      pix.split(mi, n, i, j);
+      const int y = phase_h + i * sh, x = phase_w + j * sw;
+      return Row{n * dxs.n + y * dxs.h + x * dxs.w, y < h && x < w};
+    }
+    CNNKERN_HD void store_run(const Row& r, int c0, int count, float (&v)[kEpiRun]) const {
+      if (!r.valid) return;
+      T o[kEpiRun];
+#pragma unroll
+      for (int jj = 0; jj < kEpiRun; ++jj) {
+        float x = v[jj];
+        if (bias != nullptr && jj < count) x += Num<T>::to_float(bias[(c0 + jj) * bias_stride]);
+        o[jj] = Num<T>::from_float(x);
+      }
+      store_run_to(dx + r.off + c0 * dxs.c, dxs.c, count, o);
     }
   };
 

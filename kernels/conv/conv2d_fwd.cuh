@@ -76,6 +76,13 @@ struct Conv2dFwdProblem {
       }
       return Vec<T, V>::zeros();
     }
+    CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+      const int ih = r.ih0 + c.dr;
+      const int iw = r.iw0 + c.ds;
+      valid = r.valid && c.valid && static_cast<unsigned>(ih) < static_cast<unsigned>(h) &&
+              static_cast<unsigned>(iw) < static_cast<unsigned>(w);
+      return valid ? x + r.off + c.off + ih * xs.h + iw * xs.w : x;
+    }
   };
 
   using OperandB = ConvWeightOperand<T>;
@@ -101,6 +108,31 @@ struct Conv2dFwdProblem {
       const T o = Num<T>::from_float(v);
       y[n * ys.n + j * ys.c + p * ys.h + q * ys.w] = o;
       return Num<T>::to_float(o);
+    }
+    // The mainloop's run store: the pixel split once per thread, 8 channels per call.
+    struct Row {
+      int64_t off;
+    };
+    CNNKERN_HD Row row(int mi) const {
+      int n, p, q;
+      pix.split(mi, n, p, q);
+      return Row{n * ys.n + p * ys.h + q * ys.w};
+    }
+    CNNKERN_HD void store_run(const Row& r, int j0, int count, float (&v)[kEpiRun]) const {
+      T o[kEpiRun];
+#pragma unroll
+      for (int jj = 0; jj < kEpiRun; ++jj) {
+        o[jj] = Num<T>::zero();
+        if (jj < count) {
+          const int j = j0 + jj;
+          float x = v[jj];
+          if (bias != nullptr) x += Num<T>::to_float(bias[j * bias_stride]);
+          if constexpr (kEpi == EpiKind::kAct) x = aff.apply<T>(c0 + j, x);
+          o[jj] = Num<T>::from_float(x);
+          v[jj] = Num<T>::to_float(o[jj]);
+        }
+      }
+      store_run_to(y + r.off + j0 * ys.c, ys.c, count, o);
     }
     CNNKERN_HD void put_stats(int tile, int j, float count, float mean, float m2) const {
       stats.put(tile, c0 + j, count, mean, m2);

@@ -46,6 +46,10 @@ struct ConvWeightOperand {
     if (r.valid && c.valid) return Vec<T, V>::load(w + r.off + c.off);
     return Vec<T, V>::zeros();
   }
+  CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+    valid = r.valid && c.valid;
+    return valid ? w + r.off + c.off : w;
+  }
 };
 
 }  // namespace cnnkern

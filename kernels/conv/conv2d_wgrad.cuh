@@ -114,6 +114,13 @@ struct Conv2dWgradProblem {
 
     CNNKERN_HD bool m_fast() const { return false; }
     CNNKERN_HD void store(int j, int t, float v) const { part[j * ld + t] = v; }
+    struct Row {
+      float* p;
+    };
+    CNNKERN_HD Row row(int j) const { return Row{part + j * ld}; }
+    CNNKERN_HD void store_run(const Row& r, int t0, int count, float (&v)[kEpiRun]) const {
+      store_run_to(r.p + t0, 1, count, v);
+    }
   };
 
   OperandA a;

@@ -70,6 +70,12 @@ struct ActOperand {
     }
     return v;
   }
+  // cp.async route: a plain copy unless the ReLU mask applies.
+  CNNKERN_HD bool copyable() const { return mask == nullptr; }
+  CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+    valid = r.valid && c.valid;
+    return valid ? t + r.off + c.off : t;
+  }
 };
 
 // The 1x1 filter as a matrix: element (r, k) at w[r * row_stride + k * k_stride]. With a scale, the
@@ -117,6 +123,12 @@ struct WeightOperand {
     }
     return v;
   }
+  // cp.async route: a plain copy unless each element is scaled.
+  CNNKERN_HD bool copyable() const { return !scale.present(); }
+  CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+    valid = r.valid && c.valid;
+    return valid ? w + r.off + c.off : w;
+  }
 };
 
 // Stores C[m = pixel][j] (+ bias, * scale, + shift, ReLU, all on the fp32 accumulator, rounded once)
@@ -144,6 +156,29 @@ struct PointwiseEpilogue {
     if (shift.present()) v += shift.at<T>(c);
     if (relu && v < 0.0f) v = 0.0f;  // (NaN stays NaN, as in F.relu)
     y[n * ys.n + map.dest(c) * ys.c + p * ys.h + q * ys.w] = Num<T>::from_float(v);
+  }
+  // The mainloop's run store: the pixel split once per thread; channels through the map one by one.
+  struct Row {
+    int64_t off;
+  };
+  CNNKERN_HD Row row(int mi) const {
+    int n, p, q;
+    pix.split(mi, n, p, q);
+    return Row{n * ys.n + p * ys.h + q * ys.w};
+  }
+  CNNKERN_HD void store_run(const Row& r, int j0, int count, float (&v)[kEpiRun]) const {
+#pragma unroll
+    for (int jj = 0; jj < kEpiRun; ++jj) {
+      if (jj < count) {
+        const int c = c0 + j0 + jj;
+        float x = v[jj];
+        if (bias != nullptr) x += Num<T>::to_float(bias[c * bias_stride]);
+        if (scale.present()) x *= scale.at<T>(c);
+        if (shift.present()) x += shift.at<T>(c);
+        if (relu && x < 0.0f) x = 0.0f;
+        y[r.off + map.dest(c) * ys.c] = Num<T>::from_float(x);
+      }
+    }
   }
 };
 
