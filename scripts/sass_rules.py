@@ -168,7 +168,6 @@ class Family:
 
 SIXTEEN = r"(__half|__nv_bfloat16)"
 GEMM_256 = "2 CTAs x 256 threads per SM"
-AUDIT_FIX1 = "audit section 1 / ranked fix 1: GEMM mainloop rewrite (being fixed)"
 # Found by this check on 2026-11-30 (the audit compiled the plain-epilogue instantiations it measured only);
 # not fixed yet: owners see the kernel names in the report.
 FOUND = "found by sass_check 2026-11-30, not in the audit"
@@ -181,44 +180,38 @@ def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = 
     regexes of the instantiations known to break the register ceiling / to spill today."""
     head = r"implicit_gemm_kernel<cnnkern::"
     rules = [
-        KernelRules(rf"{head}{problem}<", [
-            has("BAR"),
-            has("LDGSTS", expected_fail=f"no cp.async today; {AUDIT_FIX1}"),
-        ]),
+        KernelRules(rf"{head}{problem}<", [has("BAR")]),
+        # 16-bit operands gathered along K in 16-byte vectors are staged by cp.async (LDGSTS), the others
+        # through registers (NCHW pixels, odd channel counts, the weight gradient's operands).
+        KernelRules(rf"{head}{problem}<{SIXTEEN}, {FAST}1, 8", [has("LDGSTS")]),
         KernelRules(rf"{head}(?!{over_128}){problem}<" if over_128 else rf"{head}{problem}<",
                     [max_regs(128, GEMM_256)]),
-        KernelRules(rf"{head}{problem}<{SIXTEEN}", [has("HMMA")]),
-        KernelRules(rf"{head}{problem}<__half", [has("LDSM")], dtype="f16"),
-        KernelRules(rf"{head}{problem}<__nv_bfloat16", [
-            has("LDSM", expected_fail=f"bf16 WMMA fragments load through LD.E + MOVM; {AUDIT_FIX1}"),
-        ]),
+        # Tensor cores through ldmatrix + mma.sync for both 16-bit types.
+        KernelRules(rf"{head}{problem}<{SIXTEEN}", [has("HMMA"), has("LDSM")]),
     ]
     if over_128:
         rules.append(KernelRules(rf"{head}{over_128}", [
-            max_regs(128, GEMM_256, expected_fail=f"163-170 registers today (1 CTA/SM); {FOUND}; {AUDIT_FIX1}"),
+            max_regs(128, GEMM_256, expected_fail=f"150-172 registers after the mainloop rewrite (1 CTA/SM); "
+                                                  f"{FOUND}"),
         ]))
     if spills:
-        rules.append(KernelRules(rf"{head}{spills}", known_spills(f"4-8 bytes of spills; {FOUND}")))
+        rules.append(KernelRules(rf"{head}{spills}", known_spills(f"4 bytes of spills; {FOUND}")))
     return rules
 
 
-# depthwise direct instantiations that spill under their launch-bounds register cap (64 / 80), by
-# (dtype group, V, MI, KT, residue, epilogue)
-_DW_SPILLS = (
-    rf"dw_direct_kernel<(float, 1, 1, 0, false, {EPI}2|float, 4, 1, 5, false, {EPI}2|"
-    rf"{SIXTEEN}, (8, 1, 0, false, {EPI}1|8, 2, 0, false, {EPI}1|8, 2, 5, false, {EPI}1|1, 1, 0, false, {EPI}2|"
-    rf"8, 1, 5, false, {EPI}2|8, 2, 5, false, {EPI}2|8, 1, 7, false, {EPI}0))>"
-)
+# depthwise direct instantiations that spill under their launch-bounds register cap (128), by
+# (dtype, V, MI, KT, residue, epilogue, stride)
+_DW_SPILLS = rf"dw_direct_kernel<__half, 8, 1, 7, false, {EPI}2, 2>"
 
 FAMILIES: list[Family] = [
     Family(
         "conv2d", "implicit-GEMM conv2d fwd / dgrad / wgrad + split-K reduction",
         [Source(generated="conv2d")],
         _gemm_rules(r"Conv2d(Fwd|Dgrad|Wgrad)Problem",
-                    over_128=rf"(Conv2dDgradProblem<__nv_bfloat16, {FAST}1, 1>|Conv2dWgradProblem<__nv_bfloat16, {FAST}1>)",
-                    spills=rf"Conv2dFwdProblem<float, {FAST}1, 4, {EPI}2>") + [
-            # channels-fast input with 16-byte vectors: the A operand is gathered with 16-byte loads
-            KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<\w+, {FAST}1, [48],", [has("LDG.128")]),
+                    over_128=rf"Conv2dDgradProblem<{SIXTEEN}, {FAST}[01], 1>",
+                    spills=rf"Conv2dFwdProblem<{SIXTEEN}, {FAST}1, 8, {EPI}1>") + [
+            # fp32 channels-fast input with 16-byte vectors: the A operand is gathered with 16-byte loads
+            KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<float, {FAST}1, 4,", [has("LDG.128")]),
             KernelRules(r"conv2d_wgrad_reduce_kernel<", [max_regs(64, "4 CTAs x 256 threads per SM")]),
         ],
     ),
@@ -231,13 +224,19 @@ FAMILIES: list[Family] = [
             # Multiplier 2: V / 2 source channels per vector, i.e. 8-byte loads.
             KernelRules(r"dw_direct_kernel<(float, 4|__half, 8|__nv_bfloat16, 8), 2,",
                         [has(r"^LDG\.E\.64"), has("STG.128")]),
-            KernelRules(r"dw_direct_kernel<", [max_regs(80, "3 CTAs x 256 threads per SM")]),
-            KernelRules(_DW_SPILLS, known_spills(f"4-56 bytes of spills under the 64/80-register cap; {FOUND}")),
+            # C % 8 != 0 in 16-bit (ShuffleNetV2's 58 / 116 channels): 8-byte (V = 4) and 4-byte (V = 2)
+            # channel vectors instead of 2-byte scalars.
+            KernelRules(rf"dw_direct_kernel<{SIXTEEN}, 4, 1,", [has(r"^LDG\.E\.64")]),
+            KernelRules(rf"dw_direct_kernel<{SIXTEEN}, 2, 1,", [has(r"^LDG\.E(\.CONSTANT)?$")]),
+            # __launch_bounds__(256, 2): the window's loads are all in flight before the FMAs, which takes
+            # registers; two CTAs per SM.
+            KernelRules(r"dw_direct_kernel<", [max_regs(128, GEMM_256)]),
+            KernelRules(_DW_SPILLS, known_spills(f"4 bytes of spills under the 128-register cap; {FOUND}")),
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),
-                has("LDGSTS", expected_fail="staging is 2-byte LDG.U16, one fastdivmod per element; audit "
-                                            "section 4 (16-byte cp.async row loads)"),
+                # aligned rows are staged in 16-byte chunks (2 in flight per thread); not cp.async yet
+                has("LDG.128"),
             ]),
             KernelRules(r"dw_wgrad_kernel<", [max_regs(128, GEMM_256)]),
         ],
@@ -245,7 +244,13 @@ FAMILIES: list[Family] = [
     Family(
         "group_pointwise_conv2d", "grouped 1x1 conv fwd / dgrad / wgrad (implicit GEMM, shuffle epilogue)",
         [Source(generated="group_pointwise_conv2d")],
-        _gemm_rules(r"Gpw(Fwd|Dgrad|Wgrad)Problem"),
+        _gemm_rules(r"Gpw(Fwd|Dgrad|Wgrad)Problem", over_128=rf"GpwWgradProblem<{SIXTEEN}, {FAST}1>") + [
+            # The small-K forward: slabs staged by 16-byte cp.async, the shuffled tile stored in 16-byte
+            # vectors, mma.sync for 16-bit types (RC = 0).
+            KernelRules(r"gpw_smallk_kernel<", [has("LDGSTS"), has("STG.128"), has("BAR"),
+                                                max_regs(128, GEMM_256)]),
+            KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0>", [has("HMMA")]),
+        ],
     ),
     Family(
         "conv_bn_relu", "BatchNorm normalize / backward reduce / apply elementwise kernels",

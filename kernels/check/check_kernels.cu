@@ -28,6 +28,7 @@
 #include "conv/group_pointwise_conv2d.cuh"
 #include "conv/group_pointwise_conv2d_operands.cuh"
 #include "conv/group_pointwise_conv2d_params.cuh"
+#include "conv/group_pointwise_conv2d_smallk.cuh"
 
 namespace cnnkern {
 
@@ -84,6 +85,17 @@ CNNKERN_CHECK_TYPE(__nv_bfloat16, 8);
 CNNKERN_CHECK_DW_TYPE(float, 4);
 CNNKERN_CHECK_DW_TYPE(__half, 8);
 CNNKERN_CHECK_DW_TYPE(__nv_bfloat16, 8);
+
+// The narrow channel vectors (8- and 4-byte: C % 8 != 0 in 16-bit) and the stride-2 windows.
+#define CNNKERN_CHECK_DW_NARROW(T)                                                                            \
+  template __global__ void dw_direct_kernel<T, 4, 1, 3, false, EpiKind::kPlain, 1>(const DwDirectParams<T>); \
+  template __global__ void dw_direct_kernel<T, 2, 1, 3, false, EpiKind::kPlain, 1>(const DwDirectParams<T>); \
+  template __global__ void dw_direct_kernel<T, 4, 1, 3, false, EpiKind::kPlain, 2>(const DwDirectParams<T>); \
+  template __global__ void dw_direct_kernel<T, 2, 1, 5, false, EpiKind::kAct, 2>(const DwDirectParams<T>);   \
+  template __global__ void dw_direct_kernel<T, 8, 1, 7, false, EpiKind::kStats, 2>(const DwDirectParams<T>)
+CNNKERN_CHECK_DW_NARROW(__half);
+CNNKERN_CHECK_DW_NARROW(__nv_bfloat16);
+template __global__ void dw_direct_kernel<float, 4, 1, 3, false, EpiKind::kPlain, 2>(const DwDirectParams<float>);
 
 // Depthwise forward epilogues (act, statistics) on every forward path.
 #define CNNKERN_CHECK_DW_EPI(T, V, E)                                                              \
@@ -146,6 +158,12 @@ template __global__ void bn_finalize_kernel<float>(const BnFinalizeParams);
 CNNKERN_CHECK_GPW_TYPE(float, 4);
 CNNKERN_CHECK_GPW_TYPE(__half, 8);
 CNNKERN_CHECK_GPW_TYPE(__nv_bfloat16, 8);
+
+// The small-K grouped pointwise forward: fp32 FMA at both compute widths, mma.sync for 16-bit types.
+template __global__ void gpw_smallk_kernel<float, 4>(const GpwSmallK<float, 4>);
+template __global__ void gpw_smallk_kernel<float, 8>(const GpwSmallK<float, 8>);
+template __global__ void gpw_smallk_kernel<__half, kGpwMma>(const GpwSmallK<__half, kGpwMma>);
+template __global__ void gpw_smallk_kernel<__nv_bfloat16, kGpwMma>(const GpwSmallK<__nv_bfloat16, kGpwMma>);
 
 // Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather) and the
 // generic kernel with scalar and 16-byte vectors along both mappings.
