@@ -266,3 +266,45 @@ def test_autocast_runs_in_the_autocast_dtype():
     assert y.dtype == torch.bfloat16 and rm.dtype == torch.float32
     ref = F.relu(F.batch_norm(F.conv2d(x, w), None, None, training=True))
     torch.testing.assert_close(y.float(), ref, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.values[0] != "aten"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_save_policies_keep_what_they_say_and_agree(route, training, monkeypatch):
+    """"recompute" keeps no activation of the output's size for backward (only the input; the conv output is
+    recomputed), "output" keeps the conv output; both give the same gradients (and the fp64 reference's)."""
+    import importlib
+
+    op = importlib.import_module("cnnkern.ops.conv_bn_relu")  # the module (the package exports the function)
+
+    x, w, b, gamma, beta, rm, rv = _operands((2, 4, 7, 6), 6, 3, 1, torch.float32, "nchw", True, True)
+    leaves = (x, w, b, gamma, beta)
+
+    def run(policy):
+        monkeypatch.setattr(op, "SAVE", policy)
+        saved = []
+
+        def pack(t):
+            saved.append(t)
+            return t
+
+        def fn(x, w, b, gamma, beta):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                return cnnkern.conv_bn_relu(x, w, b, gamma, beta, rm.clone(), rv.clone(), training, padding=1)
+
+        y, grads = _run_route(route, lambda: _grads(fn, leaves))
+        return y, grads, saved
+
+    y_r, grads_r, saved_r = run("recompute")
+    y_o, grads_o, saved_o = run("output")
+    out_shape = y_r.shape
+    assert not any(t.shape == out_shape for t in saved_r), [tuple(t.shape) for t in saved_r]
+    assert any(t.shape == out_shape for t in saved_o), [tuple(t.shape) for t in saved_o]
+    assert any(t.shape == x.shape for t in saved_r)
+    torch.testing.assert_close(y_r, y_o, rtol=0, atol=0)
+    for g_r, g_o in zip(grads_r, grads_o):
+        torch.testing.assert_close(g_r, g_o, rtol=1e-6, atol=1e-6)
+    _, grads64 = _grads(lambda x, w, b, g, be: unfused(x, w, b, g, be, rm.double(), rv.double(), training, padding=1),
+                        [t.double() for t in leaves])
+    for g_r, g64 in zip(grads_r, grads64):
+        torch.testing.assert_close(g_r.double(), g64, rtol=1e-4, atol=1e-4)

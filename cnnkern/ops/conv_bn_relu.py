@@ -4,8 +4,14 @@ Eval: BatchNorm folds into a per-channel scale/shift applied, with the activatio
 epilogue (one kernel). Training: the conv kernel also emits per-tile channel statistics (count, mean, M2),
 merged by Chan's formula on the device; one light pass normalises and activates. The backward reduces the
 two per-channel sums BatchNorm needs (sum dz, sum dz*xhat) in one pass over (grad, conv output), forms the
-conv's output gradient in a second, then runs the conv's own gradient kernels. Saved for backward: the
-input, the weight and the conv output (not the BatchNorm output nor the activation's), and 2 x C floats.
+conv's output gradient in a second, then runs the conv's own gradient kernels.
+
+Saved for backward (eager autograd): the input, the weight and 2 x C floats; the conv output is recomputed
+in the backward from them (one more conv forward) rather than kept. In a network the input is the previous
+layer's output, which autograd keeps anyway, so a fused block then adds no activation of its own to the
+saved memory (eager conv -> BN -> ReLU keeps the BN input and the ReLU output). ``CNNKERN_CONV_BN_SAVE=output``
+(read at import) keeps the conv output instead: no recompute, one more activation per block. Under
+``torch.compile`` the op's own backward keeps the conv output and the compiler's partitioner decides.
 
 The running statistics are updated by the public function from the batch statistics the op returns (so
 eager mode, ``torch.compile`` and CUDA graphs all see the same in-place update), exactly as
@@ -14,6 +20,8 @@ cumulative average over ``num_batches_tracked``.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +42,12 @@ from cnnkern.reference.conv_bn_relu import activate
 __all__ = ["conv_bn_relu"]
 
 _OP = "conv_bn_relu"
+
+# What the eager backward keeps of the conv output (module docstring): "recompute" or "output".
+SAVE_POLICIES = ("recompute", "output")
+SAVE = os.environ.get("CNNKERN_CONV_BN_SAVE", "recompute")
+if SAVE not in SAVE_POLICIES:
+    raise ValueError(f"CNNKERN_CONV_BN_SAVE must be one of {SAVE_POLICIES}, got {SAVE!r}")
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
@@ -134,17 +148,25 @@ class _ConvBN(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, w, _bias, gamma, beta, plan, _rm, _rv, training, eps, activation = inputs
+        x, w, bias, gamma, beta, plan, _rm, _rv, training, eps, activation = inputs
         _out, y, mean, var = output
-        ctx.save_for_backward(x, w, y, mean, var, gamma, beta)
+        if SAVE == "recompute":  # the bias is a parameter, not an activation: keeping it costs nothing
+            ctx.save_for_backward(x, w, bias, None, mean, var, gamma, beta)
+        else:
+            ctx.save_for_backward(x, w, None, y, mean, var, gamma, beta)
         ctx.conf = (plan, training, eps, activation)
         ctx.mark_non_differentiable(y, mean, var)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _gy, _gmean, _gvar):
-        x, w, y, mean, var, gamma, beta = ctx.saved_tensors
+        x, w, bias, y, mean, var, gamma, beta = ctx.saved_tensors
         plan, training, eps, activation = ctx.conf
+        if y is None:
+            # The forward's conv (training: the statistics variant of the same kernel family) again. A
+            # backend's kernels may sum in another order than its statistics variant did: x-hat then
+            # differs from the forward's by rounding only (tested against the fp64 reference).
+            y = plan.conv_only(x, w, bias)
         dy, dgamma, dbeta = bn_backward(plan, grad, y, mean, var, gamma, beta, eps, training, activation)
         needs = ctx.needs_input_grad
         return (backward_input(dy, w, plan.conv) if needs[0] else None,
