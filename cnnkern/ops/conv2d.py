@@ -28,6 +28,7 @@ from cnnkern.problem.conv2d import (
     conv2d_spec,
     kernel_family,
 )
+from cnnkern.reference import conv2d as reference_conv2d
 
 __all__ = ["Conv2dFunction", "conv2d", "explain_conv2d"]
 
@@ -95,6 +96,10 @@ class ConvPlan:
             self.choices = _measured_choices(self, input, weight, bias, problem)
         self.fwd, self.bwd_input, self.bwd_weight = (_kernel(self.choices[k]) for k in _KERNELS)
         self.route = _pick_route(self.choices.values(), "conv2d")
+        if self.route == "aten" and reference_conv2d.weight_grad_upcasts(
+                input.device, input.dtype, _memory.suggests_channels_last(input) or
+                _memory.suggests_channels_last(weight)):
+            self.route = "python"  # ATen's own autograd would run its faulty weight gradient (see there)
 
     # ---- the three kernels on already-batched tensors; outputs allocated here, in ATen's layouts
     def forward(self, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

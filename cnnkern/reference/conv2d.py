@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cnnkern.problem import memory as _memory
 from cnnkern.problem.conv2d import Conv2dProblem, Conv2dSpec
 from cnnkern.reference.activation import activate
 
@@ -58,9 +59,20 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
     grad_in.copy_(grad)
 
 
+def weight_grad_upcasts(device: torch.device, dtype: torch.dtype, channels_last: bool) -> bool:
+    """Whether backward_weight computes in fp32: ATen's CPU bf16 weight gradient with channels_last operands
+    (torch 2.11-2.14) leaves taps that only ever see padding holding whatever the memory held (seen in 128
+    of 200 seeds at k3/s3/p1 on a 2x2 input, groups 1 and depthwise; NCHW, fp16 and fp32 are right). The
+    ops route such problems through these kernels instead of ATen's own autograd."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and channels_last
+
+
 def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
     xp, pad = _padded(x, spec)
-    grad = _conv_backward(grad_out, xp, grad_w, None, spec.stride, pad, spec.dilation, False, (0, 0), spec.groups,
+    w = grad_w
+    if weight_grad_upcasts(x.device, x.dtype, any(_memory.suggests_channels_last(t) for t in (x, grad_out, grad_w))):
+        grad_out, xp, w = grad_out.float(), xp.float(), grad_w.float()
+    grad = _conv_backward(grad_out, xp, w, None, spec.stride, pad, spec.dilation, False, (0, 0), spec.groups,
                           (False, True, False))[1]
     grad_w.copy_(grad)
 
