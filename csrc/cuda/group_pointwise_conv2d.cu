@@ -112,22 +112,26 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
   dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr int64_t V = 16 / sizeof(T);
+    // The kernels' parameters with the weight as given (small-K kernel) or re-laid out (implicit GEMM).
+    auto params = [&](const at::Tensor& weight) {
+      return GpwFwdParams<T>{s,
+                             in_ptr<T>(x),
+                             strides_of(x),
+                             in_ptr<T>(weight),
+                             strides_of(weight),
+                             opt_ptr<T>(bias),
+                             present(bias) ? bias->stride(0) : 0,
+                             channel_vec(scale),
+                             channel_vec(shift),
+                             relu,
+                             out_ptr<T>(out),
+                             strides_of(out)};
+    };
     // channels_last problems with a short per-group reduction: the dedicated small-K kernel (whole
     // pixel slabs, all groups per CTA, shuffled tile stored with 16-byte vectors); plan_gpw_smallk says
     // why not otherwise, and the implicit GEMM below takes the rest.
     {
-      const GpwFwdParams<T> p{s,
-                              in_ptr<T>(x),
-                              strides_of(x),
-                              in_ptr<T>(w),
-                              strides_of(w),
-                              opt_ptr<T>(bias),
-                              present(bias) ? bias->stride(0) : 0,
-                              channel_vec(scale),
-                              channel_vec(shift),
-                              relu,
-                              out_ptr<T>(out),
-                              strides_of(out)};
+      const GpwFwdParams<T> p = params(w);
       const GpwSmallKPlan plan =
           plan_gpw_smallk(p, device_attribute(cudaDevAttrMultiProcessorCount, x.get_device()));
       if (plan.use()) {
@@ -145,19 +149,7 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
         if (vec_ok(wk, V)) map = GatherMap::kChannelVec;
       }
     }
-    const GpwFwdParams<T> p{s,
-                            in_ptr<T>(x),
-                            strides_of(x),
-                            in_ptr<T>(wk),
-                            strides_of(wk),
-                            opt_ptr<T>(bias),
-                            present(bias) ? bias->stride(0) : 0,
-                            channel_vec(scale),
-                            channel_vec(shift),
-                            relu,
-                            out_ptr<T>(out),
-                            strides_of(out)};
-    launch_group_pointwise_conv2d_fwd<T>(p, map, !channels_fast(out), stream);
+    launch_group_pointwise_conv2d_fwd<T>(params(wk), map, !channels_fast(out), stream);
   });
 }
 
