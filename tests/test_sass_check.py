@@ -219,6 +219,26 @@ def test_family_rule_overrides_global_spill_rule():
     assert tile["no spills"] == "PASS"
 
 
+def test_spills_at_cap_warns_only_at_the_cap_and_within_the_bytes():
+    # The spill kernel: 255 registers, 36 bytes spill stores, 28 loads, LDL/STL in its SASS.
+    m = sass_check.merge(sass_check.parse_ptxas(PTXAS), sass_check.parse_sass(SASS), "unit.cu")
+
+    def status(cap, max_bytes):
+        fam = sass_rules.Family("t", "test", [], [
+            sass_rules.KernelRules("spill", sass_rules.spills_at_cap(cap, max_bytes, "host-dependent"))])
+        outcomes, _ = sass_check.evaluate(fam, {SPILL: m[SPILL]})
+        got = {o.rule: o.status for o in outcomes}
+        assert sum(1 for o in outcomes if o.rule == "no spills") == 1  # replaced the global rule
+        return got["no spills"], got["no LDL/STL"]
+
+    assert status(255, 36) == ("WARN", "WARN")
+    assert status(255, 35) == ("FAIL", "FAIL")   # more bytes than tolerated
+    assert status(254, 64) == ("FAIL", "FAIL")   # below the cap a spill is never tolerated
+    fam = sass_rules.Family("t", "test", [], [sass_rules.KernelRules("tile", sass_rules.spills_at_cap(255, 64, "x"))])
+    tile = {o.rule: o.status for o in sass_check.evaluate(fam, {TILE: m[TILE]})[0]}
+    assert (tile["no spills"], tile["no LDL/STL"]) == ("PASS", "PASS")
+
+
 def test_dtype_bound_pattern_skipped_when_dtype_not_compiled():
     fam = sass_rules.Family("t", "test", [], [sass_rules.KernelRules("no_such", [sass_rules.has("BAR")], dtype="f16")])
     assert sass_check.evaluate(fam, {}, ["bf16", "f32"])[0] == []
