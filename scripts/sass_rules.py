@@ -267,6 +267,9 @@ FAMILIES: list[Family] = [
             # vectors, mma.sync for 16-bit types (RC = 0).
             KernelRules(r"gpw_smallk_kernel<", [has("LDGSTS"), has("STG.128"), has("BAR"),
                                                 max_regs(128, GEMM_256)]),
+            # 128 registers, the cap of its __launch_bounds__(256, 2): see spills_at_cap.
+            KernelRules(r"gpw_smallk_kernel<", spills_at_cap(128, 8, "at the 128-register cap of "
+                                                             "__launch_bounds__(256, 2); host-dependent")),
             KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0>", [has("HMMA")]),
         ],
     ),
