@@ -23,30 +23,161 @@ def cfg(warps: int, **blocks) -> triton.Config:
     return triton.Config(blocks, num_warps=warps)
 
 
-def gemm_configs(interpreter_blocks: tuple[int, int, int] = (16, 16, 16)) -> list[triton.Config]:
-    """Implicit-GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K).
+# Implicit-GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages), each list in order of preference: when
+# more than MAX_GEMM_CONFIGS fit a problem equally well, the first ones are benchmarked.
+GEMM_TILES = (
+    (128, 128, 32, 8, 3),
+    (128, 64, 32, 4, 4),
+    (64, 128, 32, 4, 4),
+    (64, 64, 32, 4, 4),
+    (128, 128, 64, 8, 3),
+    (64, 64, 64, 4, 3),
+    (128, 32, 32, 4, 4),
+    (32, 64, 32, 4, 4),
+    (64, 32, 16, 2, 4),
+)
+# sm_90, 16-bit operands: warpgroup MMA (wgmma) wants M in multiples of 64 per warpgroup and a deep K step,
+# so BLOCK_K is 64 throughout (one 128-byte swizzled row of 16-bit elements per operand row) and the large
+# tiles run two warpgroups (8 warps). 3-5 stages hide the global-load latency behind the MMA; the 128x256 /
+# 256x128 tiles stop at 4 (5 would need 240 KB of shared memory, past the 227 KB a block may use). The
+# 64-row tiles are for problems too small to give every SM a large tile.
+HOPPER_GEMM_TILES = (
+    (128, 256, 64, 8, 3),
+    (256, 128, 64, 8, 3),
+    (128, 128, 64, 8, 4),
+    (128, 256, 64, 8, 4),
+    (256, 128, 64, 8, 4),
+    (128, 128, 64, 8, 5),
+    (128, 64, 64, 4, 4),
+    (256, 64, 64, 8, 3),
+    (128, 64, 64, 4, 5),
+    (64, 128, 64, 4, 4),
+    (64, 64, 64, 4, 4),
+    (64, 64, 64, 4, 5),
+    (64, 32, 64, 4, 4),
+)
+MAX_GEMM_CONFIGS = 6
+# Shared memory one block may opt into, by compute capability (cudaDevAttrMaxSharedMemoryPerBlockOptin);
+# used when the device cannot be asked (tests, the static check). 99 KB for capabilities not listed.
+SMEM_PER_BLOCK = {(7, 0): 98304, (8, 0): 166912, (8, 6): 101376, (8, 7): 166912, (8, 9): 101376,
+                  (9, 0): 232448}
+DEFAULT_SMS = 132  # H100 SXM / H200; only used when the device cannot be asked
+# Tensor-core flops one SM does per byte it can fetch from L2: H200 ~790 TFLOP/s / 132 SMs against an L2
+# bandwidth of roughly 75 GB/s per SM (an estimate, not a measurement; A100 is about 60). Ranks tiles only.
+L2_FLOP_PER_BYTE = 80
+
+
+def tile_key(config: triton.Config) -> tuple[int, int, int, int, int]:
+    k = config.kwargs
+    return (k["BLOCK_M"], k["BLOCK_N"], k["BLOCK_K"], config.num_warps, config.num_stages)
+
+
+def gemm_configs(interpreter_blocks: tuple[int, int, int] = (16, 16, 16), pre_hook=None) -> list[triton.Config]:
+    """Implicit-GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K): every tile of every device's list. Which of them a
+    launch benchmarks is ``select_gemm_tiles``'s choice (``GEMM_PRUNE``), per device, dtype and problem.
 
     The interpreter executes every program on the CPU, one operation at a time: a single tile keeps CI fast,
-    its size chosen per kernel (``interpreter_blocks``).
+    its size chosen per kernel (``interpreter_blocks``). ``pre_hook``: the configs' launch hook (sets the
+    block shape of a tensor-descriptor argument to the config's tile).
     """
     if interpreting():
         bm, bn, bk = interpreter_blocks
-        return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=1)]
-    cfgs = []
-    for bm, bn, bk, warps, stages in (
-        (128, 128, 32, 8, 3),
-        (128, 64, 32, 4, 4),
-        (64, 128, 32, 4, 4),
-        (64, 64, 32, 4, 4),
-        (128, 128, 64, 8, 3),
-        (64, 64, 64, 4, 3),
-        (128, 32, 32, 4, 4),
-        (32, 64, 32, 4, 4),
-        (64, 32, 16, 2, 4),
-    ):
-        cfgs.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps,
-                                  num_stages=stages))
-    return cfgs
+        return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=1, pre_hook=pre_hook)]
+    tiles = list(dict.fromkeys(GEMM_TILES + HOPPER_GEMM_TILES))
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages,
+                          pre_hook=pre_hook) for bm, bn, bk, warps, stages in tiles]
+
+
+def is_hopper(capability) -> bool:
+    return capability is not None and capability[0] == 9
+
+
+def gemm_tile_space(capability, dtype: torch.dtype) -> tuple:
+    """The tiles a device benchmarks for one operand dtype: the Hopper list for 16-bit operands on sm_90
+    (wgmma), today's list everywhere else, fp32/fp64 included (they multiply on FMA units, not wgmma)."""
+    if is_hopper(capability) and dtype in (torch.float16, torch.bfloat16):
+        return HOPPER_GEMM_TILES
+    return GEMM_TILES
+
+
+def tile_smem_bytes(tile, dtype: torch.dtype) -> int:
+    """Shared memory of a tile's operand pipeline: one A (BLOCK_M x BLOCK_K) and one B (BLOCK_K x BLOCK_N)
+    buffer per stage. An upper bound of what Triton allocates (it keeps stages - 1 buffers in flight on some
+    paths, and reuses them for the epilogue's layout conversion), checked against compiled kernels by
+    tests/test_gemm_tiles.py and scripts/triton_sm90_check.py."""
+    bm, bn, bk, _warps, stages = tile
+    return stages * (bm + bn) * bk * dtype.itemsize
+
+
+def select_gemm_tiles(capability, dtype: torch.dtype, problem: dict, *, smem_limit: int | None = None,
+                      sms: int | None = None, max_configs: int = MAX_GEMM_CONFIGS, floor: int = 16) -> list:
+    """The tiles one launch benchmarks: a pure function of the device (``capability``, None when unknown),
+    the operand dtype and the problem's GEMM sizes ``{"GEMM_M", "GEMM_N", "GEMM_K"}``.
+
+    1. the device's list for the dtype (``gemm_tile_space``);
+    2. tiles whose operand pipeline exceeds the shared memory a block may use are dropped (fp32/fp64 tiles
+       at BLOCK_K 64 and 3+ stages, 128x256 at 5 stages): compiling them only to fail costs tuning time;
+    3. tiles far larger than the problem are dropped (a block up to the next power of two of its size);
+    4. at most ``max_configs`` remain: those with the least estimated time on the busiest SM, i.e. waves of
+       tiles over ``sms`` SMs x a tile's time, the larger of its MMA work and its operand traffic at
+       ``L2_FLOP_PER_BYTE`` (a 128x256 tile on a problem of 26 such tiles leaves 106 SMs idle; a 64x64 tile
+       waits on L2 for 2.5x its MMA time); within 10% of the best, in list order (larger, deeper tiles
+       first).
+    If nothing fits, the smallest tile of the list is kept.
+    """
+    space = gemm_tile_space(capability, dtype)
+    if smem_limit is None:
+        smem_limit = SMEM_PER_BLOCK.get(tuple(capability) if capability else None, 101376)
+    sms = sms or DEFAULT_SMS
+    caps = {i: max(floor, triton.next_power_of_2(int(problem[name])))
+            for i, name in enumerate(("GEMM_M", "GEMM_N", "GEMM_K"))}
+    kept = [t for t in space if tile_smem_bytes(t, dtype) <= smem_limit and all(t[i] <= c for i, c in caps.items())]
+    if not kept:
+        return [min(space, key=lambda t: (t[0] * t[1] * t[2], t[4]))]
+
+    def busiest_sm(tile):
+        bm, bn = tile[0], tile[1]
+        tiles = triton.cdiv(int(problem["GEMM_M"]), bm) * triton.cdiv(int(problem["GEMM_N"]), bn)
+        # Per K element a tile does 2*bm*bn flops and fetches (bm + bn) operand elements from L2: whichever
+        # takes longer on one SM sets the tile's time.
+        return triton.cdiv(tiles, sms) * max(2 * bm * bn, L2_FLOP_PER_BYTE * (bm + bn) * dtype.itemsize)
+
+    # Within 10% of the best counts as even (the model is rough, the autotuner measures): those go in list
+    # order, the rest by their estimate.
+    best = min(busiest_sm(t) for t in kept)
+    order = sorted(range(len(kept)), key=lambda i: (max(0, busiest_sm(kept[i]) - 1.1 * best), i))[:max_configs]
+    return [kept[i] for i in sorted(order)]
+
+
+def device_capability(t) -> tuple[int, int] | None:
+    """(major, minor) of a CUDA tensor's device; None for other devices (the interpreter's CPU tensors)."""
+    if not isinstance(t, torch.Tensor) or t.device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(t.device)
+
+
+def device_limits(t) -> tuple[int | None, int | None]:
+    """(shared memory a block may opt into, SM count) of a CUDA tensor's device; Nones elsewhere."""
+    if not isinstance(t, torch.Tensor) or t.device.type != "cuda":
+        return None, None
+    props = torch.cuda.get_device_properties(t.device)
+    return getattr(props, "shared_memory_per_block_optin", None), props.multi_processor_count
+
+
+def _first_tensor(named_args: dict):
+    return next((v for v in named_args.values() if isinstance(v, torch.Tensor)), None)
+
+
+def prune_gemm(configs, named_args, **kwargs):
+    """``early_config_prune`` of the implicit GEMMs: ``select_gemm_tiles`` for the device and dtype of the
+    launch's first tensor (its A operand) and the GEMM_M/N/K arguments."""
+    if len(configs) <= 1:
+        return configs
+    t = _first_tensor(named_args)
+    smem, sms = device_limits(t)
+    problem = {name: named_args[name] for name in ("GEMM_M", "GEMM_N", "GEMM_K")}
+    chosen = set(select_gemm_tiles(device_capability(t), t.dtype, problem, smem_limit=smem, sms=sms))
+    return [c for c in configs if tile_key(c) in chosen] or configs[-1:]
 
 
 def prune_to_problem(block_of: dict[str, str], floor: int = 16):
@@ -64,8 +195,7 @@ def prune_to_problem(block_of: dict[str, str], floor: int = 16):
     return prune
 
 
-GEMM_PRUNE = {"early_config_prune": prune_to_problem({"BLOCK_M": "GEMM_M", "BLOCK_N": "GEMM_N",
-                                                      "BLOCK_K": "GEMM_K"})}
+GEMM_PRUNE = {"early_config_prune": prune_gemm}
 # Autotune key of the conv2d implicit GEMMs (direct forward/weight grad and the phase gather).
 CONV_GEMM_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "KH", "KW", "CHANNELS_LAST"]
 
