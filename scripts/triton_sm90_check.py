@@ -55,7 +55,14 @@ from triton.runtime.autotuner import Autotuner
 from triton.runtime.jit import JITFunction, create_function_from_signature
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from triton_sm90_rules import PTX_KINDS, element, hopper_violations, ptx_counts
+from triton_sm90_rules import (
+    PTX_KINDS,
+    element,
+    hopper_tile_violations,
+    hopper_violations,
+    ptx_counts,
+    tile_of,
+)
 
 import cnnkern
 
@@ -118,14 +125,33 @@ def _recording_run(self, *args, grid, warmup, **kwargs):
         _records[key] = Launch(self, signature, constexprs, attrs, options, _origin[0], key)
 
 
+_PRUNE = [False]
+
+
 def _recording_autotune(self, *args, **kwargs):
-    """Every config, not only the pruned/best one: large problems on the GPU reach all of them."""
+    """Every config, not only the best one: large problems on the GPU reach all of them. With ``_PRUNE`` on
+    (--hopper), the configs the autotuner's own early prune keeps for this launch on an sm_90 device, i.e.
+    those an H100/H200 benchmarks for the problem. A config's pre_hook runs first, as the autotuner runs it
+    (it sizes the tensor descriptors to the config's tile)."""
     self.nargs = dict(zip(self.arg_names, args))
     try:
-        for config in self.configs:
+        configs = self.prune_configs(kwargs) if _PRUNE[0] else self.configs
+        for config in configs:
+            if config.pre_hook is not None:
+                config.pre_hook({**self.nargs, **kwargs, **config.all_kwargs()})
             self.fn.run(*args, **kwargs, **config.all_kwargs())
     finally:
         self.nargs = None
+
+
+def _as_hopper() -> None:
+    """Make the kernel modules see an H100/H200 behind every tensor (the CPU tensors of the workload): the
+    configs are chosen, and the TMA paths enabled, as on sm_90."""
+    from cnnkern.triton import tiles
+
+    tiles.device_capability = lambda t: (9, 0)
+    tiles.device_limits = lambda t: (SM90_MAX_SMEM, 132)
+    _PRUNE[0] = True
 
 
 def _accept_cpu_tensors() -> None:
@@ -350,13 +376,32 @@ def _hopper_items():
         items += [(f"hopper conv2d {dtype} {layout}", conv),
                   (f"hopper conv_transpose2d {dtype} {layout}", tconv),
                   (f"hopper group_pointwise {dtype} {layout}", gpw)]
+    # ResNet-50 layers at their real sizes (NHWC, 16-bit, forward and backward), so that the configs the
+    # autotuner keeps for them on sm_90 are the ones compiled: the 128x256 / 256x128 tiles for the wide
+    # layers, the 64-column ones for 64 channels. Nothing runs; torch.empty costs address space only.
+    for dtype in (torch.float16, torch.bfloat16):
+        for batch, c_in, c_out, k, size in RESNET50_HOPPER:
+            def layer(dtype=dtype, batch=batch, c_in=c_in, c_out=c_out, k=k, size=size):
+                x = torch.empty(batch, c_in, size, size, dtype=dtype, memory_format=torch.channels_last)
+                w = torch.empty(c_out, c_in, k, k, dtype=dtype, memory_format=torch.channels_last)
+                x.requires_grad_()
+                w.requires_grad_()
+                y = cnnkern.conv2d(x, w, None, 1, k // 2)
+                torch.autograd.grad(y, [x, w], torch.empty_like(y))
+            items.append((f"hopper resnet50 {k}x{k} {c_in}->{c_out}@{size} N{batch} {dtype}", layer))
     return items
+
+
+# (batch, channels in, channels out, kernel, size): ResNet-50 layers whose sm_90 configs --hopper compiles.
+RESNET50_HOPPER = ((256, 256, 256, 3, 14), (32, 64, 64, 3, 56), (32, 64, 256, 1, 56))
 
 
 def record_launches(full: bool, hopper: bool = False) -> tuple[list[Launch], list[str]]:
     JITFunction.run = _recording_run
     Autotuner.run = _recording_autotune
     _accept_cpu_tensors()
+    if hopper:
+        _as_hopper()
     errors = []
     items = _hopper_items() if hopper else _items(full)
     # Every item once as it is, then the small ones again with INT64 indexing forced on (the big-tensor
@@ -541,6 +586,29 @@ def _mma_report(results: list[dict]) -> None:
         print(f"{name:34} {v['variants']:8d} {v['wgmma']:6d} {v['mma_sync']:8d} {v['tma']:4d} {v['cp_async']:8d}")
 
 
+def _tile_table(results: list[dict], tiles) -> None:
+    """Per kernel and sm_90 tile (16-bit, channels_last): registers, shared memory and PTX instruction
+    counts, the largest over the variants compiled (the numbers cnnkern/triton/conv2d.md records)."""
+    rows: dict[tuple, dict] = {}
+    for r in results:
+        tile = tile_of(r) if r["ok"] else None
+        if tile not in tiles or element(r) not in ("fp16", "bf16") or r["constexprs"].get("CHANNELS_LAST") != "True":
+            continue
+        row = rows.setdefault((r["kernel"], tile), {"n": 0, "regs": 0, "smem": 0, "spill": 0,
+                                                    **{k: 0 for k in PTX_KINDS}})
+        row["n"] += 1
+        for k in ("regs", "smem", *PTX_KINDS):
+            row[k] = max(row[k], r.get(k) or 0)
+        row["spill"] = max(row["spill"], _spill(r))
+    if not rows:
+        return
+    print(f"\nsm_90 tiles, 16-bit channels_last (max over variants):\n{'kernel':28} {'tile (M N K w s)':22} "
+          f"{'n':>3} {'regs':>4} {'spill':>5} {'smem':>7} {'wgmma':>5} {'TMA':>4} {'cp.async':>8}")
+    for (name, tile), v in sorted(rows.items()):
+        print(f"{name:28} {' '.join(map(str, tile)):22} {v['n']:3d} {v['regs']:4d} {v['spill']:5d} {v['smem']:7d} "
+              f"{v['wgmma']:5d} {v['tma']:4d} {v['cp_async']:8d}")
+
+
 def report(results: list[dict], strict: bool) -> int:
     failures = [r for r in results if not r["ok"]]
     over_smem = [r for r in results if r["ok"] and r["smem"] > SM90_MAX_SMEM]
@@ -627,6 +695,20 @@ def main() -> int:
         print(f"hopper rule: {len(bad)} violation(s); {len(known)} known NCHW variant(s) without async "
               "staging (see hopper_violations)")
         status = status or int(bool(bad))
+        from cnnkern.triton.tiles import HOPPER_GEMM_TILES, tile_smem_bytes
+
+        def estimate(tile, el):
+            return tile_smem_bytes(tile, torch.float16 if el in ("fp16", "bf16") else torch.float32)
+
+        tile_bad, notes = hopper_tile_violations(results, HOPPER_GEMM_TILES, SM90_MAX_SMEM, estimate)
+        _tile_table(results, HOPPER_GEMM_TILES)
+        for line in notes:
+            print(f"note: {line}")
+        for line in tile_bad:
+            print(f"HOPPER TILE: {line}")
+        print(f"hopper tile rules (wgmma, no spill, <= 255 registers, shared memory within {SM90_MAX_SMEM} B and "
+              f"the pruning's estimate): {len(tile_bad)} violation(s), {len(notes)} note(s)")
+        status = status or int(bool(tile_bad))
     print(f"\ncompiled {len(results)} variants ({sum(not r['ok'] for r in results)} failed) in {t2 - t1:.1f} s; "
           f"total {t2 - t0:.1f} s")
     if args.json:

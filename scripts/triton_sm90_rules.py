@@ -1,5 +1,5 @@
 """What scripts/triton_sm90_check.py checks in a compiled kernel, free of the script's import-time patching
-(so the tests can import it): PTX instruction-kind counts and the Hopper rule."""
+(so the tests can import it): PTX instruction-kind counts, the Hopper rule and the rules for the sm_90 tiles."""
 
 from __future__ import annotations
 
@@ -42,3 +42,69 @@ def hopper_violations(results: list[dict]) -> tuple[list[str], list[str]]:
             line = f"{r['kernel']} {element(r)} [{r['config']}] {c}: no {', '.join(missing)}"
             (known if missing == ["cp.async/TMA"] and c.get("CHANNELS_LAST") == "False" else bad).append(line)
     return bad, known
+
+
+REG_NOTE_8_WARPS = 168  # registers per thread above which an 8-warp tile is reported (not failed): see below
+
+
+def tile_of(r: dict) -> tuple[int, int, int, int, int] | None:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of a compile result, None for kernels without a GEMM tile."""
+    c = r["constexprs"]
+    cfg = re.search(r"warps=(\d+) stages=(\d+)", r["config"])
+    if cfg is None or not all(k in c for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")):
+        return None
+    return int(c["BLOCK_M"]), int(c["BLOCK_N"]), int(c["BLOCK_K"]), int(cfg[1]), int(cfg[2])
+
+
+def spilled_bytes(r: dict) -> int:
+    """ptxas' spill count when it ran, else the stack frame (spills live there; an upper bound)."""
+    if r.get("spill_stores") is not None:
+        return max(r["spill_stores"], r["spill_loads"])
+    return r.get("stack", 0)
+
+
+def hopper_tile_violations(results: list[dict], tiles, smem_limit: int, smem_estimate) -> tuple[list[str], list[str]]:
+    """The rules for the tiles sm_90 benchmarks for 16-bit operands (``tiles``, cnnkern.triton.tiles'
+    HOPPER_GEMM_TILES): each 16-bit variant compiled with one must use wgmma, spill nothing, fit 255
+    registers and ``smem_limit`` bytes of shared memory, and need no more shared memory than
+    ``smem_estimate(tile, element)`` says (the estimate the autotune pruning drops tiles by: an estimate
+    below the real need would let a tile through that fails to launch).
+
+    A variant with USE_TMA=True must load through TMA (cp.async.bulk.tensor in its PTX).
+
+    Returns (violations, notes). Notes: 8-warp tiles above REG_NOTE_8_WARPS registers. At 168 registers
+    and below, an 8-warp CTA leaves room for a second CTA's 128-thread warpgroup (64K registers per SM), and
+    the 128x256 accumulator alone is 128 fp32 registers per thread: how close a tile gets says how much
+    room the pipeline has, not whether it runs, so it is reported rather than failed. NCHW variants'
+    problems are notes too ("known"): their gathers are not the benchmark path (see hopper_violations)."""
+    tiles = set(tiles)
+    bad, notes = [], []
+    for r in results:
+        tile = tile_of(r) if r["ok"] else None
+        if tile not in tiles or element(r) not in ("fp16", "bf16"):
+            continue
+        channels_last = r["constexprs"].get("CHANNELS_LAST") != "False"
+        name = f"{r['kernel']} {element(r)} {tile} CHANNELS_LAST={r['constexprs'].get('CHANNELS_LAST')}"
+        if r["constexprs"].get("USE_TMA") == "True":
+            name += " USE_TMA"
+        problems = []
+        if not r.get("wgmma"):
+            problems.append("no wgmma")
+        if r["constexprs"].get("USE_TMA") == "True" and not r.get("tma"):
+            problems.append("USE_TMA without cp.async.bulk.tensor")
+        if spilled_bytes(r):
+            problems.append(f"spills {spilled_bytes(r)} B")
+        if r["regs"] is None or r["regs"] > 255:
+            problems.append(f"{r['regs']} registers")
+        if r["smem"] > smem_limit:
+            problems.append(f"{r['smem']} B shared memory > {smem_limit}")
+        estimate = smem_estimate(tile, element(r))
+        if r["smem"] > estimate:
+            problems.append(f"{r['smem']} B shared memory > the pruning's estimate {estimate}")
+        if problems and channels_last:
+            bad.append(f"{name}: {', '.join(problems)}")
+        elif problems:
+            notes.append(f"known (NCHW) {name}: {', '.join(problems)}")
+        elif tile[3] == 8 and r["regs"] > REG_NOTE_8_WARPS:
+            notes.append(f"{name}: {r['regs']} registers (8 warps, > {REG_NOTE_8_WARPS})")
+    return bad, notes

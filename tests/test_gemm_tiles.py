@@ -66,7 +66,7 @@ def test_space_by_capability_and_dtype(dtype):
 
 
 def test_smem_estimate_and_budget():
-    assert tile_smem_bytes((128, 256, 64, 8, 4), torch.float16) == 4 * 384 * 64 * 2 == 196608
+    assert tile_smem_bytes((128, 256, 64, 8, 4), torch.float16) == 4 * (384 * 64 * 2 + 16) == 196672
     assert SMEM_PER_BLOCK[H100] == 227 * 1024
     big = _gemm(1 << 20, 4096, 4096)
     for dtype in F16:
@@ -151,3 +151,12 @@ def test_prune_hook_reads_device_dtype_and_problem(monkeypatch):
     monkeypatch.undo()
     kept = tiles.prune_gemm(configs, args)
     assert [tiles.tile_key(c) for c in kept] == select_gemm_tiles(None, torch.bfloat16, args)
+
+
+def test_portable_kernels_keep_todays_tiles_on_sm90():
+    # The grouped pointwise GEMMs: today's list on sm_90 too (their 128x64x64 4-warp tile spills there).
+    problem = _layer(256, *RESNET50["1x1 64->256@56"])
+    for cap in (H100, A100, None):
+        assert gemm_tile_space(cap, torch.float16, hopper=False) == GEMM_TILES
+        kept = select_gemm_tiles(cap, torch.float16, problem, hopper=False)
+        assert kept and all(t in GEMM_TILES for t in kept)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from triton_sm90_rules import hopper_violations, ptx_counts
+from triton_sm90_rules import hopper_tile_violations, hopper_violations, ptx_counts, tile_of
 
 PTX = """
     cp.async.cg.shared.global [%r1], [%rd2], 16, %r3;
@@ -52,3 +52,47 @@ def test_hopper_rule():
     assert "no wgmma" in bad[0] and "no cp.async/TMA" in bad[1] and "no wgmma" in bad[2]
     assert "'CHANNELS_LAST': 'False'" in known[0]
     assert hopper_violations([good, tma_only, small]) == ([], [])
+
+
+def _tile_result(el="fp16", tile=(128, 256, 64, 8, 3), regs=160, smem=140000, spill=0, **counts):
+    bm, bn, bk, warps, stages = tile
+    r = _result(el=el, block_m=bm, threads=32 * warps, **{"wgmma": 4, "cp_async": 24, **counts})
+    r["constexprs"].update(BLOCK_N=str(bn), BLOCK_K=str(bk))
+    r.update(config=f"warps={warps} stages={stages}", regs=regs, smem=smem, spill_stores=spill, spill_loads=0,
+             stack=spill)
+    return r
+
+
+def test_hopper_tile_rules():
+    tiles = [(128, 256, 64, 8, 3), (64, 64, 64, 4, 4)]
+
+    def estimate(tile, el):
+        return tile[4] * (tile[0] + tile[1]) * tile[2] * 2
+
+    good = _tile_result()
+    small = _tile_result(tile=(64, 64, 64, 4, 4), regs=90, smem=40000)
+    heavy = _tile_result(regs=232)                              # a note, not a failure
+    spills = _tile_result(spill=64)
+    no_wgmma = _tile_result(wgmma=0, mma_sync=8)
+    over_limit = _tile_result(smem=240000)
+    over_estimate = _tile_result(smem=estimate((128, 256, 64, 8, 3), "fp16") + 16)
+    not_a_hopper_tile = _tile_result(tile=(128, 128, 32, 8, 3), spill=64)  # today's list: not these rules
+    fp32 = _tile_result(el="fp32", spill=64)
+    failed = {**_tile_result(spill=64), "ok": False}
+    nchw_spill = _tile_result(spill=64)
+    nchw_spill["constexprs"]["CHANNELS_LAST"] = "False"
+    tma = _tile_result(tma=2)
+    tma["constexprs"]["USE_TMA"] = "True"
+    tma_missing = _tile_result()
+    tma_missing["constexprs"]["USE_TMA"] = "True"
+    bad, notes = hopper_tile_violations([good, small, heavy, spills, no_wgmma, over_limit, over_estimate,
+                                         not_a_hopper_tile, fp32, failed, nchw_spill, tma, tma_missing], tiles,
+                                        232448, estimate)
+    assert len(bad) == 5 and len(notes) == 2
+    assert "spills 64 B" in bad[0] and "no wgmma" in bad[1]
+    assert "> 232448" in bad[2] and "estimate" in bad[3]
+    assert "USE_TMA without cp.async.bulk.tensor" in bad[4]
+    assert "232 registers" in notes[0]
+    assert notes[1].startswith("known (NCHW)") and "spills 64 B" in notes[1]
+    assert hopper_tile_violations([good, small, tma], tiles, 232448, estimate) == ([], [])
+    assert tile_of(good) == (128, 256, 64, 8, 3) and tile_of({"constexprs": {}, "config": "x"}) is None

@@ -41,22 +41,26 @@ from cnnkern.triton.tiles import (
     mma,
     mma_flags,
     pix,
+    set_weight_block,
     split_chunks,
     split_k,
     sum_splits,
     tile_offsets,
+    weight_descriptor,
 )
 
 why_not = why_not_problem
 
 
 # ACT and STATS select the epilogue (conv_epilogue): the plain store, the folded-BN affine + activation, or
-# the store plus per-tile channel statistics; each its own compiled variant, tuned on its own.
-@triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY + ["ACT", "STATS"], prune_configs_by=GEMM_PRUNE,
-                 cache_results=True)
+# the store plus per-tile channel statistics; each its own compiled variant, tuned on its own. The configs'
+# pre_hook sizes the weight's TMA descriptor (w_desc) to their tile; Triton's autotuner keeps no disk cache
+# for configs with a pre_hook, so a process tunes each problem once (at most MAX_GEMM_CONFIGS tiles).
+@triton.autotune(configs=gemm_configs(pre_hook=set_weight_block), key=CONV_GEMM_KEY + ["ACT", "STATS", "USE_TMA"],
+                 prune_configs_by=GEMM_PRUNE, cache_results=True)
 @triton.jit
 def _conv2d_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, w_desc,
     N, H, W, OH, OW, Cg_in, Cg_out,
     sxn, sxc, sxh, sxw,
     swo, swc, swh, sww,
@@ -66,7 +70,7 @@ def _conv2d_fwd_kernel(
     KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     STATS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, USE_TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     g = tl.program_id(2)
@@ -81,7 +85,8 @@ def _conv2d_fwd_kernel(
     w_col = co * swo
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     acc = conv_taps_mma(acc, x_ptr, x_row, ih0, iw0, mask_m, H, W, dil_h, dil_w, sxh, sxw, sxc, w_ptr, w_col, swh,
-                        sww, swc, Cg_in, mask_n, KH, KW, UPCAST, IEEE, BLOCK_K)
+                        sww, swc, Cg_in, mask_n, w_desc, g * Cg_out + tl.program_id(1) * BLOCK_N, KH, KW, UPCAST,
+                        IEEE, USE_TMA, BLOCK_K)
     # Statistics rows are the pixel tiles (program_id 0); every group's program writes its own channels.
     conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
                   mask_m, mask_n, tl.program_id(0), Cg_out * tl.num_programs(2), HAS_BIAS, HAS_SCALE,
@@ -156,19 +161,20 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
     min_block_m = min(c.kwargs["BLOCK_M"] for c in _conv2d_fwd_kernel.configs)
     partials = acc_empty((triton.cdiv(gemm_m, min_block_m), c_out, 3), x) if stats else None
     launched = LaunchedBlocks()
+    w_desc = weight_descriptor(w)
 
     def grid(meta):
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_out, meta["BLOCK_N"]), groups)
 
     _conv2d_fwd_kernel[launched.grid(grid)](
         x, w, bias if bias is not None else w, scale if scale is not None else w,
-        shift if shift is not None else w, out, partials if stats else out,
+        shift if shift is not None else w, out, partials if stats else out, w_desc,
         n, h, wd, oh, ow, cg_in, cg_out,
         *x.stride(), *w.stride(), *out.stride(),
         *conv_geometry(spec),
         gemm_m, cg_out, kh * kw * cg_in,
         KH=kh, KW=kw, CHANNELS_LAST=channels_last(x), HAS_BIAS=bias is not None, HAS_SCALE=scale is not None,
-        HAS_SHIFT=shift is not None, ACT=activation_code(activation), STATS=stats,
+        HAS_SHIFT=shift is not None, ACT=activation_code(activation), STATS=stats, USE_TMA=w_desc is not None,
         **mma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ())),
     )
     if not stats:

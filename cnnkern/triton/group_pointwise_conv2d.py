@@ -19,7 +19,7 @@ import triton.language as tl
 from cnnkern.problem.channel_map import GroupPointwiseSpec
 from cnnkern.triton import why_not_problem
 from cnnkern.triton.tiles import (
-    GEMM_PRUNE,
+    GEMM_PRUNE_PORTABLE,
     acc_dtype,
     add_per_channel,
     channels_last,
@@ -41,7 +41,7 @@ why_not = why_not_problem
 
 def _configs():
     # Interpreted programs cost per operation, not per element: few large tiles run fastest.
-    return gemm_configs(interpreter_blocks=(64, 32, 32))
+    return gemm_configs(interpreter_blocks=(64, 32, 32), hopper=False)
 
 
 _KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "CHANNELS_LAST", "RELU"]
@@ -63,7 +63,7 @@ def _gemm_tile(GEMM_M, N_LIMIT, INT64: tl.constexpr, BLOCK_M: tl.constexpr, BLOC
     return tl.program_id(2), offs_m, offs_n, offs_m < GEMM_M, offs_n < N_LIMIT
 
 
-@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE_PORTABLE, cache_results=True)
 @triton.jit
 def _gpw_fwd_kernel(
     x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr,
@@ -90,7 +90,7 @@ def _gpw_fwd_kernel(
     store_tile(y_ptr, n * syn + h * syh + w * syw, shuffle_dest(co, OFF, CPG, SG), syc, acc, mask_m, mask_n)
 
 
-@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY, prune_configs_by=GEMM_PRUNE_PORTABLE, cache_results=True)
 @triton.jit
 def _gpw_dgrad_kernel(
     go_ptr, o_ptr, w_ptr, scale_ptr, gi_ptr,
@@ -123,7 +123,7 @@ def _gpw_dgrad_kernel(
     store_tile(gi_ptr, n * sin + h * sih + w * siw, g * Cg_in + offs_n, sic, acc, mask_m, mask_n)
 
 
-@triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=GEMM_PRUNE, cache_results=True)
+@triton.autotune(configs=_configs(), key=_KEY + ["SPLIT_K"], prune_configs_by=GEMM_PRUNE_PORTABLE, cache_results=True)
 @triton.jit
 def _gpw_wgrad_kernel(
     go_ptr, o_ptr, x_ptr, scale_ptr, part_ptr,

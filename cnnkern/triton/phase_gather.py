@@ -31,15 +31,19 @@ from cnnkern.triton.tiles import (
     mma,
     mma_flags,
     phase_pixels,
+    set_weight_block_kn,
     tile_offsets,
+    weight_descriptor,
 )
 
 
-@triton.autotune(configs=gemm_configs(), key=CONV_GEMM_KEY + ["stride_h", "stride_w"],
-                 prune_configs_by=GEMM_PRUNE, cache_results=True)
+# The configs' pre_hook sizes the weight's TMA descriptor (w_desc) to their tile (see conv2d.py).
+@triton.autotune(configs=gemm_configs(pre_hook=set_weight_block_kn),
+                 key=CONV_GEMM_KEY + ["stride_h", "stride_w", "USE_TMA"], prune_configs_by=GEMM_PRUNE,
+                 cache_results=True)
 @triton.jit
 def _phase_gather_kernel(
-    in_ptr, w_ptr, b_ptr, out_ptr,
+    in_ptr, w_ptr, b_ptr, out_ptr, w_desc,
     HI, WI, HO, WO, JH, JW, Cg_in, Cg_out,
     sin, sic, sih, siw,
     swi, swo, swh, sww,
@@ -48,7 +52,7 @@ def _phase_gather_kernel(
     GEMM_M, GEMM_N, GEMM_K,
     KH: tl.constexpr, KW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
     HAS_BIAS: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, USE_TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     tiles_n = tl.cdiv(Cg_out, BLOCK_N)
@@ -56,7 +60,8 @@ def _phase_gather_kernel(
     g = tl.program_id(2)
     ph = phase // stride_w
     pw = phase % stride_w
-    offs_m, offs_n = tile_offsets(tl.program_id(0), tl.program_id(1) % tiles_n, BLOCK_M, BLOCK_N, INT64)
+    pid_n = tl.program_id(1) % tiles_n
+    offs_m, offs_n = tile_offsets(tl.program_id(0), pid_n, BLOCK_M, BLOCK_N, INT64)
     n, jh, jw, oh, ow, mask_m = phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M)
     mask_n = offs_n < Cg_out
     in_row = n * sin + (g * Cg_in) * sic
@@ -81,7 +86,8 @@ def _phase_gather_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     for kk in range(taps_h * taps_w * c_blocks):
         tap = kk // c_blocks
-        c = (kk - tap * c_blocks) * BLOCK_K + offs_k
+        c0 = (kk - tap * c_blocks) * BLOCK_K
+        c = c0 + offs_k
         jr = tap // taps_w
         r = r0 + jr * step_h
         s = s0 + (tap - jr * taps_w) * step_w
@@ -92,8 +98,13 @@ def _phase_gather_kernel(
         mask_c = c < Cg_in
         a = tl.load(in_ptr + (in_row + ih * sih + iw * siw)[:, None] + c[None, :] * sic,
                     mask=ok[:, None] & mask_c[None, :], other=0.0)
-        b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swi,
-                    mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        if USE_TMA:
+            # The (taps, C_inp, Cg_out) box: zeros past Cg_out and past C_inp (groups == 1: the K tail of the
+            # only group), as the masked pointer load gives.
+            b = tl.reshape(w_desc.load([r * KW + s, g * Cg_in + c0, pid_n * BLOCK_N]), (BLOCK_K, BLOCK_N))
+        else:
+            b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swi,
+                        mask=mask_c[:, None] & mask_n[None, :], other=0.0)
         acc = mma(acc, a, b, UPCAST, IEEE)
     bias_store(acc, b_ptr, out_ptr, n * son + oh * soh + ow * sow, co, soc, mask_m, mask_n, HAS_BIAS, ACC_DTYPE)
 
@@ -114,15 +125,19 @@ def phase_gather(inp, w, bias, out, spec: Conv2dSpec) -> None:
     jh, jw = triton.cdiv(ho, sh), triton.cdiv(wo, sw)
     gemm_m = n * jh * jw
 
+    # TMA for the weight only with one group: with more, a K block's tail past Cg_in would read the next
+    # group's weights (the activations there are zero, but 0 * inf is not).
+    w_desc = weight_descriptor(w) if groups == 1 else None
+
     def grid(meta):
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_out, meta["BLOCK_N"]) * sh * sw, groups)
 
     _phase_gather_kernel[grid](
-        inp, w, bias if bias is not None else w, out,
+        inp, w, bias if bias is not None else w, out, w_desc,
         hi, wi, ho, wo, jh, jw, cg_in, cg_out,
         *inp.stride(), *w.stride(), *out.stride(),
         *conv_geometry(spec), sh // math.gcd(sh, dh), sw // math.gcd(sw, dw),
         gemm_m, cg_out, triton.cdiv(kh, sh) * triton.cdiv(kw, sw) * cg_in,
-        KH=kh, KW=kw, CHANNELS_LAST=channels_last(inp), HAS_BIAS=bias is not None,
+        KH=kh, KW=kw, CHANNELS_LAST=channels_last(inp), HAS_BIAS=bias is not None, USE_TMA=w_desc is not None,
         **mma_flags(inp.dtype, (inp, w, out)),
     )

@@ -72,18 +72,20 @@ def tile_key(config: triton.Config) -> tuple[int, int, int, int, int]:
     return (k["BLOCK_M"], k["BLOCK_N"], k["BLOCK_K"], config.num_warps, config.num_stages)
 
 
-def gemm_configs(interpreter_blocks: tuple[int, int, int] = (16, 16, 16), pre_hook=None) -> list[triton.Config]:
+def gemm_configs(interpreter_blocks: tuple[int, int, int] = (16, 16, 16), pre_hook=None,
+                 hopper: bool = True) -> list[triton.Config]:
     """Implicit-GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K): every tile of every device's list. Which of them a
     launch benchmarks is ``select_gemm_tiles``'s choice (``GEMM_PRUNE``), per device, dtype and problem.
 
     The interpreter executes every program on the CPU, one operation at a time: a single tile keeps CI fast,
     its size chosen per kernel (``interpreter_blocks``). ``pre_hook``: the configs' launch hook (sets the
-    block shape of a tensor-descriptor argument to the config's tile).
+    block shape of a tensor-descriptor argument to the config's tile). ``hopper=False``: today's list only,
+    on every device (with ``GEMM_PRUNE_PORTABLE``).
     """
     if interpreting():
         bm, bn, bk = interpreter_blocks
         return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=1, pre_hook=pre_hook)]
-    tiles = list(dict.fromkeys(GEMM_TILES + HOPPER_GEMM_TILES))
+    tiles = list(dict.fromkeys(GEMM_TILES + (HOPPER_GEMM_TILES if hopper else ())))
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages,
                           pre_hook=pre_hook) for bm, bn, bk, warps, stages in tiles]
 
@@ -92,29 +94,32 @@ def is_hopper(capability) -> bool:
     return capability is not None and capability[0] == 9
 
 
-def gemm_tile_space(capability, dtype: torch.dtype) -> tuple:
+def gemm_tile_space(capability, dtype: torch.dtype, hopper: bool = True) -> tuple:
     """The tiles a device benchmarks for one operand dtype: the Hopper list for 16-bit operands on sm_90
-    (wgmma), today's list everywhere else, fp32/fp64 included (they multiply on FMA units, not wgmma)."""
-    if is_hopper(capability) and dtype in (torch.float16, torch.bfloat16):
+    (wgmma), today's list everywhere else, fp32/fp64 included (they multiply on FMA units, not wgmma), and
+    for the kernels that keep it everywhere (``hopper=False``)."""
+    if hopper and is_hopper(capability) and dtype in (torch.float16, torch.bfloat16):
         return HOPPER_GEMM_TILES
     return GEMM_TILES
 
 
 def tile_smem_bytes(tile, dtype: torch.dtype) -> int:
     """Shared memory of a tile's operand pipeline: one A (BLOCK_M x BLOCK_K) and one B (BLOCK_K x BLOCK_N)
-    buffer per stage. An upper bound of what Triton allocates (it keeps stages - 1 buffers in flight on some
-    paths, and reuses them for the epilogue's layout conversion), checked against compiled kernels by
-    tests/test_gemm_tiles.py and scripts/triton_sm90_check.py."""
+    buffer per stage, plus 16 B per stage for the mbarrier a TMA-fed stage waits on (8 B; what Triton 3.8
+    allocates for the sm_90 tiles is exactly operands + 8 B per stage with TMA, operands alone without, and
+    the epilogue reuses the buffers). scripts/triton_sm90_check.py --hopper fails if a compiled tile needs
+    more than this."""
     bm, bn, bk, _warps, stages = tile
-    return stages * (bm + bn) * bk * dtype.itemsize
+    return stages * ((bm + bn) * bk * dtype.itemsize + 16)
 
 
 def select_gemm_tiles(capability, dtype: torch.dtype, problem: dict, *, smem_limit: int | None = None,
-                      sms: int | None = None, max_configs: int = MAX_GEMM_CONFIGS, floor: int = 16) -> list:
+                      sms: int | None = None, max_configs: int = MAX_GEMM_CONFIGS, floor: int = 16,
+                      hopper: bool = True) -> list:
     """The tiles one launch benchmarks: a pure function of the device (``capability``, None when unknown),
     the operand dtype and the problem's GEMM sizes ``{"GEMM_M", "GEMM_N", "GEMM_K"}``.
 
-    1. the device's list for the dtype (``gemm_tile_space``);
+    1. the device's list for the dtype (``gemm_tile_space``, with ``hopper``);
     2. tiles whose operand pipeline exceeds the shared memory a block may use are dropped (fp32/fp64 tiles
        at BLOCK_K 64 and 3+ stages, 128x256 at 5 stages): compiling them only to fail costs tuning time;
     3. tiles far larger than the problem are dropped (a block up to the next power of two of its size);
@@ -125,7 +130,7 @@ def select_gemm_tiles(capability, dtype: torch.dtype, problem: dict, *, smem_lim
        first).
     If nothing fits, the smallest tile of the list is kept.
     """
-    space = gemm_tile_space(capability, dtype)
+    space = gemm_tile_space(capability, dtype, hopper)
     if smem_limit is None:
         smem_limit = SMEM_PER_BLOCK.get(tuple(capability) if capability else None, 101376)
     sms = sms or DEFAULT_SMS
@@ -168,7 +173,7 @@ def _first_tensor(named_args: dict):
     return next((v for v in named_args.values() if isinstance(v, torch.Tensor)), None)
 
 
-def prune_gemm(configs, named_args, **kwargs):
+def prune_gemm(configs, named_args, hopper: bool = True, **kwargs):
     """``early_config_prune`` of the implicit GEMMs: ``select_gemm_tiles`` for the device and dtype of the
     launch's first tensor (its A operand) and the GEMM_M/N/K arguments."""
     if len(configs) <= 1:
@@ -176,8 +181,14 @@ def prune_gemm(configs, named_args, **kwargs):
     t = _first_tensor(named_args)
     smem, sms = device_limits(t)
     problem = {name: named_args[name] for name in ("GEMM_M", "GEMM_N", "GEMM_K")}
-    chosen = set(select_gemm_tiles(device_capability(t), t.dtype, problem, smem_limit=smem, sms=sms))
+    chosen = set(select_gemm_tiles(device_capability(t), t.dtype, problem, smem_limit=smem, sms=sms,
+                                   hopper=hopper))
     return [c for c in configs if tile_key(c) in chosen] or configs[-1:]
+
+
+def prune_gemm_portable(configs, named_args, **kwargs):
+    """``prune_gemm`` over today's list on every device, sm_90 included."""
+    return prune_gemm(configs, named_args, hopper=False)
 
 
 def prune_to_problem(block_of: dict[str, str], floor: int = 16):
@@ -196,6 +207,10 @@ def prune_to_problem(block_of: dict[str, str], floor: int = 16):
 
 
 GEMM_PRUNE = {"early_config_prune": prune_gemm}
+# The grouped pointwise GEMMs (group_pointwise_conv2d.py) keep today's tiles on sm_90 too: compiled for sm_90
+# (scripts/triton_sm90_check.py --hopper), their 128x64x64 4-warp tile reaches 255 registers and spills
+# (4 B per thread channels_last, ~1 KB NCHW bf16), and their benchmark layers are not the issue-14 ones.
+GEMM_PRUNE_PORTABLE = {"early_config_prune": prune_gemm_portable}
 # Autotune key of the conv2d implicit GEMMs (direct forward/weight grad and the phase gather).
 CONV_GEMM_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "KH", "KW", "CHANNELS_LAST"]
 
@@ -250,20 +265,26 @@ def tap_mma(acc, x_ptr, x_pix, ok, sxc, w_ptr, w_tap, swc, C, mask_n, UPCAST: tl
 
 @triton.jit
 def conv_taps_mma(acc, x_ptr, x_row, ih0, iw0, mask_m, H, W, dil_h, dil_w, sxh, sxw, sxc, w_ptr, w_col, swh, sww,
-                  swc, C, mask_n, KH: tl.constexpr, KW: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
-                  BLOCK_K: tl.constexpr):
+                  swc, C, mask_n, w_desc, n0, KH: tl.constexpr, KW: tl.constexpr, UPCAST: tl.constexpr,
+                  IEEE: tl.constexpr, USE_TMA: tl.constexpr, BLOCK_K: tl.constexpr):
     """acc += sum over the KH x KW taps and the C channels of x[pixel at the tap, c] @ w[c, tap, cols].
 
     One flat loop over (tap, channel block) rather than a channel loop per unrolled tap: Triton software-
     pipelines a loop (num_stages: cp.async on sm_80, async wgmma on sm_90), and the per-tap loops of a
     64-channel layer have two iterations each, too short to fill a pipeline. The tap's coordinates and
     bounds are recomputed per iteration (a few integer ops on BLOCK_M lanes, next to a BLOCK_M x BLOCK_N x
-    BLOCK_K MMA)."""
+    BLOCK_K MMA).
+
+    USE_TMA: the weight tile comes through ``w_desc`` (``weight_descriptor``: the (taps, C_out, C_in) view
+    of a K-contiguous weight), one TMA copy per stage instead of BLOCK_N x BLOCK_K / 8 cp.async by every
+    thread; ``n0`` is the tile's first output channel. Channels past C_in and rows past C_out come back as
+    zeros from the copy itself; rows of the next group (groups > 1) only reach the masked columns."""
     offs_k = tl.arange(0, BLOCK_K)
     c_blocks = tl.cdiv(C, BLOCK_K)
     for kk in range(KH * KW * c_blocks):
         tap = kk // c_blocks
-        c = (kk - tap * c_blocks) * BLOCK_K + offs_k
+        c0 = (kk - tap * c_blocks) * BLOCK_K
+        c = c0 + offs_k
         r = tap // KW
         s = tap - r * KW
         ih = ih0 + r * dil_h
@@ -272,8 +293,11 @@ def conv_taps_mma(acc, x_ptr, x_row, ih0, iw0, mask_m, H, W, dil_h, dil_w, sxh, 
         mask_c = c < C
         a = tl.load(x_ptr + (x_row + ih * sxh + iw * sxw)[:, None] + c[None, :] * sxc,
                     mask=ok[:, None] & mask_c[None, :], other=0.0)
-        b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swc,
-                    mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+        if USE_TMA:
+            b = tl.trans(tl.reshape(w_desc.load([tap, n0, c0]), (w_desc.block_shape[1], BLOCK_K)))
+        else:
+            b = tl.load(w_ptr + (w_col + r * swh + s * sww)[None, :] + c[:, None] * swc,
+                        mask=mask_c[:, None] & mask_n[None, :], other=0.0)
         acc = mma(acc, a, b, UPCAST, IEEE)
     return acc
 
@@ -422,6 +446,63 @@ def shuffle_dest(c, OFF, CPG, SG):
 
 
 # --------------------------------------------------------------------------------- host-side launch helpers
+# Tests set FORCE_TMA[0] to run the TMA paths (the weight through a tensor descriptor) under the interpreter,
+# which loads a descriptor's box with the same zero fill past the tensor's edges as TMA does.
+FORCE_TMA = [False]
+
+
+def weight_descriptor(w: torch.Tensor, force: bool | None = None):
+    """A TMA descriptor of a conv weight (D0, D1, KH, KW) as a (taps, D0, D1) tensor, tap = r * KW + s; None
+    where the weight keeps its pointer loads. The forward reads it as (taps, C_out, C_in/groups), the stride-
+    phase gather as (taps, input-role channels, output-role channels per group).
+
+    Taken on sm_90 (``device_capability``) for 16-bit weights whose dim 1 is contiguous (a channels_last
+    weight, or any 1x1 one) with the taps one stride apart and 16-byte aligned rows, as TMA needs. Not
+    under the interpreter unless forced (``force``, default ``FORCE_TMA[0]``: the tests' run of the TMA
+    index math on the CPU): the pointer path is what every other device compiles. Its block shape is set
+    per autotune config by a config pre_hook (``set_weight_block``)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    force = FORCE_TMA[0] if force is None else force
+    if not force and (interpreting() or not is_hopper(device_capability(w))):
+        return None
+    if w.dtype not in (torch.float16, torch.bfloat16) or w.dim() != 4:
+        return None
+    c_out, cg_in, kh, kw = w.shape
+    so, sc, sh, sw = w.stride()
+    taps = kh * kw
+    if sc != 1 and cg_in > 1:
+        return None
+    # The taps as one dimension: (r, s) at r * KW + s, one stride apart (a size-1 dim's stride is free).
+    if taps == 1:
+        tap_stride = so
+    elif kw == 1:
+        tap_stride = sh
+    elif kh == 1 or sh == kw * sw:
+        tap_stride = sw
+    else:
+        return None
+    size = w.element_size()
+    if w.data_ptr() % 16 or (so * size) % 16 or (tap_stride * size) % 16:
+        return None
+    # The block shape is a placeholder until the config's pre_hook sets it.
+    return TensorDescriptor(w, [taps, c_out, cg_in], [tap_stride, so, 1], [1, 16, 16])
+
+
+def set_weight_block(nargs: dict) -> None:
+    """Config pre_hook of the forward: the weight box is one tap of BLOCK_N output x BLOCK_K input channels."""
+    desc = nargs.get("w_desc")
+    if desc is not None:
+        desc.block_shape = [1, nargs["BLOCK_N"], nargs["BLOCK_K"]]
+
+
+def set_weight_block_kn(nargs: dict) -> None:
+    """Config pre_hook of the phase gather: one tap of BLOCK_K input-role x BLOCK_N output-role channels."""
+    desc = nargs.get("w_desc")
+    if desc is not None:
+        desc.block_shape = [1, nargs["BLOCK_K"], nargs["BLOCK_N"]]
+
+
 def channels_last(t: torch.Tensor) -> bool:
     return t.stride(1) == 1 and t.shape[1] > 1
 
