@@ -8,8 +8,9 @@ limit, a type error only codegen sees) would first show up on a GPU. This script
 How the launches are found: small problems go through the public ops (forward and backward, every dtype,
 layout, bias/epilogue flag, kernel family) with the Triton backend forced on CPU tensors. Triton's launch
 is intercepted: each launch is bound exactly as ``JITFunction.run`` binds it for an sm_90 target (argument
-types, int specialisation, constexprs), every autotune config of the kernel is added (the tests and
-benchmarks reach all of them on large problems), and nothing is executed. Large-tensor launches (INT64
+types, int specialisation, constexprs), every autotune config an sm_90 device can reach for the launch's
+dtype is added (the tests and benchmarks reach all of them on large problems; with --hopper, the configs
+the autotuner's own pruning keeps for the problem on an H100/H200), and nothing is executed. Large-tensor launches (INT64
 indexing) come from untouched virtual allocations. Each distinct specialisation is then compiled with
 ``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32))``; registers come from cuobjdump,
 spills from ptxas -v, shared memory from Triton's metadata.
@@ -135,13 +136,30 @@ def _recording_autotune(self, *args, **kwargs):
     (it sizes the tensor descriptors to the config's tile)."""
     self.nargs = dict(zip(self.arg_names, args))
     try:
-        configs = self.prune_configs(kwargs) if _PRUNE[0] else self.configs
+        configs = self.prune_configs(kwargs) if _PRUNE[0] else _sm90_reachable(self.configs, self.nargs)
         for config in configs:
             if config.pre_hook is not None:
                 config.pre_hook({**self.nargs, **kwargs, **config.all_kwargs()})
             self.fn.run(*args, **kwargs, **config.all_kwargs())
     finally:
         self.nargs = None
+
+
+def _sm90_reachable(configs, nargs: dict) -> list:
+    """The GEMM configs an sm_90 device can benchmark for this launch's dtype on some problem: its tile list
+    (cnnkern.triton.tiles.gemm_tile_space; a kernel whose configs hold none of that list keeps today's tiles
+    everywhere), within the shared-memory estimate. Kernels without BLOCK_M/N/K tiles keep every config."""
+    from cnnkern.triton.tiles import gemm_tile_space, tile_key, tile_smem_bytes
+
+    gemm = [c for c in configs if all(k in c.kwargs for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))]
+    t = next((v for v in nargs.values() if isinstance(v, torch.Tensor)), None)
+    if len(gemm) != len(configs) or t is None:
+        return configs
+    space = set(gemm_tile_space((9, 0), t.dtype))
+    keys = {tile_key(c) for c in gemm}
+    if not keys & space:
+        space = keys
+    return [c for c in configs if tile_key(c) in space and tile_smem_bytes(tile_key(c), t.dtype) <= SM90_MAX_SMEM]
 
 
 def _as_hopper() -> None:
@@ -664,8 +682,11 @@ def main() -> int:
                                         "kernel really compiles)")
     ap.add_argument("--only", help="compile only kernels whose name contains this")
     ap.add_argument("--hopper", action="store_true",
-                    help="instead: the 16-bit GEMM kernels at benchmark-like alignment, every config, and fail "
-                         "unless each warpgroup-sized tile compiles to wgmma fed by cp.async/TMA")
+                    help="instead: the 16-bit GEMM kernels at benchmark-like alignment and ResNet-50 sizes, with "
+                         "the configs the autotuner keeps for them on sm_90; fail unless each warpgroup-sized "
+                         "tile compiles to wgmma fed by cp.async/TMA and each sm_90 tile (HOPPER_GEMM_TILES) "
+                         "has no spill, <= 255 registers, smem within 227 KB and the pruning's estimate, and "
+                         "TMA where USE_TMA")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
