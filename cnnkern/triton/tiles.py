@@ -105,7 +105,7 @@ def gemm_tile_space(capability, dtype: torch.dtype, hopper: bool = True) -> tupl
 
 def tile_smem_bytes(tile, dtype: torch.dtype) -> int:
     """Shared memory of a tile's operand pipeline: one A (BLOCK_M x BLOCK_K) and one B (BLOCK_K x BLOCK_N)
-    buffer per stage, plus 16 B per stage for the mbarrier a TMA-fed stage waits on (8 B; what Triton 3.8
+    buffer per stage, plus 16 B per stage for the mbarrier a TMA-fed stage waits on (8 B; what Triton 3.6/3.8
     allocates for the sm_90 tiles is exactly operands + 8 B per stage with TMA, operands alone without, and
     the epilogue reuses the buffers). scripts/triton_sm90_check.py --hopper fails if a compiled tile needs
     more than this."""
