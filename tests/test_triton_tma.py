@@ -156,6 +156,10 @@ def test_which_weights_get_a_descriptor(monkeypatch):
     monkeypatch.setattr(tiles, "interpreting", lambda: False)
     monkeypatch.setattr(tiles, "device_capability", lambda t: (9, 0))
     assert tiles.weight_descriptor(w3.to(memory_format=cl)) is not None
+    # ... unless CNNKERN_TRITON_TMA=0 keeps sm_90 on pointer loads.
+    monkeypatch.setenv("CNNKERN_TRITON_TMA", "0")
+    assert tiles.weight_descriptor(w3.to(memory_format=cl)) is None
+    monkeypatch.delenv("CNNKERN_TRITON_TMA")
     monkeypatch.setattr(tiles, "device_capability", lambda t: (8, 0))
     assert tiles.weight_descriptor(w3.to(memory_format=cl)) is None
 

@@ -8,6 +8,8 @@ the stride-phase gather, has its own module (phase_gather.py) built on this one.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -451,6 +453,12 @@ def shuffle_dest(c, OFF, CPG, SG):
 FORCE_TMA = [False]
 
 
+def tma_enabled() -> bool:
+    """``CNNKERN_TRITON_TMA=0`` keeps the weight on pointer loads on sm_90 too: the TMA path has not run on a
+    GPU yet (2026-12-01), and a GPU session must be able to tell the two apart in one process."""
+    return os.environ.get("CNNKERN_TRITON_TMA", "1").strip().lower() not in ("0", "off", "false")
+
+
 def weight_descriptor(w: torch.Tensor, force: bool | None = None):
     """A TMA descriptor of a conv weight (D0, D1, KH, KW) as a (taps, D0, D1) tensor, tap = r * KW + s; None
     where the weight keeps its pointer loads. The forward reads it as (taps, C_out, C_in/groups), the stride-
@@ -464,7 +472,7 @@ def weight_descriptor(w: torch.Tensor, force: bool | None = None):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     force = FORCE_TMA[0] if force is None else force
-    if not force and (interpreting() or not is_hopper(device_capability(w))):
+    if not force and (interpreting() or not tma_enabled() or not is_hopper(device_capability(w))):
         return None
     if w.dtype not in (torch.float16, torch.bfloat16) or w.dim() != 4:
         return None
