@@ -15,7 +15,7 @@
 //     same swizzled layout, then one cp.async.mbarrier.arrive.noinc each on 'full'.
 //   warpgroups 1, 2, consumers: rows 64*w .. 64*w+63 of the tile; per k tile wait 'full', 4 wgmma
 //     m64nBNk16 (k16 steps = +32 bytes in the descriptors), commit, wait_group<1>, then release the PREVIOUS
-//     k tile's stage (its wgmma have retired) with one arrival per warp on 'empty'. After the tile:
+//     k tile's stage (its wgmma have retired; Pipe::released_it) with one arrival per warp on 'empty'. After the tile:
 //     wait_group<0>, release, and the epilogue straight from the accumulator registers to global memory,
 //     while the producer already fills the stages of the next tile.
 // The role bodies are split into host-callable pieces (which copies, which descriptors, which output
@@ -83,6 +83,11 @@ struct Pipe {
   // with the opposite parity (the first pass over the ring waits for the phase "before the first").
   CNNKERN_HD static unsigned full_parity(int it) { return static_cast<unsigned>(it / Tile::kStages) & 1u; }
   CNNKERN_HD static unsigned empty_parity(int it) { return full_parity(it) ^ 1u; }
+  // wgmma groups a consumer leaves in flight after its per-k-tile wait_group, and the iteration whose stage
+  // it may then release ('empty'): only stages whose MMAs have retired. The tile tail (wait_group<0>)
+  // releases the rest.
+  static constexpr int kMmaInFlight = 1;
+  CNNKERN_HD static int released_it(int it) { return it - kMmaInFlight; }
 };
 
 // Persistent tile scheduler: tile -> (m0, n0), n fastest, so that the few CTAs working on one pixel block
@@ -269,7 +274,7 @@ __global__ void __launch_bounds__(FwdTile<BN>::kThreads, 1)
       sched.coords<Tile>(tile, m0, n0);
 #pragma unroll
       for (int i = 0; i < Tile::kAccRegs; ++i) acc[i] = 0.0f;
-      int prev = -1;
+      const int it0 = it;
       for (int kt = 0; kt < kt_n; ++kt, ++it) {
         const int s = P::stage(it);
         mbar_wait(full + s, P::full_parity(it));
@@ -281,14 +286,15 @@ __global__ void __launch_bounds__(FwdTile<BN>::kThreads, 1)
         for (int kk = 0; kk < Tile::kKSteps; ++kk) Wgmma<T, BN>::mma(acc, a_desc<Tile>(st, w, kk), b_desc<Tile>(st, kk), 1);
         wgmma_commit();
         fence_regs(acc);
-        wgmma_wait<1>();
+        wgmma_wait<P::kMmaInFlight>();
         fence_regs(acc);
-        if (prev >= 0 && lane0) mbar_arrive(empty + prev);
-        prev = s;
+        const int r = P::released_it(it);
+        if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
       }
       wgmma_wait<0>();
       fence_regs(acc);
-      if (prev >= 0 && lane0) mbar_arrive(empty + prev);
+      for (int r = P::released_it(it - 1) + 1; r < it; ++r)
+        if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
       store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n);
     }
   }
