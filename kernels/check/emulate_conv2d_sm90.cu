@@ -19,11 +19,13 @@
 //    when its group retires (wait_group<1> / <0>): a difference means the stage was overwritten while the
 //    MMA could still read it (released too early). The fp32 product is scattered into the register
 //    fragments by the documented m64nNk16 accumulator layout, and the kernel's store_tile (with its
-//    acc_row / acc_col) writes them through the conv epilogue.
+//    acc_row and quad exchange; __shfl_sync replayed as "the source lane's quad_send of the same round")
+//    writes them through the conv epilogue.
 //
 // Checked against a double reference, outputs NaN-poisoned, fp16 and bf16, BN 64 and 128, plain and act
 // epilogues, several grid sizes (tiles per block 1..3, so the stage ring continues across tiles).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -345,10 +347,22 @@ bool replay_block(const sm90::FwdArgs<T, E, BN>& args, const Conv2dFwdParams<T>&
           if (r >= c.it0) release(P::stage(r));
         int m0, n0;
         args.sched.template coords<Tile>(tiles[it / kt_n], m0, n0);
+        std::vector<std::array<float, R>> frags(128);
+        for (int t = 0; t < 128; ++t) {
+          float f[R];
+          fragments(c, t, f);
+          std::copy(f, f + R, frags[t].begin());
+        }
         for (int t = 0; t < 128; ++t) {
           float frag[R];
-          fragments(c, t, frag);
-          sm90::store_tile<Tile>(args.epi, frag, t, w, m0, n0, args.m, args.n);
+          std::copy(frags[t].begin(), frags[t].end(), frag);
+          // __shfl_sync within the quad: what the source lane offers in the same round.
+          auto xchg = [&](float, float, int src, int h, int jg, int r, float& r0, float& r1) {
+            float fs[R];
+            std::copy(frags[(t & ~3) | src].begin(), frags[(t & ~3) | src].end(), fs);
+            sm90::quad_send<Tile>(fs, src, h, jg, r, r0, r1);
+          };
+          sm90::store_tile<Tile>(args.epi, frag, t, w, m0, n0, args.m, args.n, xchg);
         }
       }
     } else if (act.first == 2) {

@@ -16,8 +16,9 @@
 //   warpgroups 1, 2, consumers: rows 64*w .. 64*w+63 of the tile; per k tile wait 'full', 4 wgmma
 //     m64nBNk16 (k16 steps = +32 bytes in the descriptors), commit, wait_group<1>, then release the PREVIOUS
 //     k tile's stage (its wgmma have retired; Pipe::released_it) with one arrival per warp on 'empty'. After the tile:
-//     wait_group<0>, release, and the epilogue straight from the accumulator registers to global memory,
-//     while the producer already fills the stages of the next tile.
+//     wait_group<0>, release, and the epilogue straight from the accumulator registers to global memory
+//     (a quad shuffle gives each lane 8 consecutive channels: one 16-byte store per run), while the
+//     producer already fills the stages of the next tile.
 // The role bodies are split into host-callable pieces (which copies, which descriptors, which output
 // coordinates) so that kernels/check/emulate_conv2d_sm90.cu replays them with its own model of the
 // mbarriers, cp.async, TMA and wgmma operand fetch.
@@ -185,26 +186,65 @@ CNNKERN_HD uint64_t b_desc(uint32_t stage, int kk) {
   return sw128_desc(stage + static_cast<uint32_t>(Tile::kABytes + kk * 32));
 }
 
-// Accumulators of consumer thread t (of warpgroup w) -> the output through the conv epilogue: each
-// register pair (i, i+1) is two adjacent channels of one pixel. Each thread has two pixels per tile
-// (acc_row of pairs 0 and 1), decomposed once.
-template <class Tile, class Epi>
+// Accumulators of consumer thread t (of warpgroup w) -> the output through the conv epilogue.
+// A thread holds, per n8 block, 2 adjacent channels of 2 pixels (acc_row of pairs 0 and 1). Four lanes of a
+// quad (t & 3 = q) hold the 4 pairs of each n8 block of the same 2 pixels, so for every group of 4 n8
+// blocks (jg) the quad transposes its pairs in 4 rounds of shuffles: in round r lane q offers its pair of
+// block (q - r) & 3 (quad_send) and takes the pair lane (q + r) & 3 offers (quad_src), which is that
+// lane's 2 channels of block q (quad_place). Then lane q owns 8 consecutive channels of block 4 jg + q
+// and stores them with one conv-epilogue run (one 16-byte store for a channels-last output) instead of
+// four 2-channel runs. Each thread's two pixels are decomposed once per tile.
+template <class Tile>
+CNNKERN_HD void quad_send(const float (&acc)[Tile::kAccRegs], int q, int h, int jg, int r, float& s0, float& s1) {
+  const int jb = (q - r) & 3;
+  s0 = 0.0f;
+  s1 = 0.0f;
+#pragma unroll
+  for (int jj = 0; jj < 4; ++jj) {  // selects, not a dynamically indexed (local-memory) array
+    if (jj == jb) {
+      const int i = 4 * (4 * jg + jj) + 2 * h;
+      s0 = acc[i];
+      s1 = acc[i + 1];
+    }
+  }
+}
+CNNKERN_HD constexpr int quad_src(int q, int r) { return (q + r) & 3; }
+CNNKERN_HD void quad_place(float (&v)[kEpiRun], int p, float r0, float r1) {
+#pragma unroll
+  for (int pp = 0; pp < 4; ++pp) {
+    if (pp == p) {
+      v[2 * pp] = r0;
+      v[2 * pp + 1] = r1;
+    }
+  }
+}
+
+// xchg(s0, s1, src, h, jg, r, r0, r1): the quad shuffle (device: __shfl_sync from lane (lane & ~3) | src;
+// the emulator: quad_send of the source lane for the same h, jg, r). Every lane runs every round
+// (no early exits before the shuffles).
+template <class Tile, class Epi, class Xchg>
 CNNKERN_HD void store_tile(const Epi& e, const float (&acc)[Tile::kAccRegs], int t, int w, int m0, int n0, int m,
-                           int n) {
+                           int n, Xchg&& xchg) {
+  static_assert(Tile::kBN % 32 == 0, "groups of four n8 blocks");
+  const int q = t & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int mi = m0 + 64 * w + acc_row(t, 2 * h);
-    if (mi >= m) continue;
-    const typename EpiRun<Epi>::Row row = EpiRun<Epi>::row(e, mi);
+    const bool row_ok = mi < m;
+    typename EpiRun<Epi>::Row row{};
+    if (row_ok) row = EpiRun<Epi>::row(e, mi);
 #pragma unroll
-    for (int j = 0; j < Tile::kBN / 8; ++j) {
-      const int i = 4 * j + 2 * h;
-      const int nj = n0 + acc_col(t, i);
-      if (nj >= n) continue;
+    for (int jg = 0; jg < Tile::kBN / 32; ++jg) {
       float v[kEpiRun];
-      v[0] = acc[i];
-      v[1] = acc[i + 1];
-      EpiRun<Epi>::store_run(e, row, mi, nj, n - nj < 2 ? n - nj : 2, v);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        float s0, s1, r0, r1;
+        quad_send<Tile>(acc, q, h, jg, r, s0, s1);
+        xchg(s0, s1, quad_src(q, r), h, jg, r, r0, r1);
+        quad_place(v, quad_src(q, r), r0, r1);
+      }
+      const int nj = n0 + 8 * (4 * jg + q);
+      if (row_ok && nj < n) EpiRun<Epi>::store_run(e, row, mi, nj, n - nj < kEpiRun ? n - nj : kEpiRun, v);
     }
   }
 }
@@ -295,7 +335,12 @@ __global__ void __launch_bounds__(FwdTile<BN>::kThreads, 1)
       fence_regs(acc);
       for (int r = P::released_it(it - 1) + 1; r < it; ++r)
         if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
-      store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n);
+      const int quad_base = (t & 31) & ~3;
+      store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n,
+                       [&](float s0, float s1, int src, int, int, int, float& r0, float& r1) {
+                         r0 = __shfl_sync(0xffffffffu, s0, quad_base | src);
+                         r1 = __shfl_sync(0xffffffffu, s1, quad_base | src);
+                       });
     }
   }
 #else

@@ -53,7 +53,8 @@ CNNKERN_HD constexpr uint64_t sw128_desc(uint32_t addr) {
          (kDescLayoutSw128 << 62);
 }
 
-// The accumulator register map (see the header comment); t = thread index within the warpgroup.
+// The accumulator register map (see the header comment); t = thread index within the warpgroup. The
+// conv epilogue uses acc_row and the column rule of acc_col through its quad exchange (store_tile).
 CNNKERN_HD constexpr int acc_row(int t, int i) { return 16 * (t >> 5) + ((t & 31) >> 2) + 8 * ((i >> 1) & 1); }
 CNNKERN_HD constexpr int acc_col(int t, int i) { return 8 * (i >> 2) + 2 * (t & 3) + (i & 1); }
 
