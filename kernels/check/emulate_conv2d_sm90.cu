@@ -23,7 +23,8 @@
 //    writes them through the conv epilogue.
 //
 // Checked against a double reference, outputs NaN-poisoned, fp16 and bf16, BN 64 and 128, plain and act
-// epilogues, several grid sizes (tiles per block 1..3, so the stage ring continues across tiles).
+// epilogues, x / y channels-last or aligned channel slices of wider buffers (y also NCHW), several grid
+// sizes (tiles per block 1..3, so the stage ring continues across tiles).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -396,9 +397,9 @@ bool replay_block(const sm90::FwdArgs<T, E, BN>& args, const Conv2dFwdParams<T>&
 }
 
 template <class T, EpiKind E, int BN>
-void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng) {
+void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng, int x_layout = kNHWC) {
   ++g_runs;
-  Tensor4<T> x(c.n, c.cin, c.h, c.w, kNHWC), w(c.cout, c.cin, c.kh, c.kw, kNHWC),
+  Tensor4<T> x(c.n, c.cin, c.h, c.w, x_layout), w(c.cout, c.cin, c.kh, c.kw, kNHWC),
       y(c.n, c.cout, c.oh(), c.ow(), out_layout);
   x.fill_random(rng);
   w.fill_random(rng);
@@ -414,6 +415,8 @@ void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng) {
   if (E == EpiKind::kAct) prm.aff = ChannelAffine{ChannelVec{scale.data(), 1, true}, ChannelVec{shift.data(), 1, true}, act};
   const auto args = sm90::FwdArgs<T, E, BN>::make(prm, out_layout != kNHWC);
   EXPECT(args.k % sm90::FwdTile<BN>::kBK == 0, "case %s: K not a multiple of 64", c.name);
+  // What the host route requires of x (csrc: GatherMap::kChannelVec): channels-last, 16-byte vectors.
+  EXPECT(x.channels_fast() && x.vec_ok(8), "case %s: x layout %s is not routable", c.name, emulate::layout_name(x_layout));
 
   bool proto = true;
   for (int b = 0; b < grid; ++b) proto &= replay_block(args, prm, b, grid, rng);
@@ -446,9 +449,10 @@ void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng) {
     if (!(std::isfinite(got) && std::fabs(got - z) <= emulate::tol<T>() * m) && bad++ < 5)
       std::printf("  %s y[%d,%d,%d,%d]=%g ref=%g\n", c.name, n, o, p, q, got, z);
   });
-  EXPECT(proto && bad == 0 && y.clobbered() == 0, "%s %s BN=%d epi=%d act=%d grid=%d out=%s: protocol %s, %d mismatches",
-         c.name, sizeof(T) == 2 && std::is_same<T, __half>::value ? "f16" : "bf16", BN, static_cast<int>(E), act, grid,
-         emulate::layout_name(out_layout), proto ? "ok" : "FAILED", bad);
+  EXPECT(proto && bad == 0 && y.clobbered() == 0,
+         "%s %s BN=%d epi=%d act=%d grid=%d x=%s out=%s: protocol %s, %d mismatches", c.name,
+         std::is_same<T, __half>::value ? "f16" : "bf16", BN, static_cast<int>(E), act, grid,
+         emulate::layout_name(x_layout), emulate::layout_name(out_layout), proto ? "ok" : "FAILED", bad);
 }
 
 template <class T>
@@ -461,6 +465,8 @@ void run_type(const std::vector<Case>& cases) {
     run<T, EpiKind::kPlain, 64>(c, kNHWC, kActNone, std::max(1, m_tiles - 1), rng);
     run<T, EpiKind::kAct, 128>(c, kNCHW, kActRelu, 2, rng);
     run<T, EpiKind::kAct, 64>(c, kNHWC, kActSilu, 3, rng);
+    // x and y as aligned channel slices of wider channels-last buffers (pixel stride C + 8)
+    run<T, EpiKind::kPlain, 128>(c, emulate::kNHWCPadded, kActNone, 2, rng, emulate::kNHWCPadded);
     }
 }
 
