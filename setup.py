@@ -88,6 +88,20 @@ def _arch_list(torch) -> tuple[str, str]:
     return DEFAULT_ARCH_LIST, "default (no GPU visible)"
 
 
+def _sm90a_arch_list(archs: str) -> str:
+    """The arch list with a plain "9.0" entry replaced by "9.0a".
+
+    wgmma and TMA-with-mbarrier (kernels/conv/conv2d_fwd_sm90.cuh) exist only in the arch-specific target
+    sm_90a; torch's cpp_extension accepts "9.0a" and turns it into -gencode=arch=compute_90a,code=sm_90a.
+    sm_90a code runs on every compute capability 9.0 device (H100, H200, GH200), so the swap costs nothing
+    (no second sm_90 compile of every file). "9.0+PTX" is left alone: its PTX is meant for newer GPUs,
+    which compute_90a PTX would not serve; such a build has no sm_90a kernel and the extension routes
+    every problem to the sm_80-class kernels (csrc/cuda/conv2d_sm90.h, CNNKERN_HAS_SM90A).
+    """
+    entries = [a for a in re.split(r"[;\s]+", archs) if a]
+    return ";".join("9.0a" if a == "9.0" else a for a in entries)
+
+
 def _encode_arch_list(archs: str) -> str:
     """Arch list as bare preprocessor tokens joined by ':' (stringized in C++): nothing a shell splits on."""
     entries = [a for a in re.split(r"[;\s]+", archs) if a]
@@ -180,6 +194,7 @@ def _configure() -> tuple[list, dict, dict]:
     os.environ["CUDA_HOME"] = cuda_home
     cpp_extension.CUDA_HOME = cuda_home
     archs, arch_source = _arch_list(torch)
+    archs = _sm90a_arch_list(archs)
     os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     info["arch_list"] = f"{archs} ({arch_source})"
     info["build_C"] = True
@@ -203,7 +218,9 @@ def _configure() -> tuple[list, dict, dict]:
             # No --use_fast_math: the fp32 path must match PyTorch to ~1e-5. -Xfatbin=-compress-all: the cubins
             # (with -lineinfo's line tables and PTX text) compress ~5x, so that the extension, which must travel
             # to the GPU machines, stays small (~300 fused conv+BN kernel variants would make it 79 MB).
-            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xfatbin=-compress-all"],
+            # CNNKERN_HAS_SM90A: the build holds sm_90a code, so the wgmma conv2d forward may be routed to.
+            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xfatbin=-compress-all"]
+            + (["-DCNNKERN_HAS_SM90A=1"] if "9.0a" in re.split(r"[;\s]+", archs) else []),
         },
     )
     cmdclass = {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}

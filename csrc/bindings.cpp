@@ -21,6 +21,12 @@
 #define CNNKERN_ARCH_LIST_STR "unknown"
 #endif
 
+namespace cnnkern {
+// csrc/cuda/conv2d_fwd_sm90.cu: nullptr when the sm_90a wgmma forward is enabled (CNNKERN_SM90_WGMMA=1),
+// built (sm_90a code) and the device is sm_90; else the reason.
+const char* sm90_wgmma_gate(int device);
+}  // namespace cnnkern
+
 namespace {
 
 std::string arch_list() {
@@ -46,4 +52,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return d;
       },
       "Toolkit, torch version and CUDA architectures this extension was compiled for.");
+  m.def(
+      "sm90_wgmma_gate",
+      [](int device) {
+        const char* why = cnnkern::sm90_wgmma_gate(device);
+        return std::string(why == nullptr ? "" : why);
+      },
+      "'' when the sm_90a wgmma conv2d forward may run on `device` (env, build, device); else why not.");
 }

@@ -119,7 +119,8 @@ def parse_ptxas(text: str) -> dict[str, dict[str, int]]:
 
 _SASS_FUNC = re.compile(r"^\s*Function : (\S+)")
 # "/*0120*/   @!P0 LDG.E.128.CONSTANT R8, desc[UR4][R2.64] ;" -> opcode with its modifiers
-_SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)")
+# Modifiers are upper case, except the "x" of shape modifiers such as HGMMA.64x128x16.
+_SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+(?:x[0-9]+)*)*)")
 
 
 def parse_sass(text: str) -> dict[str, Counter]:
@@ -199,6 +200,7 @@ class Unit:
     family: str
     label: str          # what the report calls it (a path relative to the repository, or <family>.snippet)
     path: Path          # the .cu to compile
+    arch: str = ARCH    # -arch (the family's: sm_90, or sm_90a for the wgmma / TMA kernels)
 
 
 @dataclass
@@ -215,11 +217,11 @@ def units_for(fam: Family, dtypes: list[str], workdir: Path) -> list[Unit]:
         if src.generated:
             for dt in dtypes:
                 for p in sorted((ROOT / "csrc" / "cuda").glob(f"{src.generated}_*_{dt}.cu")):
-                    units.append(Unit(fam.name, str(p.relative_to(ROOT)), p))
+                    units.append(Unit(fam.name, str(p.relative_to(ROOT)), p, fam.arch))
         else:
             p = workdir / f"{fam.name}_{src.name}.cu"
             p.write_text(src.snippet)
-            units.append(Unit(fam.name, f"{fam.name}:{src.name} (snippet)", p))
+            units.append(Unit(fam.name, f"{fam.name}:{src.name} (snippet)", p, fam.arch))
     return units
 
 
@@ -227,7 +229,7 @@ def compile_unit(unit: Unit, nvcc: str, cuobjdump: str, shim: Path, workdir: Pat
     start = time.monotonic()
     cubin = workdir / (re.sub(r"[^A-Za-z0-9_.]", "_", unit.label) + ".cubin")
     cmd = [nvcc, "-std=c++20", *EXT_NVCC_FLAGS, *TORCH_CUDA_DEFINES, f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'csrc'}",
-           f"-I{shim}", f"-arch={ARCH}", "-cubin", "-Xptxas", "-v", "-o", str(cubin), str(unit.path)]
+           f"-I{shim}", f"-arch={unit.arch}", "-cubin", "-Xptxas", "-v", "-o", str(cubin), str(unit.path)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         return UnitResult(unit, time.monotonic() - start, error=(res.stderr or res.stdout)[-4000:])

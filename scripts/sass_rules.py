@@ -181,6 +181,9 @@ class Family:
     doc: str
     sources: list[Source]
     kernels: list[KernelRules] = field(default_factory=list)
+    # The -arch its units compile for: sm_90 for everything the extension builds for 9.0 without
+    # arch-specific features; sm_90a for the wgmma / TMA kernels (setup.py maps 9.0 -> 9.0a).
+    arch: str = "sm_90"
 
 
 # ---- the table --------------------------------------------------------------------------------------------
@@ -216,6 +219,17 @@ def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = 
     if spills:
         rules.append(KernelRules(rf"{head}{spills}", known_spills(f"4 bytes of spills; {FOUND}")))
     return rules
+
+
+# The sm_90a family compiles csrc/cuda/conv2d_fwd_sm90.cu as it is (its torch use is the shimmed c10 checks)
+# and pins the tile / pipeline arithmetic written in kernels/common/implicit_gemm_sm90.md.
+SM90_SNIPPET = """#include "cuda/conv2d_fwd_sm90.cu"
+using cnnkern::sm90::FwdTile;
+static_assert(FwdTile<128>::kStageBytes == 32 * 1024 && FwdTile<128>::kStages == 5, "BN 128: 5 x 32 KiB");
+static_assert(FwdTile<64>::kStageBytes == 24 * 1024 && FwdTile<64>::kStages == 7, "BN 64: 7 x 24 KiB");
+static_assert(FwdTile<128>::kSmemBytes <= 227 * 1024 && FwdTile<64>::kSmemBytes <= 227 * 1024, "opt-in limit");
+static_assert(FwdTile<128>::kThreads == 384, "1 producer + 2 consumer warpgroups");
+"""
 
 
 FAMILIES: list[Family] = [
@@ -318,5 +332,27 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
                         [has("LDG.128"), has("STG.128")]),
             KernelRules(r"channel_shuffle_kernel<", [max_regs(32, "8 CTAs x 256 threads per SM")]),
         ],
+    ),
+    Family(
+        "conv2d_sm90", "sm_90a conv2d forward: wgmma + TMA weights + cp.async im2col, warp-specialized, persistent",
+        # The extension's launch file itself (c10 shimmed): exactly the instantiations it launches, plus
+        # static_asserts of the pipeline arithmetic the notes rely on (common/implicit_gemm_sm90.md).
+        [Source(name="launch", snippet=SM90_SNIPPET)],
+        [
+            KernelRules(r"conv2d_fwd_sm90_kernel<", [
+                has("HGMMA", 4),      # 4 k16 steps of wgmma per 64-wide k tile
+                has("UTMALDG"),       # the weight tile by TMA
+                has("LDGSTS", 8),     # the im2col gather: 8 16-byte cp.async per producer thread per stage
+                has(r"^SYNCS"),       # mbarrier wait / arrive / expect_tx
+                has("WARPGROUP"),     # wgmma fence / wait (WARPGROUP.ARRIVE / WARPGROUP.DEPBAR)
+                lacks("HMMA"),        # no mma.sync fallback compiled in
+                # 384 threads, 1 CTA per SM: 65536 / 384 = 170 -> 168 in the allocation granule of 8.
+                max_regs(168, "3 warpgroups x 1 CTA per SM"),
+                max_smem(0),          # all of it dynamic: FwdTile::kSmemBytes
+            ]),
+            KernelRules(r"conv2d_fwd_sm90_kernel<.*, 128>", [has(r"^HGMMA\.64x128x16", 4)]),
+            KernelRules(r"conv2d_fwd_sm90_kernel<.*, 64>", [has(r"^HGMMA\.64x64x16", 4)]),
+        ],
+        arch="sm_90a",
     ),
 ]

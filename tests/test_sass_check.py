@@ -155,7 +155,8 @@ def test_table_is_well_formed():
             if src.generated:
                 assert list((ROOT / "csrc" / "cuda").glob(f"{src.generated}_*_bf16.cu")), src.generated
             else:
-                assert "template __global__" in src.snippet
+                # explicit instantiations, or the extension's launch file itself (conv2d_sm90)
+                assert "template __global__" in src.snippet or re.search(r'#include "cuda/\w+\.cu"', src.snippet)
         for kr in fam.kernels:
             re.compile(kr.pattern)
             for rule in kr.rules:
@@ -243,3 +244,32 @@ def test_dtype_bound_pattern_skipped_when_dtype_not_compiled():
     fam = sass_rules.Family("t", "test", [], [sass_rules.KernelRules("no_such", [sass_rules.has("BAR")], dtype="f16")])
     assert sass_check.evaluate(fam, {}, ["bf16", "f32"])[0] == []
     assert [o.status for o in sass_check.evaluate(fam, {}, ["f16"])[0]] == ["FAIL"]
+
+
+# sm_90a opcodes (cuobjdump 13.1 on the wgmma conv2d forward): the shape modifier of HGMMA has a lower-case
+# "x", which the parser keeps, so that a rule can tell m64n128k16 from m64n64k16.
+SASS_SM90A = """
+\t\tFunction : _ZN7cnnkern4sm9022conv2d_fwd_sm90_kernelI6__halfLNS_7EpiKindE0ELi128EEEv14CUtensorMap_stNS0_7FwdArgsIT_XT0_EXT1_EEE
+        /*0a00*/                   HGMMA.64x128x16.F32 R24, gdesc[UR4], R24 ;                 /* 0x00e00000041879f0 */
+        /*0a10*/                   HGMMA.64x128x16.F32 R24, gdesc[UR8], R24, gsb0 ;           /* 0x00e00000081879f0 */
+        /*0a20*/                   WARPGROUP.DEPBAR.LE gsb0, 0x1 ;                            /* 0x00000000000079af */
+        /*1f940*/                   UTMALDG.2D [UR4], [UR30] ;                               /* 0x000000041e0075b4 */
+        /*01b0*/                   SYNCS.EXCH.64 URZ, [UR10], UR4 ;                          /* 0x000000040a3f75b2 */
+        /*0040*/                   LDGSTS.E.BYPASS.LTC128B.128 [R3], desc[UR4][R6.64] ;       /* 0x0000000006037fae */
+"""
+
+
+def test_parse_sass_sm90a_shapes():
+    (ops,) = sass_check.parse_sass(SASS_SM90A).values()
+    assert ops["HGMMA.64x128x16.F32"] == 2 and ops["UTMALDG.2D"] == 1 and ops["WARPGROUP.DEPBAR.LE"] == 1
+    ks = sass_rules.KernelStats("k", "k", "u", {"regs": 110}, ops)
+    assert ks.count(r"^HGMMA\.64x128x16") == 2 and ks.count(r"^HGMMA\.64x64x16") == 0
+    assert ks.count("UTMALDG") == 1 and ks.count(r"^SYNCS") == 1 and ks.count("LDGSTS") == 1
+
+
+def test_sm90a_family_compiles_for_sm90a():
+    fams = {f.name: f for f in sass_rules.FAMILIES}
+    assert fams["conv2d_sm90"].arch == "sm_90a"
+    assert all(f.arch == "sm_90" for n, f in fams.items() if n != "conv2d_sm90")
+    (unit,) = sass_check.units_for(fams["conv2d_sm90"], ["f16"], Path(__import__("tempfile").mkdtemp()))
+    assert unit.arch == "sm_90a" and "conv2d_fwd_sm90.cu" in unit.path.read_text()

@@ -3,8 +3,11 @@ conv + BatchNorm epilogues (``conv2d_fwd_act``, ``conv2d_fwd_stats``: contract i
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from cnnkern._ext import extension
 from cnnkern.cuda import activation_code, stats_empty, why_not_with_op
 from cnnkern.cuda import why_not_problem as why_not  # noqa: F401  (the registry reads it)
 from cnnkern.problem.conv2d import Conv2dSpec
@@ -40,6 +43,55 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
 def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec) -> None:
     torch.ops.cnnkern_cuda.conv2d_bwd_weight(grad_out, x, grad_w, list(spec.stride), list(spec.pad_tl),
                                              list(spec.dilation), spec.groups)
+
+
+def _vec_ok(t: torch.Tensor, v: int) -> bool:
+    """csrc/cuda/host_common.h vec_ok: unit channel stride, the other strides that matter multiples of v,
+    the base aligned to v elements."""
+    if t.size(1) > 1 and t.stride(1) != 1:
+        return False
+    if any(t.size(d) > 1 and t.stride(d) % v != 0 for d in (0, 2, 3)):
+        return False
+    return t.data_ptr() % (v * t.element_size()) == 0
+
+
+def _channels_fast(t: torch.Tensor) -> bool:
+    step = t.stride(3) if t.size(3) > 1 else (t.stride(2) if t.size(2) > 1 else t.stride(0))
+    return t.size(1) > 1 and t.stride(1) < step
+
+
+def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: str = "plain") -> str | None:
+    """Why the CUDA forward would NOT run the sm_90a wgmma kernel (kernels/conv/conv2d_fwd_sm90.cuh), or None
+    when it would. Mirrors conv2d_fwd_sm90_why_not (csrc/cuda/conv2d_fwd_sm90.cu), same order: the kernel is
+    OFF by default until a GPU run verifies it (README, "Kernels rewritten after that run"). The extension
+    reads CNNKERN_SM90_WGMMA once per process; this reads it now."""
+    if os.environ.get("CNNKERN_SM90_WGMMA") != "1":
+        return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1"
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return "fp32 keeps the step-1 kernel"
+    if epilogue == "stats":
+        return "the statistics epilogue keeps the step-1 kernel"
+    if groups != 1:
+        return "grouped convolution"
+    c_in, c_out, kh, kw = w.size(1), w.size(0), w.size(2), w.size(3)
+    if not (_channels_fast(x) and c_in % 8 == 0 and _vec_ok(x, 8)):
+        return "x is not channels-last with 16-byte aligned pixels"
+    if c_in % 64 != 0:
+        return "C_in is not a multiple of 64"
+    if c_out % 8 != 0:
+        return "C_out is not a multiple of 8"
+    wk = w if _vec_ok(w, 8) else w.contiguous(memory_format=torch.channels_last)
+    n_st, c_st, h_st, w_st = wk.stride()
+    k = kh * kw * c_in
+    rows = (c_st == 1 and w_st == c_in and h_st == kw * c_in and n_st >= k and (n_st * wk.element_size()) % 16 == 0
+            and wk.data_ptr() % 16 == 0)
+    if not rows:
+        return "the filter is not channels-last contiguous per output channel with 16-byte aligned rows"
+    ext = extension()
+    if ext is None or not hasattr(ext, "sm90_wgmma_gate"):
+        return "this build of cnnkern._C has no sm_90a wgmma kernel"
+    why = ext.sm90_wgmma_gate(x.device.index if x.device.index is not None else 0)
+    return why or None
 
 
 # The fused kernels need a build of the extension that has their ops.

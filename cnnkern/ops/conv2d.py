@@ -495,8 +495,10 @@ def _traced(input, weight, bias, stride, padding, dilation, groups) -> Tensor:
 class DispatchReport(dict):
     """kernel name -> ``Choice``; prints as one line per kernel plus every rejected backend's reason."""
 
+    notes: list[str]
+
     def __str__(self) -> str:
-        return "\n".join(str(choice) for choice in self.values())
+        return "\n".join([str(choice) for choice in self.values()] + list(getattr(self, "notes", [])))
 
 
 def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
@@ -505,4 +507,14 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
     check_tensors(input, weight, bias)
     x = input.unsqueeze(0) if input.dim() == 3 else input
     plan = plan_for(x, weight, bias, stride, padding, dilation, groups)
-    return DispatchReport({f"{plan.family}_{k}": plan.choices[k] for k in _KERNELS})
+    report = DispatchReport({f"{plan.family}_{k}": plan.choices[k] for k in _KERNELS})
+    report.notes = []
+    fwd = plan.choices.get("fwd")
+    if fwd is not None and fwd.backend == "cuda" and plan.family == "conv2d":
+        # Which CUDA forward kernel: the sm_90a wgmma mainloop or the step-1 (sm_80-class) one.
+        from cnnkern.cuda.conv2d import sm90_wgmma_why_not
+
+        why = sm90_wgmma_why_not(x, weight, groups)
+        report.notes.append("  conv2d_fwd (cuda) variant: " +
+                            ("sm_90a wgmma + TMA" if why is None else f"step-1 mma.sync; not sm_90a wgmma: {why}"))
+    return report

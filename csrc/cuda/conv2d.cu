@@ -13,6 +13,7 @@
 
 #include "common/gemm_tile.cuh"
 #include "cuda/conv2d_launch.h"
+#include "cuda/conv2d_sm90.h"
 #include "cuda/host_common.h"
 #include "cuda/host_epilogue.h"
 #include "cuda/host_ops.h"
@@ -112,6 +113,10 @@ void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at
     at::Tensor wk;
     GatherMap map;
     const Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
+    if (conv2d_fwd_sm90_why_not<T>(p, map, EpiKind::kPlain, x.get_device()) == nullptr) {
+      launch_conv2d_fwd_sm90<T>(p, EpiKind::kPlain, !channels_fast(out), x.get_device(), stream);
+      return;
+    }
     launch_conv2d_fwd<T>(p, map, !channels_fast(out), stream);
   });
 }
@@ -135,6 +140,10 @@ void conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const std::optiona
     GatherMap map;
     Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
     p.aff = channel_affine(scale, shift, activation);
+    if (conv2d_fwd_sm90_why_not<T>(p, map, EpiKind::kAct, x.get_device()) == nullptr) {
+      launch_conv2d_fwd_sm90<T>(p, EpiKind::kAct, !channels_fast(out), x.get_device(), stream);
+      return;
+    }
     launch_conv2d_fwd_act<T>(p, map, !channels_fast(out), stream);
   });
   if (empty_reduction(x, w, out)) empty_reduction_act(out, scale, shift, activation);

@@ -1,0 +1,143 @@
+// Host side of the sm_90a conv2d forward: routing gates, the weight's TMA descriptor, the persistent launch.
+// The CUtensorMap is encoded with cuTensorMapEncodeTiled obtained from the driver at run time
+// (cudaGetDriverEntryPointByVersion; the plain cudaGetDriverEntryPoint is deprecated in CUDA 13), so the
+// extension does not link against libcuda.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
+
+#include "conv/conv2d_fwd_sm90.cuh"
+#include "cuda/conv2d_sm90.h"
+
+namespace cnnkern {
+namespace {
+
+bool env_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("CNNKERN_SM90_WGMMA");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
+int attr(cudaDeviceAttr a, int device) {
+  int v = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, device));
+  return v;
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  return fn;
+}
+
+template <class T>
+constexpr CUtensorMapDataType tma_type() {
+  return std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+
+template <class T, EpiKind E, int BN>
+void launch(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cudaStream_t stream) {
+  using Args = sm90::FwdArgs<T, E, BN>;
+  using Tile = sm90::FwdTile<BN>;
+  const Args args = Args::make(p, out_pixel_fast);
+  const sm90::WeightMapGeometry g = Args::weight_map(p);
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = encode_tiled();
+  TORCH_CHECK(encode != nullptr, "cnnkern conv2d_fwd (sm_90a): cuTensorMapEncodeTiled is not available from the driver");
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {g.dims[0], g.dims[1]};
+  const cuuint64_t strides[1] = {g.row_bytes};
+  const cuuint32_t box[2] = {g.box[0], g.box[1]};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(&map, tma_type<T>(), 2, const_cast<T*>(p.w), dims, strides, box, elem_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  TORCH_CHECK(r == CUDA_SUCCESS, "cnnkern conv2d_fwd (sm_90a): cuTensorMapEncodeTiled failed with ", static_cast<int>(r));
+
+  auto* kernel = &sm90::conv2d_fwd_sm90_kernel<T, E, BN>;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes));
+  const int sms = attr(cudaDevAttrMultiProcessorCount, device);
+  const int grid = std::max(1, std::min(args.sched.num_tiles(), sms));
+  kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(map, args);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T, EpiKind E>
+void launch_bn(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cudaStream_t stream) {
+  // BN 64 where C_out <= 64 (half of a 128-wide tile would multiply zeros), 128 otherwise.
+  if (p.s.cg_out <= 64) {
+    launch<T, E, 64>(p, out_pixel_fast, device, stream);
+  } else {
+    launch<T, E, 128>(p, out_pixel_fast, device, stream);
+  }
+}
+
+}  // namespace
+
+const char* sm90_wgmma_gate(int device) {
+  if (!env_enabled()) return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1";
+  if (!kBuiltWithSm90a) return "this build has no sm_90a code (TORCH_CUDA_ARCH_LIST without 9.0 / 9.0a)";
+  if (attr(cudaDevAttrComputeCapabilityMajor, device) != 9 || attr(cudaDevAttrComputeCapabilityMinor, device) != 0)
+    return "the device is not sm_90";
+  return nullptr;
+}
+
+template <class T>
+const char* conv2d_fwd_sm90_why_not(const Conv2dFwdParams<T>& p, GatherMap map, EpiKind epi, int device) {
+  if (!env_enabled()) return sm90_wgmma_gate(device);  // the default: one static bool, nothing else
+  if (sizeof(T) != 2) return "fp32 keeps the step-1 kernel";
+  if (epi == EpiKind::kStats) return "the statistics epilogue keeps the step-1 kernel";
+  const Conv2dShape& s = p.s;
+  if (s.groups != 1) return "grouped convolution";
+  if (map != GatherMap::kChannelVec) return "x is not channels-last with 16-byte aligned pixels";
+  if (s.cg_in % 64 != 0) return "C_in is not a multiple of 64";
+  if (s.cg_out % 8 != 0) return "C_out is not a multiple of 8";
+  const int64_t k = int64_t{s.kh} * s.kw * s.cg_in;
+  const bool w_rows = p.ws.c == 1 && p.ws.w == s.cg_in && p.ws.h == int64_t{s.kw} * s.cg_in && p.ws.n >= k &&
+                      (p.ws.n * int64_t{sizeof(T)}) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
+  if (!w_rows) return "the filter is not channels-last contiguous per output channel with 16-byte aligned rows";
+  return sm90_wgmma_gate(device);
+}
+
+template <class T>
+void launch_conv2d_fwd_sm90(const Conv2dFwdParams<T>& p, EpiKind epi, bool out_pixel_fast, int device,
+                            cudaStream_t stream) {
+  if constexpr (sizeof(T) == 2) {
+    switch (epi) {
+      case EpiKind::kPlain:
+        launch_bn<T, EpiKind::kPlain>(p, out_pixel_fast, device, stream);
+        return;
+      case EpiKind::kAct:
+        launch_bn<T, EpiKind::kAct>(p, out_pixel_fast, device, stream);
+        return;
+      default:
+        break;
+    }
+  }
+  TORCH_CHECK(false, "cnnkern conv2d_fwd (sm_90a): no kernel for this dtype / epilogue (routing error)");
+}
+
+#define CNNKERN_INSTANTIATE_SM90(T)                                                                         \
+  template const char* conv2d_fwd_sm90_why_not<T>(const Conv2dFwdParams<T>&, GatherMap, EpiKind, int);   \
+  template void launch_conv2d_fwd_sm90<T>(const Conv2dFwdParams<T>&, EpiKind, bool, int, cudaStream_t)
+CNNKERN_INSTANTIATE_SM90(float);
+CNNKERN_INSTANTIATE_SM90(__half);
+CNNKERN_INSTANTIATE_SM90(__nv_bfloat16);
+
+}  // namespace cnnkern
