@@ -18,7 +18,7 @@
 #                  a worker whose CUDA context a kernel fault killed is replaced (--restart-on-cuda-error).
 #   tests-all      the whole suite the same way (tests-all-outcomes.jsonl); not in the default run
 #   bench-dw bench-pw bench-conv bench-tconv bench-dilated bench-models
-#   (bench-convbn bench-overhead bench-graphs: not in the default run)
+#   (bench-convbn bench-overhead bench-graphs bench-conv-sm90: not in the default run)
 #                  the quick benchmarks with the commands of the committed baseline (bench/baselines/), so
 #                  they compare like with like (torch.compile left out: it took most of a capped bench's time);
 #                  each under `timeout -s TERM`, on which the bench writes its JSON with the results so far
@@ -64,14 +64,15 @@ default_stages=(build tests bench-dw bench-pw bench-conv bench-tconv bench-dilat
 [ ${#stages[@]} -eq 0 ] && stages=("${default_stages[@]}")
 
 declare -A weight=([tests]=240 [tests-all]=240 [bench-dw]=30 [bench-pw]=25 [bench-conv]=25 [bench-tconv]=25
-                   [bench-dilated]=30 [bench-models]=55 [bench-convbn]=60 [bench-overhead]=40 [bench-graphs]=60)
+                   [bench-dilated]=30 [bench-models]=55 [bench-convbn]=60 [bench-overhead]=40 [bench-graphs]=60
+                   [bench-conv-sm90]=60)
 for s in "${stages[@]}"; do
   case "$s" in
     build) ;;
     tests|tests-all|bench-dw|bench-pw|bench-conv|bench-tconv|bench-dilated|bench-models) ;;
-    bench-convbn|bench-overhead|bench-graphs) ;;
+    bench-convbn|bench-overhead|bench-graphs|bench-conv-sm90) ;;
     *) echo "unknown stage '$s' (build tests tests-all bench-dw bench-pw bench-conv bench-tconv bench-dilated" \
-            "bench-models bench-convbn bench-overhead bench-graphs; --dry-run)"; exit 2 ;;
+            "bench-models bench-convbn bench-overhead bench-graphs bench-conv-sm90; --dry-run)"; exit 2 ;;
   esac
 done
 
@@ -208,6 +209,10 @@ stage_bench() {  # stage cap
                     --providers cnnkern-cuda,cnnkern-triton "${cmp[@]}" ;;
     bench-overhead) run_bench overhead "$cap" bench_overhead.py --short ;;
     bench-graphs) run_bench models_graphs "$cap" bench_models.py --quick --providers cnnkern,graph,cnnkern-graph ;;
+    # The sm_90a wgmma/TMA forward (issue 14 step 2) is off unless CNNKERN_SM90_WGMMA=1: its first timing,
+    # 3x3 and 1x1 ResNet-50 layers, forward only, against cuDNN in the same process.
+    bench-conv-sm90) CNNKERN_SM90_WGMMA=1 run_bench conv2d_sm90 "$cap" bench_conv2d.py --quick --layers 3x3,1x1 \
+                       --mode fwd --providers cudnn,cnnkern-cuda ;;
   esac
 }
 
