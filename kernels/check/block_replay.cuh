@@ -254,7 +254,10 @@ void replay(const Problem& p) {
           compute(Block::buffer(t));
         }
         barrier_wait(0);
-        for (auto& b : blk) b.stash(smem);
+        for (auto& b : blk) {
+          b.stash(smem);
+          b.begin_epilogue(p, z);
+        }
         for (auto& b : blk) b.write(smem);
         if constexpr (Block::kStats) {
           for (auto& b : blk) b.stats_sum(smem);
