@@ -178,9 +178,11 @@ struct TileLoader<Op, Tile, kRows, Fast::kK, V> {
   static constexpr bool kAsync = kVecStore && OpHasAddr<Op>::value;
   // Always the async route (no run-time fallback to registers compiled in).
   static constexpr bool kAsyncOnly = kAsync && !OpHasCopyable<Op>::value;
-  // Row decompositions kept across the mainloop when they fit (2 per thread for a 128-row A tile). Not
-  // for fp32: its register budget (79 -> 105 with hoisting) would cost a third block per SM.
-  static constexpr bool kHoistRows = kPasses <= 4 && Tile::kKContig;
+  // Row decompositions kept across the mainloop when they fit (2 per thread for a 128-row A tile of
+  // 16-byte vectors). Not for fp32: its register budget (79 -> 105 with hoisting) would cost a third
+  // block per SM. Not for the 4 rows of a 64-row tile of pairs either: under the 128-register cap
+  // that made Conv2dWgradProblem<16-bit, kK> spill 8 bytes (126 registers, no spill, without).
+  static constexpr bool kHoistRows = kPasses <= 2 && Tile::kKContig;
 
   int row_base_ = 0;
   int r_local_ = 0;
