@@ -58,7 +58,7 @@ struct GemmHasStats<P, std::void_t<decltype(P::kStats)>> : std::bool_constant<P:
 template <class Problem, class Math>
 struct GemmBlock {
   using T = typename Problem::Element;
-  using Tile = GemmTile<T>;
+  using Tile = typename Math::Tile;  // GemmTile<T>, or GemmTileBig<T> (MmaMath<T, GemmTileBig<T>>)
   using OpA = typename Problem::OperandA;
   using OpB = typename Problem::OperandB;
   using Epi = typename Problem::Epilogue;
@@ -80,7 +80,10 @@ struct GemmBlock {
   //     made it spill 8 bytes there.
   //   16-bit with a register-route operand: 2, <= 128 registers. Uncapped, ptxas spent 150-172 on the
   //     dgrad / grouped-pointwise wgrad gathers (1 block/SM).
-  static constexpr int kMinBlocks = sizeof(T) == 4 || (LoaderA::kAsyncOnly && LoaderB::kAsyncOnly) ? 0 : 2;
+  //   the 128x128 tile (GemmTileBig): 2, the occupancy its 96 KiB of stages allow.
+  static constexpr int kMinBlocks =
+      Tile::kBN * Tile::kBM > 128 * 64 ? 2
+                                       : (sizeof(T) == 4 || (LoaderA::kAsyncOnly && LoaderB::kAsyncOnly) ? 0 : 2);
 
   OpA a_;
   OpB b_;
@@ -253,15 +256,23 @@ struct GemmBlock {
 // every thread finished reading before this iteration's barrier, the math runs on buffer t % kStages,
 // and the fetched registers are stored behind it. fp32 (2 stages, register route only) is the old
 // register double buffer.
-template <class Problem>
-__global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads,
-                                  GemmBlock<Problem, typename DeviceMath<typename Problem::Element>::type>::kMinBlocks)
+// Tile: GemmTile<T> (static shared memory) or GemmTileBig<T> (dynamic: launch with Tile::kSmemBytes).
+template <class Problem, class Tile = GemmTile<typename Problem::Element>>
+__global__ void __launch_bounds__(Tile::kThreads,
+                                  GemmBlock<Problem, typename DeviceMath<typename Problem::Element, Tile>::type>::kMinBlocks)
     implicit_gemm_kernel(const Problem problem) {
   using T = typename Problem::Element;
-  if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T>::kMinArch) {
-    using Block = GemmBlock<Problem, typename DeviceMath<T>::type>;
+  if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T, Tile>::kMinArch) {
+    using Block = GemmBlock<Problem, typename DeviceMath<T, Tile>::type>;
     constexpr int S = Block::kStages;
-    __shared__ __align__(128) unsigned char smem[GemmTile<T>::kSmemBytes];
+    unsigned char* smem;
+    if constexpr (Tile::kDynamicSmem) {
+      extern __shared__ __align__(128) unsigned char gemm_dynamic_smem[];
+      smem = gemm_dynamic_smem;
+    } else {
+      __shared__ __align__(128) unsigned char gemm_static_smem[Tile::kSmemBytes];
+      smem = gemm_static_smem;
+    }
 
     Block blk;
     blk.init(problem, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
