@@ -29,11 +29,11 @@ void launch_gemm(const Problem& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-inline int device_sm_count() {
-  int dev = 0, n = 0;
+inline int device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, v = 0;
   C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  return n;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
+  return v;
 }
 
 template <class T>
@@ -56,7 +56,8 @@ void launch_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast,
     case GatherMap::kChannelVec: {
       using Problem = Conv2dFwdProblem<T, Fast::kK, V, E>;
       if constexpr (sizeof(T) == 2 && E != EpiKind::kStats) {
-        if (conv2d_fwd_tile_plan(p.s, sizeof(T), true, E, device_sm_count()) == FwdTile::kBig) {
+        if (conv2d_fwd_tile_plan(p.s, sizeof(T), true, E, device_attribute(cudaDevAttrMultiProcessorCount),
+                                 device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor)) == FwdTile::kBig) {
           launch_gemm<Problem, GemmTileBig<T>>(Problem::make(p, out_pixel_fast), stream);
           break;
         }

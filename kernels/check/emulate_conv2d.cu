@@ -87,12 +87,12 @@ int vec_width() {
 // The 16-byte channels-last forward as launched (csrc/cuda/conv2d_launch.cuh): the tile configuration of
 // conv2d_fwd_tile_plan for an H200 (132 SMs), or (variant 3, 16-bit) GemmTileBig forced, so that its
 // replay covers the small odd cases too.
-constexpr int kPlanSms = 132;
+constexpr int kPlanSms = 132, kPlanSmemPerSm = 228 * 1024;
 template <class T, EpiKind E>
 void replay_fwd_vec(const Conv2dFwdParams<T>& prm, bool m_fast, bool force_big) {
   using P = Conv2dFwdProblem<T, Fast::kK, 16 / static_cast<int>(sizeof(T)), E>;
   if constexpr (sizeof(T) == 2 && E != EpiKind::kStats) {
-    if (force_big || conv2d_fwd_tile_plan(prm.s, sizeof(T), true, E, kPlanSms) == FwdTile::kBig) {
+    if (force_big || conv2d_fwd_tile_plan(prm.s, sizeof(T), true, E, kPlanSms, kPlanSmemPerSm) == FwdTile::kBig) {
       replay<P, GemmTileBig<T>>(P::make(prm, m_fast));
       return;
     }
@@ -492,8 +492,8 @@ int main() {
   // never for fp32, scalar gathers or the statistics epilogue.
   {
     auto r50 = [](int ch, int hw) { return Conv2dShape{256, ch, hw, hw, ch, hw, hw, 3, 3, 1, ch, ch, 1, 1, 1, 1, 1, 1}; };
-    auto big = [](const Conv2dShape& s, int bytes, bool vec, EpiKind e) {
-      return conv2d_fwd_tile_plan(s, bytes, vec, e, kPlanSms) == FwdTile::kBig;
+    auto big = [](const Conv2dShape& s, int bytes, bool vec, EpiKind e, int smem = kPlanSmemPerSm) {
+      return conv2d_fwd_tile_plan(s, bytes, vec, e, kPlanSms, smem) == FwdTile::kBig;
     };
     EXPECT(!big(r50(64, 56), 2, true, EpiKind::kPlain), "plan 64@56");
     EXPECT(big(r50(128, 28), 2, true, EpiKind::kPlain), "plan 128@28");
@@ -502,6 +502,8 @@ int main() {
     EXPECT(!big(r50(256, 14), 4, true, EpiKind::kPlain), "plan fp32");
     EXPECT(!big(r50(256, 14), 2, false, EpiKind::kPlain), "plan scalar gathers");
     EXPECT(!big(r50(256, 14), 2, true, EpiKind::kStats), "plan stats");
+    EXPECT(!big(r50(256, 14), 2, true, EpiKind::kPlain, 164 * 1024), "plan sm_80 smem (2 x 97 KiB > 164 KiB)");
+    EXPECT(!big(r50(256, 14), 2, true, EpiKind::kPlain, 100 * 1024), "plan sm_86 smem");
     std::printf("fwd tile plan: %s\n", g_failures ? "FAILED" : "ok");
   }
   run_all<float>(cases);
