@@ -236,9 +236,17 @@ FAMILIES: list[Family] = [
     Family(
         "conv2d", "implicit-GEMM conv2d fwd / dgrad / wgrad + split-K reduction",
         [Source(generated="conv2d")],
-        _gemm_rules(r"Conv2d(Fwd|Dgrad|Wgrad)Problem",
-                    over_128=rf"Conv2dDgradProblem<{SIXTEEN}, {FAST}[01], 1>",
-                    spills=rf"Conv2dFwdProblem<{SIXTEEN}, {FAST}1, 8, {EPI}1>") + [
+        _gemm_rules(r"Conv2d(Fwd|Dgrad|Wgrad)Problem") + [
+            # The cp.async forward (plain / act / stats epilogue): ptxas' uncapped choice of 80 registers
+            # keeps 3 CTAs (36 KiB smem each) per SM, which the model in kernels/common/implicit_gemm.md
+            # assumes; __launch_bounds__ cannot ask for it without a spill (GemmBlock::kMinBlocks).
+            KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<{SIXTEEN}, {FAST}1, 8, {EPI}\d>, "
+                        r"cnnkern::GemmTile<", [max_regs(80, "3 CTAs x 256 threads per SM")]),
+            # The 128x128x64 tile of the large 16-bit forwards (conv2d_fwd_tile_plan): 96 KiB of dynamic
+            # smem and <= 128 registers for 2 CTAs/SM; cp.async, ldmatrix, mma.sync. Never with statistics.
+            KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<{SIXTEEN}, {FAST}1, 8, {EPI}[01]>, "
+                        r"cnnkern::GemmTileBig<",
+                        [max_regs(128, GEMM_256), has("LDGSTS"), has("LDSM"), has("HMMA")]),
             # fp32 channels-fast input with 16-byte vectors: the A operand is gathered with 16-byte loads
             KernelRules(rf"implicit_gemm_kernel<cnnkern::Conv2dFwdProblem<float, {FAST}1, 4,", [has("LDG.128")]),
             KernelRules(r"conv2d_wgrad_reduce_kernel<", [max_regs(64, "4 CTAs x 256 threads per SM")]),
@@ -276,7 +284,7 @@ FAMILIES: list[Family] = [
     Family(
         "group_pointwise_conv2d", "grouped 1x1 conv fwd / dgrad / wgrad (implicit GEMM, shuffle epilogue)",
         [Source(generated="group_pointwise_conv2d")],
-        _gemm_rules(r"Gpw(Fwd|Dgrad|Wgrad)Problem", over_128=rf"GpwWgradProblem<{SIXTEEN}, {FAST}1>") + [
+        _gemm_rules(r"Gpw(Fwd|Dgrad|Wgrad)Problem") + [
             # The small-K forward: slabs staged by 16-byte cp.async, the shuffled tile stored in 16-byte
             # vectors, mma.sync for 16-bit types (RC = 0).
             KernelRules(r"gpw_smallk_kernel<", [has("LDGSTS"), has("STG.128"), has("BAR"),

@@ -15,13 +15,25 @@ namespace detail {
 
 inline unsigned ceil_div(int a, int b) { return static_cast<unsigned>((a + b - 1) / b); }
 
-template <class Problem>
+template <class Problem, class Tile = GemmTile<typename Problem::Element>>
 void launch_gemm(const Problem& p, cudaStream_t stream) {
-  using Tile = GemmTile<typename Problem::Element>;
   const dim3 grid(ceil_div(p.gemm_m(), Tile::kBM), ceil_div(p.gemm_n(), Tile::kBN),
                   static_cast<unsigned>(p.grid_z()));
-  implicit_gemm_kernel<Problem><<<grid, Tile::kThreads, 0, stream>>>(p);
+  int smem = 0;
+  if constexpr (Tile::kDynamicSmem) {
+    smem = Tile::kSmemBytes;
+    C10_CUDA_CHECK(cudaFuncSetAttribute(implicit_gemm_kernel<Problem, Tile>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  }
+  implicit_gemm_kernel<Problem, Tile><<<grid, Tile::kThreads, smem, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+inline int device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, v = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
+  return v;
 }
 
 template <class T>
@@ -41,9 +53,18 @@ void launch_fwd(const Conv2dFwdParams<T>& p, GatherMap map, bool out_pixel_fast,
     case GatherMap::kChannelFast:
       launch_gemm(Conv2dFwdProblem<T, Fast::kK, 1, E>::make(p, out_pixel_fast), stream);
       break;
-    case GatherMap::kChannelVec:
-      launch_gemm(Conv2dFwdProblem<T, Fast::kK, V, E>::make(p, out_pixel_fast), stream);
+    case GatherMap::kChannelVec: {
+      using Problem = Conv2dFwdProblem<T, Fast::kK, V, E>;
+      if constexpr (sizeof(T) == 2 && E != EpiKind::kStats) {
+        if (conv2d_fwd_tile_plan(p.s, sizeof(T), true, E, device_attribute(cudaDevAttrMultiProcessorCount),
+                                 device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor)) == FwdTile::kBig) {
+          launch_gemm<Problem, GemmTileBig<T>>(Problem::make(p, out_pixel_fast), stream);
+          break;
+        }
+      }
+      launch_gemm(Problem::make(p, out_pixel_fast), stream);
       break;
+    }
   }
 }
 

@@ -135,9 +135,8 @@ void emulate_mma_m16n8k16(const uint16_t (&a)[32][4][2], const uint16_t (&b)[32]
 }
 
 // One warp's MmaMath::compute on stage tiles As/Bs, lanes = the warp's 32 MmaMath objects.
-template <class T>
-void emulate_mma_compute(MmaMath<T>* const (&lanes)[32], const T* As, const T* Bs) {
-  using M = MmaMath<T>;
+template <class T, class M>
+void emulate_mma_compute(M* const (&lanes)[32], const T* As, const T* Bs) {
   using Tile = typename M::Tile;
   for (int kk = 0; kk < Tile::kBK; kk += 16) {
     uint16_t a[M::kMi][32][4][2];
@@ -171,29 +170,24 @@ void emulate_mma_compute(MmaMath<T>* const (&lanes)[32], const T* As, const T* B
 }
 
 // The math the replay runs: the device's MmaMath (warp-emulated) for 16-bit types, SimtMath for fp32.
-template <class T>
+template <class T, class Tile = GemmTile<T>>
 struct ReplayMath {
-  using type = SimtMath<T>;
+  using type = MmaMath<T, Tile>;
+  static constexpr bool kWarp = true;
+};
+template <class Tile>
+struct ReplayMath<float, Tile> {
+  using type = SimtMath<float>;
   static constexpr bool kWarp = false;
-};
-template <>
-struct ReplayMath<__half> {
-  using type = MmaMath<__half>;
-  static constexpr bool kWarp = true;
-};
-template <>
-struct ReplayMath<__nv_bfloat16> {
-  using type = MmaMath<__nv_bfloat16>;
-  static constexpr bool kWarp = true;
 };
 
 // Within one barrier interval the kernel's threads run concurrently; running every stage() (and
 // every cp.async, which poisons its destination at once) before any compute() is the adversarial order.
-template <class Problem>
+// Tile: the kernel's tile configuration (implicit_gemm_kernel<Problem, Tile>).
+template <class Problem, class Tile = GemmTile<typename Problem::Element>>
 void replay(const Problem& p) {
   using T = typename Problem::Element;
-  using Tile = GemmTile<T>;
-  using RM = ReplayMath<T>;
+  using RM = ReplayMath<T, Tile>;
   using Block = GemmBlock<Problem, typename RM::type>;
   constexpr int S = Block::kStages;
   static_assert(Tile::kSmemBytes % 16 == 0, "");
@@ -213,7 +207,7 @@ void replay(const Problem& p) {
   auto compute = [&](int buf) {
     if constexpr (RM::kWarp) {
       for (int w = 0; w < Tile::kThreads / 32; ++w) {
-        MmaMath<T>* lanes[32];
+        typename RM::type* lanes[32];
         for (int l = 0; l < 32; ++l) lanes[l] = &blk[w * 32 + l].math_;
         emulate_mma_compute<T>(lanes, Block::stage_a(smem, buf), Block::stage_b(smem, buf));
       }
@@ -254,7 +248,10 @@ void replay(const Problem& p) {
           compute(Block::buffer(t));
         }
         barrier_wait(0);
-        for (auto& b : blk) b.stash(smem);
+        for (auto& b : blk) {
+          b.stash(smem);
+          b.begin_epilogue(p, z);
+        }
         for (auto& b : blk) b.write(smem);
         if constexpr (Block::kStats) {
           for (auto& b : blk) b.stats_sum(smem);

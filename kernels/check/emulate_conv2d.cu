@@ -84,6 +84,22 @@ int vec_width() {
   return 16 / static_cast<int>(sizeof(T));
 }
 
+// The 16-byte channels-last forward as launched (csrc/cuda/conv2d_launch.cuh): the tile configuration of
+// conv2d_fwd_tile_plan for an H200 (132 SMs), or (variant 3, 16-bit) GemmTileBig forced, so that its
+// replay covers the small odd cases too.
+constexpr int kPlanSms = 132, kPlanSmemPerSm = 228 * 1024;
+template <class T, EpiKind E>
+void replay_fwd_vec(const Conv2dFwdParams<T>& prm, bool m_fast, bool force_big) {
+  using P = Conv2dFwdProblem<T, Fast::kK, 16 / static_cast<int>(sizeof(T)), E>;
+  if constexpr (sizeof(T) == 2 && E != EpiKind::kStats) {
+    if (force_big || conv2d_fwd_tile_plan(prm.s, sizeof(T), true, E, kPlanSms, kPlanSmemPerSm) == FwdTile::kBig) {
+      replay<P, GemmTileBig<T>>(P::make(prm, m_fast));
+      return;
+    }
+  }
+  replay(P::make(prm, m_fast));
+}
+
 template <class T>
 void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt19937& rng) {
   Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, c.cin / c.groups, c.kh, c.kw, weight_layout(layout)),
@@ -98,10 +114,7 @@ void run_fwd(const Case& c, int layout, int variant, bool with_bias, std::mt1993
   const bool m_fast = layout != kNHWC;
   if (variant == 0) replay(Conv2dFwdProblem<T, Fast::kRow, 1>::make(prm, m_fast));
   if (variant == 1) replay(Conv2dFwdProblem<T, Fast::kK, 1>::make(prm, m_fast));
-  if (variant == 2) {
-    if constexpr (sizeof(T) == 4) replay(Conv2dFwdProblem<T, Fast::kK, 4>::make(prm, m_fast));
-    else replay(Conv2dFwdProblem<T, Fast::kK, 8>::make(prm, m_fast));
-  }
+  if (variant >= 2) replay_fwd_vec<T, EpiKind::kPlain>(prm, m_fast, variant == 3);
 
   std::vector<double> ref(y.numel(), 0.0);
   auto yi = [&](int n, int o, int p, int q) { return ((int64_t(n) * c.cout + o) * c.oh() + p) * c.ow() + q; };
@@ -133,7 +146,7 @@ template <class T, EpiKind E>
 void replay_fwd(const Conv2dFwdParams<T>& prm, bool m_fast, int variant) {
   if (variant == 0) replay(Conv2dFwdProblem<T, Fast::kRow, 1, E>::make(prm, m_fast));
   if (variant == 1) replay(Conv2dFwdProblem<T, Fast::kK, 1, E>::make(prm, m_fast));
-  if (variant == 2) replay(Conv2dFwdProblem<T, Fast::kK, 16 / static_cast<int>(sizeof(T)), E>::make(prm, m_fast));
+  if (variant >= 2) replay_fwd_vec<T, E>(prm, m_fast, variant == 3);
 }
 
 // A per-channel vector of the act epilogue, in fp32 or T, read through a stride of 3.
@@ -407,10 +420,11 @@ void run_epilogues(const Case& c, std::mt19937& rng) {
   static int rot = 0;
   const int v = vec_width<T>();
   for (int layout = kNCHW; layout <= kNCHWView; ++layout) {
-    for (int variant = 0; variant < 3; ++variant) {
-      if (variant == 2 && !(layout == kNHWC && (c.cin / c.groups) % v == 0)) continue;
+    for (int variant = 0; variant < 4; ++variant) {
+      if (variant >= 2 && !(layout == kNHWC && (c.cin / c.groups) % v == 0)) continue;
+      if (variant == 3 && sizeof(T) == 4) continue;  // GemmTileBig: 16-bit, no statistics epilogue
       for (int act = 0; act < kActCount; ++act) run_fwd_act<T>(c, layout, variant, act, rot++ % 16, rng);
-      run_fwd_stats<T>(c, layout, variant, 0.0f, rng);
+      if (variant < 3) run_fwd_stats<T>(c, layout, variant, 0.0f, rng);
     }
   }
 }
@@ -429,6 +443,7 @@ void run_all(const std::vector<Case>& cases) {
         run_wgrad<T>(c, layout, variant, 1 + 3 * variant, rng);
       }
       if (layout == kNHWC && vec_fwd) run_fwd<T>(c, layout, 2, true, rng);
+      if (sizeof(T) == 2 && layout == kNHWC && vec_fwd) run_fwd<T>(c, layout, 3, true, rng);
       if (layout == kNHWC && vec_dgrad) run_dgrad<T>(c, layout, 2, rng);
     }
     run_epilogues<T>(c, rng);
@@ -470,7 +485,27 @@ int main() {
       {9, 8, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "M_over_tiles"},
       {2, 136, 3, 3, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "K_many_tiles"},
       {1, 4, 7, 6, 6, 3, 3, 1, 2, 1, 0, 2, 1, 1, 3, 1, "explicit_4_sided_pad"},
+      {1, 16, 5, 7, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, "vec_two_128_wide_n_tiles"},
   };
+  // The forward's tile plan on the ResNet-50 3x3 layers (N=256, stride 1, 132 SMs): GemmTileBig for
+  // 128@28 and 256@14 only (64 channels fill half a 128-wide tile; 512@7 fills 74% of its last wave);
+  // never for fp32, scalar gathers or the statistics epilogue.
+  {
+    auto r50 = [](int ch, int hw) { return Conv2dShape{256, ch, hw, hw, ch, hw, hw, 3, 3, 1, ch, ch, 1, 1, 1, 1, 1, 1}; };
+    auto big = [](const Conv2dShape& s, int bytes, bool vec, EpiKind e, int smem = kPlanSmemPerSm) {
+      return conv2d_fwd_tile_plan(s, bytes, vec, e, kPlanSms, smem) == FwdTile::kBig;
+    };
+    EXPECT(!big(r50(64, 56), 2, true, EpiKind::kPlain), "plan 64@56");
+    EXPECT(big(r50(128, 28), 2, true, EpiKind::kPlain), "plan 128@28");
+    EXPECT(big(r50(256, 14), 2, true, EpiKind::kAct), "plan 256@14");
+    EXPECT(!big(r50(512, 7), 2, true, EpiKind::kPlain), "plan 512@7");
+    EXPECT(!big(r50(256, 14), 4, true, EpiKind::kPlain), "plan fp32");
+    EXPECT(!big(r50(256, 14), 2, false, EpiKind::kPlain), "plan scalar gathers");
+    EXPECT(!big(r50(256, 14), 2, true, EpiKind::kStats), "plan stats");
+    EXPECT(!big(r50(256, 14), 2, true, EpiKind::kPlain, 164 * 1024), "plan sm_80 smem (2 x 97 KiB > 164 KiB)");
+    EXPECT(!big(r50(256, 14), 2, true, EpiKind::kPlain, 100 * 1024), "plan sm_86 smem");
+    std::printf("fwd tile plan: %s\n", g_failures ? "FAILED" : "ok");
+  }
   run_all<float>(cases);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__half>(cases);

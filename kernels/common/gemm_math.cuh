@@ -85,7 +85,8 @@ struct SimtMath {
 
 // Tensor cores through inline PTX: ldmatrix.x4 from the K-contiguous swizzled tiles + mma.sync m16n8k16
 // (fp16 or bf16 in, fp32 accumulate), sm_80+. 8 warps as 4 (m) x 2 (n); each warp owns a 32x32
-// sub-tile = 2 (m16) x 4 (n8) mma tiles, 8 mma per 16-wide k step.
+// sub-tile = 2 (m16) x 4 (n8) mma tiles, 8 mma per 16-wide k step. A 128-wide N tile (GemmTileBig) takes
+// 2 (m) x 4 (n) warps of 64x32 = 4 (m16) x 4 (n8) mma tiles.
 //
 // Fragment conventions (PTX ISA, "Matrix fragments for mma.m16n8k16" and "ldmatrix"), with lane
 // l = 4*g + t (g = groupID, t = thread in group):
@@ -99,13 +100,13 @@ struct SimtMath {
 // transposes, because both tiles are K-contiguous. The lane -> address and lane -> C element maps are
 // static functions shared with the host emulator (kernels/check/block_replay.cuh), which replays
 // ldmatrix and mma with these documented distributions, so a wrong index here fails there.
-template <class T>
+template <class T, class TileT = GemmTile<T>>
 struct MmaMath {
-  using Tile = GemmTile<T>;
+  using Tile = TileT;
   static_assert(Tile::kKContig, "ldmatrix without .trans needs K-contiguous tiles");
-  static constexpr int kWarpsM = 4;
-  static constexpr int kWarpsN = 2;
-  static constexpr int kWarpM = Tile::kBM / kWarpsM;  // 32
+  static constexpr int kWarpsN = Tile::kBN / 32;
+  static constexpr int kWarpsM = 8 / kWarpsN;
+  static constexpr int kWarpM = Tile::kBM / kWarpsM;  // 32 (64 for a 128-wide N tile)
   static constexpr int kWarpN = Tile::kBN / kWarpsN;  // 32
   static constexpr int kMi = kWarpM / 16;             // m16 tiles per warp
   static constexpr int kNj = kWarpN / 8;              // n8 tiles per warp
@@ -171,7 +172,7 @@ struct MmaMath {
   // Device only: the host emulator replays this warp-collectively (emulate_mma_compute).
   CNNKERN_HD void compute(const T* As, const T* Bs) {
 #if defined(__CUDA_ARCH__)
-#pragma unroll
+#pragma unroll(kMi > 2 ? 2 : 4)
     for (int kk = 0; kk < Tile::kBK; kk += 16) {
       unsigned a[kMi][4];
       unsigned b[kNj / 2][4];
@@ -202,13 +203,13 @@ struct MmaMath {
 };
 
 // Math used by the device kernels, and the oldest architecture it runs on (checked on the host too).
-template <class T>
+template <class T, class Tile = GemmTile<T>>
 struct DeviceMath {
-  using type = MmaMath<T>;
+  using type = MmaMath<T, Tile>;
   static constexpr int kMinArch = 800;
 };
-template <>
-struct DeviceMath<float> {
+template <class Tile>
+struct DeviceMath<float, Tile> {
   using type = SimtMath<float>;
   static constexpr int kMinArch = 0;
 };

@@ -4,8 +4,10 @@
 //   kKMajor   As[k][m], Bs[k][n], rows padded by 16 bytes. The fp32 path (SimtMath): every thread reads
 //             a contiguous m (n) fragment of one k row as 16-byte vectors. Kept there because the
 //             scalar FMA loop wants exactly that and fp32 has no 2-byte store problem.
-//   kKContig  As[m][k], Bs[n][k], one row = kBK = 32 16-bit elements = 64 bytes, no padding; the four
-//             16-byte chunks of a row are XOR-swizzled by ((row >> 1) & 3). Why that swizzle:
+//   kKContig  As[m][k], Bs[n][k], one row = kBK 16-bit elements = 64 (kBK 32) or 128 bytes (kBK 64), no
+//             padding; the 16-byte chunks of a row are XOR-swizzled by ((row >> 1) & 3) (4 chunks) or
+//             (row & 7) (8 chunks, GemmTileBig: 8 threads fill one 128-byte row = one line, and
+//             ldmatrix's 8 consecutive rows read 8 different chunks). Why the 64-byte swizzle:
 //             - a 16-byte store from each of 8 consecutive threads (rows 2R, 2R+1, all four chunks:
 //               the cp.async mapping) covers one aligned 128-byte line -> conflict-free;
 //             - ldmatrix reads one 16-byte chunk of 8 consecutive rows: rows r and r+1 sit 64 bytes
@@ -51,8 +53,11 @@ struct GemmTileShape {
   static constexpr int kEpilogueBytes = BN * kLdC * static_cast<int>(sizeof(float));
   static constexpr int kSmemBytes = kMainloopBytes > kEpilogueBytes ? kMainloopBytes : kEpilogueBytes;
 
-  static_assert(kSmemBytes <= 48 * 1024, "static shared memory is limited to 48 KiB");
-  static_assert(!kKContig || (BK * sizeof(T) == 64 && sizeof(T) == 2), "the swizzle assumes 64-byte rows");
+  // Above 48 KiB the kernel takes its shared memory dynamically (the launcher raises the limit).
+  static constexpr bool kDynamicSmem = kSmemBytes > 48 * 1024;
+  // 16-byte chunks per K-contiguous row
+  static constexpr int kChunks = BK * static_cast<int>(sizeof(T)) / 16;
+  static_assert(!kKContig || (sizeof(T) == 2 && (kChunks == 4 || kChunks == 8)), "the swizzle assumes 64- or 128-byte rows");
   static_assert((kAElems * sizeof(T)) % 128 == 0 && (kStageElems * sizeof(T)) % 128 == 0,
                 "stage and operand bases stay 128-byte aligned (the swizzle is relative to a 128-byte line)");
   static_assert(BM % 4 == 0, "the Cs swizzle permutes m within groups of 4");
@@ -61,7 +66,8 @@ struct GemmTileShape {
   template <int Rows>
   CNNKERN_HD static int off(int row, int k) {
     if constexpr (kKContig) {
-      return row * BK + ((((k >> 3) ^ (row >> 1)) & 3) << 3) + (k & 7);
+      const int swz = kChunks == 4 ? row >> 1 : row;
+      return row * BK + ((((k >> 3) ^ swz) & (kChunks - 1)) << 3) + (k & 7);
     } else {
       return k * (Rows + kPad) + row;
     }
@@ -78,5 +84,11 @@ template <class T>
 struct GemmTile : GemmTileShape<128, 64, 32, T, SmemLayout::kKContig, 3> {};
 template <>
 struct GemmTile<float> : GemmTileShape<128, 64, 16, float, SmemLayout::kKMajor, 2> {};
+
+// The large-GEMM configuration of the 16-bit forward (chosen by conv2d_fwd_tile_plan): 128x128 with BK 64,
+// 3 stages of 32 KiB (96 KiB, dynamic), 2 CTAs/SM. Per 128 HMMA it moves 2/3 of the L2 bytes and 3/4 of
+// the shared-memory wavefronts of GemmTile (model: implicit_gemm.md).
+template <class T>
+struct GemmTileBig : GemmTileShape<128, 128, 64, T, SmemLayout::kKContig, 3> {};
 
 }  // namespace cnnkern

@@ -58,7 +58,7 @@ struct GemmHasStats<P, std::void_t<decltype(P::kStats)>> : std::bool_constant<P:
 template <class Problem, class Math>
 struct GemmBlock {
   using T = typename Problem::Element;
-  using Tile = GemmTile<T>;
+  using Tile = typename Math::Tile;  // GemmTile<T>, or GemmTileBig<T> (MmaMath<T, GemmTileBig<T>>)
   using OpA = typename Problem::OperandA;
   using OpB = typename Problem::OperandB;
   using Epi = typename Problem::Epilogue;
@@ -72,6 +72,18 @@ struct GemmBlock {
   //   the tile issued/fetched in iteration t, and the stage buffer that holds tile t.
   CNNKERN_HD static constexpr int prefetch_tile(int t) { return t + kStages - 1; }
   CNNKERN_HD static constexpr int buffer(int tile) { return tile % kStages; }
+
+  // Minimum resident blocks per SM for __launch_bounds__ (the register cap ptxas works to):
+  //   fp32 (SimtMath), and 16-bit with both operands on cp.async only: 0 = no minimum, as if omitted.
+  //     ptxas' own choice is then 80 registers for the 16-bit conv forward (3 blocks/SM; sass_rules
+  //     checks it) and 80-96 for fp32. An explicit 1 made it take 102 in the forward, and 3 (cap 80)
+  //     made it spill 8 bytes there.
+  //   16-bit with a register-route operand: 2, <= 128 registers. Uncapped, ptxas spent 150-172 on the
+  //     dgrad / grouped-pointwise wgrad gathers (1 block/SM).
+  //   the 128x128 tile (GemmTileBig): 2, the occupancy its 96 KiB of stages allow.
+  static constexpr int kMinBlocks =
+      Tile::kBN * Tile::kBM > 128 * 64 ? 2
+                                       : (sizeof(T) == 4 || (LoaderA::kAsyncOnly && LoaderB::kAsyncOnly) ? 0 : 2);
 
   OpA a_;
   OpB b_;
@@ -98,11 +110,15 @@ struct GemmBlock {
     num_k_tiles_ = kr.end > kr.begin ? (kr.end - kr.begin + Tile::kBK - 1) / Tile::kBK : 0;
     a_ = p.operand_a(bz);
     b_ = p.operand_b(bz);
-    epi_ = p.epilogue(bz);
     load_a_.init(a_, tid, m0_);
     load_b_.init(b_, tid, n0_);
     math_.init(tid);
   }
+
+  // The epilogue's view is built after the mainloop (kernel and replay both call this after stash()):
+  // what it derives from blockIdx.z (output and bias bases, the group's first channel) otherwise stays
+  // live in registers across the k loop -- the act epilogue's 4-byte spill at 80 registers was that.
+  CNNKERN_HD void begin_epilogue(const Problem& p, int bz) { epi_ = p.epilogue(bz); }
 
   CNNKERN_HD static T* stage_a(unsigned char* smem, int buf) {
     return reinterpret_cast<T*>(smem) + buf * Tile::kStageElems;
@@ -240,14 +256,23 @@ struct GemmBlock {
 // every thread finished reading before this iteration's barrier, the math runs on buffer t % kStages,
 // and the fetched registers are stored behind it. fp32 (2 stages, register route only) is the old
 // register double buffer.
-template <class Problem>
-__global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
+// Tile: GemmTile<T> (static shared memory) or GemmTileBig<T> (dynamic: launch with Tile::kSmemBytes).
+template <class Problem, class Tile = GemmTile<typename Problem::Element>>
+__global__ void __launch_bounds__(Tile::kThreads,
+                                  GemmBlock<Problem, typename DeviceMath<typename Problem::Element, Tile>::type>::kMinBlocks)
     implicit_gemm_kernel(const Problem problem) {
   using T = typename Problem::Element;
-  if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T>::kMinArch) {
-    using Block = GemmBlock<Problem, typename DeviceMath<T>::type>;
+  if constexpr (CNNKERN_DEVICE_ARCH >= DeviceMath<T, Tile>::kMinArch) {
+    using Block = GemmBlock<Problem, typename DeviceMath<T, Tile>::type>;
     constexpr int S = Block::kStages;
-    __shared__ __align__(128) unsigned char smem[GemmTile<T>::kSmemBytes];
+    unsigned char* smem;
+    if constexpr (Tile::kDynamicSmem) {
+      extern __shared__ __align__(128) unsigned char gemm_dynamic_smem[];
+      smem = gemm_dynamic_smem;
+    } else {
+      __shared__ __align__(128) unsigned char gemm_static_smem[Tile::kSmemBytes];
+      smem = gemm_static_smem;
+    }
 
     Block blk;
     blk.init(problem, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
@@ -274,6 +299,7 @@ __global__ void __launch_bounds__(GemmTile<typename Problem::Element>::kThreads)
     cp_async_wait<0>();
     __syncthreads();
     blk.stash(smem);
+    blk.begin_epilogue(problem, blockIdx.z);
     __syncthreads();
     blk.write(smem);
     if constexpr (Block::kStats) {

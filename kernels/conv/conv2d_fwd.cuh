@@ -186,4 +186,26 @@ struct Conv2dFwdProblem {
   }
 };
 
+// Which tile configuration the forward runs (host plan; csrc/cuda/conv2d_launch.cuh launches what it says
+// and the emulator replays it). GemmTileBig (128x128x64, 2 CTAs/SM) for 16-bit channels-last 16-byte
+// gathers (both operands cp.async) without the statistics epilogue (its four threads per column need
+// kBN = 64), when the group's output channels fill whole 128-wide tiles and the grid fills its last wave
+// of 2 CTAs per SM to >= 85% (ResNet-50 N=256: 128@28 and 256@14 yes; 512@7, 392 CTAs = 1.48 waves, and
+// the 64-channel layers no), on a device whose shared memory per SM holds two of its 97 KiB CTAs: sm_90's
+// 228 KiB does, sm_80's 164 KiB and sm_86/sm_89's 100 KiB do not. Model: kernels/common/implicit_gemm.md.
+enum class FwdTile { kDefault, kBig };
+
+__host__ inline FwdTile conv2d_fwd_tile_plan(const Conv2dShape& s, int elem_bytes, bool vec16, EpiKind e,
+                                             int sm_count, int smem_per_sm) {
+  constexpr int kBigCtaSmem = GemmTileBig<__half>::kSmemBytes + 1024;  // + the 1 KiB the driver reserves
+  if (elem_bytes != 2 || !vec16 || e == EpiKind::kStats || s.cg_out % 128 != 0 || sm_count <= 0 ||
+      smem_per_sm < 2 * kBigCtaSmem)
+    return FwdTile::kDefault;
+  const int64_t m = int64_t{s.n} * s.oh * s.ow;
+  const int64_t ctas = (m + 127) / 128 * (s.cg_out / 128) * s.groups;
+  const int64_t slots = 2 * int64_t{sm_count};
+  const int64_t waves = (ctas + slots - 1) / slots;
+  return ctas * 100 >= waves * slots * 85 ? FwdTile::kBig : FwdTile::kDefault;
+}
+
 }  // namespace cnnkern
