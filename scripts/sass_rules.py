@@ -210,6 +210,10 @@ def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = 
                     [max_regs(128, GEMM_256)]),
         # Tensor cores through ldmatrix + mma.sync for both 16-bit types.
         KernelRules(rf"{head}{problem}<{SIXTEEN}", [has("HMMA"), has("LDSM")]),
+        # 16-bit problems with a register-route operand run __launch_bounds__(256, 2) (GemmBlock::kMinBlocks)
+        # and compile to 126-128 registers: at the cap, a few bytes of spill are host-dependent.
+        KernelRules(rf"{head}{problem}<{SIXTEEN}", spills_at_cap(128, 8, "at the 128-register cap of "
+                                                                  "__launch_bounds__(256, 2); host-dependent")),
     ]
     if over_128:
         rules.append(KernelRules(rf"{head}{over_128}", [
