@@ -253,8 +253,9 @@ FAMILIES: list[Family] = [
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),
-                # aligned rows are staged in 16-byte chunks (2 in flight per thread); not cp.async yet
-                has("LDG.128"),
+                # aligned rows are staged in 16-byte chunks by cp.async (zero-fill outside the image), the
+                # whole tile in flight at once
+                has("LDGSTS"),
             ]),
             KernelRules(r"dw_wgrad_kernel<", [max_regs(128, GEMM_256)]),
         ],

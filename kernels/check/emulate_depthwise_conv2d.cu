@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "check/async_queue.cuh"
 #include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
 #include "conv/depthwise_conv2d.cuh"
@@ -73,6 +74,7 @@ template <class T, int KT, EpiKind E = EpiKind::kPlain>
 void replay_tiled(const DwTiledParams<T>& p) {
   Smem sm(p.smem_bytes);
   std::vector<DwTiledBlock<T, KT, E>> blk(p.threads);
+  std::vector<ThreadAsyncQueue> q(p.threads);
   const unsigned gz = dw_tiled_grid_z(p);
   for (unsigned bz = 0; bz < gz; ++bz)
     for (unsigned by = 0; by < p.grid_y; ++by) {
@@ -81,7 +83,29 @@ void replay_tiled(const DwTiledParams<T>& p) {
         for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, by, bz, t);
         for (int j = 0; j < p.g.nsrc; ++j) {
           sm.poison(p.smem_bytes);
-          for (auto& b : blk) b.stage(p, sm.p, j);
+          if (p.vec_stage) {
+            // cp.async staging: each thread's copies go to its own queue and poison their slots at issue;
+            // they land at the wait (check/async_queue.cuh, the conv2d replay's model). The weights are
+            // staged in the same interval, then convert_tile after the wait and the barrier.
+            HostAsyncSink*& sink = host_async_sink();
+            for (int t = 0; t < p.threads; ++t) {
+              q[t].reset();
+              sink = &q[t];
+              blk[t].issue_tile_async(p, sm.p, j);
+              sink = nullptr;
+            }
+            for (auto& b : blk) b.stage(p, sm.p, j);
+            for (auto& qq : q) {
+              if (!qq.open.empty()) {
+                std::printf("cp.async: copies left uncommitted at the wait\n");
+                std::abort();
+              }
+              qq.wait(0);
+            }
+            for (auto& b : blk) b.convert_tile(p, sm.p);
+          } else {
+            for (auto& b : blk) b.stage(p, sm.p, j);
+          }
           for (auto& b : blk) b.compute(p, sm.p);
         }
         for (auto& b : blk) b.store(p);

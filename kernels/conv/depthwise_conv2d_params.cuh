@@ -72,11 +72,13 @@ struct DwTiledParams {
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
-  // 16-byte staging (DwTiledBlock::stage_tile_vec): rows are read in aligned 16-byte chunks, `chunks` per staged
-  // row (enough to cover pitch columns from any start), instead of one element per load.
+  // 16-byte staging (DwTiledBlock::issue_tile_async / convert_tile): rows are copied in aligned 16-byte chunks,
+  // `chunks` per staged row (enough to cover pitch columns from any start), by cp.async into a raw region
+  // of [planes][in_rows][chunks] 16-byte slots at byte raw_offset, then converted into the fp32 tile.
   bool vec_stage;
   int chunks;
   FastDivmod chunks_div;
+  int raw_offset;
   size_t smem_bytes;
 };
 
@@ -265,6 +267,12 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   int ty = std::min(kDwThreads / tx, pow2_ceil((g.out_h + kDwTiledRH - 1) / kDwTiledRH));
   int pp = kDwThreads / (tx * ty);
   pp = static_cast<int>(std::min<int64_t>(pp, pow2_ceil(static_cast<int>(std::min<int64_t>(planes, 256)))));
+  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
+  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
+  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
+  constexpr int kE = 16 / static_cast<int>(sizeof(T));
+  const bool vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
+                         g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
   DwTiledParams<T> p{};
   for (;;) {
     const int tile_w = tx * kDwTiledRW, tile_h = ty * kDwTiledRH;
@@ -279,6 +287,12 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
     }
     const int threads = tx * ty * pp;
     p.smem_bytes = (size_t(pp) * p.in_rows * p.pitch + size_t(pp) * taps) * sizeof(float);
+    p.chunks = (p.pitch + kE - 1) / kE + 1;
+    if (vec_stage) {
+      // The raw cp.async region after the fp32 tile and the weights, 16-byte aligned.
+      p.raw_offset = static_cast<int>((p.smem_bytes + 15) / 16 * 16);
+      p.smem_bytes = size_t(p.raw_offset) + size_t(pp) * p.in_rows * p.chunks * 16;
+    }
     const bool fits_default = p.smem_bytes <= kDwSmemDefault;
     if (fits_default || (threads <= 128 && p.smem_bytes <= smem_max)) break;
     if (threads <= 32) return false;
@@ -309,13 +323,7 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.ssh = static_cast<int>(g.ss.h);
   p.ssw = static_cast<int>(g.ss.w);
   p.vec_store = g.os.w == 1;
-  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
-  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
-  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
-  constexpr int kE = 16 / static_cast<int>(sizeof(T));
-  p.vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
-                g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
-  p.chunks = (p.pitch + kE - 1) / kE + 1;
+  p.vec_stage = vec_stage;
   p.chunks_div = FastDivmod(static_cast<uint32_t>(p.chunks));
   *out = p;
   return true;

@@ -13,12 +13,14 @@
 // its registers (acc_), so both passes read them there; the sums reduce over the plane's tx*ty threads (a
 // power of two, consecutive tids) in the staging buffer, which is free once every thread has computed.
 //
-// Phases (replayed in this order by the CPU emulator): init; for j: [barrier] stage(j); barrier;
-// compute(); then store(); with kStats then barrier; stats_put_sums(); [barrier; stats_tree(s)] for
+// Phases (replayed in this order by the CPU emulator): init; for j: [barrier] (with vec_stage:
+// issue_tile_async(j) (cp.async) + stage(j) (weights); cp.async wait; barrier; convert_tile()) or
+// stage(j); barrier; compute(); then store(); with kStats then barrier; stats_put_sums(); [barrier; stats_tree(s)] for
 // s = plane threads / 2 .. 1; barrier; stats_center(); barrier; stats_put_m2(); [barrier; stats_tree(s)]...;
 // barrier; stats_store().
 #pragma once
 
+#include "common/cp_async.cuh"
 #include "conv/depthwise_conv2d_common.cuh"
 
 namespace cnnkern {
@@ -76,9 +78,11 @@ struct DwTiledBlock {
     return p.g.src + n * p.g.ss.n + cs * p.g.ss.c;
   }
 
+  // Element-wise staging (rows that are not whole aligned 16-byte chunks) and the weights, in one phase.
+  // With p.vec_stage the tile comes from issue_tile_async + convert_tile instead, and only the weights here.
   CNNKERN_HD void stage(const DwTiledParams<T>& p, float* smem, int j) const {
     if (p.vec_stage) {
-      stage_tile_vec(p, smem, j);
+      // nothing: the tile was staged by issue_tile_async / convert_tile
     } else if (p.planes_per_block == 1) {
       stage_tile<false>(p, smem, j);
     } else {
@@ -87,56 +91,64 @@ struct DwTiledBlock {
     stage_weights(p, smem, j);
   }
 
-  // Staging in aligned 16-byte chunks (p.vec_stage): item e = tid + i*threads is chunk e % chunks of
-  // staged row (e / chunks) % in_rows of plane slot e / (chunks * in_rows). Chunk k covers source columns
-  // [cs, cs + kE) with cs = (c0 + k) * kE, c0 = floor(sx0 / kE), and fills the tile columns cs - sx0 + i
-  // that fall in [0, pitch) (columns >= in_cols and taps outside the image as 0). The host guarantees
-  // src_w % kE == 0, and cs is a multiple of kE, so a chunk is wholly inside the row or wholly outside.
-  // As in the direct kernel, every chunk is loaded from an address clamped into the source and zeroed
-  // afterwards when it is outside: a load inside an `if` is consumed before the next one issues. kB
-  // chunks per thread are in flight (2: 48 registers, 5 blocks per SM), with two divisions per chunk
-  // instead of one or two per element.
-  CNNKERN_HD void stage_tile_vec(const DwTiledParams<T>& p, float* smem, int j) const {
+  // Staging in aligned 16-byte chunks (p.vec_stage), two phases separated by the cp.async wait and a
+  // barrier. Item e = tid + i*threads is chunk e % chunks of staged row (e / chunks) % in_rows of plane slot
+  // e / (chunks * in_rows); it covers source columns [cs, cs + kE) with cs = (c0 + k) * kE, c0 =
+  // floor(sx0 / kE). The host guarantees src_w % kE == 0 and cs is a multiple of kE, so a chunk is wholly
+  // inside the row or wholly outside (rows above/below the image, columns left/right of it, planes past
+  // the last): those are zero-filled by cp.async (source size 0; the address is still clamped into the
+  // plane). Chunk e lands in raw slot e (16 bytes at p.raw_offset + 16 e): the raw region is
+  // chunk-aligned, whereas the fp32 tile starts at column sx0, which is not.
+  //   issue_tile_async: every chunk of the tile is in flight at once, no registers held (was 2 chunks per
+  //                     thread through registers: LDG.128 + select + 8 STS);
+  //   convert_tile:     raw slot e -> tile columns cs - sx0 + i that fall in [0, pitch) (columns >= in_cols
+  //                     as 0), converted to fp32 so that compute() is the same for both staging paths.
+  CNNKERN_HD void issue_tile_async(const DwTiledParams<T>& p, float* smem, int j) const {
     constexpr int kE = 16 / static_cast<int>(sizeof(T));
-    constexpr int kB = 2;
     const DwGather<T>& g = p.g;
+    unsigned char* raw = reinterpret_cast<unsigned char*>(smem) + p.raw_offset;
     const int sy0 = oy0_ * g.sh - g.ph;
     const int sx0 = ox0_ * g.sw - g.pw;
     const int c0 = sx0 >= 0 ? sx0 / kE : -((-sx0 + kE - 1) / kE);
     const int total = p.planes_per_block * p.in_rows * p.chunks;
-    for (int e0 = tid_; e0 < total; e0 += kB * p.threads) {
-      Vec<T, kE> raw[kB];
-      int dst[kB];   // smem offset of the chunk's first column (outside the row when col0 < 0)
-      int col0[kB];  // tile column of the chunk's first element
-      bool in[kB];   // the chunk is inside the source (else zeros)
+#pragma unroll 1
+    for (int e = tid_; e < total; e += p.threads) {
+      uint32_t rest, k, pl, row;
+      p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);
+      p.rows_div.divmod(rest, pl, row);
+      const int cs = (c0 + static_cast<int>(k)) * kE;
+      int n, oc;  // plane 0 when past the last plane: still a valid address
+      const bool ok = plane_of(p, static_cast<int>(pl), n, oc);
+      const int sy = sy0 + static_cast<int>(row);
+      const bool in = ok && dw_in(sy, g.src_h) && dw_in(cs, g.src_w);
+      const int csc = cs < 0 ? 0 : (cs >= g.src_w ? g.src_w - kE : cs);
+      cp_async16(raw + 16 * e, plane_src(p, n, oc, j) + dw_clamp(sy, g.src_h) * p.ssh + csc, in);
+    }
+    cp_async_commit();
+  }
+
+  CNNKERN_HD void convert_tile(const DwTiledParams<T>& p, float* smem) const {
+    constexpr int kE = 16 / static_cast<int>(sizeof(T));
+    const DwGather<T>& g = p.g;
+    const unsigned char* raw = reinterpret_cast<const unsigned char*>(smem) + p.raw_offset;
+    const int sx0 = ox0_ * g.sw - g.pw;
+    const int c0 = sx0 >= 0 ? sx0 / kE : -((-sx0 + kE - 1) / kE);
+    const int total = p.planes_per_block * p.in_rows * p.chunks;
+#pragma unroll 1
+    for (int e = tid_; e < total; e += p.threads) {
+      uint32_t rest, k;
+      p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);  // rest = plane slot * in_rows + row
+      const int col0 = (c0 + static_cast<int>(k)) * kE - sx0;
+      if (col0 + kE <= 0 || col0 >= p.pitch) continue;  // the chunk feeds no tile column
+      Vec<T, kE> v;
+      std::memcpy(&v, raw + 16 * e, 16);
+      float f[kE];
+      dw_unpack_or_zero(v, true, f);
+      float* dst = smem + static_cast<int>(rest) * p.pitch + col0;
 #pragma unroll
-      for (int b = 0; b < kB; ++b) {
-        const int e = e0 + b * p.threads;
-        uint32_t rest, k, pl, row;
-        p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);
-        p.rows_div.divmod(rest, pl, row);
-        const int cs = (c0 + static_cast<int>(k)) * kE;
-        col0[b] = cs - sx0;
-        dst[b] = (static_cast<int>(pl) * p.in_rows + static_cast<int>(row)) * p.pitch + col0[b];
-        int n, oc;  // plane 0 when past the last plane: still a valid address
-        const bool ok = plane_of(p, static_cast<int>(pl), n, oc);
-        const int sy = sy0 + static_cast<int>(row);
-        in[b] = ok && dw_in(sy, g.src_h) && dw_in(cs, g.src_w);
-        const int csc = cs < 0 ? 0 : (cs >= g.src_w ? g.src_w - kE : cs);
-        raw[b] = dw_load_vec<T, kE>(plane_src(p, n, oc, j) + dw_clamp(sy, g.src_h) * p.ssh + csc);
-      }
-#pragma unroll
-      for (int b = 0; b < kB; ++b) {
-        // `live` joins each element's store condition rather than skipping the chunk with a branch: the
-        // compiler would sink the chunk's load into that branch, after the previous chunk's stores.
-        const bool live = e0 + b * p.threads < total;
-        float f[kE];
-        dw_unpack_or_zero(raw[b], in[b], f);
-#pragma unroll
-        for (int i = 0; i < kE; ++i) {
-          const int col = col0[b] + i;
-          if (live && col >= 0 && col < p.pitch) smem[dst[b] + i] = col < p.in_cols ? f[i] : 0.0f;
-        }
+      for (int i = 0; i < kE; ++i) {
+        const int col = col0 + i;
+        if (col >= 0 && col < p.pitch) dst[i] = col < p.in_cols ? f[i] : 0.0f;
       }
     }
   }
@@ -349,7 +361,15 @@ __global__ void __launch_bounds__(kDwThreads) dw_tiled_kernel(const DwTiledParam
   blk.init(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
   for (int j = 0; j < p.g.nsrc; ++j) {
     if (j > 0) __syncthreads();  // the previous source's tile is still being read
-    blk.stage(p, smem, j);
+    if (p.vec_stage) {
+      blk.issue_tile_async(p, smem, j);
+      blk.stage(p, smem, j);  // the weights, while the chunks are in flight
+      cp_async_wait<0>();
+      __syncthreads();  // every thread's chunks have landed
+      blk.convert_tile(p, smem);
+    } else {
+      blk.stage(p, smem, j);
+    }
     __syncthreads();
     blk.compute(p, smem);
   }
