@@ -67,8 +67,12 @@ struct DwTiledParams {
   int tiles_x, tiles_y;
   int in_rows, in_cols, pitch;  // staged source tile per plane (floats), pitch >= in_cols
   int planes;                   // n * out_c
-  int64_t plane_groups;
-  unsigned grid_y;              // plane group = blockIdx.z * grid_y + blockIdx.y
+  int64_t plane_groups;         // of planes_per_block planes
+  // Each block runs groups_per_block consecutive plane groups of one spatial tile, staging the next group's
+  // tile by cp.async while it computes the current one (only with vec_stage and nsrc == 1; else 1).
+  int groups_per_block;
+  int64_t block_groups;         // ceil(plane_groups / groups_per_block)
+  unsigned grid_y;              // block group = blockIdx.z * grid_y + blockIdx.y
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
@@ -253,8 +257,10 @@ inline DwGather<T> dw_dgrad_gather(const DwShape& s, const T* dy, Strides4 dys, 
 
 // Tile geometry of the shared-memory kernel. Returns false when no tile with >= 32 threads fits in
 // smem_max bytes (huge dilated filters): the caller then uses the direct kernel.
+// sms: the device's multiprocessors (132: H200), which bound how many plane groups a block may chain (0, used
+// by the emulator only: as many as allowed, so that small problems exercise the chained order too).
 template <class T>
-inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T>* out) {
+inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T>* out, int sms = 132) {
   using namespace dw_detail;
   if (g.residue) return false;
   // In-plane source offsets are int32 in the staging loop.
@@ -315,7 +321,16 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.tiles_y = static_cast<int>(ceil_div64(g.out_h, int64_t{ty} * kDwTiledRH));
   p.planes = static_cast<int>(planes);
   p.plane_groups = ceil_div64(planes, pp);
-  p.grid_y = static_cast<unsigned>(std::min<int64_t>(p.plane_groups, 65535));
+  // Chaining plane groups (up to 8) overlaps a group's loads with the previous group's FMAs inside a block,
+  // instead of relying only on the other resident blocks; but keep >= 32 blocks per SM (4-5 resident x
+  // 6-8 waves) so that the last wave stays short.
+  p.groups_per_block = 1;
+  const int64_t min_blocks = int64_t{std::max(sms, 0)} * 32;  // sms == 0 (emulator only): chain up to 8
+  while (vec_stage && g.nsrc == 1 && p.groups_per_block < 8 &&
+         int64_t{p.tiles_x} * p.tiles_y * ceil_div64(p.plane_groups, 2 * p.groups_per_block) >= min_blocks)
+    p.groups_per_block *= 2;
+  p.block_groups = ceil_div64(p.plane_groups, p.groups_per_block);
+  p.grid_y = static_cast<unsigned>(std::min<int64_t>(p.block_groups, 65535));
   p.out_c_div = FastDivmod(static_cast<uint32_t>(g.out_c));
   p.ch_div = FastDivmod(static_cast<uint32_t>(g.ch_div));
   p.pitch_div = FastDivmod(static_cast<uint32_t>(p.pitch));
@@ -331,7 +346,7 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
 
 template <class T>
 inline unsigned dw_tiled_grid_z(const DwTiledParams<T>& p) {
-  return static_cast<unsigned>(dw_detail::ceil_div64(p.plane_groups, p.grid_y));
+  return static_cast<unsigned>(dw_detail::ceil_div64(p.block_groups, p.grid_y));
 }
 
 // Outputs per thread of the direct kernel for channel vectors of `bytes` bytes: 2 for 16-byte vectors
@@ -489,7 +504,7 @@ template <class T>
 inline DwGatherPlan<T> dw_plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, size_t smem_optin,
                                       int sms, bool stats, bool global_w = false) {
   DwGatherPlan<T> plan;
-  if (!channel_fast && !g.residue && smem_optin > 0 && dw_plan_tiled(g, smem_optin, &plan.tp)) {
+  if (!channel_fast && !g.residue && smem_optin > 0 && dw_plan_tiled(g, smem_optin, &plan.tp, sms)) {
     plan.tiled = true;
     return plan;
   }
