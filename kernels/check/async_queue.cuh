@@ -27,7 +27,7 @@ struct ThreadAsyncQueue final : HostAsyncSink {
 
   void copy16(void* dst, const void* src, bool valid) override {
     if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)) {
-      std::printf("cp.async: misaligned 16-byte copy\n");
+      std::fprintf(stderr, "cp.async: misaligned 16-byte copy\n");  // stderr: stdout is lost at abort()
       std::abort();
     }
     Copy c;

@@ -101,7 +101,7 @@ void replay_tiled(const DwTiledParams<T>& p) {
   auto wait_all = [&]() {
     for (auto& qq : q) {
       if (!qq.open.empty()) {
-        std::printf("cp.async: copies left uncommitted at the wait\n");
+        std::fprintf(stderr, "cp.async: copies left uncommitted at the wait\n");
         std::abort();
       }
       qq.wait(0);
@@ -146,7 +146,7 @@ void replay_tiled(const DwTiledParams<T>& p) {
         }
         for (auto& qq : q)
           if (!qq.groups.empty() || !qq.open.empty()) {
-            std::printf("cp.async: copies issued past the block's last step\n");
+            std::fprintf(stderr, "cp.async: copies issued past the block's last step\n");
             std::abort();
           }
       }
