@@ -300,7 +300,8 @@ namespace cnnkern {
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>);       \\
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>);        \\
   template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>);       \\
-  template __global__ void channel_shuffle_fill_kernel<E>(const ChannelShuffleParams<E>)
+  template __global__ void channel_shuffle_fill_kernel<E, 0>(const ChannelShuffleParams<E>);     \\
+  template __global__ void channel_shuffle_fill_kernel<E, 2>(const ChannelShuffleParams<E>)
 CNNKERN_SASS_SHUFFLE(uint16_t, 8);
 CNNKERN_SASS_SHUFFLE(uint32_t, 4);
 }  // namespace cnnkern
@@ -322,7 +323,9 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
             KernelRules(r"channel_shuffle_kernel<", [max_regs(32, "8 CTAs x 256 threads per SM")]),
             # shuffle_cat_pointwise's passthrough from a strided view (x.chunk(2, 1)): whole 16-byte vectors
             # of the shuffled output (the conv's channels zero, overwritten next) instead of word stores.
-            KernelRules(r"channel_shuffle_fill_kernel<", [has("STG.128"), max_regs(32, "8 CTAs x 256 threads per SM")]),
+            # Not persistent (a grid-stride copy): <= 40 registers keeps 6 CTAs x 256 threads per SM; the
+            # groups == 2 variant takes 34 (launch bounds (256, 8) made it spill 8 bytes).
+            KernelRules(r"channel_shuffle_fill_kernel<", [has("STG.128"), max_regs(40, "6 CTAs x 256 threads per SM")]),
         ],
     ),
 ]

@@ -36,7 +36,11 @@ template <class E>
 void launch_fill(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((p.items + kThreads - 1) / kThreads, int64_t{1} << 20);
-  channel_shuffle_fill_kernel<E><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  if (p.div_groups.divisor == 2) {  // ShuffleNetV2: the word pattern known at compile time
+    channel_shuffle_fill_kernel<E, 2><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  } else {
+    channel_shuffle_fill_kernel<E, 0><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

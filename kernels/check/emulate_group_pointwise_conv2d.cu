@@ -32,7 +32,7 @@ namespace {
 int g_failures = 0;
 int g_runs = 0;
 struct {
-  int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel, shuffle_fill_tiled, shuffle_fill_vec;
+  int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel, shuffle_fill_tiled, shuffle_fill_vec, shuffle_fill_vec_g2;
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
@@ -447,7 +447,13 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
     const auto p = make_channel_shuffle_fill<E>(reinterpret_cast<const E*>(src.ptr), src.st,
                                                 reinterpret_cast<E*>(dst.ptr), dst.st, n, h, w, ch, total, groups,
                                                 offset);
-    for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V>::run(p, e);
+    // The kernel csrc launches: the groups == 2 specialisation, else the runtime one.
+    if (groups == 2) {
+      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 2>::run(p, e);
+      ++g_paths.shuffle_fill_vec_g2;
+    } else {
+      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 0>::run(p, e);
+    }
     ++g_paths.shuffle_fill_vec;
     return;
   }
@@ -801,11 +807,12 @@ int main(int argc, char** argv) {
     std::printf("FAIL: a small-K path was never exercised\n");
     ++g_failures;
   }
-  std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d shuffle_fill_tiled=%d shuffle_fill_vec=%d\n",
+  std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d shuffle_fill_tiled=%d shuffle_fill_vec=%d "
+              "(groups 2: %d)\n",
               g_paths.fwd_vec, g_paths.shuffle_vec_pixel, g_paths.shuffle_vec_channel, g_paths.shuffle_fill_tiled,
-              g_paths.shuffle_fill_vec);
+              g_paths.shuffle_fill_vec, g_paths.shuffle_fill_vec_g2);
   if (!g_paths.fwd_vec || !g_paths.shuffle_vec_pixel || !g_paths.shuffle_vec_channel || !g_paths.shuffle_fill_tiled ||
-      !g_paths.shuffle_fill_vec) {
+      !g_paths.shuffle_fill_vec || !g_paths.shuffle_fill_vec_g2 || g_paths.shuffle_fill_vec_g2 == g_paths.shuffle_fill_vec) {
     std::printf("FAIL: a vector path was never exercised\n");
     ++g_failures;
   }
