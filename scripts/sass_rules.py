@@ -279,8 +279,9 @@ FAMILIES: list[Family] = [
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),
-                # aligned rows are staged in 16-byte chunks (2 in flight per thread); not cp.async yet
-                has("LDG.128"),
+                # aligned rows are staged in 16-byte chunks by cp.async (zero-fill outside the image), the
+                # whole tile in flight at once
+                has("LDGSTS"),
             ]),
             KernelRules(r"dw_wgrad_kernel<", [max_regs(128, GEMM_256)]),
         ],
@@ -324,7 +325,9 @@ namespace cnnkern {
   template __global__ void channel_shuffle_kernel<E, 1, true>(const ChannelShuffleParams<E>);        \\
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>);       \\
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>);        \\
-  template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>)
+  template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>);       \\
+  template __global__ void channel_shuffle_fill_kernel<E, 0>(const ChannelShuffleParams<E>);     \\
+  template __global__ void channel_shuffle_fill_kernel<E, 2>(const ChannelShuffleParams<E>)
 CNNKERN_SASS_SHUFFLE(uint16_t, 8);
 CNNKERN_SASS_SHUFFLE(uint32_t, 4);
 }  // namespace cnnkern
@@ -334,8 +337,9 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
                 max_regs(32, "8 CTAs x 256 threads per SM: the persistent grid assumes it"),
                 has("LDG.128"), has("BAR"),
             ]),
-            # Every variant stores 16-byte vectors except the masked scatter (shuffle-cat passthrough: word
-            # by word by design).
+            # Every variant stores 16-byte vectors except the masked scatter (a shuffle-cat passthrough into a
+            # tensor whose other channels must be kept: word by word by design; shuffle_cat_pointwise's own
+            # passthrough, whose other channels the conv writes next, takes the unmasked kernel: fill).
             KernelRules(r"channel_shuffle_tile_kernel<unsigned (short|int), (false, (true|false)|true, true)>",
                         [has("STG.128")]),
             # The generic kernel's 16-byte paths: pixel-fast (both sides vectors) and channel-fast
@@ -343,6 +347,11 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
             KernelRules(r"channel_shuffle_kernel<unsigned (short, 8|int, 4), (true|false)>",
                         [has("LDG.128"), has("STG.128")]),
             KernelRules(r"channel_shuffle_kernel<", [max_regs(32, "8 CTAs x 256 threads per SM")]),
+            # shuffle_cat_pointwise's passthrough from a strided view (x.chunk(2, 1)): whole 16-byte vectors
+            # of the shuffled output (the conv's channels zero, overwritten next) instead of word stores.
+            # Not persistent (a grid-stride copy): <= 40 registers keeps 6 CTAs x 256 threads per SM; the
+            # groups == 2 variant takes 34 (launch bounds (256, 8) made it spill 8 bytes).
+            KernelRules(r"channel_shuffle_fill_kernel<", [has("STG.128"), max_regs(40, "6 CTAs x 256 threads per SM")]),
         ],
     ),
     Family(

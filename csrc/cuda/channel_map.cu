@@ -32,6 +32,18 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+template <class E>
+void launch_fill(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((p.items + kThreads - 1) / kThreads, int64_t{1} << 20);
+  if (p.div_groups.divisor == 2) {  // ShuffleNetV2: the word pattern known at compile time
+    channel_shuffle_fill_kernel<E, 2><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  } else {
+    channel_shuffle_fill_kernel<E, 0><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // Persistent CTAs over the tiles: as many as can be resident (8 x 256 threads per SM, fewer when the
 // shared memory per CTA limits it), never more than there are tiles.
 template <class E, bool kMasked, bool kGather>
@@ -55,10 +67,10 @@ void launch_tiled(const ChannelShufflePlan& plan, const ChannelShuffleTileParams
 // A pure copy: dispatched on the element size, not the dtype.
 template <class E>
 void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, int shuffle_groups, int offset,
-         bool scatter, cudaStream_t stream) {
+         bool scatter, bool fill, cudaStream_t stream) {
   const int n = static_cast<int>(src.size(0)), h = static_cast<int>(src.size(2)), w = static_cast<int>(src.size(3));
   const ChannelShufflePlan plan = plan_channel_shuffle(n, h, w, channels, total, strides_of(src), src.const_data_ptr(),
-                                                       strides_of(dst), dst.const_data_ptr(), sizeof(E), scatter);
+                                                       strides_of(dst), dst.const_data_ptr(), sizeof(E), scatter, fill);
   const int pixels = n * h * w;
   if (plan.tiled) {
     const auto p = make_channel_shuffle_tile_params<E>(plan, static_cast<const E*>(src.const_data_ptr()),
@@ -71,6 +83,13 @@ void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, 
       if (plan.masked) launch_tiled<E, true, true>(plan, p, stream);
       else launch_tiled<E, false, true>(plan, p, stream);
     }
+    return;
+  }
+  if (plan.fill) {
+    launch_fill<E>(make_channel_shuffle_fill<E>(static_cast<const E*>(src.const_data_ptr()), strides_of(src),
+                                                static_cast<E*>(dst.mutable_data_ptr()), strides_of(dst), n, h, w,
+                                                channels, total, shuffle_groups, offset),
+                   stream);
     return;
   }
   const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),
@@ -103,8 +122,10 @@ namespace cuda {
 
 using namespace host;
 
-void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
-                 bool scatter) {
+namespace {
+
+void channel_map_impl(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
+                      bool scatter, bool fill) {
   constexpr const char* op = "cnnkern channel_map";
   check_tensor(op, "src", src, "src", src);
   check_tensor(op, "dst", dst, "src", src);
@@ -127,10 +148,22 @@ void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_g
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   auto i = [](int64_t v) { return static_cast<int>(v); };
   if (src.element_size() == 2) {
-    run<uint16_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, stream);
+    run<uint16_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, fill, stream);
   } else {
-    run<uint32_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, stream);
+    run<uint32_t>(src, dst, i(channels), i(total), i(shuffle_groups), i(channel_offset), scatter, fill, stream);
   }
+}
+
+}  // namespace
+
+void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
+                 bool scatter) {
+  channel_map_impl(src, dst, shuffle_groups, channel_offset, scatter, /*fill=*/false);
+}
+
+void channel_map_scatter_fill(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups,
+                              int64_t channel_offset) {
+  channel_map_impl(src, dst, shuffle_groups, channel_offset, /*scatter=*/true, /*fill=*/true);
 }
 
 }  // namespace cuda

@@ -78,13 +78,17 @@ DwGatherPlan<T> plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, i
 }
 
 template <class T>
-void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, int device, cudaStream_t stream) {
-  const DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, mi, device, false);
+void launch_gather(const DwGatherPlan<T>& plan, cudaStream_t stream) {
   if (plan.tiled) {
     launch_dw_tiled<T>(plan.tp, stream);
   } else {
     launch_dw_direct<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
   }
+}
+
+template <class T>
+void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, int device, cudaStream_t stream) {
+  launch_gather<T>(plan_gather(g, channel_fast, vmax, mi, device, false), stream);
 }
 
 // The forward's gather problem and layout choice (shared by the plain forward and its epilogues).
@@ -99,6 +103,17 @@ DwGather<T> fwd_gather(const at::Tensor& x, const at::Tensor& w, const std::opti
   return dw_fwd_gather<T>(s, in_ptr<T>(x), strides_of(x), in_ptr<T>(w), strides_of(w),
                           has_bias ? in_ptr<T>(*bias) : nullptr, has_bias ? bias->stride(0) : 0, out_ptr<T>(out),
                           strides_of(out));
+}
+
+// The forward's plan (gather problem, layout choice, kernel): the prologue of the plain, act and stats
+// forwards and of the statistics' tile count (stats: the plan as the stats epilogue will launch it).
+template <class T>
+DwGatherPlan<T> fwd_plan(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                         const at::Tensor& out, const DwShape& s, bool has_bias, bool stats) {
+  bool channel_fast;
+  int vmax;
+  const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
+  return plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), stats);
 }
 
 }  // namespace
@@ -116,10 +131,7 @@ void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast;
-    int vmax;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
-    run_gather<T>(g, channel_fast, vmax, s.mult, x.get_device(), stream);
+    launch_gather<T>(fwd_plan<T>(x, w, bias, out, s, has_bias, false), stream);
   });
 }
 
@@ -137,10 +149,7 @@ void depthwise_conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const st
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast;
-    int vmax;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
-    DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), false);
+    DwGatherPlan<T> plan = fwd_plan<T>(x, w, bias, out, s, has_bias, false);
     plan.set_epilogue(channel_affine(scale, shift, activation), StatsOut{});
     if (plan.tiled) {
       launch_dw_tiled_act<T>(plan.tp, stream);
@@ -164,10 +173,7 @@ int64_t depthwise_conv2d_fwd_stats_tiles(const at::Tensor& x, const at::Tensor& 
   int64_t tiles = 0;
   dispatch(kDepthwise.name, x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    bool channel_fast;
-    int vmax;
-    const DwGather<T> g = fwd_gather<T>(x, w, std::nullopt, out, s, false, channel_fast, vmax);
-    tiles = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), true).stats_tiles();
+    tiles = fwd_plan<T>(x, w, std::nullopt, out, s, false, true).stats_tiles();
   });
   return tiles;
 }
@@ -181,10 +187,7 @@ void depthwise_conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const 
   run_fwd(op, kDepthwise, parse_args(op, stride, padding, dilation), x, w, bias, out,
           [&](auto tag, const DwShape& s, bool has_bias, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    bool channel_fast;
-    int vmax;
-    const DwGather<T> g = fwd_gather<T>(x, w, bias, out, s, has_bias, channel_fast, vmax);
-    DwGatherPlan<T> plan = plan_gather(g, channel_fast, vmax, s.mult, x.get_device(), true);
+    DwGatherPlan<T> plan = fwd_plan<T>(x, w, bias, out, s, has_bias, true);
     plan.set_epilogue(ChannelAffine{}, StatsOut{partials.mutable_data_ptr<float>(), s.c_out});
     if (plan.tiled) {
       launch_dw_tiled_stats<T>(plan.tp, stream);

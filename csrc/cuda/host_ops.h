@@ -88,5 +88,10 @@ void conv_bn_relu_bwd_apply(const at::Tensor& grad, const at::Tensor& y, const a
 // csrc/cuda/channel_map.cu: scatter dst[:, dest(c)] = src[:, c], or gather dst[:, c] = src[:, dest(c)].
 void channel_map(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups, int64_t channel_offset,
                  bool scatter);
+// The same scatter for a shuffle-cat half (src's channels < dst's) whose other channels a later kernel on
+// the same stream writes in full (shuffle_cat_pointwise's conv branch): their words may be overwritten, so
+// dst is stored in whole 16-byte vectors where its layout allows (ChannelShufflePlan::fill).
+void channel_map_scatter_fill(const at::Tensor& src, const at::Tensor& dst, int64_t shuffle_groups,
+                              int64_t channel_offset);
 
 }  // namespace cnnkern::cuda

@@ -2,7 +2,8 @@
 // intervals of implicit_gemm_kernel reproduced phase by phase (CPU only; used by the emulator tests).
 //
 // What is emulated beyond plain per-thread code:
-//   cp.async   each thread's copies go to its own queue (HostAsyncSink), grouped by commit. At issue the
+//   cp.async   (model shared with the depthwise replay: check/async_queue.cuh) each thread's copies go
+//              to its own queue (HostAsyncSink), grouped by commit. At issue the
 //              destination is poisoned at once (until the copy completes its bytes are undefined: a
 //              copy into a buffer that other threads still read in the same barrier interval shows),
 //              and the data lands only when a wait_group<kWaitDepth> retires the group (reading a tile
@@ -22,52 +23,11 @@
 #include <cstring>
 #include <vector>
 
+#include "check/async_queue.cuh"
 #include "common/implicit_gemm.cuh"
 #include "conv/conv2d_wgrad.cuh"
 
 namespace cnnkern {
-
-constexpr unsigned char kSmemPoison = 0x7f;  // 0x7f7f: NaN in fp16, ~3.4e38 in bf16 and fp32
-
-struct ThreadAsyncQueue final : HostAsyncSink {
-  struct Copy {
-    void* dst;
-    unsigned char data[16];
-  };
-  std::vector<Copy> open;
-  std::vector<std::vector<Copy>> groups;  // committed, oldest first
-
-  void copy16(void* dst, const void* src, bool valid) override {
-    if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)) {
-      std::printf("cp.async: misaligned 16-byte copy\n");
-      std::abort();
-    }
-    Copy c;
-    c.dst = dst;
-    if (valid) {
-      std::memcpy(c.data, src, 16);  // global memory does not change during the kernel
-    } else {
-      std::memset(c.data, 0, 16);
-    }
-    std::memset(dst, kSmemPoison, 16);
-    open.push_back(c);
-  }
-  void commit() override {
-    groups.push_back(open);
-    open.clear();
-  }
-  // cp.async.wait_group n: every committed group except the n most recent has landed.
-  void wait(int n) {
-    while (static_cast<int>(groups.size()) > n) {
-      for (const Copy& c : groups.front()) std::memcpy(c.dst, c.data, 16);
-      groups.erase(groups.begin());
-    }
-  }
-  void reset() {
-    open.clear();
-    groups.clear();
-  }
-};
 
 // ---- warp-level tensor-core emulation (MmaMath)
 template <class T>

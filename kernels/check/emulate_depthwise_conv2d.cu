@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "check/async_queue.cuh"
 #include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
 #include "conv/depthwise_conv2d.cuh"
@@ -69,33 +70,85 @@ struct Smem {
   }
 };
 
+template <class T, int KT, EpiKind E>
+void replay_tiled_stats(const DwTiledParams<T>& p, std::vector<DwTiledBlock<T, KT, E>>& blk, float* smem) {
+  const int first = tree_first_step(blk[0].plane_threads(p));
+  for (auto& b : blk) b.stats_put_sums(p, smem);
+  for (int s = first; s > 0; s >>= 1)
+    for (auto& b : blk) b.stats_tree(p, smem, s, 2);
+  for (auto& b : blk) b.stats_center(p, smem);
+  for (auto& b : blk) b.stats_put_m2(p, smem);
+  for (int s = first; s > 0; s >>= 1)
+    for (auto& b : blk) b.stats_tree(p, smem, s, 1);
+  for (auto& b : blk) b.stats_store(p, smem);
+}
+
 template <class T, int KT, EpiKind E = EpiKind::kPlain>
 void replay_tiled(const DwTiledParams<T>& p) {
   Smem sm(p.smem_bytes);
   std::vector<DwTiledBlock<T, KT, E>> blk(p.threads);
+  std::vector<ThreadAsyncQueue> q(p.threads);
+  // cp.async staging: each thread's copies go to its own queue and poison their slots at issue; they land
+  // at the wait (check/async_queue.cuh, the conv2d replay's model).
+  auto issue = [&](int j, int64_t pg) {
+    HostAsyncSink*& sink = host_async_sink();
+    for (int t = 0; t < p.threads; ++t) {
+      sink = &q[t];
+      blk[t].issue_tile_async(p, sm.p, j, pg);
+      sink = nullptr;
+    }
+  };
+  auto wait_all = [&]() {
+    for (auto& qq : q) {
+      if (!qq.open.empty()) {
+        std::fprintf(stderr, "cp.async: copies left uncommitted at the wait\n");
+        std::abort();
+      }
+      qq.wait(0);
+    }
+  };
+  // dw_tiled_kernel's order. Shared memory is poisoned per block; before every (group, source) step the
+  // tile and weight region is poisoned again (a stale tile of the previous step must not hide a chunk
+  // convert_tile missed); the raw region is poisoned by the copies themselves at issue, and the next step's
+  // copies are issued before any compute() of this step, so that reading the raw region there shows.
+  const size_t tile_bytes = p.vec_stage ? static_cast<size_t>(p.raw_offset) : p.smem_bytes;
   const unsigned gz = dw_tiled_grid_z(p);
   for (unsigned bz = 0; bz < gz; ++bz)
     for (unsigned by = 0; by < p.grid_y; ++by) {
-      if (int64_t{bz} * p.grid_y + by >= p.plane_groups) continue;
+      const int64_t bg = int64_t{bz} * p.grid_y + by;
+      if (bg >= p.block_groups) continue;
+      const int64_t pg0 = bg * p.groups_per_block;
+      const int64_t pg_end = std::min<int64_t>(pg0 + p.groups_per_block, p.plane_groups);
       for (unsigned bx = 0; bx < unsigned(p.tiles_x * p.tiles_y); ++bx) {
-        for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, by, bz, t);
-        for (int j = 0; j < p.g.nsrc; ++j) {
-          sm.poison(p.smem_bytes);
-          for (auto& b : blk) b.stage(p, sm.p, j);
-          for (auto& b : blk) b.compute(p, sm.p);
+        for (auto& qq : q) qq.reset();
+        sm.poison(p.smem_bytes);
+        for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, pg0, t);
+        if (p.vec_stage) issue(0, pg0);
+        for (int64_t pg = pg0; pg < pg_end; ++pg) {
+          if (pg > pg0)
+            for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, pg, t);
+          for (int j = 0; j < p.g.nsrc; ++j) {
+            sm.poison(tile_bytes);
+            for (auto& b : blk) b.stage(p, sm.p, j);
+            if (p.vec_stage) {
+              wait_all();
+              for (auto& b : blk) b.convert_tile(p, sm.p);
+              if (j + 1 < p.g.nsrc) {
+                issue(j + 1, pg);
+              } else if (pg + 1 < pg_end) {
+                issue(0, pg + 1);
+              }
+            }
+            for (auto& b : blk) b.compute(p, sm.p);
+          }
+          for (auto& b : blk) b.store(p);
+          if constexpr (E == EpiKind::kStats) replay_tiled_stats(p, blk, sm.p);
         }
-        for (auto& b : blk) b.store(p);
-        if constexpr (E == EpiKind::kStats) {
-          const int first = tree_first_step(blk[0].plane_threads(p));
-          for (auto& b : blk) b.stats_put_sums(p, sm.p);
-          for (int s = first; s > 0; s >>= 1)
-            for (auto& b : blk) b.stats_tree(p, sm.p, s, 2);
-          for (auto& b : blk) b.stats_center(p, sm.p);
-          for (auto& b : blk) b.stats_put_m2(p, sm.p);
-          for (int s = first; s > 0; s >>= 1)
-            for (auto& b : blk) b.stats_tree(p, sm.p, s, 1);
-          for (auto& b : blk) b.stats_store(p, sm.p);
-        }
+        for (auto& qq : q)
+          if (!qq.groups.empty() || !qq.open.empty()) {
+            std::fprintf(stderr, "cp.async: copies issued past the block's last step\n");
+            std::abort();
+          }
       }
     }
 }
@@ -238,7 +291,7 @@ const char* route_name(Route r) {
 }
 
 struct PathStats {
-  int tiled = 0, tiled_window = 0, tiled_vec_stage = 0, direct_scalar = 0, residue = 0, global_w = 0;
+  int tiled = 0, tiled_window = 0, tiled_vec_stage = 0, tiled_chained = 0, direct_scalar = 0, residue = 0, global_w = 0;
   int direct_v[9] = {};     // by vector width
   int window[2][8] = {};    // direct window by [stride - 1][kt]
 } g_stats;
@@ -246,6 +299,7 @@ struct PathStats {
 // Multiprocessor count given to the plan: an H200's, or 1 (long per-thread chains: gpt up to 16) every
 // other call, so that both grid shapes are replayed.
 int g_sms_toggle = 0;
+constexpr int kDwSmsCycle[3] = {kDwDefaultSms, 1, 0};
 
 // With the statistics epilogue, `partials` is sized (tiles, C_out, 3) from the plan and NaN-filled.
 // vmax: the widest channel vector the layout allows (dw_vec_width), as csrc computes it.
@@ -260,7 +314,9 @@ void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route
   };
   const bool tiled_ok = route == Route::kAuto || route == Route::kTinySmem;
   const size_t optin = route == Route::kTinySmem ? kDwSmemDefault : 227 * 1024;
-  const int sms = (g_sms_toggle++ & 1) ? 1 : kDwDefaultSms;
+  // 132, 1 and 0 multiprocessors in turn: short and long per-thread chains of the direct kernel (0 acts as
+  // 1 there), and unchained / chained plane groups of the tiled kernel (0: up to 8 groups per block).
+  const int sms = kDwSmsCycle[g_sms_toggle++ % 3];
   // kDirect: the direct kernel for a pixel-contiguous tensor (channel_fast is false there, so a
   // zero opt-in limit is enough to refuse the tiled kernel).
   DwGatherPlan<T> plan = dw_plan_gather(g, channel_fast, vmax, mi, tiled_ok ? optin : 0, sms,
@@ -269,6 +325,7 @@ void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route
     ++g_stats.tiled;
     if (dw_window_k(g) > 0) ++g_stats.tiled_window;
     if (plan.tp.vec_stage) ++g_stats.tiled_vec_stage;
+    if (plan.tp.groups_per_block > 1) ++g_stats.tiled_chained;
     attach(plan.tp.g, dw_stats_tiles(plan.tp));
     emulate_tiled<T, E>(plan.tp);
     return;
@@ -646,7 +703,9 @@ void test_plans() {
       DwTiledParams<__half> tp;
       if (dw_plan_tiled(g, 227 * 1024, &tp)) {
         const unsigned gz = dw_tiled_grid_z(tp);
-        if (tp.grid_y > 65535 || gz > 65535 || int64_t{tp.grid_y} * gz < tp.plane_groups) fail("tiled grid", c);
+        if (tp.grid_y > 65535 || gz > 65535 || int64_t{tp.grid_y} * gz < tp.block_groups ||
+            tp.block_groups * tp.groups_per_block < tp.plane_groups)
+          fail("tiled grid", c);
         if (int64_t{tp.tiles_x} * (kDwTiledRW << tp.tx_bits) < g.out_w ||
             int64_t{tp.tiles_y} * (kDwTiledRH << tp.ty_bits) < g.out_h)
           fail("tiled coverage", c);
@@ -774,6 +833,10 @@ int main(int argc, char** argv) {
       {1, 4, 10, 24, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "nchw_w24_s2"},
       {1, 2, 12, 32, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "nchw_w32_k7"},
       {1, 3, 6, 8, 2, 5, 5, 1, 1, 4, 5, 2, 1, 1, 0, "nchw_w8_m2_d2"},
+      // Many planes of 16-byte rows: plane groups chained in one block (groups_per_block up to 8, the last
+      // block's chain cut short by the plane count).
+      {3, 21, 9, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "nchw_w16_chain"},
+      {2, 13, 10, 24, 1, 5, 5, 2, 2, 2, 2, 1, 1, 0, 0, "nchw_w24_s2_chain"},
   };
   run_all<float>(cases, !quick);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
@@ -791,9 +854,9 @@ int main(int argc, char** argv) {
   std::printf("half: %s\n", g_failures ? "FAILED" : "ok");
   run_all<__nv_bfloat16>(cases, !quick);
   std::printf("bf16: %s\n", g_failures ? "FAILED" : "ok");
-  std::printf("paths: tiled=%d (window %d, 16-byte staging %d) direct v2=%d v4=%d v8=%d scalar=%d residue=%d "
+  std::printf("paths: tiled=%d (window %d, 16-byte staging %d, chained plane groups %d) direct v2=%d v4=%d v8=%d scalar=%d residue=%d "
               "global_w=%d\n",
-              g_stats.tiled, g_stats.tiled_window, g_stats.tiled_vec_stage, g_stats.direct_v[2], g_stats.direct_v[4], g_stats.direct_v[8],
+              g_stats.tiled, g_stats.tiled_window, g_stats.tiled_vec_stage, g_stats.tiled_chained, g_stats.direct_v[2], g_stats.direct_v[4], g_stats.direct_v[8],
               g_stats.direct_scalar, g_stats.residue, g_stats.global_w);
   std::printf("direct windows: s1 k3=%d k5=%d k7=%d, s2 k3=%d k5=%d k7=%d\n", g_stats.window[0][3],
               g_stats.window[0][5], g_stats.window[0][7], g_stats.window[1][3], g_stats.window[1][5],

@@ -32,7 +32,7 @@ namespace {
 int g_failures = 0;
 int g_runs = 0;
 struct {
-  int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel;
+  int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel, shuffle_fill_tiled, shuffle_fill_vec, shuffle_fill_vec_g2;
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
@@ -443,7 +443,22 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
   using E = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
   constexpr int V = 16 / sizeof(T);
   const int pixels = n * h * w;
+  if (plan.fill && !plan.tiled) {  // the generic kernel's 16-byte fill body (channel_shuffle_fill_kernel)
+    const auto p = make_channel_shuffle_fill<E>(reinterpret_cast<const E*>(src.ptr), src.st,
+                                                reinterpret_cast<E*>(dst.ptr), dst.st, n, h, w, ch, total, groups,
+                                                offset);
+    // The kernel csrc launches: the groups == 2 specialisation, else the runtime one.
+    if (groups == 2) {
+      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 2>::run(p, e);
+      ++g_paths.shuffle_fill_vec_g2;
+    } else {
+      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 0>::run(p, e);
+    }
+    ++g_paths.shuffle_fill_vec;
+    return;
+  }
   if (plan.tiled) {
+    g_paths.shuffle_fill_tiled += plan.fill;
     const auto p = make_channel_shuffle_tile_params<E>(plan, reinterpret_cast<const E*>(src.ptr),
                                                        reinterpret_cast<E*>(dst.ptr), pixels, ch, total, groups,
                                                        offset);
@@ -473,9 +488,11 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
 
 // dst must hold exactly the mapped copy of src: every mapped element equal (bitwise via the float
 // value; NaN-poisoned dst fails), no other element of dst written, nothing outside the view touched.
+// fill (a shuffle-cat half whose other channels a later kernel writes): every element of dst written
+// (whole 16-byte vectors), the mapped ones equal, nothing outside the view touched.
 template <class T>
 int check_channel_map(const Tensor4<T>& src, Tensor4<T>& dst, int ch, int total, int groups, int offset, bool scatter,
-                      const char* what) {
+                      const char* what, bool fill = false) {
   const int pg = total / groups;
   auto dest = [&](int c) { return ((c + offset) % pg) * groups + (c + offset) / pg; };
   int bad = 0;
@@ -489,7 +506,7 @@ int check_channel_map(const Tensor4<T>& src, Tensor4<T>& dst, int ch, int total,
         }
   int written = 0;  // every written element is one of the checked ones: count them
   dst.each([&](int n, int k, int py, int px) { written += !std::isnan(dst.get(n, k, py, px)); });
-  const int want_written = ch * src.d[0] * src.d[2] * src.d[3];
+  const int want_written = (fill ? total : ch) * src.d[0] * src.d[2] * src.d[3];
   if (written != want_written) std::printf("  shuffle %s: %d written of %d\n", what, written, want_written);
   return bad + (written != want_written) + dst.clobbered();
 }
@@ -499,12 +516,13 @@ int check_channel_map(const Tensor4<T>& src, Tensor4<T>& dst, int ch, int total,
 template <class T>
 void run_shuffle(const Case& c, int src_layout, int dst_layout, bool scatter, std::mt19937& rng) {
   const int ch = c.cout, total = c.total();
-  for (int forced = 0; forced < 4; ++forced) {
+  for (int forced = 0; forced < 5; ++forced) {
+    if (forced == 4 && !(scatter && ch < total)) break;  // 4: the fill plan of a shuffle-cat half
     Tensor4<T> src(c.n, scatter ? ch : total, c.h, c.w, src_layout), dst(c.n, scatter ? total : ch, c.h, c.w, dst_layout);
     src.fill_random(rng);
     dst.fill_nan();
     const ChannelShufflePlan real = plan_channel_shuffle(c.n, c.h, c.w, ch, total, src.st, src.ptr, dst.st, dst.ptr,
-                                                         sizeof(T), scatter);
+                                                         sizeof(T), scatter, forced == 4);
     // forced 0: the real plan; 1, 2: scalar generic copies along each mapping (always valid);
     // 3: the generic kernel with the real plan's vector width (what ran before the tiled kernel)
     ChannelShufflePlan plan = real;
@@ -513,10 +531,11 @@ void run_shuffle(const Case& c, int src_layout, int dst_layout, bool scatter, st
     if (forced == 3) plan = ChannelShufflePlan{real.vec, real.pixel_fast};
     replay_channel_map<T>(plan, src, dst, c.n, c.h, c.w, ch, total, c.shuffle_groups, c.before, scatter, 1 << 20);
     ++g_runs;
-    if (check_channel_map<T>(src, dst, ch, total, c.shuffle_groups, c.before, scatter, c.name)) {
+    if (check_channel_map<T>(src, dst, ch, total, c.shuffle_groups, c.before, scatter, c.name, plan.fill)) {
       ++g_failures;
-      std::printf("FAIL shuffle %s %s->%s scatter=%d vec=%d pixel_fast=%d tiled=%d\n", c.name,
-                  layout_name(src_layout), layout_name(dst_layout), scatter, plan.vec, plan.pixel_fast, plan.tiled);
+      std::printf("FAIL shuffle %s %s->%s scatter=%d vec=%d pixel_fast=%d tiled=%d fill=%d\n", c.name,
+                  layout_name(src_layout), layout_name(dst_layout), scatter, plan.vec, plan.pixel_fast, plan.tiled,
+                  plan.fill);
     }
   }
 }
@@ -548,6 +567,8 @@ void run_shuffle_tiled_suite(std::mt19937& rng) {
       {1, 4, 5, 240, 4, 240, 0},  {1, 3, 3, 240, 8, 240, 0},  {1, 1, 1, 58, 2, 58, 0},   {1, 1, 3, 24, 8, 24, 0},
       {4, 28, 28, 116, 2, 116, 0}, {1, 9, 13, 232, 2, 232, 0}, {2, 5, 5, 116, 2, 58, 0},  {2, 5, 5, 116, 2, 58, 58},
       {1, 7, 9, 24, 4, 12, 6},    {1, 6, 7, 240, 3, 80, 80},  {2, 3, 7, 3, 3, 1, 2},
+      // shuffle-cat halves with total % 8 == 0 (the 16-byte fill body on 16-bit types too)
+      {2, 3, 5, 464, 2, 232, 0},  {1, 4, 3, 48, 2, 24, 24},   {1, 3, 5, 48, 3, 16, 8},
   };
   for (const ShuffleShape& s : shapes) {
     for (int scatter = 0; scatter < 2; ++scatter) {
@@ -578,6 +599,37 @@ void run_shuffle_tiled_suite(std::mt19937& rng) {
           ++g_failures;
           std::printf("FAIL shuffle %s scatter=%d P=%d L=%d masked=%d ctas=%d\n", what, scatter, plan.tile_pixels,
                       plan.period, plan.masked, ctas);
+        }
+      }
+      // Fill (scatter of a shuffle-cat half whose other channels are written later): dense NHWC takes the
+      // unmasked tiled kernel with a filler table; a channel slice source (x.chunk(2, 1) of a channels_last
+      // tensor, not dense) the generic 16-byte fill body when dst allows, padded / NCHW dst the word path.
+      if (scatter && s.channels < s.total) {
+        const int fl[][2] = {{kNHWC, kNHWC}, {kNHWCSlice, kNHWC}, {kNHWCPadded, kNHWC}, {kNCHW, kNHWC},
+                             {kNHWCSlice, kNHWCPadded}, {kNHWC, kNCHW}};
+        for (const auto& l : fl) {
+          for (int variant = 0; variant < 2; ++variant) {
+            Tensor4<T> src(s.n, in_c, s.h, s.w, l[0]), dst(s.n, out_c, s.h, s.w, l[1]);
+            src.fill_random(rng);
+            dst.fill_nan();
+            ChannelShufflePlan plan = plan_channel_shuffle(s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr,
+                                                           dst.st, dst.ptr, sizeof(T), true, true);
+            const bool dst_vec = dst.st.c == 1 && s.total % V == 0 && dst.vec_ok(V);
+            const bool want_fill = plan.tiled || dst_vec;
+            if (variant == 1 && plan.tiled)  // the smallest tiles: every tile boundary inside a vector
+              plan_channel_shuffle_tile(plan, s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr, dst.st, dst.ptr,
+                                        sizeof(T), true, V);
+            replay_channel_map<T>(plan, src, dst, s.n, s.h, s.w, s.channels, s.total, s.groups, s.offset, true,
+                                  variant == 1 ? 3 : 1 << 20);
+            ++g_runs;
+            if (plan.fill != want_fill || (plan.tiled && plan.masked) ||
+                check_channel_map<T>(src, dst, s.channels, s.total, s.groups, s.offset, true, "fill", plan.fill)) {
+              ++g_failures;
+              std::printf("FAIL shuffle fill %s->%s %dx%dx%dx%d ch=%d off=%d g=%d tiled=%d fill=%d\n",
+                          layout_name(l[0]), layout_name(l[1]), s.n, s.total, s.h, s.w, s.channels, s.offset,
+                          s.groups, plan.tiled, plan.fill);
+            }
+          }
         }
       }
       // Strided / misaligned views: the generic kernel.
@@ -755,9 +807,12 @@ int main(int argc, char** argv) {
     std::printf("FAIL: a small-K path was never exercised\n");
     ++g_failures;
   }
-  std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d\n", g_paths.fwd_vec,
-              g_paths.shuffle_vec_pixel, g_paths.shuffle_vec_channel);
-  if (!g_paths.fwd_vec || !g_paths.shuffle_vec_pixel || !g_paths.shuffle_vec_channel) {
+  std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d shuffle_fill_tiled=%d shuffle_fill_vec=%d "
+              "(groups 2: %d)\n",
+              g_paths.fwd_vec, g_paths.shuffle_vec_pixel, g_paths.shuffle_vec_channel, g_paths.shuffle_fill_tiled,
+              g_paths.shuffle_fill_vec, g_paths.shuffle_fill_vec_g2);
+  if (!g_paths.fwd_vec || !g_paths.shuffle_vec_pixel || !g_paths.shuffle_vec_channel || !g_paths.shuffle_fill_tiled ||
+      !g_paths.shuffle_fill_vec || !g_paths.shuffle_fill_vec_g2 || g_paths.shuffle_fill_vec_g2 == g_paths.shuffle_fill_vec) {
     std::printf("FAIL: a vector path was never exercised\n");
     ++g_failures;
   }

@@ -59,4 +59,25 @@ struct alignas(sizeof(T) * V) Vec {
   CNNKERN_HD static Vec load(const T* p) { return *reinterpret_cast<const Vec*>(p); }
 };
 
+// V consecutive elements at q as floats: one V * sizeof(T)-byte access for V > 1 (q aligned to it: checked
+// on the host), a scalar load for V == 1. The depthwise kernels' loader (conv_bn_relu.cuh had an unused
+// copy, bn_load).
+//
+// Found while moving it here: several dw_direct_kernel instantiations sit exactly at their 128-register
+// cap, and there ptxas' choice between 0 and 8-20 bytes of spill changes with the -lineinfo line table
+// alone (the file and line this helper's instructions are attributed to: dw_direct<half, 8, 1, 3, stats,
+// KS=2> spilled 20 bytes with it 8 lines higher, 0 without -lineinfo). That is probably why the same ptxas
+// spilled on one host and not on another (the checkout path is in the line table too; a copy of the tree
+// under /tmp spilled 8 bytes in dw_direct<bf16, 8, 1, 3, act, KS=2>): see spills_at_cap in sass_rules.py.
+template <class T, int V>
+CNNKERN_HD void load_as_float(const T* q, float (&out)[V]) {
+  if constexpr (V == 1) {
+    out[0] = Num<T>::to_float(*q);
+  } else {
+    const Vec<T, V> v = Vec<T, V>::load(q);
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[i] = Num<T>::to_float(v.v[i]);
+  }
+}
+
 }  // namespace cnnkern

@@ -45,6 +45,12 @@ struct ChannelShuffleParams {
   ShuffleMap map;
   FastDivmod div_inner;  // by the per-item inner extent: pixels / V (pixel-fast) or channels / V
   int64_t items;         // channels * pixels / V
+  // ChannelShuffleFillBody only (set by make_channel_shuffle_fill): the permuted side's channel count
+  // and the map's groups (as a divisor), per_group = total / groups and channel offset.
+  int total = 0;
+  FastDivmod div_groups{};
+  int per_group = 0;
+  int offset = 0;
 };
 
 template <class E, int V, bool kPixelFast>
@@ -76,6 +82,61 @@ struct ChannelShuffleBody {
       for (int j = 0; j < V; ++j) w.v[j] = p.src[src_pix + p.map.dest(c + j) * p.ss.c];
       *reinterpret_cast<Words<E, V>*>(p.dst + dst_pix + c * p.ds.c) = w;
     }
+  }
+};
+
+// Scatter of a shuffle-cat half (channels < total) whose other channels are scratch: a kernel launched
+// after this one writes every one of them (shuffle_cat_pointwise: the conv branch's GEMM, on the same
+// stream). Item e = (pixel m, Q vector j): the V consecutive channels q = jV .. jV + V - 1 of the permuted
+// side, each taken from its source channel c = inv(q) when c is ours, else 0 (overwritten later), and
+// stored as ONE 16-byte vector instead of V scattered 2-byte stores. inv(q) =
+// (q % groups) * per_group + q / groups - offset, stepped word by word from one divmod per vector. The
+// source side may have any strides (x.chunk(2, 1) of a channels_last tensor is not dense): its reads are
+// single words, consecutive lanes reading neighbouring channels of a pixel.
+// kG: the map's groups when known at compile time (2: every ShuffleNetV2 shuffle), else 0 (runtime).
+template <class E, int V, int kG = 0>
+struct ChannelShuffleFillBody {
+  CNNKERN_HD static void run(const ChannelShuffleParams<E>& p, int64_t e) {
+    uint32_t m, j;
+    p.div_inner.divmod(static_cast<uint32_t>(e), m, j);
+    int n, y, x;
+    p.pix.split(static_cast<int>(m), n, y, x);
+    const E* src = p.src + (n * p.ss.n + y * p.ss.h + x * p.ss.w);
+    const int sc = static_cast<int>(p.ss.c);  // channels * |ss.c| < 2^31: checked by the plan
+    Words<E, V> w;
+    if constexpr (kG == 2) {
+      // q = jV + i with jV even: q % 2 = i % 2 and q / 2 = jV / 2 + i / 2, so word i reads channel
+      // jV / 2 + i / 2 - offset, plus per_group for odd i; no division or wrap per word.
+      // Every word is loaded, the others from the pixel's channel 0 and then zeroed: a load under a
+      // condition compiled to a branch around each one (238 instructions per vector; 150 this way, at 34
+      // registers).
+      const int c0 = static_cast<int>(j) * (V / 2) - p.offset;
+      E raw[V];
+      bool ours[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const int c = c0 + i / 2 + (i % 2 ? p.per_group : 0);
+        ours[i] = static_cast<unsigned>(c) < static_cast<unsigned>(p.channels);
+        raw[i] = src[(ours[i] ? c : 0) * sc];
+      }
+#pragma unroll
+      for (int i = 0; i < V; ++i) w.v[i] = ours[i] ? raw[i] : E{0};
+    } else {
+      uint32_t s, r;  // q = s * groups + r
+      p.div_groups.divmod(j * V, s, r);
+      const int groups = static_cast<int>(p.div_groups.divisor);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const int c = static_cast<int>(r) * p.per_group + static_cast<int>(s) - p.offset;
+        const bool ours = c >= 0 && c < p.channels;
+        w.v[i] = ours ? src[c * sc] : E{0};  // a predicated load: the other words are never read
+        if (++r == static_cast<uint32_t>(groups)) {
+          r = 0;
+          ++s;
+        }
+      }
+    }
+    *reinterpret_cast<Words<E, V>*>(p.dst + (n * p.ds.n + y * p.ds.h + x * p.ds.w) + j * V) = w;
   }
 };
 
@@ -123,6 +184,9 @@ struct ChannelShuffleTileParams {
   int groups;        // of the map: inv(q) = (q % groups) * per_group + q / groups - offset
   int per_group;     // total / groups
   int offset;
+  bool fill;         // scatter of a shuffle-cat half whose other channels are scratch (plan.fill): the
+                     // table points their words at a filler (the period's first U word) instead of
+                     // kNoSource, so that the unmasked kernel stores whole 16-byte vectors
 };
 
 constexpr uint16_t kNoSource = 0xffff;
@@ -141,7 +205,9 @@ struct ChannelShuffleTile {
     for (int r = tid; r < p.period; r += kThreads) {
       const int px = r / p.total, q = r - px * p.total;
       const int c = (q % p.groups) * p.per_group + q / p.groups - p.offset;  // inverse of dest's transpose
-      table[r] = c < 0 || c >= p.channels ? kNoSource
+      // The filler of plan.fill, offset 0 from the period's base, is a word the tile has loaded: the
+      // period's first pixel is at or before the pixel of every Q word that uses the entry.
+      table[r] = c < 0 || c >= p.channels ? (p.fill ? uint16_t{0} : kNoSource)
                                           : static_cast<uint16_t>((px * p.channels + c) * static_cast<int>(sizeof(E)));
     }
   }
@@ -274,7 +340,13 @@ struct ChannelShufflePlan {
   int vec;           // generic kernel: words per access (1 or 16 / elem_bytes)
   bool pixel_fast;   // generic kernel: the mapping
   bool tiled;        // the tiled kernel instead of the generic one
-  bool masked;       // tiled: channels < total (a shuffle-cat half)
+  bool masked;       // tiled: channels < total (a shuffle-cat half) and not fill
+  // fill (scatter of a shuffle-cat half, requested by the caller when a later kernel writes every other
+  // channel): the permuted side is stored in whole 16-byte vectors, the other channels' words with filler.
+  // Tiled: the unmasked kernel with a filler table. Generic: ChannelShuffleFillBody (fill_vec) when the
+  // permuted side has unit channel stride, total % V == 0, vector-multiple pixel strides and an aligned
+  // base; otherwise the word-by-word kernels (fill false).
+  bool fill;
   int tile_pixels;   // tiled: P
   int period;        // tiled: L = lcm(total, V)
   int table_offset;  // tiled: bytes before the offset table
@@ -329,17 +401,20 @@ __host__ inline void plan_channel_shuffle_tile(ChannelShufflePlan& plan, int n, 
   const int64_t smem = run_bytes + (int64_t{period} * 2 + 15) / 16 * 16;
   if (smem > ChannelShuffleTileLimits::kSmemBytes) return;
   plan.tiled = true;
-  plan.masked = channels < total;
+  plan.masked = channels < total && !plan.fill;
   plan.tile_pixels = p;
   plan.period = period;
   plan.table_offset = static_cast<int>(run_bytes);
   plan.smem_bytes = static_cast<int>(smem);
 }
 
+// fill: the caller allows the permuted side's other channels to be overwritten (see ChannelShufflePlan).
 __host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int channels, int total,
                                                         const Strides4& ss, const void* src, const Strides4& ds,
-                                                        const void* dst, int elem_bytes, bool scatter) {
+                                                        const void* dst, int elem_bytes, bool scatter,
+                                                        bool fill = false) {
   ChannelShufflePlan plan{};
+  plan.fill = fill && scatter && channels < total;
   plan_channel_shuffle_tile(plan, n, h, w, channels, total, ss, src, ds, dst, elem_bytes, scatter);
   const int64_t src_pixel_step = w > 1 ? ss.w : (h > 1 ? ss.h : ss.n);
   const bool pixel_fast = !(channels > 1 && ss.c < src_pixel_step);
@@ -359,7 +434,31 @@ __host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int
   }
   plan.vec = ok ? v : 1;
   plan.pixel_fast = pixel_fast;
+  if (plan.fill && !plan.tiled) {
+    auto qmult = [&](int extent, int64_t stride) { return extent <= 1 || stride % v == 0; };
+    plan.fill = ds.c == 1 && total % v == 0 && qmult(n, ds.n) && qmult(h, ds.h) && qmult(w, ds.w) && aligned(dst) &&
+                int64_t{n} * h * w * (total / v) < INT32_MAX &&
+                int64_t{channels} * (ss.c < 0 ? -ss.c : ss.c) < INT32_MAX;
+    if (plan.fill) plan.vec = v;
+  }
   return plan;
+}
+
+// The generic kernel's parameters for ChannelShuffleFillBody (plan.fill && !plan.tiled).
+template <class E>
+__host__ inline ChannelShuffleParams<E> make_channel_shuffle_fill(const E* src, const Strides4& ss, E* dst,
+                                                                  const Strides4& ds, int n, int h, int w,
+                                                                  int channels, int total, int groups, int offset) {
+  constexpr int V = 16 / static_cast<int>(sizeof(E));
+  const int pixels = n * h * w;
+  ChannelShuffleParams<E> p{src, ss, dst, ds, pixels, channels, true, PixelIndex(h, w),
+                            ShuffleMap(total, groups, offset), FastDivmod(static_cast<uint32_t>(total / V)),
+                            int64_t{pixels} * (total / V)};
+  p.total = total;
+  p.div_groups = FastDivmod(static_cast<uint32_t>(groups));
+  p.per_group = total / groups;
+  p.offset = offset;
+  return p;
 }
 
 // The tiled kernel's parameters for a plan with plan.tiled.
@@ -383,6 +482,7 @@ __host__ inline ChannelShuffleTileParams<E> make_channel_shuffle_tile_params(con
   p.groups = groups;
   p.per_group = total / groups;
   p.offset = offset;
+  p.fill = plan.fill;
   return p;
 }
 
@@ -393,6 +493,14 @@ __global__ void __launch_bounds__(256) channel_shuffle_kernel(const ChannelShuff
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < p.items; e += step) {
     ChannelShuffleBody<E, V, kPixelFast>::run(p, e);
+  }
+}
+
+template <class E, int kG>
+__global__ void __launch_bounds__(256) channel_shuffle_fill_kernel(const ChannelShuffleParams<E> p) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < p.items; e += step) {
+    ChannelShuffleFillBody<E, 16 / static_cast<int>(sizeof(E)), kG>::run(p, e);
   }
 }
 

@@ -103,17 +103,6 @@ CNNKERN_HD float bn_affine(float y, float a, float b) {
 }
 
 template <class T, int V>
-CNNKERN_HD void bn_load(const T* q, float (&out)[V]) {
-  if constexpr (V == 1) {
-    out[0] = Num<T>::to_float(*q);
-  } else {
-    const Vec<T, V> v = Vec<T, V>::load(q);
-#pragma unroll
-    for (int i = 0; i < V; ++i) out[i] = Num<T>::to_float(v.v[i]);
-  }
-}
-
-template <class T, int V>
 CNNKERN_HD void bn_store(T* q, const float (&in)[V]) {
   if constexpr (V == 1) {
     *q = Num<T>::from_float(in[0]);

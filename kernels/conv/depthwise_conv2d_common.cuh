@@ -57,17 +57,6 @@ CNNKERN_HD void dw_atomic_add(float* p, float v) {
 #endif
 }
 
-template <class T, int V>
-CNNKERN_HD void dw_load(const T* q, float (&out)[V]) {
-  if constexpr (V == 1) {
-    out[0] = Num<T>::to_float(*q);
-  } else {
-    const Vec<T, V> v = Vec<T, V>::load(q);
-#pragma unroll
-    for (int i = 0; i < V; ++i) out[i] = Num<T>::to_float(v.v[i]);
-  }
-}
-
 // VI raw elements as one access (VI * sizeof(T) bytes, aligned to that: checked on the host).
 template <class T, int VI>
 CNNKERN_HD Vec<T, VI> dw_load_vec(const T* q) {

@@ -214,7 +214,7 @@ struct DwDirectBlock {
         const int x = x0 + r;
         if (x >= g.out_w) break;
         float sv[V];
-        dw_load<T, V>(out + x * g.os.w, sv);
+        load_as_float<T, V>(out + x * g.os.w, sv);
 #pragma unroll
         for (int l = 0; l < V; ++l) {
           const float d = sv[l] - smean_[l];
@@ -378,7 +378,7 @@ struct DwDirectBlock {
           const int sx = sx0 + r;
           if (!dw_in(sx, g.src_w)) continue;
           float sv[VI];
-          dw_load<T, VI>(srow + sx * g.ss.w, sv);
+          load_as_float<T, VI>(srow + sx * g.ss.w, sv);
           fma(acc[r], wv, sv);
         }
       }

@@ -67,16 +67,22 @@ struct DwTiledParams {
   int tiles_x, tiles_y;
   int in_rows, in_cols, pitch;  // staged source tile per plane (floats), pitch >= in_cols
   int planes;                   // n * out_c
-  int64_t plane_groups;
-  unsigned grid_y;              // plane group = blockIdx.z * grid_y + blockIdx.y
+  int64_t plane_groups;         // of planes_per_block planes
+  // Each block runs groups_per_block consecutive plane groups of one spatial tile, staging the next group's
+  // tile by cp.async while it computes the current one (only with vec_stage and nsrc == 1; else 1).
+  int groups_per_block;
+  int64_t block_groups;         // ceil(plane_groups / groups_per_block)
+  unsigned grid_y;              // block group = blockIdx.z * grid_y + blockIdx.y
   FastDivmod out_c_div, ch_div, pitch_div, rows_div;
   int ssh, ssw;                 // source h/w strides as int32 (offsets within a plane fit)
   bool vec_store;               // out has unit x stride: try vector stores
-  // 16-byte staging (DwTiledBlock::stage_tile_vec): rows are read in aligned 16-byte chunks, `chunks` per staged
-  // row (enough to cover pitch columns from any start), instead of one element per load.
+  // 16-byte staging (DwTiledBlock::issue_tile_async / convert_tile): rows are copied in aligned 16-byte chunks,
+  // `chunks` per staged row (enough to cover pitch columns from any start), by cp.async into a raw region
+  // of [planes][in_rows][chunks] 16-byte slots at byte raw_offset, then converted into the fp32 tile.
   bool vec_stage;
   int chunks;
   FastDivmod chunks_div;
+  int raw_offset;
   size_t smem_bytes;
 };
 
@@ -251,8 +257,10 @@ inline DwGather<T> dw_dgrad_gather(const DwShape& s, const T* dy, Strides4 dys, 
 
 // Tile geometry of the shared-memory kernel. Returns false when no tile with >= 32 threads fits in
 // smem_max bytes (huge dilated filters): the caller then uses the direct kernel.
+// sms: the device's multiprocessors (132: H200), which bound how many plane groups a block may chain (0, used
+// by the emulator only: as many as allowed, so that small problems exercise the chained order too).
 template <class T>
-inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T>* out) {
+inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T>* out, int sms = 132) {
   using namespace dw_detail;
   if (g.residue) return false;
   // In-plane source offsets are int32 in the staging loop.
@@ -265,6 +273,12 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   int ty = std::min(kDwThreads / tx, pow2_ceil((g.out_h + kDwTiledRH - 1) / kDwTiledRH));
   int pp = kDwThreads / (tx * ty);
   pp = static_cast<int>(std::min<int64_t>(pp, pow2_ceil(static_cast<int>(std::min<int64_t>(planes, 256)))));
+  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
+  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
+  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
+  constexpr int kE = 16 / static_cast<int>(sizeof(T));
+  const bool vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
+                         g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
   DwTiledParams<T> p{};
   for (;;) {
     const int tile_w = tx * kDwTiledRW, tile_h = ty * kDwTiledRH;
@@ -279,6 +293,12 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
     }
     const int threads = tx * ty * pp;
     p.smem_bytes = (size_t(pp) * p.in_rows * p.pitch + size_t(pp) * taps) * sizeof(float);
+    p.chunks = (p.pitch + kE - 1) / kE + 1;
+    if (vec_stage) {
+      // The raw cp.async region after the fp32 tile and the weights, 16-byte aligned.
+      p.raw_offset = static_cast<int>((p.smem_bytes + 15) / 16 * 16);
+      p.smem_bytes = size_t(p.raw_offset) + size_t(pp) * p.in_rows * p.chunks * 16;
+    }
     const bool fits_default = p.smem_bytes <= kDwSmemDefault;
     if (fits_default || (threads <= 128 && p.smem_bytes <= smem_max)) break;
     if (threads <= 32) return false;
@@ -301,7 +321,16 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.tiles_y = static_cast<int>(ceil_div64(g.out_h, int64_t{ty} * kDwTiledRH));
   p.planes = static_cast<int>(planes);
   p.plane_groups = ceil_div64(planes, pp);
-  p.grid_y = static_cast<unsigned>(std::min<int64_t>(p.plane_groups, 65535));
+  // Chaining plane groups (up to 8) overlaps a group's loads with the previous group's FMAs inside a block,
+  // instead of relying only on the other resident blocks; but keep >= 32 blocks per SM (4-5 resident x
+  // 6-8 waves) so that the last wave stays short.
+  p.groups_per_block = 1;
+  const int64_t min_blocks = int64_t{std::max(sms, 0)} * 32;  // sms == 0 (emulator only): chain up to 8
+  while (vec_stage && g.nsrc == 1 && p.groups_per_block < 8 &&
+         int64_t{p.tiles_x} * p.tiles_y * ceil_div64(p.plane_groups, 2 * p.groups_per_block) >= min_blocks)
+    p.groups_per_block *= 2;
+  p.block_groups = ceil_div64(p.plane_groups, p.groups_per_block);
+  p.grid_y = static_cast<unsigned>(std::min<int64_t>(p.block_groups, 65535));
   p.out_c_div = FastDivmod(static_cast<uint32_t>(g.out_c));
   p.ch_div = FastDivmod(static_cast<uint32_t>(g.ch_div));
   p.pitch_div = FastDivmod(static_cast<uint32_t>(p.pitch));
@@ -309,13 +338,7 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
   p.ssh = static_cast<int>(g.ss.h);
   p.ssw = static_cast<int>(g.ss.w);
   p.vec_store = g.os.w == 1;
-  // 16-byte chunks need unit column stride, every row start 16-byte aligned (the base pointer and the
-  // n, c, h strides multiples of 16 bytes) and rows of whole chunks, so that a chunk is either inside
-  // the row or outside it (e.g. contiguous NCHW with W a multiple of 8 bf16 / 4 fp32).
-  constexpr int kE = 16 / static_cast<int>(sizeof(T));
-  p.vec_stage = g.ss.w == 1 && reinterpret_cast<uintptr_t>(g.src) % 16 == 0 && g.ss.h % kE == 0 &&
-                g.ss.c % kE == 0 && g.ss.n % kE == 0 && g.src_w % kE == 0;
-  p.chunks = (p.pitch + kE - 1) / kE + 1;
+  p.vec_stage = vec_stage;
   p.chunks_div = FastDivmod(static_cast<uint32_t>(p.chunks));
   *out = p;
   return true;
@@ -323,7 +346,7 @@ inline bool dw_plan_tiled(const DwGather<T>& g, size_t smem_max, DwTiledParams<T
 
 template <class T>
 inline unsigned dw_tiled_grid_z(const DwTiledParams<T>& p) {
-  return static_cast<unsigned>(dw_detail::ceil_div64(p.plane_groups, p.grid_y));
+  return static_cast<unsigned>(dw_detail::ceil_div64(p.block_groups, p.grid_y));
 }
 
 // Outputs per thread of the direct kernel for channel vectors of `bytes` bytes: 2 for 16-byte vectors
@@ -481,7 +504,7 @@ template <class T>
 inline DwGatherPlan<T> dw_plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, size_t smem_optin,
                                       int sms, bool stats, bool global_w = false) {
   DwGatherPlan<T> plan;
-  if (!channel_fast && !g.residue && smem_optin > 0 && dw_plan_tiled(g, smem_optin, &plan.tp)) {
+  if (!channel_fast && !g.residue && smem_optin > 0 && dw_plan_tiled(g, smem_optin, &plan.tp, sms)) {
     plan.tiled = true;
     return plan;
   }

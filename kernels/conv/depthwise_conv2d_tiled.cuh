@@ -13,12 +13,15 @@
 // its registers (acc_), so both passes read them there; the sums reduce over the plane's tx*ty threads (a
 // power of two, consecutive tids) in the staging buffer, which is free once every thread has computed.
 //
-// Phases (replayed in this order by the CPU emulator): init; for j: [barrier] stage(j); barrier;
-// compute(); then store(); with kStats then barrier; stats_put_sums(); [barrier; stats_tree(s)] for
-// s = plane threads / 2 .. 1; barrier; stats_center(); barrier; stats_put_m2(); [barrier; stats_tree(s)]...;
-// barrier; stats_store().
+// Phases (replayed in this order by the CPU emulator): init(pg0); [vec_stage: issue_tile_async(0, pg0)];
+// for each plane group pg of the block: [init(pg)]; for j: stage(j) (weights; the element-wise tile without
+// vec_stage); [vec_stage: cp.async wait; barrier; convert_tile(); barrier; issue_tile_async of the next
+// (pg, j) step] or barrier; compute(); barrier; then store(); with kStats then barrier; stats_put_sums();
+// [barrier; stats_tree(s)] for s = plane threads / 2 .. 1; barrier; stats_center(); barrier;
+// stats_put_m2(); [barrier; stats_tree(s)]...; barrier; stats_store(); barrier.
 #pragma once
 
+#include "common/cp_async.cuh"
 #include "conv/depthwise_conv2d_common.cuh"
 
 namespace cnnkern {
@@ -40,7 +43,8 @@ struct DwTiledBlock {
   float acc_[RH][RW];  // the accumulators; with kStats, after store() the values as stored
   float ssum_ = 0.0f, scount_ = 0.0f, smean_ = 0.0f;
 
-  CNNKERN_HD void init(const DwTiledParams<T>& p, unsigned bx, unsigned by, unsigned bz, int tid) {
+  // Block x = spatial tile bx, plane group pg (< p.plane_groups).
+  CNNKERN_HD void init(const DwTiledParams<T>& p, unsigned bx, int64_t pg, int tid) {
     tid_ = tid;
     tx_ = tid & ((1 << p.tx_bits) - 1);
     ty_ = (tid >> p.tx_bits) & ((1 << p.ty_bits) - 1);
@@ -51,7 +55,7 @@ struct DwTiledBlock {
     ox0_ = tile_x * (RW << p.tx_bits);
     tile_ = static_cast<int>(bx);
     ssum_ = scount_ = smean_ = 0.0f;
-    pg_ = int64_t{bz} * p.grid_y + by;
+    pg_ = pg;
     plane_ok_ = plane_of(p, pl_, n_, oc_);
 #pragma unroll
     for (int k = 0; k < RH; ++k)
@@ -59,9 +63,12 @@ struct DwTiledBlock {
       for (int r = 0; r < RW; ++r) acc_[k][r] = 0.0f;
   }
 
-  // (n, oc) of plane slot pl of this block; false past the last plane.
+  // (n, oc) of plane slot pl of this block's plane group (or of group pg); false past the last plane.
   CNNKERN_HD bool plane_of(const DwTiledParams<T>& p, int pl, int& n, int& oc) const {
-    const int64_t plane = pg_ * p.planes_per_block + pl;
+    return plane_of(p, pg_, pl, n, oc);
+  }
+  CNNKERN_HD bool plane_of(const DwTiledParams<T>& p, int64_t pg, int pl, int& n, int& oc) const {
+    const int64_t plane = pg * p.planes_per_block + pl;
     const bool ok = plane < p.planes;
     uint32_t q, r;
     p.out_c_div.divmod(ok ? static_cast<uint32_t>(plane) : 0u, q, r);
@@ -76,9 +83,11 @@ struct DwTiledBlock {
     return p.g.src + n * p.g.ss.n + cs * p.g.ss.c;
   }
 
+  // Element-wise staging (rows that are not whole aligned 16-byte chunks) and the weights, in one phase.
+  // With p.vec_stage the tile comes from issue_tile_async + convert_tile instead, and only the weights here.
   CNNKERN_HD void stage(const DwTiledParams<T>& p, float* smem, int j) const {
     if (p.vec_stage) {
-      stage_tile_vec(p, smem, j);
+      // nothing: the tile was staged by issue_tile_async / convert_tile
     } else if (p.planes_per_block == 1) {
       stage_tile<false>(p, smem, j);
     } else {
@@ -87,55 +96,88 @@ struct DwTiledBlock {
     stage_weights(p, smem, j);
   }
 
-  // Staging in aligned 16-byte chunks (p.vec_stage): item e = tid + i*threads is chunk e % chunks of
-  // staged row (e / chunks) % in_rows of plane slot e / (chunks * in_rows). Chunk k covers source columns
-  // [cs, cs + kE) with cs = (c0 + k) * kE, c0 = floor(sx0 / kE), and fills the tile columns cs - sx0 + i
-  // that fall in [0, pitch) (columns >= in_cols and taps outside the image as 0). The host guarantees
-  // src_w % kE == 0, and cs is a multiple of kE, so a chunk is wholly inside the row or wholly outside.
-  // As in the direct kernel, every chunk is loaded from an address clamped into the source and zeroed
-  // afterwards when it is outside: a load inside an `if` is consumed before the next one issues. kB
-  // chunks per thread are in flight (2: 48 registers, 5 blocks per SM), with two divisions per chunk
-  // instead of one or two per element.
-  CNNKERN_HD void stage_tile_vec(const DwTiledParams<T>& p, float* smem, int j) const {
+  // Staging in aligned 16-byte chunks (p.vec_stage), two phases separated by the cp.async wait and a
+  // barrier. Item e = tid + i*threads is chunk e % chunks of staged row (e / chunks) % in_rows of plane slot
+  // e / (chunks * in_rows); it covers source columns [cs, cs + kE) with cs = (c0 + k) * kE, c0 =
+  // floor(sx0 / kE). The host guarantees src_w % kE == 0 and cs is a multiple of kE, so a chunk is wholly
+  // inside the row or wholly outside (rows above/below the image, columns left/right of it, planes past
+  // the last): those are zero-filled by cp.async (source size 0; the address is still clamped into the
+  // plane). Chunk e lands in raw slot e (16 bytes at p.raw_offset + 16 e): the raw region is
+  // chunk-aligned, whereas the fp32 tile starts at column sx0, which is not.
+  //   issue_tile_async: every chunk of the tile is in flight at once, no registers held (was 2 chunks per
+  //                     thread through registers: LDG.128 + select + 8 STS);
+  //   convert_tile:     raw slot e -> tile columns cs - sx0 + i that fall in [0, pitch) (columns >= in_cols
+  //                     as 0), converted to fp32 so that compute() is the same for both staging paths.
+  // pg: the plane group whose tile is issued (this block's current one, or the next when chained).
+  CNNKERN_HD void issue_tile_async(const DwTiledParams<T>& p, float* smem, int j, int64_t pg) const {
     constexpr int kE = 16 / static_cast<int>(sizeof(T));
-    constexpr int kB = 2;
     const DwGather<T>& g = p.g;
+    unsigned char* raw = reinterpret_cast<unsigned char*>(smem) + p.raw_offset;
     const int sy0 = oy0_ * g.sh - g.ph;
     const int sx0 = ox0_ * g.sw - g.pw;
     const int c0 = sx0 >= 0 ? sx0 / kE : -((-sx0 + kE - 1) / kE);
     const int total = p.planes_per_block * p.in_rows * p.chunks;
-    for (int e0 = tid_; e0 < total; e0 += kB * p.threads) {
-      Vec<T, kE> raw[kB];
-      int dst[kB];   // smem offset of the chunk's first column (outside the row when col0 < 0)
-      int col0[kB];  // tile column of the chunk's first element
-      bool in[kB];   // the chunk is inside the source (else zeros)
-#pragma unroll
-      for (int b = 0; b < kB; ++b) {
-        const int e = e0 + b * p.threads;
+    // Chunk e of staged row `row` of a plane whose source starts at `base` (in-plane offsets are int32).
+    auto copy = [&](int e, int row, uint32_t k, const T* base, bool ok) {
+      const int cs = (c0 + static_cast<int>(k)) * kE;
+      const int sy = sy0 + row;
+      const bool in = ok && dw_in(sy, g.src_h) && dw_in(cs, g.src_w);
+      const int csc = cs < 0 ? 0 : (cs >= g.src_w ? g.src_w - kE : cs);
+      cp_async16(raw + 16 * e, base + (dw_clamp(sy, g.src_h) * p.ssh + csc), in);
+    };
+    if (p.planes_per_block == 1) {
+      // One plane (every 56- and 112-wide map): its source pointer once, one divmod per chunk (was four).
+      int n, oc;  // plane 0 when past the last plane: still a valid address
+      const bool ok = plane_of(p, pg, 0, n, oc);
+      const T* base = plane_src(p, n, oc, j);
+#pragma unroll 1
+      for (int e = tid_; e < total; e += p.threads) {
+        uint32_t row, k;
+        p.chunks_div.divmod(static_cast<uint32_t>(e), row, k);
+        copy(e, static_cast<int>(row), k, base, ok);
+      }
+    } else {
+#pragma unroll 1
+      for (int e = tid_; e < total; e += p.threads) {
         uint32_t rest, k, pl, row;
         p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);
         p.rows_div.divmod(rest, pl, row);
-        const int cs = (c0 + static_cast<int>(k)) * kE;
-        col0[b] = cs - sx0;
-        dst[b] = (static_cast<int>(pl) * p.in_rows + static_cast<int>(row)) * p.pitch + col0[b];
-        int n, oc;  // plane 0 when past the last plane: still a valid address
-        const bool ok = plane_of(p, static_cast<int>(pl), n, oc);
-        const int sy = sy0 + static_cast<int>(row);
-        in[b] = ok && dw_in(sy, g.src_h) && dw_in(cs, g.src_w);
-        const int csc = cs < 0 ? 0 : (cs >= g.src_w ? g.src_w - kE : cs);
-        raw[b] = dw_load_vec<T, kE>(plane_src(p, n, oc, j) + dw_clamp(sy, g.src_h) * p.ssh + csc);
+        int n, oc;
+        const bool ok = plane_of(p, pg, static_cast<int>(pl), n, oc);
+        copy(e, static_cast<int>(row), k, plane_src(p, n, oc, j), ok);
       }
+    }
+    cp_async_commit();
+  }
+
+  CNNKERN_HD void convert_tile(const DwTiledParams<T>& p, float* smem) const {
+    constexpr int kE = 16 / static_cast<int>(sizeof(T));
+    const DwGather<T>& g = p.g;
+    const unsigned char* raw = reinterpret_cast<const unsigned char*>(smem) + p.raw_offset;
+    const int sx0 = ox0_ * g.sw - g.pw;
+    const int c0 = sx0 >= 0 ? sx0 / kE : -((-sx0 + kE - 1) / kE);
+    const int total = p.planes_per_block * p.in_rows * p.chunks;
+#pragma unroll 1
+    for (int e = tid_; e < total; e += p.threads) {
+      uint32_t rest, k;
+      p.chunks_div.divmod(static_cast<uint32_t>(e), rest, k);  // rest = plane slot * in_rows + row
+      const int col0 = (c0 + static_cast<int>(k)) * kE - sx0;
+      if (col0 + kE <= 0 || col0 >= p.pitch) continue;  // the chunk feeds no tile column
+      // One LDS.128 (a memcpy from the byte pointer compiled to 16 LDS.U8 + PRMTs).
+      const uint4 w = *reinterpret_cast<const uint4*>(raw + 16 * e);
+      Vec<T, kE> v;
+      std::memcpy(&v, &w, 16);
+      float f[kE];
+      dw_unpack_or_zero(v, true, f);
+      float* dst = smem + static_cast<int>(rest) * p.pitch + col0;
+      if (col0 >= 0 && col0 + kE <= p.in_cols) {  // interior chunk (most of them): no per-column test
 #pragma unroll
-      for (int b = 0; b < kB; ++b) {
-        // `live` joins each element's store condition rather than skipping the chunk with a branch: the
-        // compiler would sink the chunk's load into that branch, after the previous chunk's stores.
-        const bool live = e0 + b * p.threads < total;
-        float f[kE];
-        dw_unpack_or_zero(raw[b], in[b], f);
+        for (int i = 0; i < kE; ++i) dst[i] = f[i];
+      } else {
 #pragma unroll
         for (int i = 0; i < kE; ++i) {
-          const int col = col0[b] + i;
-          if (live && col >= 0 && col < p.pitch) smem[dst[b] + i] = col < p.in_cols ? f[i] : 0.0f;
+          const int col = col0 + i;
+          if (col >= 0 && col < p.pitch) dst[i] = col < p.in_cols ? f[i] : 0.0f;
         }
       }
     }
@@ -340,40 +382,68 @@ struct DwTiledBlock {
 };
 
 #if defined(__CUDACC__)
+// The statistics epilogue of one plane group (after store()). The staging buffer (>= 8 floats per thread:
+// each thread owns RH x RW outputs of the staged tile) becomes the reduction buffer once every thread is
+// past compute().
+template <class T, int KT, EpiKind kEpi>
+__device__ __forceinline__ void dw_tiled_stats(const DwTiledParams<T>& p, DwTiledBlock<T, KT, kEpi>& blk, float* smem) {
+  const int first = tree_first_step(blk.plane_threads(p));
+  __syncthreads();
+  blk.stats_put_sums(p, smem);
+  for (int s = first; s > 0; s >>= 1) {
+    __syncthreads();
+    blk.stats_tree(p, smem, s, 2);
+  }
+  __syncthreads();
+  blk.stats_center(p, smem);
+  __syncthreads();
+  blk.stats_put_m2(p, smem);
+  for (int s = first; s > 0; s >>= 1) {
+    __syncthreads();
+    blk.stats_tree(p, smem, s, 1);
+  }
+  __syncthreads();
+  blk.stats_store(p, smem);
+}
+
 template <class T, int KT, EpiKind kEpi = EpiKind::kPlain>
 __global__ void __launch_bounds__(kDwThreads) dw_tiled_kernel(const DwTiledParams<T> p) {
-  const int64_t pg = int64_t{blockIdx.z} * p.grid_y + blockIdx.y;
-  if (pg >= p.plane_groups) return;  // whole block: grid_y * grid_z overshoots plane_groups
+  const int64_t bg = int64_t{blockIdx.z} * p.grid_y + blockIdx.y;
+  if (bg >= p.block_groups) return;  // whole block: grid_y * grid_z overshoots block_groups
   float* smem = dw_dynamic_smem();
   DwTiledBlock<T, KT, kEpi> blk;
-  blk.init(p, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
-  for (int j = 0; j < p.g.nsrc; ++j) {
-    if (j > 0) __syncthreads();  // the previous source's tile is still being read
-    blk.stage(p, smem, j);
-    __syncthreads();
-    blk.compute(p, smem);
-  }
-  blk.store(p);
-  if constexpr (kEpi == EpiKind::kStats) {
-    // The staging buffer (>= 8 floats per thread: each thread owns RH x RW outputs of the staged tile)
-    // becomes the reduction buffer once every thread is past compute().
-    const int first = tree_first_step(blk.plane_threads(p));
-    __syncthreads();
-    blk.stats_put_sums(p, smem);
-    for (int s = first; s > 0; s >>= 1) {
-      __syncthreads();
-      blk.stats_tree(p, smem, s, 2);
+  // Plane groups pg0 .. pg_end - 1 (groups_per_block > 1 only with vec_stage and nsrc == 1), sources j.
+  // With vec_stage the chunks of the next (group, source) step are issued into the raw region as soon as
+  // the current step's are converted, so they are in flight during this step's FMAs and stores.
+  const int64_t pg0 = bg * p.groups_per_block;
+  const int64_t pg_end = pg0 + p.groups_per_block < p.plane_groups ? pg0 + p.groups_per_block : p.plane_groups;
+  blk.init(p, blockIdx.x, pg0, threadIdx.x);
+  if (p.vec_stage) blk.issue_tile_async(p, smem, 0, pg0);
+  for (int64_t pg = pg0; pg < pg_end; ++pg) {
+    if (pg > pg0) blk.init(p, blockIdx.x, pg, threadIdx.x);
+    for (int j = 0; j < p.g.nsrc; ++j) {
+      blk.stage(p, smem, j);  // element-wise tile (without vec_stage) and the weights
+      if (p.vec_stage) {
+        cp_async_wait<0>();
+        __syncthreads();  // every thread's chunks have landed
+        blk.convert_tile(p, smem);
+        __syncthreads();  // the tile is complete and the raw region free
+        if (j + 1 < p.g.nsrc) {
+          blk.issue_tile_async(p, smem, j + 1, pg);
+        } else if (pg + 1 < pg_end) {
+          blk.issue_tile_async(p, smem, 0, pg + 1);
+        }
+      } else {
+        __syncthreads();
+      }
+      blk.compute(p, smem);
+      __syncthreads();  // the tile and the weights are read until here
     }
-    __syncthreads();
-    blk.stats_center(p, smem);
-    __syncthreads();
-    blk.stats_put_m2(p, smem);
-    for (int s = first; s > 0; s >>= 1) {
-      __syncthreads();
-      blk.stats_tree(p, smem, s, 1);
+    blk.store(p);
+    if constexpr (kEpi == EpiKind::kStats) {
+      dw_tiled_stats(p, blk, smem);
+      __syncthreads();  // the reduction buffer (the tile) is read until here
     }
-    __syncthreads();
-    blk.stats_store(p, smem);
   }
 }
 #endif

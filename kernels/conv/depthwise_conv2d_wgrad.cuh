@@ -74,7 +74,7 @@ struct DwWgradBlock {
       p.ow_div.divmod(static_cast<uint32_t>(pix), rest, ow);
       p.oh_div.divmod(rest, n, oh);
       float gv[VW];
-      dw_load<T, VW>(dy + static_cast<int>(n) * p.dys.n + static_cast<int>(oh) * p.dys.h + static_cast<int>(ow) * p.dys.w,
+      load_as_float<T, VW>(dy + static_cast<int>(n) * p.dys.n + static_cast<int>(oh) * p.dys.h + static_cast<int>(ow) * p.dys.w,
                      gv);
       const int iy0 = static_cast<int>(oh) * s.sh - s.ph;
       const int ix0 = static_cast<int>(ow) * s.sw - s.pw;
@@ -92,7 +92,7 @@ struct DwWgradBlock {
             const int ix = ix0 + kw * s.dw;
             if (!dw_in(ix, s.w)) continue;
             float xv[VW];
-            dw_load<T, VW>(xrow + ix * p.xs.w, xv);
+            load_as_float<T, VW>(xrow + ix * p.xs.w, xv);
 #pragma unroll
             for (int l = 0; l < VW; ++l) acc_[i * KT + kw][l] += gv[l] * xv[l];
           }
@@ -105,7 +105,7 @@ struct DwWgradBlock {
           const int ix = ix0 + tox_[t];
           if (!dw_in(iy, s.h) || !dw_in(ix, s.w)) continue;
           float xv[VW];
-          dw_load<T, VW>(xn + iy * p.xs.h + ix * p.xs.w, xv);
+          load_as_float<T, VW>(xn + iy * p.xs.h + ix * p.xs.w, xv);
 #pragma unroll
           for (int l = 0; l < VW; ++l) acc_[t][l] += gv[l] * xv[l];
         }
