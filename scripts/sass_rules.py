@@ -75,7 +75,7 @@ class Rule:
     check: Callable[[KernelStats], tuple[bool, str]]
     expected_fail: str | None = None
     # A failure this accepts is reported as WARN (shown, not an error): for outcomes that differ between
-    # hosts running the same ptxas, see spills_at_cap().
+    # runs of the same ptxas on the same source, see spills_at_cap().
     tolerate: Callable[[KernelStats], bool] | None = None
     tolerate_why: str = ""
 
@@ -141,12 +141,20 @@ def known_spills(why: str) -> list[Rule]:
     return [no_spills(expected_fail=why), no_local(expected_fail=why)]
 
 
+# Spill bytes tolerated at the register cap: 8 seen in CI and under load here, up to 20 in single-unit
+# compiles of at-cap depthwise variants while other compiles ran (kernels/conv/depthwise_conv2d.md, 4b).
+AT_CAP_SPILL_BYTES = 24
+
+
 def spills_at_cap(cap: int, max_bytes: int, why: str) -> list[Rule]:
     """Replaces the two global spill rules for kernels that run at their launch-bounds register cap: a
     spill of at most ``max_bytes`` (stores and loads each) at exactly ``cap`` registers is a WARN, more is
-    a FAIL. Why: at the cap, ptxas' choice between one more register and a few bytes of spill differs
-    between hosts with the same CUDA 13.0.88 ptxas (the 2026-11-30 CI machine spilled 8 bytes in a
-    depthwise kernel that compiles to 128 registers and no spill on the AMD EPYC session machine)."""
+    a FAIL. Why: at the cap, ptxas' choice between one more register and a few bytes of spill depends on
+    how loaded the machine is while it runs (presumably time-budgeted heuristics). Measured 2026-12-01 on the
+    2-core session machine, CUDA 13.0.88, csrc/cuda/depthwise_conv2d_fwd_stats_bf16.cu: eight compiles
+    unloaded (two checkout paths, with and without -lineinfo) gave identical SASS and no spill; with three
+    busy loops beside it, one compile in three gave dw_direct<bf16, 8, 1, 3, stats, KS=2> 8 bytes of
+    spill at 128 registers -- the failure CI printed on 2026-11-30 for the same source."""
 
     def tolerate(ks: KernelStats) -> bool:
         st, ld = ks.ptxas.get("spill_stores", 0), ks.ptxas.get("spill_loads", 0)
@@ -211,9 +219,10 @@ def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = 
         # Tensor cores through ldmatrix + mma.sync for both 16-bit types.
         KernelRules(rf"{head}{problem}<{SIXTEEN}", [has("HMMA"), has("LDSM")]),
         # 16-bit problems with a register-route operand run __launch_bounds__(256, 2) (GemmBlock::kMinBlocks)
-        # and compile to 126-128 registers: at the cap, a few bytes of spill are host-dependent.
-        KernelRules(rf"{head}{problem}<{SIXTEEN}", spills_at_cap(128, 8, "at the 128-register cap of "
-                                                                  "__launch_bounds__(256, 2); host-dependent")),
+        # and compile to 126-128 registers: at the cap, a few bytes of spill depend on the load (spills_at_cap).
+        KernelRules(rf"{head}{problem}<{SIXTEEN}",
+                    spills_at_cap(128, AT_CAP_SPILL_BYTES,
+                                  "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")),
     ]
     if over_128:
         rules.append(KernelRules(rf"{head}{over_128}", [
@@ -273,9 +282,9 @@ FAMILIES: list[Family] = [
             # registers; two CTAs per SM.
             KernelRules(r"dw_direct_kernel<", [max_regs(128, GEMM_256)]),
             # Most instantiations compile to 120-128 registers; at 128 a few bytes of spill come and go
-            # with the host running ptxas (spills_at_cap).
-            KernelRules(r"dw_direct_kernel<", spills_at_cap(128, 8, "at the 128-register cap of "
-                                                            "__launch_bounds__(256, 2); host-dependent")),
+            # with the machine's load while ptxas runs (spills_at_cap).
+            KernelRules(r"dw_direct_kernel<", spills_at_cap(
+                128, AT_CAP_SPILL_BYTES, "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")),
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),
@@ -295,8 +304,8 @@ FAMILIES: list[Family] = [
             KernelRules(r"gpw_smallk_kernel<", [has("LDGSTS"), has("STG.128"), has("BAR"),
                                                 max_regs(128, GEMM_256)]),
             # 128 registers, the cap of its __launch_bounds__(256, 2): see spills_at_cap.
-            KernelRules(r"gpw_smallk_kernel<", spills_at_cap(128, 8, "at the 128-register cap of "
-                                                             "__launch_bounds__(256, 2); host-dependent")),
+            KernelRules(r"gpw_smallk_kernel<", spills_at_cap(
+                128, AT_CAP_SPILL_BYTES, "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")),
             KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0>", [has("HMMA")]),
         ],
     ),

@@ -226,7 +226,7 @@ def test_spills_at_cap_warns_only_at_the_cap_and_within_the_bytes():
 
     def status(cap, max_bytes):
         fam = sass_rules.Family("t", "test", [], [
-            sass_rules.KernelRules("spill", sass_rules.spills_at_cap(cap, max_bytes, "host-dependent"))])
+            sass_rules.KernelRules("spill", sass_rules.spills_at_cap(cap, max_bytes, "load-dependent"))])
         outcomes, _ = sass_check.evaluate(fam, {SPILL: m[SPILL]})
         got = {o.rule: o.status for o in outcomes}
         assert sum(1 for o in outcomes if o.rule == "no spills") == 1  # replaced the global rule
