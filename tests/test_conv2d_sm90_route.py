@@ -1,13 +1,16 @@
 """The Python mirror of the sm_90a wgmma forward's routing gates (cnnkern.cuda.conv2d.sm90_wgmma_why_not,
 mirroring csrc/cuda/conv2d_fwd_sm90.cu): off by default, then each problem condition in the C++ order. Only
 shapes, strides, dtypes and pointers matter, so CPU tensors stand in for CUDA ones (no GPU needed); the last
-gate (build + device) needs the extension and is only checked to give a reason when it cannot pass here."""
+gate (build + device) needs the extension and is only checked to give a reason when it cannot pass here.
+The same for the stride-1 input gradient on that kernel (cnnkern.cuda.conv2d.sm90_dgrad_why_not, mirroring
+csrc/cuda/conv2d_dgrad_as_fwd.h and dgrad_on_sm90_fwd in csrc/cuda/conv2d.cu)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cnnkern.cuda.conv2d import sm90_wgmma_why_not
+from cnnkern.cuda.conv2d import sm90_dgrad_why_not, sm90_wgmma_why_not
+from cnnkern.problem.conv2d import conv2d_spec
 
 
 def _cl(*shape, dtype=torch.float16):
@@ -44,3 +47,71 @@ def test_fitting_problem_reaches_the_build_and_device_gate(monkeypatch):
         why = sm90_wgmma_why_not(_cl(2, 128, 8, 8, dtype=w.dtype), w, 1)
         if why is not None:
             assert any(s in why for s in ("build", "sm_90", "device", "cnnkern._C", "CUDA")), why
+
+
+def _dgrad(c_in, c_out, hw, k, stride=1, padding=1, dilation=1, groups=1, dtype=torch.float16, grad_out_cl=True):
+    """(grad_out, w, spec) of the input gradient of a conv2d with these parameters."""
+    w = _cl(c_out, c_in // groups, k, k, dtype=dtype)
+    spec = conv2d_spec((2, c_in, hw, hw), w.shape, None, stride, padding, dilation, groups)
+    grad_out = torch.zeros(2, c_out, *spec.out_hw, dtype=dtype)
+    return (grad_out.contiguous(memory_format=torch.channels_last) if grad_out_cl else grad_out), w, spec
+
+
+def test_dgrad_off_by_default(monkeypatch):
+    monkeypatch.delenv("CNNKERN_SM90_WGMMA", raising=False)
+    why = sm90_dgrad_why_not(*_dgrad(128, 128, 8, 3))
+    assert why is not None and "CNNKERN_SM90_WGMMA=1" in why
+
+
+@pytest.mark.parametrize("problem, expect", [
+    (_dgrad(64, 64, 8, 3, dtype=torch.float32), "fp32"),
+    (_dgrad(128, 128, 8, 3, groups=2), "grouped"),
+    (_dgrad(64, 64, 8, 3, stride=2), "stride"),
+    (_dgrad(64, 64, 8, 1, padding=1), "negative padding"),  # 1x1 with padding: p' = -1
+    (_dgrad(64, 64, 8, 3, padding=(1, 3, 1, 1)), "crop"),  # bottom padding 3 > d*(K-1) = 2
+    # the forward's own gates on (grad_out, w'): its C_in is the op's C_out, its C_out the op's C_in
+    (_dgrad(64, 64, 8, 3, grad_out_cl=False), "channels-last"),
+    (_dgrad(64, 96, 8, 3), "multiple of 64"),
+    (_dgrad(60, 64, 8, 3), "multiple of 8"),
+])
+def test_dgrad_gates(monkeypatch, problem, expect):
+    monkeypatch.setenv("CNNKERN_SM90_WGMMA", "1")
+    why = sm90_dgrad_why_not(*problem)
+    assert why is not None and expect in why, why
+
+
+@pytest.mark.parametrize("problem", [
+    _dgrad(64, 64, 8, 3), _dgrad(256, 64, 8, 1, padding=0), _dgrad(72, 128, 8, 3, padding=2, dilation=2),
+    _dgrad(64, 64, 8, 4, padding="same"),  # even kernel: the extra pixel at the bottom/right, 2 <= 3
+    _dgrad(64, 64, 8, 3, padding="full"), _dgrad(64, 64, 8, 3, padding="valid"),
+])
+def test_dgrad_fitting_problem_reaches_the_build_and_device_gate(monkeypatch, problem):
+    monkeypatch.setenv("CNNKERN_SM90_WGMMA", "1")
+    why = sm90_dgrad_why_not(*problem)
+    if why is not None:
+        assert any(s in why for s in ("build", "sm_90", "device", "cnnkern._C", "CUDA")), why
+
+
+def test_explain_names_the_dgrad_variant(monkeypatch):
+    # explain_conv2d's notes for a plan whose kernels chose the cuda backend (no GPU needed: only the choices
+    # are replaced; the notes read shapes and layouts).
+    import dataclasses
+    import importlib
+
+    ops_conv2d = importlib.import_module("cnnkern.ops.conv2d")  # the module (cnnkern.ops.conv2d is a function)
+    real = ops_conv2d.plan_for
+
+    def cuda_plan(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        fake = type("Plan", (), {})()
+        fake.__dict__.update({k: getattr(plan, k) for k in ("family", "spec", "out_shape", "out_format")})
+        fake.choices = {k: dataclasses.replace(c, backend="cuda") for k, c in plan.choices.items()}
+        return fake
+
+    monkeypatch.setattr(ops_conv2d, "plan_for", cuda_plan)
+    monkeypatch.setenv("CNNKERN_SM90_WGMMA", "1")
+    x = _cl(2, 64, 8, 8)
+    notes = "\n".join(ops_conv2d.explain_conv2d(x, _cl(64, 64, 3, 3), padding=1).notes)
+    assert "conv2d_bwd_input (cuda) variant:" in notes, notes
+    notes = "\n".join(ops_conv2d.explain_conv2d(x, _cl(64, 64, 3, 3), stride=2, padding=1).notes)
+    assert "not the sm_90a forward: stride > 1" in notes, notes

@@ -94,6 +94,29 @@ def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: 
     return why or None
 
 
+def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec) -> str | None:
+    """Why the CUDA input gradient would NOT run on the sm_90a wgmma forward (a stride-1 dgrad is the forward
+    conv of grad_out with w'[c][k][r][s] = w[k][c][R-1-r][S-1-s] and padding d*(K-1) - p), or None when it
+    would. Mirrors dgrad_as_fwd (csrc/cuda/conv2d_dgrad_as_fwd.h) and then the forward's gates on (grad_out,
+    w') as csrc/cuda/conv2d.cu dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there,
+    so a stand-in of that layout is enough here."""
+    if grad_out.dtype not in (torch.float16, torch.bfloat16):
+        return "fp32 keeps the step-1 dgrad kernel"
+    if spec.groups != 1:
+        return "grouped convolution"
+    if tuple(spec.stride) != (1, 1):
+        return "stride > 1 (the step-1 dgrad kernel's stride phases)"
+    top, bottom, left, right = spec.padding
+    span_h, span_w = spec.dilation[0] * (w.size(2) - 1), spec.dilation[1] * (w.size(3) - 1)
+    if top > span_h or left > span_w:
+        return "padding > dilation * (kernel - 1): the equivalent forward would need negative padding"
+    if bottom > span_h or right > span_w:
+        return "bottom/right padding > dilation * (kernel - 1): the equivalent forward would crop"
+    w2 = torch.empty((w.size(1), w.size(0), w.size(2), w.size(3)), dtype=w.dtype, device=w.device,
+                     memory_format=torch.channels_last)
+    return sm90_wgmma_why_not(grad_out, w2, 1)
+
+
 # The fused kernels need a build of the extension that has their ops.
 WHY_NOT = {
     "conv2d_fwd_act": lambda problem: why_not_with_op("conv2d_fwd_act", "conv2d_fwd_act", problem),

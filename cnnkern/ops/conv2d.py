@@ -517,4 +517,15 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
         why = sm90_wgmma_why_not(x, weight, groups)
         report.notes.append("  conv2d_fwd (cuda) variant: " +
                             ("sm_90a wgmma + TMA" if why is None else f"step-1 mma.sync; not sm_90a wgmma: {why}"))
+    bwd_input = plan.choices.get("bwd_input")
+    if bwd_input is not None and bwd_input.backend == "cuda" and plan.family == "conv2d":
+        # Stride 1 runs as the sm_90a forward over grad_out, which has the layout ATen gives the forward output
+        # and its gradient (plan.out_format).
+        from cnnkern.cuda.conv2d import sm90_dgrad_why_not
+
+        grad_out = _memory.empty(plan.out_shape, x, plan.out_format)
+        why = sm90_dgrad_why_not(grad_out, weight, plan.spec)
+        report.notes.append("  conv2d_bwd_input (cuda) variant: " + (
+            "sm_90a wgmma forward over grad_out (stride 1)" if why is None
+            else f"step-1 mma.sync dgrad; not the sm_90a forward: {why}"))
     return report

@@ -8,10 +8,12 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/flip.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
 #include "common/gemm_tile.cuh"
+#include "cuda/conv2d_dgrad_as_fwd.h"
 #include "cuda/conv2d_launch.h"
 #include "cuda/conv2d_sm90.h"
 #include "cuda/host_common.h"
@@ -88,6 +90,40 @@ Conv2dFwdParams<T> fwd_params(const at::Tensor& x, const at::Tensor& w, const st
                             strides_of(out),
                             ChannelAffine{},
                             StatsOut{}};
+}
+
+static_assert(kDgradAsFwdCoordLimit == kCoordLimit, "conv2d_dgrad_as_fwd.h bounds coordinates as the host checks do");
+
+// w' of the dgrad-as-forward (conv2d_dgrad_as_fwd.h): w'[c][k][r][s] = w[k][c][R-1-r][S-1-s], shape
+// [C_in][C_out][R][S], channels-last ([C_in][R][S][C_out] in memory: one K = R*S*C_out row per forward output
+// channel, the layout the sm_90a gate and its weight TMA map want, so fwd_params makes no further copy).
+// Cost: two copies of the weight (flip, then transpose into channels-last), made on every call since the
+// weight changes every step. Weights only: 4.7 MB for ResNet-50's largest 3x3 (512x512x3x3 fp16), ~19 MB
+// moved, a few us plus two launches (an estimate, unmeasured) next to a predicted ~120 us dgrad.
+at::Tensor dgrad_weight_as_fwd(const at::Tensor& w) {
+  return at::flip(w, {2, 3}).transpose(0, 1).contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// The stride-1 input gradient on the sm_90a forward kernel when dgrad_as_fwd applies and the forward's own
+// gate (conv2d_fwd_sm90_why_not, exactly as conv2d_fwd calls it) accepts the transformed problem; returns
+// whether it ran. The env / build / device gate is asked first, so by default (CNNKERN_SM90_WGMMA unset)
+// no weight copy is made. A problem the forward's channel / layout gates reject after that costs the copy
+// and falls back (only with CNNKERN_SM90_WGMMA=1).
+template <class T>
+bool dgrad_on_sm90_fwd(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
+                       const Conv2dShape& s, cudaStream_t stream) {
+  const int device = grad_out.get_device();
+  const DgradAsFwd plan = dgrad_as_fwd(s, sizeof(T));
+  if (!plan.applies() || sm90_wgmma_gate(device) != nullptr) return false;
+  // w2 and wk stay alive until the launch is queued; their memory returns to the caching allocator on this
+  // stream, so later work on it is ordered after the kernel that reads them.
+  const at::Tensor w2 = dgrad_weight_as_fwd(w);
+  at::Tensor wk;
+  GatherMap map;
+  const Conv2dFwdParams<T> p = fwd_params<T>(grad_out, w2, std::nullopt, grad_in, plan.fwd, false, wk, map);
+  if (conv2d_fwd_sm90_why_not<T>(p, map, EpiKind::kPlain, device) != nullptr) return false;
+  launch_conv2d_fwd_sm90<T>(p, EpiKind::kPlain, !channels_fast(grad_in), device, stream);
+  return true;
 }
 
 }  // namespace
@@ -181,6 +217,7 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
   run_dgrad(op, kConv2d, parse_args(op, stride, padding, dilation, groups), grad_out, w, grad_in,
             [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
+    if (dgrad_on_sm90_fwd<T>(grad_out, w, grad_in, s, stream)) return;
     constexpr int64_t V = 16 / sizeof(T);
     // One block row per (group, stride phase) of grad_in.
     TORCH_CHECK(int64_t{s.groups} * s.stride_h * s.stride_w <= kGridYZLimit, op, ": groups=", s.groups,
