@@ -90,6 +90,8 @@ def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: 
     ext = extension()
     if ext is None or not hasattr(ext, "sm90_wgmma_gate"):
         return "this build of cnnkern._C has no sm_90a wgmma kernel"
+    if not torch.cuda.is_available():
+        return "no usable CUDA device"
     why = ext.sm90_wgmma_gate(x.device.index if x.device.index is not None else 0)
     return why or None
 

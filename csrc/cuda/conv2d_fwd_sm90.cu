@@ -93,8 +93,15 @@ void launch_bn(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cud
 const char* sm90_wgmma_gate(int device) {
   if (!env_enabled()) return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1";
   if (!kBuiltWithSm90a) return "this build has no sm_90a code (TORCH_CUDA_ARCH_LIST without 9.0 / 9.0a)";
-  if (attr(cudaDevAttrComputeCapabilityMajor, device) != 9 || attr(cudaDevAttrComputeCapabilityMinor, device) != 0)
-    return "the device is not sm_90";
+  // Asked without throwing (explain() calls this on machines with no usable driver, e.g. CI): an error here
+  // is an answer, not a failure; cudaGetLastError clears it so later CUDA calls do not see it.
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "no usable CUDA device (driver / device query failed)";
+  }
+  if (major != 9 || minor != 0) return "the device is not sm_90";
   return nullptr;
 }
 
