@@ -96,6 +96,18 @@ def has(what: str, at_least: int = 1, expected_fail: str | None = None) -> Rule:
     return Rule(f"has {what}" + (f" x{at_least}" if at_least > 1 else ""), check, expected_fail)
 
 
+# The window's read-only 16-byte loads (ld.global.nc), not the statistics epilogue's re-read of its stores.
+NC_LDG128 = r"^LDG\.E\.128\.CONSTANT$"
+
+
+def at_most(what: str, limit: int, expected_fail: str | None = None) -> Rule:
+    def check(ks: KernelStats) -> tuple[bool, str]:
+        n = ks.count(what)
+        return n <= limit, f"{n} x {what}, expected <= {limit}"
+
+    return Rule(f"at most {limit} x {what}", check, expected_fail)
+
+
 def lacks(what: str, expected_fail: str | None = None) -> Rule:
     def check(ks: KernelStats) -> tuple[bool, str]:
         n = ks.count(what)
@@ -245,6 +257,31 @@ static_assert(FwdTile<128>::kThreads == 384, "1 producer + 2 consumer warpgroups
 """
 
 
+
+def _dw_row_pair_rules() -> list[KernelRules]:
+    """dw_direct_kernel<..., RH = 2> (kernels/conv/depthwise_conv2d.md, 4c). The (KT + 1) x NC window loads of
+    2 x 2 pixels (NC = KT + 1 columns; the 5x5 / 7x7 source-row loop is peeled: first row, loop body, last
+    row = 3 x NC static loads), at least the 2 x 2 x 9 x V FMAs of the 3x3 (5x5 / 7x7: static 4 source rows'
+    worth of KT x 2 x V: first, body with both output rows, last), and V / 4 LDS.128 per tap read: the 3x3's 9
+    taps once (ptxas keeps a filter row's weights for the next source row), the others' first row, body (2
+    filter rows) and last row = 4 x KT. They run at the 128-register cap; ptxas spills 0-64 bytes
+    (stores) / 0-116 (loads: the act epilogue's scale and shift) of group-invariant values, reloaded once
+    per group outside the window: tolerated (WARN) up to 160 bytes at the cap (load-dependent ptxas moved
+    single kernels by up to 20 bytes, spills_at_cap)."""
+    out = []
+    for ty, v in (("(__half|__nv_bfloat16)", 8), ("float", 4)):
+        for kt in (3, 5, 7):
+            nc = kt + 1
+            loads = nc * (kt + 1) if kt == 3 else 3 * nc
+            lds = (9 if kt == 3 else 4 * kt) * v // 4
+            ffma = 4 * 9 * v if kt == 3 else 4 * kt * 2 * v
+            out.append(KernelRules(
+                rf"dw_direct_kernel<{ty}, {v}, 1, {kt}, false, \(cnnkern::EpiKind\)\d, 1, 2>\(",
+                [has(NC_LDG128, loads), at_most(NC_LDG128, loads), has(r"^FFMA$", ffma), at_most("LDS.128", lds)]))
+    out.append(KernelRules(r"dw_direct_kernel<[^>]*, 2>\(", spills_at_cap(
+        128, 160, "row pairs at the 128-register cap: group-invariant values reloaded once per group")))
+    return out
+
 FAMILIES: list[Family] = [
     Family(
         "conv2d", "implicit-GEMM conv2d fwd / dgrad / wgrad + split-K reduction",
@@ -282,9 +319,13 @@ FAMILIES: list[Family] = [
             # registers; two CTAs per SM.
             KernelRules(r"dw_direct_kernel<", [max_regs(128, GEMM_256)]),
             # Most instantiations compile to 120-128 registers; at 128 a few bytes of spill come and go
-            # with the machine's load while ptxas runs (spills_at_cap).
-            KernelRules(r"dw_direct_kernel<", spills_at_cap(
+            # with the machine's load while ptxas runs (spills_at_cap). One row per pixel group (RH = 1, the
+            # last template argument).
+            KernelRules(r"dw_direct_kernel<[^>]*, 1>\(", spills_at_cap(
                 128, AT_CAP_SPILL_BYTES, "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")),
+            # Row pairs (RH = 2, the last template argument: stride-1 windows on 16-byte vectors, multiplier
+            # 1): see _dw_row_pair_rules.
+            *_dw_row_pair_rules(),
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),

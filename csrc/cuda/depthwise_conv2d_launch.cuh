@@ -32,9 +32,10 @@ void tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1, int RH = 1>
 void direct(const DwDirectParams<T>& p, cudaStream_t stream) {
-  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes, E, KS>;
+  TORCH_CHECK(p.rh == RH, "cnnkern depthwise: internal error, plan of ", p.rh, " rows per group for a kernel of ", RH);
+  auto kernel = dw_direct_kernel<T, V, MI, KT, kRes, E, KS, RH>;
   allow_smem(kernel, p.smem_bytes);
   kernel<<<p.grid_x, p.threads, p.smem_bytes, stream>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -42,6 +43,17 @@ void direct(const DwDirectParams<T>& p, cudaStream_t stream) {
 
 template <class T, int V, int MI, int KS, EpiKind E>
 void direct_window_s(const DwDirectParams<T>& p, int kt, cudaStream_t stream) {
+  // Row pairs (dw_direct_rows): 16-byte vectors, multiplier 1, stride 1.
+  if constexpr (KS == 1 && MI == 1 && V * sizeof(T) == 16) {
+    if (p.rh == 2) {
+      switch (kt) {
+        case 3: direct<T, V, MI, 3, false, E, KS, 2>(p, stream); return;
+        case 5: direct<T, V, MI, 5, false, E, KS, 2>(p, stream); return;
+        case 7: direct<T, V, MI, 7, false, E, KS, 2>(p, stream); return;
+        default: TORCH_CHECK(false, "cnnkern depthwise: internal error, window kt=", kt);
+      }
+    }
+  }
   switch (kt) {
     case 3:
       direct<T, V, MI, 3, false, E, KS>(p, stream);

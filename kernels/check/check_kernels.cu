@@ -102,6 +102,19 @@ CNNKERN_CHECK_DW_NARROW(__half);
 CNNKERN_CHECK_DW_NARROW(__nv_bfloat16);
 template __global__ void dw_direct_kernel<float, 4, 1, 3, false, EpiKind::kPlain, 2>(const DwDirectParams<float>);
 
+// Row pairs (dw_direct_rows): the stride-1 windows on 16-byte vectors, multiplier 1, every epilogue.
+#define CNNKERN_CHECK_DW_ROWS_K(T, V, KT)                                                                  \
+  template __global__ void dw_direct_kernel<T, V, 1, KT, false, EpiKind::kPlain, 1, 2>(const DwDirectParams<T>); \
+  template __global__ void dw_direct_kernel<T, V, 1, KT, false, EpiKind::kAct, 1, 2>(const DwDirectParams<T>);   \
+  template __global__ void dw_direct_kernel<T, V, 1, KT, false, EpiKind::kStats, 1, 2>(const DwDirectParams<T>)
+#define CNNKERN_CHECK_DW_ROWS(T, V) \
+  CNNKERN_CHECK_DW_ROWS_K(T, V, 3); \
+  CNNKERN_CHECK_DW_ROWS_K(T, V, 5); \
+  CNNKERN_CHECK_DW_ROWS_K(T, V, 7)
+CNNKERN_CHECK_DW_ROWS(float, 4);
+CNNKERN_CHECK_DW_ROWS(__half, 8);
+CNNKERN_CHECK_DW_ROWS(__nv_bfloat16, 8);
+
 // Depthwise forward epilogues (act, statistics) on every forward path.
 #define CNNKERN_CHECK_DW_EPI(T, V, E)                                                              \
   template __global__ void dw_tiled_kernel<T, 0, E>(const DwTiledParams<T>);                      \

@@ -153,10 +153,14 @@ void replay_tiled(const DwTiledParams<T>& p) {
     }
 }
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind E = EpiKind::kPlain, int KS = 1, int RH = 1>
 void replay_direct(const DwDirectParams<T>& p) {
+  if (p.rh != RH) {
+    std::fprintf(stderr, "direct plan of %d rows per group replayed with RH = %d\n", p.rh, RH);
+    std::abort();
+  }
   Smem sm(p.smem_bytes + 16);
-  std::vector<DwDirectBlock<T, V, MI, KT, kRes, E, KS>> blk(p.threads);
+  std::vector<DwDirectBlock<T, V, MI, KT, kRes, E, KS, RH>> blk(p.threads);
   for (unsigned bx = 0; bx < p.grid_x; ++bx) {
     sm.poison(p.smem_bytes);
     for (int t = 0; t < p.threads; ++t) blk[t].init(p, bx, t);
@@ -206,8 +210,20 @@ void emulate_tiled(const DwTiledParams<T>& p) {
 
 template <class T, int V, int MI, int KS, EpiKind E>
 void emulate_direct_window_s(const DwDirectParams<T>& p, int kt) {
+  if constexpr (KS == 1 && MI == 1 && V * sizeof(T) == 16) {
+    if (p.rh == 2) {
+      switch (kt) {
+        case 3: replay_direct<T, V, MI, 3, false, E, KS, 2>(p); return;
+        case 5: replay_direct<T, V, MI, 5, false, E, KS, 2>(p); return;
+        case 7: replay_direct<T, V, MI, 7, false, E, KS, 2>(p); return;
+        default: std::abort();
+      }
+    }
+  }
   switch (kt) {
-    case 3: replay_direct<T, V, MI, 3, false, E, KS>(p); break;
+    case 3:
+      replay_direct<T, V, MI, 3, false, E, KS>(p);
+      break;
     case 5: replay_direct<T, V, MI, 5, false, E, KS>(p); break;
     case 7: replay_direct<T, V, MI, 7, false, E, KS>(p); break;
     default: std::abort();
@@ -294,6 +310,7 @@ struct PathStats {
   int tiled = 0, tiled_window = 0, tiled_vec_stage = 0, tiled_chained = 0, direct_scalar = 0, residue = 0, global_w = 0;
   int direct_v[9] = {};     // by vector width
   int window[2][8] = {};    // direct window by [stride - 1][kt]
+  int row_pairs[8] = {}, row_pairs_odd = 0, row_pairs_epi = 0;  // direct rh == 2: by kt, odd out_h, act/stats
 } g_stats;
 
 // Multiprocessor count given to the plan: an H200's, or 1 (long per-thread chains: gpt up to 16) every
@@ -333,6 +350,11 @@ void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route
   const DwDirectParams<T>& dp = plan.dp;
   ++(plan.v > 1 ? g_stats.direct_v[plan.v] : g_stats.direct_scalar);
   if (plan.win.kt > 0) ++g_stats.window[plan.win.ks - 1][plan.win.kt];
+  if (dp.rh == 2) {
+    ++g_stats.row_pairs[plan.win.kt];
+    if (g.out_h % 2 != 0) ++g_stats.row_pairs_odd;
+    if (E != EpiKind::kPlain) ++g_stats.row_pairs_epi;
+  }
   if (g.residue) ++g_stats.residue;
   if (!dp.w_smem) ++g_stats.global_w;
   attach(plan.dp.g, dw_stats_tiles(plan.dp));
@@ -715,12 +737,17 @@ void test_plans() {
       for (int v : {1, 2, 4, 8}) {
         if (g.out_c % v != 0) continue;
         for (int cf = 0; cf < 2; ++cf) {
-          const DwDirectParams<__half> dp = dw_plan_direct(g, v, cf == 1);
-          if (dp.gpt < 1 || dp.gpt > 16) fail("direct chain", c);
-          const int64_t pblocks = (int64_t{dp.groups} + int64_t{dp.tp} * dp.gpt - 1) / (int64_t{dp.tp} * dp.gpt);
-          if (int64_t{dp.grid_x} != pblocks * dp.cblocks) fail("direct grid", c);
-          if (int64_t{dp.cblocks} * dp.tc < dp.cvecs || dp.threads > kDwThreads) fail("direct channels", c);
-          if (dp.smem_bytes > kDwSmemDefault) fail("direct smem", c);
+          for (int rh = 1; rh <= 2; ++rh) {
+            const DwDirectParams<__half> dp = dw_plan_direct(g, v, cf == 1, kDwDefaultSms, rh);
+            if (dp.rh != rh || int64_t{dp.groups} != int64_t{g.n} * ((g.out_h + rh - 1) / rh) * dp.xg ||
+                (!g.residue && int64_t{dp.xg} * (v * 2 >= 16 ? 2 : 4) < g.out_w))
+              fail("direct row groups", c);
+            if (dp.gpt < 1 || dp.gpt > 16) fail("direct chain", c);
+            const int64_t pblocks = (int64_t{dp.groups} + int64_t{dp.tp} * dp.gpt - 1) / (int64_t{dp.tp} * dp.gpt);
+            if (int64_t{dp.grid_x} != pblocks * dp.cblocks) fail("direct grid", c);
+            if (int64_t{dp.cblocks} * dp.tc < dp.cvecs || dp.threads > kDwThreads) fail("direct channels", c);
+            if (dp.smem_bytes > kDwSmemDefault) fail("direct smem", c);
+          }
         }
       }
     }
@@ -837,6 +864,19 @@ int main(int argc, char** argv) {
       // block's chain cut short by the plane count).
       {3, 21, 9, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "nchw_w16_chain"},
       {2, 13, 10, 24, 1, 5, 5, 2, 2, 2, 2, 1, 1, 0, 0, "nchw_w24_s2_chain"},
+      // Row pairs (3x3 stride 1, 16-byte vectors: C % 8 == 0 in 16-bit, % 4 in fp32): even and odd output
+      // heights (the last pair half empty), exactly one pair, no padding, padding of 2 (a pair whose
+      // rows are all outside), extra bottom padding, odd widths (the last column group half empty).
+      {1, 16, 8, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "rows_c16_h8"},
+      {2, 24, 2, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "rows_c24_h2"},
+      {1, 8, 4, 6, 1, 3, 3, 1, 1, 0, 0, 1, 1, 0, 0, "rows_c8_p0"},
+      {1, 8, 5, 5, 1, 3, 3, 1, 1, 2, 2, 1, 1, 0, 0, "rows_c8_p2"},
+      {1, 16, 6, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, "rows_c16_extra_h"},
+      {3, 32, 7, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "rows_c32_7x7"},
+      {1, 16, 9, 8, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "rows_k7_h9"},
+      {2, 8, 4, 5, 1, 7, 7, 1, 1, 3, 3, 1, 1, 0, 0, "rows_k7_h4"},
+      {1, 24, 7, 6, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 1, "rows_k5_h7"},
+      {1, 8, 6, 9, 1, 7, 7, 1, 1, 1, 1, 1, 1, 2, 0, "rows_k7_p1_extra"},
   };
   run_all<float>(cases, !quick);
   std::printf("float: %s\n", g_failures ? "FAILED" : "ok");
@@ -861,6 +901,9 @@ int main(int argc, char** argv) {
   std::printf("direct windows: s1 k3=%d k5=%d k7=%d, s2 k3=%d k5=%d k7=%d\n", g_stats.window[0][3],
               g_stats.window[0][5], g_stats.window[0][7], g_stats.window[1][3], g_stats.window[1][5],
               g_stats.window[1][7]);
+  std::printf("direct row pairs (s1, 16-byte vectors): k3=%d k5=%d k7=%d (odd out_h %d, act/stats %d)\n",
+              g_stats.row_pairs[3], g_stats.row_pairs[5], g_stats.row_pairs[7], g_stats.row_pairs_odd,
+              g_stats.row_pairs_epi);
   std::printf(g_failures ? "emulate_depthwise_conv2d: %d FAILURES in %d runs\n"
                          : "emulate_depthwise_conv2d: all %d runs passed\n",
               g_failures ? g_failures : g_runs, g_runs);

@@ -13,6 +13,9 @@
 // afterwards: a thread keeps 6-27 loads in flight instead of one per branch (the old `if (!in) continue`
 // around each load made every load wait for the previous one's FMAs). The runtime-tap path (KT == 0)
 // does the same for the RP columns of one tap.
+// Row pairs (RH = 2, the stride-1 windows on 16-byte vectors, chosen by the host: dw_direct_rows): a group
+// is RH output rows x RP pixels; its KT + 1 source rows are loaded once and each feeds both output rows
+// (kernels/conv/depthwise_conv2d.md, 4c).
 // Residue form (kRes, input-grad with stride > 1): the group's pixels x0 + r*sw share their residue
 // mod sw, hence the set of contributing taps, and read consecutive source columns.
 //
@@ -34,10 +37,14 @@
 
 namespace cnnkern {
 
-template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1, int RH = 1>
 struct DwDirectBlock {
   static constexpr int RP = dw_direct_rp(V * static_cast<int>(sizeof(T)));
   static_assert(KS == 1 || (KS == 2 && KT > 0), "stride specialisation only with a window");
+  // RH output rows per pixel group (y0 = 2 * row pair): only the stride-1 window (the host plans row pairs,
+  // DwDirectParams::rh); each of the KT + RH - 1 source rows loaded serves up to RH output rows.
+  static_assert(RH == 1 || (RH == 2 && KT > 0 && KS == 1 && !kRes), "row pairs only with a stride-1 window");
+  static_assert(RH == 1 || KT <= 3 || RH == 2, "the 5x5 / 7x7 row-pair loop is written for two rows");
   static constexpr int VI = V / MI;
   static constexpr bool kStats = kEpi == EpiKind::kStats;
   static_assert(V % MI == 0, "multiplier must divide the vector");
@@ -128,6 +135,7 @@ struct DwDirectBlock {
       uint32_t rest, xi, n, y;
       p.xg_div.divmod(static_cast<uint32_t>(gi), rest, xi);
       p.oh_div.divmod(rest, n, y);
+      y *= RH;  // first of the group's RH output rows (oh_div divides by ceil(out_h / RH))
       int x0, xstep;
       if constexpr (kRes) {
         uint32_t chunk, rho;
@@ -138,40 +146,48 @@ struct DwDirectBlock {
         x0 = static_cast<int>(xi) * RP;
         xstep = 1;
       }
-      float acc[RP][V];
+      float acc[RH][RP][V];
 #pragma unroll
-      for (int r = 0; r < RP; ++r)
+      for (int h = 0; h < RH; ++h)
 #pragma unroll
-        for (int l = 0; l < V; ++l) acc[r][l] = 0.0f;
+        for (int r = 0; r < RP; ++r)
+#pragma unroll
+          for (int l = 0; l < V; ++l) acc[h][r][l] = 0.0f;
       for (int j = 0; j < g.nsrc; ++j) {
         const int ci = static_cast<int>(p.ch_div.div(static_cast<uint32_t>(oc0_ * g.ch_mul + j)));
         const T* src = g.src + static_cast<int>(n) * g.ss.n + ci * g.ss.c;
-        if constexpr (kRes) {
-          gather_residue(p, smem, j, src, static_cast<int>(y), x0, acc);
+        if constexpr (RH > 1) {
+          gather_window_rows(p, smem, j, src, static_cast<int>(y), x0, acc);
+        } else if constexpr (kRes) {
+          gather_residue(p, smem, j, src, static_cast<int>(y), x0, acc[0]);
         } else if constexpr (KT > 0) {
-          gather_window(p, smem, j, src, static_cast<int>(y), x0, acc);
+          gather_window(p, smem, j, src, static_cast<int>(y), x0, acc[0]);
         } else {
-          gather_forward(p, smem, j, src, static_cast<int>(y), x0, acc);
+          gather_forward(p, smem, j, src, static_cast<int>(y), x0, acc[0]);
         }
       }
-      T* out = g.out + static_cast<int>(n) * g.os.n + oc0_ * g.os.c + static_cast<int>(y) * g.os.h;
 #pragma unroll
-      for (int r = 0; r < RP; ++r) {
-        const int x = x0 + r * xstep;
-        if (x >= g.out_w) break;
-        Vec<T, V> v;
+      for (int h = 0; h < RH; ++h) {
+        if (h > 0 && static_cast<int>(y) + h >= g.out_h) break;
+        T* out = g.out + static_cast<int>(n) * g.os.n + oc0_ * g.os.c + (static_cast<int>(y) + h) * g.os.h;
 #pragma unroll
-        for (int l = 0; l < V; ++l) {
-          float o = acc[r][l] + bias[l];
-          if constexpr (kEpi == EpiKind::kAct) o = g.aff.apply_at(aff[l], o);
-          v.v[l] = Num<T>::from_float(o);
-          if constexpr (kStats) ssum_[l] += Num<T>::to_float(v.v[l]);
-        }
-        if constexpr (kStats) scount_ += 1.0f;
-        if constexpr (V > 1) {
-          *reinterpret_cast<Vec<T, V>*>(out + x * g.os.w) = v;
-        } else {
-          out[x * g.os.w] = v.v[0];
+        for (int r = 0; r < RP; ++r) {
+          const int x = x0 + r * xstep;
+          if (x >= g.out_w) break;
+          Vec<T, V> v;
+#pragma unroll
+          for (int l = 0; l < V; ++l) {
+            float o = acc[h][r][l] + bias[l];
+            if constexpr (kEpi == EpiKind::kAct) o = g.aff.apply_at(aff[l], o);
+            v.v[l] = Num<T>::from_float(o);
+            if constexpr (kStats) ssum_[l] += Num<T>::to_float(v.v[l]);
+          }
+          if constexpr (kStats) scount_ += 1.0f;
+          if constexpr (V > 1) {
+            *reinterpret_cast<Vec<T, V>*>(out + x * g.os.w) = v;
+          } else {
+            out[x * g.os.w] = v.v[0];
+          }
         }
       }
     }
@@ -207,18 +223,23 @@ struct DwDirectBlock {
       uint32_t rest, xi, n, y;
       p.xg_div.divmod(static_cast<uint32_t>(gi), rest, xi);
       p.oh_div.divmod(rest, n, y);
+      y *= RH;
       const int x0 = static_cast<int>(xi) * RP;
-      const T* out = g.out + static_cast<int>(n) * g.os.n + oc0_ * g.os.c + static_cast<int>(y) * g.os.h;
 #pragma unroll
-      for (int r = 0; r < RP; ++r) {
-        const int x = x0 + r;
-        if (x >= g.out_w) break;
-        float sv[V];
-        load_as_float<T, V>(out + x * g.os.w, sv);
+      for (int h = 0; h < RH; ++h) {
+        if (h > 0 && static_cast<int>(y) + h >= g.out_h) break;
+        const T* out = g.out + static_cast<int>(n) * g.os.n + oc0_ * g.os.c + (static_cast<int>(y) + h) * g.os.h;
 #pragma unroll
-        for (int l = 0; l < V; ++l) {
-          const float d = sv[l] - smean_[l];
-          ssum_[l] += d * d;
+        for (int r = 0; r < RP; ++r) {
+          const int x = x0 + r;
+          if (x >= g.out_w) break;
+          float sv[V];
+          load_as_float<T, V>(out + x * g.os.w, sv);
+#pragma unroll
+          for (int l = 0; l < V; ++l) {
+            const float d = sv[l] - smean_[l];
+            ssum_[l] += d * d;
+          }
         }
       }
     }
@@ -356,6 +377,155 @@ struct DwDirectBlock {
     }
   }
 
+  // Row pairs (RH == 2, stride 1): the NR = KT + RH - 1 source rows of the group's RH output rows, KBR
+  // rows per batch (all KBR * NC loads, then their FMAs). Source row b feeds output row h through filter
+  // row kh = b - h; each row is unpacked once (tap-outer) and serves both output rows, so a 3x3 window
+  // over 2 x RP outputs loads 4 x NC vectors instead of 2 x 3 x NC.
+  static constexpr int NR = (KT > 0 ? KT : 1) + RH - 1;
+  // bf16 row pairs: a zeroed tap costs no select. With m = column mask & row mask (0xffff0000 or 0), the
+  // high element of a word is w & m (one LOP3 of three inputs) and the low one w * (m & 0x10000) (one IMAD;
+  // w << 16 or 0): 2 instructions per word plus one per vector, instead of select + 2 unpacks (3 per word).
+  // The masks go through an empty asm so that the compiler cannot turn them back into selects. Not with
+  // the statistics epilogue: there ptxas spilled the statistics sums inside the group loop (148 bytes).
+  static constexpr bool kMasked = std::is_same_v<T, __nv_bfloat16> && kEpi != EpiKind::kStats &&
+                                  (VI * static_cast<int>(sizeof(T))) % 4 == 0;
+
+  static CNNKERN_HD uint32_t opaque_mask(bool ok) {
+    uint32_t m = ok ? 0xffff0000u : 0u;
+#if defined(__CUDA_ARCH__)
+    asm("mov.b32 %0, %0;" : "+r"(m));
+#endif
+    return m;
+  }
+
+  static CNNKERN_HD void unpack_masked(const Vec<T, VI>& v, uint32_t cm, uint32_t rm, float (&out)[VI]) {
+    constexpr int kWords = VI * static_cast<int>(sizeof(T)) / 4;
+    uint32_t w[kWords];
+    std::memcpy(w, &v, sizeof(w));
+    const uint32_t k = cm & rm & 0x10000u;
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) {
+      const uint32_t lo = w[i] * k, hi = w[i] & cm & rm;
+      std::memcpy(&out[2 * i], &lo, 4);
+      std::memcpy(&out[2 * i + 1], &hi, 4);
+    }
+  }
+  static constexpr int KBR = 2;
+
+  CNNKERN_HD void gather_window_rows(const DwDirectParams<T>& p, const float* smem, int j, const T* src, int y,
+                                     int x0, float (&acc)[RH][RP][V]) const {
+    const DwGather<T>& g = p.g;
+    const float* wj = smem + (j * KT * KT * p.tc + tc_) * V;
+    int cx[NC];
+    bool cok[NC];
+    const int sxb = x0 * KS - g.pw;
+#pragma unroll
+    for (int u = 0; u < NC; ++u) {
+      cok[u] = dw_in(sxb + u, g.src_w);
+      cx[u] = dw_clamp(sxb + u, g.src_w) * static_cast<int>(g.ss.w);
+    }
+    uint32_t cm[NC];  // bf16: column validity as a word mask (see unpack_masked)
+#pragma unroll
+    for (int u = 0; u < NC; ++u) cm[u] = opaque_mask(cok[u]);
+    const int syb = y - g.ph;
+    if constexpr (KT > 3) {
+      // 5x5 / 7x7: one source row at a time (not unrolled: unrolled, ptxas hoists later rows' loads and
+      // spills); source row b feeds output row 0 through filter row b and output row 1 through b - 1. The
+      // first and last source rows feed one output row each (peeled: no branch per tap in the loop).
+      window_source_row<true, false>(p, wj, src, syb, 0, cx, cok, cm, acc);
+#pragma unroll 1
+      for (int b = 1; b < KT; ++b) window_source_row<true, true>(p, wj, src, syb, b, cx, cok, cm, acc);
+      window_source_row<false, true>(p, wj, src, syb, KT, cx, cok, cm, acc);
+      return;
+    }
+#pragma unroll
+    for (int bb = 0; bb < NR; bb += KBR) {
+      Vec<T, VI> raw[KBR][NC];
+      bool rok[KBR];
+#pragma unroll
+      for (int b = 0; b < KBR; ++b) {
+        if (bb + b >= NR) break;
+        const int sy = syb + bb + b;
+        rok[b] = dw_in(sy, g.src_h);
+        const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
+#pragma unroll
+        for (int u = 0; u < NC; ++u) raw[b][u] = dw_load_vec<T, VI>(srow + cx[u]);
+      }
+#pragma unroll
+      for (int b = 0; b < KBR; ++b) {
+        const int row = bb + b;
+        if (row >= NR) break;
+        // kw-outer: tap kw reads columns kw .. kw + RP - 1, so a column is unpacked just before its first use
+        // and dies after its last (RP columns live, not NC); each tap's weights serve both output rows' RP
+        // outputs.
+        float sv[NC][VI];
+#pragma unroll
+        for (int kw = 0; kw < KT; ++kw) {
+#pragma unroll
+          for (int u = kw == 0 ? 0 : kw + RP - 1; u < kw + RP; ++u) {
+            if constexpr (kMasked) {
+              unpack_masked(raw[b][u], cm[u], opaque_mask(rok[b]), sv[u]);
+            } else {
+              dw_unpack_or_zero(raw[b][u], rok[b] && cok[u], sv[u]);
+            }
+          }
+#pragma unroll
+          for (int h = 0; h < RH; ++h) {
+            const int kh = row - h;
+            if (kh < 0 || kh >= KT) continue;
+            float wv[V];
+            dw_load_smem<V>(wj + (kh * KT + kw) * p.tc * V, wv);
+#pragma unroll
+            for (int r = 0; r < RP; ++r) fma(acc[h][r], wv, sv[r + kw]);
+          }
+        }
+      }
+    }
+  }
+
+  // One source row b of a 5x5 / 7x7 row pair: its NC loads, then kw-outer FMAs, each column unpacked just
+  // before its first use (RP columns live); the weights of filter row b (output row 0, H0) and b - 1 (output
+  // row 1, H1) are read once per tap.
+  template <bool H0, bool H1>
+  CNNKERN_HD void window_source_row(const DwDirectParams<T>& p, const float* wj, const T* src, int syb, int b,
+                                    const int (&cx)[NC], const bool (&cok)[NC], const uint32_t (&cm)[NC],
+                                    float (&acc)[RH][RP][V]) const {
+    const DwGather<T>& g = p.g;
+    const int sy = syb + b;
+    const bool rok = dw_in(sy, g.src_h);
+    const uint32_t rm = opaque_mask(rok);
+    const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
+    Vec<T, VI> raw[NC];
+#pragma unroll
+    for (int u = 0; u < NC; ++u) raw[u] = dw_load_vec<T, VI>(srow + cx[u]);
+    const float* w0 = wj + b * KT * p.tc * V;        // filter row b
+    const float* w1 = wj + (b - 1) * KT * p.tc * V;  // filter row b - 1
+    float sv[NC][VI];
+#pragma unroll
+    for (int kw = 0; kw < KT; ++kw) {
+#pragma unroll
+      for (int u = kw == 0 ? 0 : kw + RP - 1; u < kw + RP; ++u) {
+        if constexpr (kMasked) {
+          unpack_masked(raw[u], cm[u], rm, sv[u]);
+        } else {
+          dw_unpack_or_zero(raw[u], rok && cok[u], sv[u]);
+        }
+      }
+      if constexpr (H0) {
+        float wv[V];
+        dw_load_smem<V>(w0 + kw * p.tc * V, wv);
+#pragma unroll
+        for (int r = 0; r < RP; ++r) fma(acc[0][r], wv, sv[r + kw]);
+      }
+      if constexpr (H1) {
+        float wv[V];
+        dw_load_smem<V>(w1 + kw * p.tc * V, wv);
+#pragma unroll
+        for (int r = 0; r < RP; ++r) fma(acc[1][r], wv, sv[r + kw]);
+      }
+    }
+  }
+
   CNNKERN_HD void gather_residue(const DwDirectParams<T>& p, const float* smem, int j, const T* src, int y, int x0,
                                  float (&acc)[RP][V]) const {
     const DwGather<T>& g = p.g;
@@ -392,10 +562,10 @@ struct DwDirectBlock {
 // the 11-12 loads of a 3x3 window back to back (SASS checked: kernels/conv/depthwise_conv2d.md). Two blocks
 // of 256 threads with 12 16-byte loads each keep ~96 KB per SM in flight, well above the ~25 KB that the
 // bandwidth-latency product of one SM needs.
-template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1>
+template <class T, int V, int MI, int KT, bool kRes, EpiKind kEpi = EpiKind::kPlain, int KS = 1, int RH = 1>
 __global__ void __launch_bounds__(kDwThreads, 2) dw_direct_kernel(const DwDirectParams<T> p) {
   float* smem = dw_dynamic_smem();
-  DwDirectBlock<T, V, MI, KT, kRes, kEpi, KS> blk;
+  DwDirectBlock<T, V, MI, KT, kRes, kEpi, KS, RH> blk;
   blk.init(p, blockIdx.x, threadIdx.x);
   blk.stage(p, smem);
   __syncthreads();

@@ -94,8 +94,8 @@ struct DwDirectParams {
   DwGather<T> g;
   int tc, tp, threads;     // channel-vector threads x pixel-group threads
   int cvecs;               // out_c / V
-  int xg;                  // pixel groups per output row
-  int groups;              // n * out_h * xg
+  int xg;                  // pixel groups per output row (per row pair with rh == 2)
+  int groups;              // n * ceil(out_h / rh) * xg
   int gpt;                 // pixel groups per thread
   bool w_smem;             // weights staged in shared memory (transposed: [j][tap][channel])
   int cblocks;             // block b covers channel block b % cblocks, pixel block b / cblocks
@@ -107,6 +107,10 @@ struct DwDirectParams {
   size_t smem_bytes;
   unsigned grid_x;         // 1-D grid: host checked < 2^31 blocks
   int stats_off;           // statistics epilogue: its reduction buffer, in floats into dynamic smem
+  // Output rows per pixel group: 1, or 2 (dw_direct_rows: the stride-1 windows). Last, so that the other
+  // fields keep their offsets in the kernel parameter block: inserted after xg it moved them, and ptxas
+  // then spilled 8-28 bytes in three unchanged one-row kernels (stats epilogue, stride 2).
+  int rh;
 };
 
 // Weight gradient, first pass: per (channel block, tap chunk, pixel split) partial sums.
@@ -377,10 +381,13 @@ constexpr int kDwDefaultSms = 132;
 // consecutive channel vectors (channels-last), else consecutive pixel groups (one channel per block);
 // sms: the device's multiprocessors, which size the grid.
 template <class T>
-inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channel_fast, int sms = kDwDefaultSms) {
+inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channel_fast, int sms = kDwDefaultSms,
+                                        int rh = 1) {
   using namespace dw_detail;
   DwDirectParams<T> p{};
   p.g = g;
+  p.rh = rh;
+  const int row_groups = static_cast<int>(ceil_div64(g.out_h, rh));  // output rows, or row pairs
   p.cvecs = g.out_c / v;
   const int rp = dw_direct_rp(v * static_cast<int>(sizeof(T)));
   if (channel_fast) {
@@ -406,7 +413,7 @@ inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channe
   } else {
     p.xg = static_cast<int>(ceil_div64(g.out_w, rp));
   }
-  p.groups = g.n * g.out_h * p.xg;  // host checked < 2^31
+  p.groups = g.n * row_groups * p.xg;  // host checked < 2^31
   const int64_t cblocks = ceil_div64(p.cvecs, p.tc);
   // Grid: each thread walks gpt pixel groups tp apart (about one output row apart in a channels-last
   // block), so a longer chain re-reads the rows of its previous groups from L1 instead of L2, and
@@ -418,7 +425,7 @@ inline DwDirectParams<T> dw_plan_direct(const DwGather<T>& g, int v, bool channe
   const int64_t per_block = iters / (int64_t{std::max(sms, 1)} * kDwWaves);
   p.gpt = static_cast<int>(std::min<int64_t>(16, std::max<int64_t>(1, per_block)));
   p.xg_div = FastDivmod(static_cast<uint32_t>(p.xg));
-  p.oh_div = FastDivmod(static_cast<uint32_t>(g.out_h));
+  p.oh_div = FastDivmod(static_cast<uint32_t>(row_groups));
   p.sw_div = FastDivmod(static_cast<uint32_t>(g.sw));
   p.ch_div = FastDivmod(static_cast<uint32_t>(g.ch_div));
   p.cblocks = static_cast<int>(cblocks);
@@ -476,6 +483,16 @@ inline DwWindow dw_direct_window(const DwDirectParams<T>& p, int v) {
   return w;
 }
 
+// Row pairs (DwDirectBlock RH = 2): the stride-1 windows (3x3, 5x5, 7x7) on 16-byte channel vectors without
+// a multiplier folded in, when there are at least two output rows. A thread computes 2 x RP outputs from
+// (KT + 1) x NC loads (2 x KT x NC for two single-row groups): fewer loads, unpacks and selects per output
+// and half the per-group index work (kernels/conv/depthwise_conv2d.md, section 4c). Stride 2, narrower
+// vectors and the folded multiplier keep one row per group.
+template <class T>
+inline bool dw_direct_rows(const DwDirectParams<T>& p, int v, int mi, DwWindow w) {
+  return w.kt > 0 && w.ks == 1 && v * static_cast<int>(sizeof(T)) == 16 && mi == 1 && p.g.out_h >= 2;
+}
+
 // Which kernel runs a gather problem, and its parameters: one function for csrc/ and the emulator.
 //   pixel-contiguous (NCHW-like) forward form -> the shared-memory tiled kernel when its tile fits in
 //   smem_optin bytes; otherwise (channels-last, residue form, huge halos) the direct kernel with the
@@ -517,6 +534,12 @@ inline DwGatherPlan<T> dw_plan_gather(const DwGather<T>& g, bool channel_fast, i
   if (stats) dw_direct_add_stats(&plan.dp, plan.v);
   plan.mi = plan.v > 1 ? mi : 1;
   plan.win = dw_direct_window(plan.dp, plan.v);
+  if (dw_direct_rows(plan.dp, plan.v, plan.mi, plan.win)) {
+    // Same channel blocking and weight staging (the window needs staged weights, so global_w is off here);
+    // groups, chain length and grid over row pairs.
+    plan.dp = dw_plan_direct(g, plan.v, channel_fast, sms, 2);
+    if (stats) dw_direct_add_stats(&plan.dp, plan.v);
+  }
   return plan;
 }
 
