@@ -326,6 +326,17 @@ struct DwDirectBlock {
     }
   }
 
+  // The NC column vectors of source row sy (clamped into the image, so the loads stay in bounds and may all
+  // be issued before any is used); returns whether the row is inside the image (taps outside read as zero).
+  CNNKERN_HD bool load_source_row(const DwGather<T>& g, const T* src, int sy, const int (&cx)[NC],
+                                  Vec<T, VI> (&raw)[NC]) const {
+    const bool inside = dw_in(sy, g.src_h);
+    const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
+#pragma unroll
+    for (int u = 0; u < NC; ++u) raw[u] = dw_load_vec<T, VI>(srow + cx[u]);
+    return inside;
+  }
+
   // Filter rows kb .. kb+KB-1 of the window: their loads, then their FMAs.
   CNNKERN_HD void window_rows(const DwDirectParams<T>& p, const float* wj, const T* src, int syb, int kb,
                               const int (&cx)[NC], const bool (&cok)[NC], float (&acc)[RP][V]) const {
@@ -335,11 +346,7 @@ struct DwDirectBlock {
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
       if (kb + b >= KT) break;
-      const int sy = syb + kb + b;
-      rok[b] = dw_in(sy, g.src_h);
-      const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
-#pragma unroll
-      for (int u = 0; u < NC; ++u) raw[b][u] = dw_load_vec<T, VI>(srow + cx[u]);
+      rok[b] = load_source_row(g, src, syb + kb + b, cx, raw[b]);
     }
 #pragma unroll
     for (int b = 0; b < KB; ++b) {
@@ -445,11 +452,7 @@ struct DwDirectBlock {
 #pragma unroll
       for (int b = 0; b < KBR; ++b) {
         if (bb + b >= NR) break;
-        const int sy = syb + bb + b;
-        rok[b] = dw_in(sy, g.src_h);
-        const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
-#pragma unroll
-        for (int u = 0; u < NC; ++u) raw[b][u] = dw_load_vec<T, VI>(srow + cx[u]);
+        rok[b] = load_source_row(g, src, syb + bb + b, cx, raw[b]);
       }
 #pragma unroll
       for (int b = 0; b < KBR; ++b) {
@@ -491,13 +494,9 @@ struct DwDirectBlock {
                                     const int (&cx)[NC], const bool (&cok)[NC], const uint32_t (&cm)[NC],
                                     float (&acc)[RH][RP][V]) const {
     const DwGather<T>& g = p.g;
-    const int sy = syb + b;
-    const bool rok = dw_in(sy, g.src_h);
-    const uint32_t rm = opaque_mask(rok);
-    const T* srow = src + dw_clamp(sy, g.src_h) * g.ss.h;
     Vec<T, VI> raw[NC];
-#pragma unroll
-    for (int u = 0; u < NC; ++u) raw[u] = dw_load_vec<T, VI>(srow + cx[u]);
+    const bool rok = load_source_row(g, src, syb + b, cx, raw);
+    const uint32_t rm = opaque_mask(rok);
     const float* w0 = wj + b * KT * p.tc * V;        // filter row b
     const float* w1 = wj + (b - 1) * KT * p.tc * V;  // filter row b - 1
     float sv[NC][VI];
