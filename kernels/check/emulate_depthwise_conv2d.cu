@@ -705,6 +705,39 @@ void test_first_tap() {
         }
 }
 
+// The bf16 row-pair kernels unpack 32-bit words of two bf16 values with integer masks instead of selects
+// (DwDirectBlock::unpack_masked). A mask that keeps stray bits leaves an error below one bf16 ulp, which
+// the replays' bf16 tolerance cannot see; checked here bit for bit: element 2i is the word's low half
+// shifted up, 2i+1 its high half with the low 16 bits clear, both +0.0 when the column or row is outside.
+void test_unpack_masked() {
+  using Block = DwDirectBlock<__nv_bfloat16, 8, 1, 3, false, EpiKind::kPlain, 1, 2>;
+  static_assert(Block::kMasked, "the plain bf16 row-pair kernel is the masked one");
+  std::mt19937 rng(4321);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int trial = 0; trial < 20000; ++trial) {
+    uint32_t w[4];
+    for (auto& v : w) v = trial < 4 ? (trial & 1 ? 0xffffffffu : 0x0001ffffu) << (trial >> 1) : bits(rng);
+    Vec<__nv_bfloat16, 8> v;
+    std::memcpy(&v, w, sizeof(w));
+    for (int cok = 0; cok < 2; ++cok)
+      for (int rok = 0; rok < 2; ++rok) {
+        float out[8];
+        Block::unpack_masked(v, Block::opaque_mask(cok), Block::opaque_mask(rok), out);
+        for (int i = 0; i < 4; ++i) {
+          const bool in = cok && rok;
+          const uint32_t expect[2] = {in ? w[i] << 16 : 0u, in ? w[i] & 0xffff0000u : 0u};
+          for (int h = 0; h < 2; ++h) {
+            uint32_t got;
+            std::memcpy(&got, &out[2 * i + h], 4);
+            if (got != expect[h] && g_failures++ < 10)
+              std::printf("FAIL unpack_masked word %08x col %d row %d element %d: %08x, expected %08x\n", w[i],
+                          cok, rok, 2 * i + h, got, expect[h]);
+          }
+        }
+      }
+  }
+}
+
 // Launch geometry of shapes too large to replay: grid limits, and every output/pixel/channel covered.
 void test_plans() {
   auto fail = [](const char* what, const Case& c) {
@@ -815,6 +848,8 @@ int main(int argc, char** argv) {
   std::printf("first_tap: %s\n", g_failures ? "FAILED" : "ok");
   test_plans();
   std::printf("plans: %s\n", g_failures ? "FAILED" : "ok");
+  test_unpack_masked();
+  std::printf("unpack_masked: %s\n", g_failures ? "FAILED" : "ok");
   // n c h w mult kh kw sh sw ph pw dh dw extra_h extra_w
   const std::vector<Case> cases = {
       {2, 8, 9, 11, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "k3s1p1"},
