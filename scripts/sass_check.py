@@ -17,8 +17,15 @@ with the reason: reported as XFAIL, not a failure. When such a rule passes it is
 "now passes: remove expected_fail" (exit status 0 unless --strict), so the table tracks progress without
 turning CI red. A rule whose pattern matches no compiled kernel is a failure (renamed kernel, stale table).
 
+With --binary, the same rules read the cubins of the built extension (cnnkern/_C*.so; nvcc keeps one ELF per
+translation unit and arch, named after the unit) through ``cuobjdump -res-usage`` and ``--dump-sass``: exactly
+what ships, without compiling (~30 s instead of ~190 s; what CI runs). A binary keeps registers, stack frame
+and shared memory but not ptxas' spill counts: the stack frame stands in for them (on 2026-12-01 the 19 kernels
+with a stack frame were exactly the 19 ptxas reported spills for, frames within 24 bytes of the spill stores).
+
 Usage:
-  python scripts/sass_check.py                      # every family, every dtype (~130 s on 2 cores)
+  python scripts/sass_check.py --binary             # the built extension, every family (~30 s)
+  python scripts/sass_check.py                      # compile every family, every dtype (~190 s on 2 cores)
   python scripts/sass_check.py --dtypes bf16,f32    # faster (~80 s)
   python scripts/sass_check.py --family channel_shuffle --dtypes bf16
   python scripts/sass_check.py --json out.json -j 2 --strict
@@ -47,6 +54,9 @@ from sass_rules import FAMILIES, Family, KernelStats
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = "sm_90"
+DTYPES = ["f32", "f16", "bf16"]  # the suffixes of the generated per-dtype files
+# The shared memory cuobjdump -res-usage adds to every sm_90 kernel with any (see parse_res_usage).
+SM90_RESERVED_SMEM = 1024
 
 # setup.py's nvcc flags (tests/test_sass_check.py checks they are still there) and the macros torch's
 # BuildExtension adds to every CUDA compile (they change the half/bf16 code); -std=c++20 as torch >= 2.10.
@@ -137,6 +147,35 @@ def parse_sass(text: str) -> dict[str, Counter]:
         m = _SASS_INSN.match(line)
         if m:
             cur[m.group(1)] += 1
+    return out
+
+
+_RES_FUNC = re.compile(r"^\s*Function (\S+):\s*$")
+_RES_FIELD = re.compile(r"\b(REG|STACK|SHARED|LOCAL):(\d+)")
+
+
+def parse_res_usage(text: str) -> dict[str, dict[str, int]]:
+    """cuobjdump -res-usage of one cubin -> {mangled kernel: {regs, stack, smem, local}}.
+
+    What a built binary keeps of ptxas' report: registers, stack frame, shared and local memory, not the spill
+    counts (sass_rules.spill_bytes stands the stack frame in for them). SHARED counts the 1 KiB the sm_90
+    toolchain reserves in every kernel that uses shared memory at all: subtracted here, so that smem means
+    what ptxas -v prints (the static __shared__ bytes)."""
+    out: dict[str, dict[str, int]] = {}
+    cur: str | None = None
+    for line in text.splitlines():
+        m = _RES_FUNC.match(line)
+        if m:
+            cur = m.group(1)
+            continue
+        if cur is None:
+            continue
+        fields = {k: int(v) for k, v in _RES_FIELD.findall(line)}
+        if "REG" in fields:
+            shared = fields.get("SHARED", 0)
+            out[cur] = {"regs": fields["REG"], "stack": fields.get("STACK", 0),
+                        "smem": max(0, shared - SM90_RESERVED_SMEM) if shared else 0, "local": fields.get("LOCAL", 0)}
+            cur = None
     return out
 
 
@@ -240,6 +279,79 @@ def compile_unit(unit: Unit, nvcc: str, cuobjdump: str, shim: Path, workdir: Pat
     return UnitResult(unit, time.monotonic() - start, kernels=kernels)
 
 
+# ---- the built extension (--binary) ----------------------------------------------------------------------
+
+# Kernels in translation units no family's sources name: checked against the global rules only.
+UNCLAIMED = Family("unclaimed", "kernels of the extension's other translation units: global rules only", [])
+
+
+def find_extension() -> Path | None:
+    """The built extension: cnnkern/_C*.so in this checkout (an editable install), else where Python finds it."""
+    hits = sorted((ROOT / "cnnkern").glob("_C*.so"))
+    if hits:
+        return hits[0]
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("cnnkern._C")
+    except ImportError:
+        return None
+    return Path(spec.origin) if spec and spec.origin else None
+
+
+def binary_units(families: list[Family], dtypes: list[str], so: Path, cuobjdump: str,
+                 workdir: Path) -> list[Unit]:
+    """Every family's units as the cubins of the built extension: nvcc keeps one ELF per translation unit and
+    arch in the fatbinary, named <stem>.<arch>.cubin. The sm_90a ELFs (setup.py builds 9.0 as 9.0a), else
+    sm_90; extracted into workdir. The stems left over become UNCLAIMED units."""
+    res = subprocess.run([cuobjdump, "-lelf", str(so)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SetupError(f"cuobjdump -lelf {so} failed: {(res.stderr or res.stdout)[-2000:]}")
+    elfs = re.findall(r"ELF file\s+\d+:\s+(\S+)\.(sm_\w+)\.cubin", res.stdout)
+    archs = {a for _, a in elfs}
+    arch = next((a for a in ("sm_90a", "sm_90") if a in archs), None)
+    if arch is None:
+        raise SetupError(f"{so} holds no sm_90 code (archs: {sorted(archs) or 'none'}): build it with 9.0 in "
+                         "TORCH_CUDA_ARCH_LIST, or check the sources instead (without --binary)")
+    stems = sorted(st for st, a in elfs if a == arch)
+    res = subprocess.run([cuobjdump, "-xelf", "all", str(so)], cwd=workdir, capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        raise SetupError(f"cuobjdump -xelf all {so} failed: {(res.stderr or res.stdout)[-2000:]}")
+
+    def unit(family: str, stem: str) -> Unit:
+        return Unit(family, f"csrc/cuda/{stem}.cu", workdir / f"{stem}.{arch}.cubin", arch)
+
+    units: list[Unit] = []
+    for fam in families:
+        for src in fam.sources:
+            if src.generated:
+                pat = re.compile(rf"{re.escape(src.generated)}_.*_({'|'.join(map(re.escape, dtypes))})$")
+                units += [unit(fam.name, st) for st in stems if pat.match(st)]
+            elif src.binary in stems:
+                units.append(unit(fam.name, src.binary))
+            else:
+                raise SetupError(f"family {fam.name}: no {src.binary}.{arch}.cubin in {so} (Source.binary "
+                                 f"names a translation unit the extension does not build)")
+    if len(families) == len(FAMILIES) and set(dtypes) == set(DTYPES):
+        claimed = {u.label for u in units}
+        units += [unit(UNCLAIMED.name, st) for st in stems if f"csrc/cuda/{st}.cu" not in claimed]
+    return units
+
+
+def read_unit(unit: Unit, cuobjdump: str) -> UnitResult:
+    """One cubin of the built extension: resources from cuobjdump -res-usage, SASS from --dump-sass."""
+    start = time.monotonic()
+    out = []
+    for flag in ("-res-usage", "--dump-sass"):
+        res = subprocess.run([cuobjdump, flag, str(unit.path)], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            return UnitResult(unit, time.monotonic() - start, error=f"cuobjdump {flag} failed: {res.stderr[-2000:]}")
+        out.append(res.stdout)
+    return UnitResult(unit, time.monotonic() - start, kernels=merge(parse_res_usage(out[0]), parse_sass(out[1]),
+                                                                    unit.label))
+
+
 # ---- rules --------------------------------------------------------------------------------------------
 
 @dataclass
@@ -325,31 +437,55 @@ def main(argv: list[str] | None = None) -> int:
                          "526 kernels in ~130 s with -j 2 on an idle 2-core machine; bf16,f32: ~80 s)")
     ap.add_argument("--json", metavar="PATH", help="write kernels, resources, counts and rule outcomes as JSON")
     ap.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("MAX_JOBS", "2")), help="parallel nvcc")
+    ap.add_argument("--binary", nargs="?", const="", metavar="SO",
+                    help="read the cubins of the built extension (default: cnnkern/_C*.so) instead of compiling: "
+                         "exactly what ships, in ~40 s instead of ~160 s; a binary keeps no spill counts, so the "
+                         "stack frame stands in for them")
     ap.add_argument("--nvcc", help="nvcc to use (default: $CUDA_HOME/bin/nvcc, /usr/local/cuda/bin/nvcc, PATH)")
     ap.add_argument("--cuobjdump", help="cuobjdump to use (default: the triton wheel's, then PATH)")
     ap.add_argument("--strict", action="store_true", help="an XPASS (expected failure that now passes) fails too")
     ap.add_argument("--quiet", action="store_true", help="print violations and the summary only")
     args = ap.parse_args(argv)
 
-    nvcc = find_nvcc(args.nvcc)
-    if nvcc is None:
-        print("sass_check: no nvcc (set CUDA_HOME or pass --nvcc)", file=sys.stderr)
-        return 2
+    so: Path | None = None
+    nvcc: str | None = None
+    if args.binary is not None:
+        so = Path(args.binary) if args.binary else find_extension()
+        if so is None or not so.is_file():
+            print(f"sass_check: no built extension at {so or 'cnnkern/_C*.so'} (pip install -e . first, or pass "
+                  "--binary PATH)", file=sys.stderr)
+            return 2
+    else:
+        nvcc = find_nvcc(args.nvcc)
+        if nvcc is None:
+            print("sass_check: no nvcc (set CUDA_HOME or pass --nvcc)", file=sys.stderr)
+            return 2
     cuobjdump = find_cuobjdump(args.cuobjdump)
     if cuobjdump is None:
         print("sass_check: no cuobjdump: expected triton/backends/nvidia/bin/cuobjdump next to `import triton` "
               "(install triton) or cuobjdump on PATH, or pass --cuobjdump", file=sys.stderr)
         return 2
-    dtypes = ["f32", "f16", "bf16"] if args.dtypes == "all" else [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    dtypes = list(DTYPES) if args.dtypes == "all" else [d.strip() for d in args.dtypes.split(",") if d.strip()]
     families = [f for f in FAMILIES if not args.family or f.name in args.family]
 
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sass_check_") as tmp:
         work = Path(tmp)
-        shim = write_shim(work / "shim")
-        units = [u for f in families for u in units_for(f, dtypes, work)]
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            results = list(pool.map(lambda u: compile_unit(u, nvcc, cuobjdump, shim, work), units))
+        if so is not None:
+            try:
+                units = binary_units(families, dtypes, so, cuobjdump, work)
+            except SetupError as e:
+                print(f"sass_check: {e}", file=sys.stderr)
+                return 2
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+                results = list(pool.map(lambda u: read_unit(u, cuobjdump), units))
+            if any(u.family == UNCLAIMED.name for u in units):
+                families = [*families, UNCLAIMED]
+        else:
+            shim = write_shim(work / "shim")
+            units = [u for f in families for u in units_for(f, dtypes, work)]
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+                results = list(pool.map(lambda u: compile_unit(u, nvcc, cuobjdump, shim, work), units))
 
     errors = [r for r in results if r.error]
     for r in errors:
@@ -399,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{by['PASS']} pass, {by['FAIL']} FAIL, {by['WARN']} warn, {by['XFAIL']} xfail, {by['XPASS']} XPASS, {len(errors)} compile errors")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "arch": ARCH, "dtypes": dtypes, "families": [f.name for f in families], "seconds": round(elapsed, 1),
+            "arch": units[0].arch if units else ARCH, "binary": str(so) if so else None, "dtypes": dtypes,
+            "families": [f.name for f in families], "seconds": round(elapsed, 1),
             "units": [{"unit": r.unit.label, "seconds": round(r.seconds, 1), "error": r.error} for r in results],
             "kernels": report_kernels,
             "outcomes": [o.__dict__ for o in all_outcomes],

@@ -273,3 +273,98 @@ def test_sm90a_family_compiles_for_sm90a():
     assert all(f.arch == "sm_90" for n, f in fams.items() if n != "conv2d_sm90")
     (unit,) = sass_check.units_for(fams["conv2d_sm90"], ["f16"], Path(__import__("tempfile").mkdtemp()))
     assert unit.arch == "sm_90a" and "conv2d_fwd_sm90.cu" in unit.path.read_text()
+
+
+# cuobjdump -res-usage of a cubin (cuobjdump 13.1): a kernel without shared memory and one with 400 bytes of
+# __shared__ (SHARED adds the 1 KiB the toolchain reserves) and a 640-byte stack frame.
+RES_USAGE = """
+Resource usage:
+ Common:
+  GLOBAL:0
+ Function _ZN7cnnkern22channel_shuffle_kernelItLi8ELb1EEEvNS_20ChannelShuffleParamsIT_EE:
+  REG:32 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:712 TEXTURE:0 SURFACE:0 SAMPLER:0
+ Function _Z5spillPfi:
+  REG:32 STACK:640 SHARED:1424 LOCAL:0 CONSTANT[0]:540 TEXTURE:0 SURFACE:0 SAMPLER:0
+"""
+
+
+def test_parse_res_usage_and_binary_spill_rule():
+    res = sass_check.parse_res_usage(RES_USAGE)
+    shuf = "_ZN7cnnkern22channel_shuffle_kernelItLi8ELb1EEEvNS_20ChannelShuffleParamsIT_EE"
+    assert res[shuf] == {"regs": 32, "stack": 0, "smem": 0, "local": 0}
+    assert res["_Z5spillPfi"] == {"regs": 32, "stack": 640, "smem": 400, "local": 0}
+    # A binary keeps no spill counts: the stack frame stands in for them, in the global rule and at the cap.
+    ok = sass_rules.KernelStats("a", "a", "u", res[shuf], Counter({"EXIT": 1}))
+    bad = sass_rules.KernelStats("b", "b", "u", res["_Z5spillPfi"], Counter({"EXIT": 1}))
+    assert sass_rules.spill_bytes(bad) == (640, 640) and sass_rules.spill_bytes(ok) == (0, 0)
+    assert sass_rules._no_spills(ok)[0]
+    passed, detail = sass_rules._no_spills(bad)
+    assert not passed and "640 bytes stack frame" in detail
+    at_cap = sass_rules.spills_at_cap(32, 640, "test")[0]
+    assert at_cap.tolerate(bad) and not sass_rules.spills_at_cap(32, 639, "test")[0].tolerate(bad)
+
+
+def test_binary_read_agrees_with_ptxas(tmp_path):
+    # The same cubin read both ways: ptxas -v while compiling, and cuobjdump -res-usage afterwards.
+    nvcc, cuobjdump = _tools()
+    if nvcc is None or cuobjdump is None:
+        pytest.skip("needs nvcc and cuobjdump")
+    src = tmp_path / "two.cu"
+    src.write_text('#include "conv/channel_shuffle.cuh"\n'
+                   "template __global__ void cnnkern::channel_shuffle_tile_kernel<uint16_t, true, false>("
+                   "const cnnkern::ChannelShuffleTileParams<uint16_t>);\n"
+                   "__global__ void spill(float* p, int n) {\n"  # forced to spill by -maxrregcount=32
+                   "  float a[48];\n"
+                   "  for (int i = 0; i < 48; ++i) a[i] = p[i * n + threadIdx.x];\n"
+                   "  for (int k = 0; k < n; ++k)\n"
+                   "    for (int i = 0; i < 48; ++i) a[i] = a[i] * a[(i + k) % 48] + 1.f;\n"
+                   "  float s = 0;\n"
+                   "  for (int i = 0; i < 48; ++i) s += a[i];\n"
+                   "  __shared__ float sh[100];\n"  # 400 bytes of static shared memory (+1 KiB in SHARED)
+                   "  sh[threadIdx.x % 100] = s;\n"
+                   "  __syncthreads();\n"
+                   "  p[threadIdx.x] = sh[(threadIdx.x + 1) % 100];\n"
+                   "}\n")
+    cubin = tmp_path / "two.cubin"
+    res = __import__("subprocess").run(
+        [nvcc, "-std=c++20", "-O3", f"-I{ROOT / 'kernels'}", "-arch=sm_90a", "-cubin", "-Xptxas", "-v",
+         "-maxrregcount=32", "-o", str(cubin), str(src)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    compiled = sass_check.parse_ptxas(res.stderr + res.stdout)
+    read = sass_check.read_unit(sass_check.Unit("t", "two.cu", cubin, "sm_90a"), cuobjdump)
+    assert read.error is None, read.error
+    assert set(read.kernels) == set(compiled) and len(compiled) == 2
+    for name, ks in read.kernels.items():
+        for key in ("regs", "stack", "smem"):
+            assert ks.ptxas[key] == compiled[name][key], (name, key)
+    (tile,) = [ks for ks in read.kernels.values() if "tile" in ks.mangled]
+    assert sass_rules._no_spills(tile)[0] and tile.columns()["LDG.128"] >= 1
+    (sp,) = [ks for ks in read.kernels.values() if "spill" in ks.mangled]
+    assert sp.ptxas["smem"] == 400 and sp.ptxas["stack"] > 0 and not sass_rules._no_spills(sp)[0]
+
+
+def test_snippet_sources_name_an_extension_unit():
+    # --binary finds a snippet family's kernels in the cubin of the translation unit Source.binary names.
+    for fam in sass_rules.FAMILIES:
+        for src in fam.sources:
+            if not src.generated:
+                assert src.binary and (ROOT / "csrc" / "cuda" / f"{src.binary}.cu").is_file(), (fam.name, src)
+
+
+def test_binary_units_of_the_built_extension(tmp_path):
+    so = sass_check.find_extension()
+    cuobjdump = _tools()[1]
+    if so is None or cuobjdump is None:
+        pytest.skip("needs the built extension (cnnkern/_C*.so) and cuobjdump")
+    fams = {f.name: f for f in sass_rules.FAMILIES}
+    try:
+        units = sass_check.binary_units([fams["channel_shuffle"]], ["f16"], so, cuobjdump, tmp_path)
+    except sass_check.SetupError as e:
+        pytest.skip(f"the extension has no sm_90 code: {e}")
+    (unit,) = units
+    assert unit.label == "csrc/cuda/channel_map.cu" and unit.path.is_file()
+    res = sass_check.read_unit(unit, cuobjdump)
+    assert res.error is None and len(res.kernels) >= 10
+    outcomes, matched = sass_check.evaluate(fams["channel_shuffle"], res.kernels)
+    assert all(matched.values()), "every channel_map kernel matches a channel_shuffle pattern"
+    assert not [o for o in outcomes if o.status == "FAIL"], [o for o in outcomes if o.status == "FAIL"]

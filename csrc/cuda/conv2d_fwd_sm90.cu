@@ -17,6 +17,14 @@
 #include "cuda/conv2d_sm90.h"
 
 namespace cnnkern {
+
+// The pipeline arithmetic kernels/common/implicit_gemm_sm90.md relies on, checked wherever this file compiles.
+static_assert(sm90::FwdTile<128>::kStageBytes == 32 * 1024 && sm90::FwdTile<128>::kStages == 5, "BN 128: 5 x 32 KiB");
+static_assert(sm90::FwdTile<64>::kStageBytes == 24 * 1024 && sm90::FwdTile<64>::kStages == 7, "BN 64: 7 x 24 KiB");
+static_assert(sm90::FwdTile<128>::kSmemBytes <= 227 * 1024 && sm90::FwdTile<64>::kSmemBytes <= 227 * 1024,
+              "sm_90 opt-in shared memory limit");
+static_assert(sm90::FwdTile<128>::kThreads == 384, "1 producer + 2 consumer warpgroups");
+
 namespace {
 
 bool env_enabled() {
