@@ -205,6 +205,9 @@ def _configure() -> tuple[list, dict, dict]:
         for pattern in ("csrc/**/*.cpp", "csrc/**/*.cu")
         for p in glob.glob(os.path.join(ROOT, pattern), recursive=True)
     )
+    # CNNKERN_HAS_SM90A: the build holds sm_90a code, so the wgmma conv2d forward may be routed to
+    # (csrc/cuda/conv2d_sm90.h). Both compilers get it: the ops' host files without device code are .cpp.
+    sm90a = ["-DCNNKERN_HAS_SM90A=1"] if "9.0a" in re.split(r"[;\s]+", archs) else []
     ext = cpp_extension.CUDAExtension(
         name="cnnkern._C",
         sources=sources,
@@ -214,13 +217,14 @@ def _configure() -> tuple[list, dict, dict]:
             # The arch list goes to build_info() (csrc/bindings.cpp) only.
             # -g0 overrides Python's default -g: debug info of the torch headers in every host file (the
             # autograd ones above all) would triple the extension (78 MB instead of 26 MB).
-            "cxx": ["-O3", "-g0", f"-DCNNKERN_ARCH_LIST={_encode_arch_list(archs)}"],
+            # -Wno-unknown-pragmas: the kernel headers that host files include (tile shapes, epilogue
+            # parameters) carry nvcc's `#pragma unroll`, which g++ -Wall would report once per use.
+            "cxx": ["-O3", "-g0", "-Wno-unknown-pragmas", f"-DCNNKERN_ARCH_LIST={_encode_arch_list(archs)}"]
+            + sm90a,
             # No --use_fast_math: the fp32 path must match PyTorch to ~1e-5. -Xfatbin=-compress-all: the cubins
             # (with -lineinfo's line tables and PTX text) compress ~5x, so that the extension, which must travel
             # to the GPU machines, stays small (~300 fused conv+BN kernel variants would make it 79 MB).
-            # CNNKERN_HAS_SM90A: the build holds sm_90a code, so the wgmma conv2d forward may be routed to.
-            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xfatbin=-compress-all"]
-            + (["-DCNNKERN_HAS_SM90A=1"] if "9.0a" in re.split(r"[;\s]+", archs) else []),
+            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-Xfatbin=-compress-all"] + sm90a,
         },
     )
     cmdclass = {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}

@@ -1,5 +1,5 @@
 """The identity behind the stride-1 input gradient on the sm_90a forward kernel (csrc/cuda/conv2d_dgrad_as_fwd.h,
-csrc/cuda/conv2d.cu ``dgrad_on_sm90_fwd``), checked with ATen in fp64 on the CPU:
+csrc/cuda/conv2d.cpp ``dgrad_on_sm90_fwd``), checked with ATen in fp64 on the CPU:
 
     grad_in = conv2d(grad_out, w', padding = d*(K-1) - p, dilation = d, stride 1),
     w'[c][k][r][s] = w[k][c][R-1-r][S-1-s]
@@ -31,7 +31,7 @@ CASES = [
 
 
 def weight_as_fwd(w: torch.Tensor) -> torch.Tensor:
-    """csrc/cuda/conv2d.cu dgrad_weight_as_fwd, in Python."""
+    """csrc/cuda/conv2d.cpp dgrad_weight_as_fwd, in Python."""
     return torch.flip(w, [2, 3]).transpose(0, 1).contiguous(memory_format=torch.channels_last)
 
 

@@ -3,8 +3,12 @@ mirroring csrc/cuda/conv2d_fwd_sm90.cu): off by default, then each problem condi
 shapes, strides, dtypes and pointers matter, so CPU tensors stand in for CUDA ones (no GPU needed); the last
 gate (build + device) needs the extension and is only checked to give a reason when it cannot pass here.
 The same for the stride-1 input gradient on that kernel (cnnkern.cuda.conv2d.sm90_dgrad_why_not, mirroring
-csrc/cuda/conv2d_dgrad_as_fwd.h and dgrad_on_sm90_fwd in csrc/cuda/conv2d.cu)."""
+csrc/cuda/conv2d_dgrad_as_fwd.h and dgrad_on_sm90_fwd in csrc/cuda/conv2d.cpp)."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -115,3 +119,20 @@ def test_explain_names_the_dgrad_variant(monkeypatch):
     assert "conv2d_bwd_input (cuda) variant:" in notes, notes
     notes = "\n".join(ops_conv2d.explain_conv2d(x, _cl(64, 64, 3, 3), stride=2, padding=1).notes)
     assert "not the sm_90a forward: stride > 1" in notes, notes
+
+
+def test_build_gate_follows_the_arch_list():
+    """The C++ gate's build condition (CNNKERN_HAS_SM90A, which setup.py passes to both compilers when the arch
+    list holds 9.0a) agrees with the arch list the extension reports. The switch is read once per process, so
+    the gate is asked in a child process with it on; without a GPU its answer is then the device query's."""
+    from cnnkern._ext import build_info, extension
+
+    ext = extension()
+    if ext is None or not hasattr(ext, "sm90_wgmma_gate"):
+        pytest.skip("no CUDA extension in this install")
+    code = "from cnnkern._ext import extension; print(extension().sm90_wgmma_gate(0))"
+    env = dict(os.environ, CNNKERN_SM90_WGMMA="1")
+    answer = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    built_90a = "9.0a" in build_info()["archs"].split(";")
+    assert ("no sm_90a code" in answer) != built_90a, (build_info()["archs"], answer)

@@ -100,7 +100,7 @@ def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec
     """Why the CUDA input gradient would NOT run on the sm_90a wgmma forward (a stride-1 dgrad is the forward
     conv of grad_out with w'[c][k][r][s] = w[k][c][R-1-r][S-1-s] and padding d*(K-1) - p), or None when it
     would. Mirrors dgrad_as_fwd (csrc/cuda/conv2d_dgrad_as_fwd.h) and then the forward's gates on (grad_out,
-    w') as csrc/cuda/conv2d.cu dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there,
+    w') as csrc/cuda/conv2d.cpp dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there,
     so a stand-in of that layout is enough here."""
     if grad_out.dtype not in (torch.float16, torch.bfloat16):
         return "fp32 keeps the step-1 dgrad kernel"

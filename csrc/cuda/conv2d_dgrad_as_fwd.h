@@ -13,7 +13,7 @@
 // the step-1 dgrad kernel's stride-phase decomposition handles that, the forward kernel does not.
 // Why only 16-bit: the sm_90a forward takes fp16 / bf16 only; fp32 keeps the step-1 kernel either way.
 // The rest of the sm_90a forward's gates (channels, layouts, env, build, device) are applied by its own
-// conv2d_fwd_sm90_why_not on the transformed problem (csrc/cuda/conv2d.cu), not repeated here.
+// conv2d_fwd_sm90_why_not on the transformed problem (csrc/cuda/conv2d.cpp), not repeated here.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,7 @@
 namespace cnnkern {
 
 // Coordinates including padding and dilation stay below this in the kernels (host::kCoordLimit in
-// csrc/cuda/host_common.h, which includes torch; conv2d.cu static_asserts the two are equal).
+// csrc/cuda/host_common.h, which includes torch; conv2d.cpp static_asserts the two are equal).
 inline constexpr int64_t kDgradAsFwdCoordLimit = int64_t{1} << 30;
 
 struct DgradAsFwd {

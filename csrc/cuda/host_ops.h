@@ -13,7 +13,7 @@
 
 namespace cnnkern::cuda {
 
-// csrc/cuda/conv2d.cu: implicit-GEMM conv2d (any groups).
+// csrc/cuda/conv2d.cpp: implicit-GEMM conv2d (any groups).
 void conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                 const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                 int64_t groups);
@@ -33,12 +33,12 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
 void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
-// csrc/cuda/conv_transpose2d.cu: the input-grad kernel of the equivalent conv2d, with the bias fused.
+// csrc/cuda/conv_transpose2d.cpp: the input-grad kernel of the equivalent conv2d, with the bias fused.
 void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                           const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation, int64_t groups);
 
-// csrc/cuda/depthwise_conv2d.cu: groups == C_in, weight (C_in * multiplier, 1, kH, kW).
+// csrc/cuda/depthwise_conv2d.cpp: groups == C_in, weight (C_in * multiplier, 1, kH, kW).
 void depthwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                           const at::Tensor& out, at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation);
@@ -57,7 +57,7 @@ void depthwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  bool deterministic);
 
-// csrc/cuda/group_pointwise_conv2d.cu: grouped 1x1 conv whose output channel c is stored at (or its
+// csrc/cuda/group_pointwise_conv2d.cpp: grouped 1x1 conv whose output channel c is stored at (or its
 // gradient read from) channel dest(c) of a tensor of `total` channels, dest = ChannelMap(total,
 // shuffle_groups, channel_offset).
 void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
@@ -73,7 +73,7 @@ void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Ten
                                        const std::optional<at::Tensor>& scale, const at::Tensor& grad_w,
                                        int64_t groups, int64_t shuffle_groups, int64_t channel_offset);
 
-// csrc/cuda/conv_bn_relu.cu: BatchNorm + activation around a conv output y, any layouts (contract:
+// csrc/cuda/conv_bn_relu.cpp: BatchNorm + activation around a conv output y, any layouts (contract:
 // cnnkern/problem/conv_bn.py). Per-channel vectors fp32 (C); activation as above.
 void conv_bn_relu_normalize(const at::Tensor& y, const at::Tensor& a, const at::Tensor& b, const at::Tensor& out,
                             int64_t activation);

@@ -1,5 +1,8 @@
-// Compiles every kernels/ header and instantiates every kernel template that csrc/ launches, with no
-// torch include path on the command line: the build itself enforces "kernels/ never includes torch".
+// Compiles every kernels/ header and instantiates every kernel template that csrc/ launches, for every element
+// type, with no torch include path on the command line: the build itself enforces "kernels/ never includes
+// torch". The template arguments are sampled where csrc/ instantiates many combinations (the depthwise direct
+// kernel: 125 here of the extension's 278). CI compiles this for sm_80, the extension for sm_90a only
+// (.ci/run), so this file is also CI's check that the device code still builds for sm_80.
 #include "check/block_replay.cuh"
 #include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
@@ -58,6 +61,16 @@ namespace cnnkern {
 CNNKERN_CHECK_TYPE(float, 4);
 CNNKERN_CHECK_TYPE(__half, 8);
 CNNKERN_CHECK_TYPE(__nv_bfloat16, 8);
+
+// The 16-bit forward's big tile (dynamic shared memory), chosen by conv2d_fwd_tile_plan for the plain and
+// activation epilogues.
+#define CNNKERN_CHECK_FWD_BIG(T, E)                                                                      \
+  template __global__ void implicit_gemm_kernel<Conv2dFwdProblem<T, Fast::kK, 8, E>, GemmTileBig<T>>( \
+      const Conv2dFwdProblem<T, Fast::kK, 8, E>)
+CNNKERN_CHECK_FWD_BIG(__half, EpiKind::kPlain);
+CNNKERN_CHECK_FWD_BIG(__half, EpiKind::kAct);
+CNNKERN_CHECK_FWD_BIG(__nv_bfloat16, EpiKind::kPlain);
+CNNKERN_CHECK_FWD_BIG(__nv_bfloat16, EpiKind::kAct);
 
 // Depthwise: every instantiation csrc/cuda/depthwise_conv2d_launch.cuh can launch.
 #define CNNKERN_CHECK_DW_DIRECT(T, V, MI, KT, RES) \
@@ -161,6 +174,8 @@ CNNKERN_CHECK_BN_TYPE(float, 4);
 CNNKERN_CHECK_BN_TYPE(__half, 8);
 CNNKERN_CHECK_BN_TYPE(__nv_bfloat16, 8);
 template __global__ void bn_finalize_kernel<float>(const BnFinalizeParams);
+template __global__ void bn_finalize_kernel<__half>(const BnFinalizeParams);
+template __global__ void bn_finalize_kernel<__nv_bfloat16>(const BnFinalizeParams);
 
 // Grouped pointwise conv: every instantiation csrc/cuda/group_pointwise_conv2d_launch.cuh can launch
 // (the split reduction is conv2d's, instantiated above).
@@ -177,14 +192,19 @@ CNNKERN_CHECK_GPW_TYPE(float, 4);
 CNNKERN_CHECK_GPW_TYPE(__half, 8);
 CNNKERN_CHECK_GPW_TYPE(__nv_bfloat16, 8);
 
-// The small-K grouped pointwise forward: fp32 FMA at both compute widths, mma.sync for 16-bit types.
-template __global__ void gpw_smallk_kernel<float, 4>(const GpwSmallK<float, 4>);
-template __global__ void gpw_smallk_kernel<float, 8>(const GpwSmallK<float, 8>);
-template __global__ void gpw_smallk_kernel<__half, kGpwMma>(const GpwSmallK<__half, kGpwMma>);
-template __global__ void gpw_smallk_kernel<__nv_bfloat16, kGpwMma>(const GpwSmallK<__nv_bfloat16, kGpwMma>);
+// The small-K grouped pointwise forward: FMA at both compute widths for every type, mma.sync for 16-bit types.
+#define CNNKERN_CHECK_SMALLK(T, RC) template __global__ void gpw_smallk_kernel<T, RC>(const GpwSmallK<T, RC>)
+CNNKERN_CHECK_SMALLK(float, 4);
+CNNKERN_CHECK_SMALLK(float, 8);
+CNNKERN_CHECK_SMALLK(__half, 4);
+CNNKERN_CHECK_SMALLK(__half, 8);
+CNNKERN_CHECK_SMALLK(__half, kGpwMma);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, 4);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, 8);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma);
 
-// Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather) and the
-// generic kernel with scalar and 16-byte vectors along both mappings.
+// Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather), the
+// generic kernel with scalar and 16-byte vectors along both mappings, and the fill kernel (kG 0 and 2).
 #define CNNKERN_CHECK_SHUFFLE(E, V)                                                         \
   template __global__ void channel_shuffle_tile_kernel<E, false, false>(const ChannelShuffleTileParams<E>); \
   template __global__ void channel_shuffle_tile_kernel<E, true, false>(const ChannelShuffleTileParams<E>); \
@@ -193,7 +213,9 @@ template __global__ void gpw_smallk_kernel<__nv_bfloat16, kGpwMma>(const GpwSmal
   template __global__ void channel_shuffle_kernel<E, 1, true>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>); \
-  template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>)
+  template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>); \
+  template __global__ void channel_shuffle_fill_kernel<E, 0>(const ChannelShuffleParams<E>);  \
+  template __global__ void channel_shuffle_fill_kernel<E, 2>(const ChannelShuffleParams<E>)
 
 CNNKERN_CHECK_SHUFFLE(uint16_t, 8);
 CNNKERN_CHECK_SHUFFLE(uint32_t, 4);

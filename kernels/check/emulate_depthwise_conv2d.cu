@@ -2,7 +2,7 @@
 // (barrier-separated phases run for every thread before the next phase starts), against a direct
 // double-precision reference. Runs without a GPU: it exercises the real planning (kernels/conv/
 // depthwise_conv2d_params.cuh), index math, shared-memory layouts, masks and store mappings of every
-// kernel path that csrc/cuda/depthwise_conv2d.cu can launch. Atomics become plain adds.
+// kernel path that csrc/cuda/depthwise_conv2d.cpp can launch. Atomics become plain adds.
 //
 // Build/run: cmake target `cnnkern_emulate_depthwise` (ctest). Compiled with AddressSanitizer there,
 // so any out-of-bounds load or store aborts; shared memory is poisoned with NaN and outputs are

@@ -102,7 +102,7 @@ struct Tensor4 {
       if (!inside[i] && Num<T>::to_float(base[i]) != Num<T>::to_float(Num<T>::from_float(1e6f))) ++bad;
     return bad;
   }
-  // Same predicates as csrc/cuda/depthwise_conv2d.cu (on sizes/strides/pointer instead of at::Tensor).
+  // Same predicates as csrc/cuda/depthwise_conv2d.cpp (on sizes/strides/pointer instead of at::Tensor).
   int64_t pixel_step() const { return d[3] > 1 ? st.w : (d[2] > 1 ? st.h : st.n); }
   bool channels_fast() const { return d[1] > 1 && st.c < pixel_step(); }
   bool vec_ok(int64_t v) const {

@@ -3,7 +3,7 @@
 // different in h and w, bottom/right padding from 0 to dilation * (kernel - 1)) it checks that the plan
 // applies, that the planned forward is a legal forward (host::check_geometry's rule) with output extent
 // exactly H x W, and that a naive forward over the planned shape with w'[c][k][r][s] = w[k][c][R-1-r][S-1-s]
-// (what csrc/cuda/conv2d.cu's dgrad_weight_as_fwd builds) equals a naive dgrad, in double. Then each refusal:
+// (what csrc/cuda/conv2d.cpp's dgrad_weight_as_fwd builds) equals a naive dgrad, in double. Then each refusal:
 // fp32, groups, stride, padding past dilation * (kernel - 1) at the top or the bottom, 32-bit coordinates.
 // Build/run: cmake target `cnnkern_test_dgrad_as_fwd` (ctest), no GPU, no torch.
 #include <algorithm>
