@@ -1,8 +1,9 @@
 // Compiles every kernels/ header and instantiates every kernel template that csrc/ launches, for every element
 // type, with no torch include path on the command line: the build itself enforces "kernels/ never includes
-// torch". The template arguments are sampled where csrc/ instantiates many combinations (the depthwise direct
-// kernel: 125 here of the extension's 278). CI compiles this for sm_80, the extension for sm_90a only
-// (.ci/run), so this file is also CI's check that the device code still builds for sm_80.
+// torch". Every other instantiation the extension ships is here too, except where csrc/ instantiates many
+// combinations of one template: those are sampled (the depthwise direct kernel: 125 here of the extension's
+// 278). scripts/kernels_check_coverage.py checks exactly that against the built extension. CI compiles this for
+// sm_80, the extension for sm_90a only (.ci/run), so this file is also CI's sm_80 build of the device code.
 #include "check/block_replay.cuh"
 #include "check/emulate_compare.cuh"
 #include "check/emulate_tensor.cuh"
@@ -72,7 +73,8 @@ CNNKERN_CHECK_FWD_BIG(__half, EpiKind::kAct);
 CNNKERN_CHECK_FWD_BIG(__nv_bfloat16, EpiKind::kPlain);
 CNNKERN_CHECK_FWD_BIG(__nv_bfloat16, EpiKind::kAct);
 
-// Depthwise: every instantiation csrc/cuda/depthwise_conv2d_launch.cuh can launch.
+// Depthwise: every element type and path csrc/cuda/depthwise_conv2d_launch.cuh can launch, with the direct
+// kernel's argument combinations sampled (scripts/kernels_check_coverage.py: SAMPLED).
 #define CNNKERN_CHECK_DW_DIRECT(T, V, MI, KT, RES) \
   template __global__ void dw_direct_kernel<T, V, MI, KT, RES>(const DwDirectParams<T>)
 #define CNNKERN_CHECK_DW_WGRAD(T, VW)                                                    \
