@@ -65,7 +65,7 @@ default_stages=(build tests bench-dw bench-pw bench-conv bench-tconv bench-dilat
 
 declare -A weight=([tests]=240 [tests-all]=240 [bench-dw]=30 [bench-pw]=25 [bench-conv]=25 [bench-tconv]=25
                    [bench-dilated]=30 [bench-models]=55 [bench-convbn]=60 [bench-overhead]=40 [bench-graphs]=60
-                   [bench-conv-sm90]=60)
+                   [bench-conv-sm90]=90)
 for s in "${stages[@]}"; do
   case "$s" in
     build) ;;
@@ -212,7 +212,7 @@ stage_bench() {  # stage cap
     # The sm_90a wgmma/TMA forward (issue 14 step 2) is off unless CNNKERN_SM90_WGMMA=1: its first timing,
     # 3x3 and 1x1 ResNet-50 layers, forward only, against cuDNN in the same process.
     bench-conv-sm90) CNNKERN_SM90_WGMMA=1 run_bench conv2d_sm90 "$cap" bench_conv2d.py --quick --layers 3x3,1x1 \
-                       --mode fwd --providers cudnn,cnnkern-cuda ;;
+                       --mode fwd,fwdbwd --providers cudnn,cnnkern-cuda ;;
   esac
 }
 

@@ -131,6 +131,7 @@ _SASS_FUNC = re.compile(r"^\s*Function : (\S+)")
 # "/*0120*/   @!P0 LDG.E.128.CONSTANT R8, desc[UR4][R2.64] ;" -> opcode with its modifiers
 # Modifiers are upper case, except the "x" of shape modifiers such as HGMMA.64x128x16.
 _SASS_INSN = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+(?:x[0-9]+)*)*)")
+_HGMMA_TNSP = re.compile(r"\.(tnsp[AB])\b")
 
 
 def parse_sass(text: str) -> dict[str, Counter]:
@@ -146,7 +147,12 @@ def parse_sass(text: str) -> dict[str, Counter]:
             continue
         m = _SASS_INSN.match(line)
         if m:
-            cur[m.group(1)] += 1
+            op = m.group(1)
+            # wgmma's operand majorness is an operand modifier (gdesc[UR4].tnspA.tnspB): kept on the opcode
+            # so that rules can tell the weight gradient's MN-major operands from the forward's K-major ones.
+            if op.startswith("HGMMA"):
+                op += "".join(f".{t.upper()}" for t in _HGMMA_TNSP.findall(line))
+            cur[op] += 1
     return out
 
 

@@ -264,6 +264,8 @@ def _gemm_rules(problem: str, over_128: str | None = None, spills: str | None = 
 # the file itself static_asserts the tile / pipeline arithmetic of kernels/common/implicit_gemm_sm90.md).
 SM90_SNIPPET = """#include "cuda/conv2d_fwd_sm90.cu"
 """
+SM90_WGRAD_SNIPPET = """#include "cuda/conv2d_wgrad_sm90.cu"
+"""
 
 
 
@@ -431,6 +433,35 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
             ]),
             KernelRules(r"conv2d_fwd_sm90_kernel<.*, 128>", [has(r"^HGMMA\.64x128x16", 4)]),
             KernelRules(r"conv2d_fwd_sm90_kernel<.*, 64>", [has(r"^HGMMA\.64x64x16", 4)]),
+            KernelRules(r"conv2d_fwd_sm90_kernel<", [lacks(r"^HGMMA.*TNSP")]),  # both operands K-major
+        ],
+        arch="sm_90a",
+    ),
+    Family(
+        "conv2d_wgrad_sm90",
+        "sm_90a conv2d weight gradient: MN-major wgmma, TMA grad_out + cp.async im2col, warp-specialized, "
+        "persistent split-K",
+        [Source(name="launch", binary="conv2d_wgrad_sm90", snippet=SM90_WGRAD_SNIPPET)],
+        [
+            KernelRules(r"conv2d_wgrad_sm90_kernel<", [
+                # 4 k16 steps of m64n128k16 per 64-pixel k tile, both operands read transposed (MN-major)
+                has(r"^HGMMA\.64x128x16\..*\.TNSPA\.TNSPB$", 4),
+                lacks(r"^HGMMA(?!.*\.TNSPA\.TNSPB$)"),
+                has("UTMALDG"),       # grad_out boxes by TMA
+                has("LDGSTS", 8),     # the im2col gather: 8 16-byte cp.async per producer thread per stage
+                has(r"^SYNCS"),
+                has("WARPGROUP"),
+                lacks("HMMA"),
+                has(r"^STG\.E\.64$", 32),  # the fp32 partials, two adjacent columns per store
+                max_smem(0),          # all of it dynamic: WgradTile::kSmemBytes
+            ]),
+            KernelRules(r"conv2d_wgrad_sm90_kernel<[^>]*, 128>", [
+                has("UTMALDG", 2),    # one box per consumer's 64 output channels
+                max_regs(168, "3 warpgroups x 1 CTA per SM"),
+            ]),
+            KernelRules(r"conv2d_wgrad_sm90_kernel<[^>]*, 64>", [
+                max_regs(248, "2 warpgroups x 1 CTA per SM: 65536 / 256 = 256, 248 in the granule of 8"),
+            ]),
         ],
         arch="sm_90a",
     ),

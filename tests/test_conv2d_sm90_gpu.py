@@ -9,7 +9,8 @@ out-of-bounds rows), fp16 and bf16. Then the stride-1 input gradient, which runs
 (csrc/cuda/conv2d_dgrad_as_fwd.h): cnnkern_cuda::conv2d_bwd_input against F.conv2d's backward on stride-1
 ResNet-50-like layers (3x3 p1, 1x1, a dilated 3x3, C_in 72 / 200 for both tile widths and the TMA's
 out-of-bounds rows), channels_last, fp16 and bf16, and, under the profiler, that the sm_90a kernel is the one
-that ran (a gate refusing it would otherwise pass unnoticed on the step-1 kernel)."""
+that ran (a gate refusing it would otherwise pass unnoticed on the step-1 kernel). The weight gradient's sm_90a
+kernel in a child of its own (a hang or fault there does not hide the forward's result)."""
 from __future__ import annotations
 
 import os
@@ -20,11 +21,17 @@ import textwrap
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(
+# `gpu`: part of scripts/gpu_check.sh's GPU suite (tests/_outcome_log.py selects by that marker).
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability(0) != (9, 0),
-    reason="needs an sm_90 GPU (H100 / H200)")
+    reason="needs an sm_90 GPU (H100 / H200)")]
 
-CHILD = textwrap.dedent("""
+# Under the GPU suite's per-test timeout (GPU_CHECK_TEST_TIMEOUT, 90 s), so that a hang reports its partial
+# output from here rather than as a bare timeout.
+CHILD_TIMEOUT_S = 80
+
+# Both children: exit 3 (skip) when the gate refuses the kernel here; `ops`, a seed and the failure count.
+PRELUDE = textwrap.dedent("""
     import sys
     import torch
     import torch.nn.functional as F
@@ -37,6 +44,9 @@ CHILD = textwrap.dedent("""
     ops = torch.ops.cnnkern_cuda
     torch.manual_seed(0)
     bad = 0
+""")
+
+CHILD = PRELUDE + textwrap.dedent("""
     cases = [(8, 64, 56, 64, 3, 1, 1), (8, 128, 28, 128, 3, 2, 1), (4, 256, 14, 200, 3, 1, 1),
              (4, 512, 7, 72, 3, 1, 1), (8, 64, 56, 256, 1, 1, 0), (8, 256, 56, 64, 1, 1, 0),
              (4, 256, 28, 512, 1, 2, 0), (2, 2048, 7, 512, 1, 1, 0)]
@@ -96,14 +106,72 @@ CHILD = textwrap.dedent("""
     sys.exit(1 if bad else 0)
 """)
 
+WGRAD_CHILD = PRELUDE + textwrap.dedent("""
+    # (n, c_in, hw, c_out, k, stride, padding, dilation, grad_out as a channel slice of a wider buffer)
+    cases = [(8, 64, 56, 64, 3, 1, 1, 1, False), (4, 128, 28, 128, 3, 1, 1, 1, False),
+             (4, 256, 14, 200, 3, 1, 1, 1, True), (4, 512, 7, 72, 3, 1, 1, 1, False),
+             (8, 64, 56, 256, 1, 1, 0, 1, False), (8, 256, 56, 64, 1, 1, 0, 1, True),
+             (4, 128, 28, 128, 3, 2, 1, 1, False), (2, 128, 14, 128, 3, 1, 2, 2, False)]
+    for dt in (torch.float16, torch.bfloat16):
+        for n, ci, hw, co, k, s, p, d, sliced in cases:
+            x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
+            w = torch.zeros(co, ci, k, k, device="cuda", requires_grad=True)
+            y = F.conv2d(x.float(), w, None, s, p, d)
+            if sliced:
+                buf = torch.randn(n, co + 8, *y.shape[2:], device="cuda", dtype=dt).contiguous(
+                    memory_format=torch.channels_last)
+                gy = buf[:, 8:]
+            else:
+                gy = torch.randn(y.shape, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
+            (ref,) = torch.autograd.grad(y, w, gy.float())
+            outs = []
+            for _ in range(2):
+                gw = torch.full((co, ci, k, k), float("nan"), device="cuda", dtype=dt).contiguous(
+                    memory_format=torch.channels_last)
+                ops.conv2d_bwd_weight(gy, x, gw, [s, s], [p, p], [d, d], 1)
+                outs.append(gw)
+            torch.cuda.synchronize()
+            tol = 2e-2 if dt == torch.bfloat16 else 4e-3
+            err = ((outs[0].float() - ref).abs().max() / ref.abs().max()).item()
+            same = torch.equal(outs[0], outs[1])
+            ok = torch.isfinite(outs[0]).all().item() and err <= tol and same
+            print(dt, (n, ci, hw, co, k, s, p, d, sliced), "wgrad max err / max", err,
+                  "bitwise repeatable" if same else "NOT REPEATABLE", "ok" if ok else "MISMATCH")
+            bad += not ok
+    # The route: the weight gradient must run the sm_90a kernel, not the step-1 one.
+    gy = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    gw = torch.empty(128, 128, 3, 3, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.conv2d_bwd_weight(gy, x, gw, [1, 1], [1, 1], [1, 1], 1)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    routed = any("conv2d_wgrad_sm90" in name for name in names)
+    print("wgrad route:", "sm_90a kernel" if routed else "NOT the sm_90a kernel", names)
+    bad += not routed
+    sys.exit(1 if bad else 0)
+""")
 
-def test_sm90_wgmma_forward_and_stride1_dgrad_match_aten():
+
+def _run_child(child: str) -> None:
     env = dict(os.environ, CNNKERN_SM90_WGMMA="1")
     try:
-        res = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300,
-                             check=False)
+        res = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True,
+                             timeout=CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"hang (> 300 s): mbarrier protocol? partial output:\n{e.stdout}")
+        pytest.fail(f"hang (> {CHILD_TIMEOUT_S} s): mbarrier protocol? partial output:\n{e.stdout}")
     if res.returncode == 3:
         pytest.skip(f"the sm_90a kernel is not routable here: {res.stdout.strip()}")
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-4000:]
+
+
+def test_sm90_wgmma_forward_and_stride1_dgrad_match_aten():
+    _run_child(CHILD)
+
+
+def test_sm90_wgmma_weight_gradient_matches_aten():
+    """The sm_90a weight gradient (kernels/conv/conv2d_wgrad_sm90.cuh) against F.conv2d's weight gradient:
+    both tile heights (C_out 64 / 72 / 128 / 200 / 256), 3x3 / 1x1 / strided / dilated, grad_out as an aligned
+    channel slice, fp16 and bf16, bitwise equal over two calls (the split-K reduction is fixed-order), and
+    under the profiler that the sm_90a kernel ran."""
+    _run_child(WGRAD_CHILD)

@@ -3,7 +3,8 @@ mirroring csrc/cuda/conv2d_fwd_sm90.cu): off by default, then each problem condi
 shapes, strides, dtypes and pointers matter, so CPU tensors stand in for CUDA ones (no GPU needed); the last
 gate (build + device) needs the extension and is only checked to give a reason when it cannot pass here.
 The same for the stride-1 input gradient on that kernel (cnnkern.cuda.conv2d.sm90_dgrad_why_not, mirroring
-csrc/cuda/conv2d_dgrad_as_fwd.h and dgrad_on_sm90_fwd in csrc/cuda/conv2d.cpp)."""
+csrc/cuda/conv2d_dgrad_as_fwd.h and dgrad_on_sm90_fwd in csrc/cuda/conv2d.cpp), and for the sm_90a weight
+gradient (cnnkern.cuda.conv2d.sm90_wgrad_why_not, mirroring csrc/cuda/conv2d_wgrad_sm90.cu)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from cnnkern.cuda.conv2d import sm90_dgrad_why_not, sm90_wgmma_why_not
+from cnnkern.cuda.conv2d import sm90_dgrad_why_not, sm90_wgmma_why_not, sm90_wgrad_why_not
 from cnnkern.problem.conv2d import conv2d_spec
 
 
@@ -96,7 +97,7 @@ def test_dgrad_fitting_problem_reaches_the_build_and_device_gate(monkeypatch, pr
         assert any(s in why for s in ("build", "sm_90", "device", "cnnkern._C", "CUDA")), why
 
 
-def test_explain_names_the_dgrad_variant(monkeypatch):
+def test_explain_names_the_dgrad_and_wgrad_variants(monkeypatch):
     # explain_conv2d's notes for a plan whose kernels chose the cuda backend (no GPU needed: only the choices
     # are replaced; the notes read shapes and layouts).
     import dataclasses
@@ -119,6 +120,48 @@ def test_explain_names_the_dgrad_variant(monkeypatch):
     assert "conv2d_bwd_input (cuda) variant:" in notes, notes
     notes = "\n".join(ops_conv2d.explain_conv2d(x, _cl(64, 64, 3, 3), stride=2, padding=1).notes)
     assert "not the sm_90a forward: stride > 1" in notes, notes
+    assert "conv2d_bwd_weight (cuda) variant:" in notes, notes
+    notes = "\n".join(ops_conv2d.explain_conv2d(_cl(2, 96, 8, 8), _cl(64, 96, 3, 3), padding=1).notes)
+    assert "not sm_90a wgmma: C_in is not a multiple of 64" in notes, notes
+
+
+def _slice(n, c, hw, lead=8, dtype=torch.float16):
+    """Channels lead..lead+c of a channels-last (c + lead)-channel buffer: a strided view."""
+    return _cl(n, c + lead, hw, hw, dtype=dtype)[:, lead:]
+
+
+def test_wgrad_off_by_default(monkeypatch):
+    monkeypatch.delenv("CNNKERN_SM90_WGMMA", raising=False)
+    why = sm90_wgrad_why_not(_cl(2, 64, 8, 8), _cl(2, 64, 8, 8), 1)
+    assert why is not None and "CNNKERN_SM90_WGMMA=1" in why
+
+
+@pytest.mark.parametrize("grad_out, x, groups, expect", [
+    (_cl(2, 64, 8, 8, dtype=torch.float32), _cl(2, 64, 8, 8, dtype=torch.float32), 1, "fp32"),
+    (_cl(2, 64, 8, 8), _cl(2, 128, 8, 8), 2, "grouped"),
+    (torch.zeros(2, 64, 8, 8, dtype=torch.float16), _cl(2, 64, 8, 8), 1, "grad_out"),   # NCHW
+    (_cl(2, 60, 8, 8), _cl(2, 64, 8, 8), 1, "grad_out"),    # pixel stride of 120 bytes: no TMA row pitch
+    (_slice(2, 64, 8, lead=4), _cl(2, 64, 8, 8), 1, "grad_out"),  # 8-byte aligned slice
+    (_cl(2, 64, 8, 8), torch.zeros(2, 64, 8, 8, dtype=torch.float16), 1, "x is not channels-last"),
+    (_cl(2, 64, 8, 8), _slice(2, 64, 8, lead=4), 1, "x is not channels-last"),
+    (_cl(2, 64, 8, 8), _cl(2, 96, 8, 8), 1, "multiple of 64"),
+])
+def test_wgrad_gates(monkeypatch, grad_out, x, groups, expect):
+    monkeypatch.setenv("CNNKERN_SM90_WGMMA", "1")
+    why = sm90_wgrad_why_not(grad_out, x, groups)
+    assert why is not None and expect in why, why
+
+
+@pytest.mark.parametrize("grad_out, x", [
+    (_cl(2, 64, 8, 8), _cl(2, 64, 8, 8)), (_cl(2, 8, 4, 4), _cl(2, 128, 8, 8)),
+    (_slice(2, 64, 8), _slice(2, 64, 8)),  # aligned channel slices of wider buffers
+    (_cl(2, 200, 7, 7, dtype=torch.bfloat16), _cl(2, 256, 7, 7, dtype=torch.bfloat16)),
+])
+def test_wgrad_fitting_problem_reaches_the_build_and_device_gate(monkeypatch, grad_out, x):
+    monkeypatch.setenv("CNNKERN_SM90_WGMMA", "1")
+    why = sm90_wgrad_why_not(grad_out, x, 1)
+    if why is not None:
+        assert any(s in why for s in ("build", "sm_90", "device", "cnnkern._C", "CUDA")), why
 
 
 def test_build_gate_follows_the_arch_list():

@@ -87,6 +87,11 @@ def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: 
             and wk.data_ptr() % 16 == 0)
     if not rows:
         return "the filter is not channels-last contiguous per output channel with 16-byte aligned rows"
+    return _sm90_build_and_device_gate(x)
+
+
+def _sm90_build_and_device_gate(x: torch.Tensor) -> str | None:
+    """The problem-independent end of the gates: an extension with the sm_90a kernels and an sm_90 device."""
     ext = extension()
     if ext is None or not hasattr(ext, "sm90_wgmma_gate"):
         return "this build of cnnkern._C has no sm_90a wgmma kernel"
@@ -117,6 +122,31 @@ def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec
     w2 = torch.empty((w.size(1), w.size(0), w.size(2), w.size(3)), dtype=w.dtype, device=w.device,
                      memory_format=torch.channels_last)
     return sm90_wgmma_why_not(grad_out, w2, 1)
+
+
+def sm90_wgrad_why_not(grad_out: torch.Tensor, x: torch.Tensor, groups: int) -> str | None:
+    """Why the CUDA weight gradient would NOT run the sm_90a wgmma kernel (kernels/conv/conv2d_wgrad_sm90.cuh),
+    or None when it would. Mirrors conv2d_wgrad_sm90_why_not (csrc/cuda/conv2d_wgrad_sm90.cu), same order:
+    grad_out must be a [pixels][C_out] matrix for TMA (channels-last, one 16-byte aligned pixel stride), x
+    channels-last with 16-byte aligned pixels and C_in % 64 == 0. Off by default with the forward."""
+    if os.environ.get("CNNKERN_SM90_WGMMA") != "1":
+        return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1"
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return "fp32 keeps the step-1 kernel"
+    if groups != 1:
+        return "grouped convolution"
+    n_st, c_st, h_st, w_st = grad_out.stride()
+    oh, ow = grad_out.size(2), grad_out.size(3)
+    dy_rows = (c_st == 1 and w_st % 8 == 0 and w_st >= grad_out.size(1) and h_st == ow * w_st
+               and n_st == oh * h_st and grad_out.data_ptr() % 16 == 0)
+    if not dy_rows:
+        return "grad_out is not channels-last with one 16-byte aligned pixel stride"
+    xn, xc, xh, xw = x.stride()
+    if not (xc == 1 and xw % 8 == 0 and xh % 8 == 0 and xn % 8 == 0 and x.data_ptr() % 16 == 0):
+        return "x is not channels-last with 16-byte aligned pixels"
+    if x.size(1) % 64 != 0:
+        return "C_in is not a multiple of 64"
+    return _sm90_build_and_device_gate(x)
 
 
 # The fused kernels need a build of the extension that has their ops.

@@ -528,4 +528,13 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
         report.notes.append("  conv2d_bwd_input (cuda) variant: " + (
             "sm_90a wgmma forward over grad_out (stride 1)" if why is None
             else f"step-1 mma.sync dgrad; not the sm_90a forward: {why}"))
+    bwd_weight = plan.choices.get("bwd_weight")
+    if bwd_weight is not None and bwd_weight.backend == "cuda" and plan.family == "conv2d":
+        from cnnkern.cuda.conv2d import sm90_wgrad_why_not
+
+        grad_out = _memory.empty(plan.out_shape, x, plan.out_format)
+        why = sm90_wgrad_why_not(grad_out, x, groups)
+        report.notes.append("  conv2d_bwd_weight (cuda) variant: " + (
+            "sm_90a wgmma (MN-major operands) + TMA, split-K" if why is None
+            else f"step-1 mma.sync wgrad; not sm_90a wgmma: {why}"))
     return report

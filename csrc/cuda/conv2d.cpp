@@ -126,6 +126,26 @@ bool dgrad_on_sm90_fwd(const at::Tensor& grad_out, const at::Tensor& w, const at
   return true;
 }
 
+// The weight gradient on the sm_90a wgmma kernel where its gates hold (conv2d_wgrad_sm90_why_not): the split-K
+// GEMM into an fp32 workspace of its own plan, then the same fixed-order reduction as the step-1 kernel.
+template <class T>
+bool wgrad_on_sm90(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grad_w, const Conv2dShape& s,
+                   cudaStream_t stream) {
+  const int device = x.get_device();
+  Conv2dWgradParams<T> p{s, in_ptr<T>(grad_out), strides_of(grad_out), in_ptr<T>(x), strides_of(x), nullptr, 0, 0,
+                         out_ptr<T>(grad_w), strides_of(grad_w)};
+  if (conv2d_wgrad_sm90_why_not<T>(p, device) != nullptr) return false;
+  const SplitKPlan plan = conv2d_wgrad_sm90_plan(s);
+  // Freed to the caching allocator on this stream after the launches are queued: later work is ordered after them.
+  at::Tensor workspace =
+      at::empty({plan.splits, s.c_out, int64_t{s.kh} * s.kw * s.cg_in}, x.options().dtype(at::kFloat));
+  p.workspace = workspace.mutable_data_ptr<float>();
+  p.splits = plan.splits;
+  p.k_per_split = plan.k_per_split;
+  launch_conv2d_wgrad_sm90<T>(p, device, stream);
+  return true;
+}
+
 }  // namespace
 
 static_assert(GemmTile<float>::kBM == GemmTile<__half>::kBM && GemmTile<float>::kBM == GemmTile<__nv_bfloat16>::kBM,
@@ -245,6 +265,7 @@ void conv2d_bwd_weight(const at::Tensor& grad_out, const at::Tensor& x, const at
   run_wgrad(op, kConv2d, parse_args(op, stride, padding, dilation, groups), grad_out, x, grad_w,
             [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
+    if (wgrad_on_sm90<T>(grad_out, x, grad_w, s, stream)) return;
     using Tile = GemmTile<T>;
     const int64_t cols = int64_t{s.kh} * s.kw * s.cg_in;
     const SplitKPlan plan =

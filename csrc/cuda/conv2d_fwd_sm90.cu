@@ -1,20 +1,12 @@
 // Host side of the sm_90a conv2d forward: routing gates, the weight's TMA descriptor, the persistent launch.
-// The CUtensorMap is encoded with cuTensorMapEncodeTiled obtained from the driver at run time
-// (cudaGetDriverEntryPointByVersion; the plain cudaGetDriverEntryPoint is deprecated in CUDA 13), so the
-// extension does not link against libcuda.
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
 
 #include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
 
 #include "conv/conv2d_fwd_sm90.cuh"
 #include "cuda/conv2d_sm90.h"
+#include "cuda/sm90_tensor_map.h"
 
 namespace cnnkern {
 
@@ -27,60 +19,16 @@ static_assert(sm90::FwdTile<128>::kThreads == 384, "1 producer + 2 consumer warp
 
 namespace {
 
-bool env_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("CNNKERN_SM90_WGMMA");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
-
-int attr(cudaDeviceAttr a, int device) {
-  int v = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, device));
-  return v;
-}
-
-PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
-    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-  }();
-  return fn;
-}
-
-template <class T>
-constexpr CUtensorMapDataType tma_type() {
-  return std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-}
-
 template <class T, EpiKind E, int BN>
 void launch(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cudaStream_t stream) {
   using Args = sm90::FwdArgs<T, E, BN>;
   using Tile = sm90::FwdTile<BN>;
   const Args args = Args::make(p, out_pixel_fast);
-  const sm90::WeightMapGeometry g = Args::weight_map(p);
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = encode_tiled();
-  TORCH_CHECK(encode != nullptr, "cnnkern conv2d_fwd (sm_90a): cuTensorMapEncodeTiled is not available from the driver");
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {g.dims[0], g.dims[1]};
-  const cuuint64_t strides[1] = {g.row_bytes};
-  const cuuint32_t box[2] = {g.box[0], g.box[1]};
-  const cuuint32_t elem_strides[2] = {1, 1};
-  const CUresult r = encode(&map, tma_type<T>(), 2, const_cast<T*>(p.w), dims, strides, box, elem_strides,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  TORCH_CHECK(r == CUDA_SUCCESS, "cnnkern conv2d_fwd (sm_90a): cuTensorMapEncodeTiled failed with ", static_cast<int>(r));
+  const CUtensorMap map = sm90_encode_map_2d(Args::weight_map(p), p.w, "cnnkern conv2d_fwd (sm_90a)");
 
   auto* kernel = &sm90::conv2d_fwd_sm90_kernel<T, E, BN>;
   C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes));
-  const int sms = attr(cudaDevAttrMultiProcessorCount, device);
+  const int sms = sm90_device_attr(cudaDevAttrMultiProcessorCount, device);
   const int grid = std::max(1, std::min(args.sched.num_tiles(), sms));
   kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(map, args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -99,7 +47,7 @@ void launch_bn(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cud
 }  // namespace
 
 const char* sm90_wgmma_gate(int device) {
-  if (!env_enabled()) return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1";
+  if (!sm90_env_enabled()) return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1";
   if (!kBuiltWithSm90a) return "this build has no sm_90a code (TORCH_CUDA_ARCH_LIST without 9.0 / 9.0a)";
   // Asked without throwing (explain() calls this on machines with no usable driver, e.g. CI): an error here
   // is an answer, not a failure; cudaGetLastError clears it so later CUDA calls do not see it.
@@ -115,7 +63,7 @@ const char* sm90_wgmma_gate(int device) {
 
 template <class T>
 const char* conv2d_fwd_sm90_why_not(const Conv2dFwdParams<T>& p, GatherMap map, EpiKind epi, int device) {
-  if (!env_enabled()) return sm90_wgmma_gate(device);  // the default: one static bool, nothing else
+  if (!sm90_env_enabled()) return sm90_wgmma_gate(device);  // the default: one static bool, nothing else
   if (sizeof(T) != 2) return "fp32 keeps the step-1 kernel";
   if (epi == EpiKind::kStats) return "the statistics epilogue keeps the step-1 kernel";
   const Conv2dShape& s = p.s;

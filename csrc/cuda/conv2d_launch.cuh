@@ -109,6 +109,11 @@ void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaS
   } else {
     detail::launch_gemm(Conv2dWgradProblem<T, Fast::kK>::make(p), stream);
   }
+  launch_conv2d_wgrad_reduce<T>(p, stream);
+}
+
+template <class T>
+void launch_conv2d_wgrad_reduce(const Conv2dWgradParams<T>& p, cudaStream_t stream) {
   const Conv2dWgradReduce<T> r = Conv2dWgradReduce<T>::make(p);
   constexpr int kThreads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
@@ -130,5 +135,6 @@ void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaS
 #define CNNKERN_INSTANTIATE_CONV2D_DGRAD(T)                                                        \
   template void cnnkern::launch_conv2d_dgrad<T>(const cnnkern::Conv2dDgradParams<T>&, cnnkern::GatherMap, bool, \
                                                 cudaStream_t)
-#define CNNKERN_INSTANTIATE_CONV2D_WGRAD(T) \
-  template void cnnkern::launch_conv2d_wgrad<T>(const cnnkern::Conv2dWgradParams<T>&, bool, cudaStream_t)
+#define CNNKERN_INSTANTIATE_CONV2D_WGRAD(T)                                                                 \
+  template void cnnkern::launch_conv2d_wgrad<T>(const cnnkern::Conv2dWgradParams<T>&, bool, cudaStream_t); \
+  template void cnnkern::launch_conv2d_wgrad_reduce<T>(const cnnkern::Conv2dWgradParams<T>&, cudaStream_t)

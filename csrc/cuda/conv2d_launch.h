@@ -41,5 +41,8 @@ void launch_conv2d_dgrad(const Conv2dDgradParams<T>& p, GatherMap map, bool out_
 // Runs the split-K GEMM into p.workspace and the fixed-order reduction into p.dw.
 template <class T>
 void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaStream_t stream);
+// The fixed-order reduction alone (p.workspace filled by another split-K GEMM: the sm_90a weight gradient).
+template <class T>
+void launch_conv2d_wgrad_reduce(const Conv2dWgradParams<T>& p, cudaStream_t stream);
 
 }  // namespace cnnkern

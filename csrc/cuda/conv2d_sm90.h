@@ -36,4 +36,20 @@ template <class T>
 void launch_conv2d_fwd_sm90(const Conv2dFwdParams<T>& p, EpiKind epi, bool out_pixel_fast, int device,
                             cudaStream_t stream);
 
+// The weight gradient (kernels/conv/conv2d_wgrad_sm90.cuh): nullptr when it takes this problem, otherwise why
+// not. The gates, in order: the env / build / device gate above, 16-bit, one group, grad_out channels-last with
+// one pixel stride that is a 16-byte multiple (a [pixels][C_out] TMA matrix), x channels-last with 16-byte
+// aligned pixels, C_in % 64 == 0. p.workspace / splits / k_per_split are not looked at.
+template <class T>
+const char* conv2d_wgrad_sm90_why_not(const Conv2dWgradParams<T>& p, int device);
+
+// Its split-K plan (kernels/conv/conv2d_wgrad_sm90.cuh, wgrad_sm90_split_plan) for the workspace the caller
+// allocates: [splits][C_out][KH*KW*C_in] fp32.
+SplitKPlan conv2d_wgrad_sm90_plan(const Conv2dShape& s);
+
+// The split-K GEMM into p.workspace (p.splits / p.k_per_split from conv2d_wgrad_sm90_plan), then the
+// fixed-order reduction into p.dw.
+template <class T>
+void launch_conv2d_wgrad_sm90(const Conv2dWgradParams<T>& p, int device, cudaStream_t stream);
+
 }  // namespace cnnkern

@@ -1,26 +1,10 @@
-// Host replay of the sm_90a conv2d forward kernel (conv/conv2d_fwd_sm90.cuh), which cannot run here: no
-// GPU, and wgmma/TMA have no host equivalent. What is replayed, per block of the persistent grid:
-//
-//  * the pipeline protocol: mbarriers modelled as the PTX ISA describes them (pending arrivals + tx bytes,
-//    phase parity, try_wait.parity succeeding once the phase with that parity completed); the producer
-//    and the two consumer warpgroups are state machines that only advance when the kernel's own waits
-//    (Pipe::stage / full_parity / empty_parity) would succeed, and a random scheduler interleaves them
-//    with the completions of the asynchronous copies. No progress with work left = deadlock = failure.
-//  * the producer: the kernel's AProducer::for_each_copy gives every 16-byte cp.async (destination,
-//    source, zero-fill); the destination is poisoned (NaN) at issue and written when the copy lands, each
-//    producer thread's copies land in order and then perform its .noinc arrival. The weight TMA is
-//    replayed from the host geometry csrc encodes (FwdArgs::weight_map): box {64 k, BN rows} at the
-//    kernel's coordinates, out-of-bounds zero fill, and the documented 128-byte swizzle of TMA
-//    (16-byte chunk j of 128-byte row r at chunk j ^ (r % 8)), then complete_tx of the box bytes.
-//  * the consumers' wgmma: the operands are read through the kernel's descriptors (a_desc / b_desc)
-//    decoded by the documented K-major 128-byte-swizzle canonical layout (start address, stride byte
-//    offset between 8-row groups, address bits [4,7) ^= [7,10)); independent of sw128_offset, so a wrong
-//    producer swizzle or descriptor field shows. Operands are read when the wgmma is issued AND again
-//    when its group retires (wait_group<1> / <0>): a difference means the stage was overwritten while the
-//    MMA could still read it (released too early). The fp32 product is scattered into the register
-//    fragments by the documented m64nNk16 accumulator layout, and the kernel's store_tile (with its
-//    acc_row and quad exchange; __shfl_sync replayed as "the source lane's quad_send of the same round")
-//    writes them through the conv epilogue.
+// Host replay of the sm_90a conv2d forward kernel (conv/conv2d_fwd_sm90.cuh) on the shared model of the sm_90a
+// pipelines (check/emulate_sm90.cuh: mbarriers, cp.async, TMA, the wgmma operand fetch and retirement,
+// the accumulator fragments). The forward's model: items are the block's output tiles; the producer's
+// copies come from the kernel's AProducer::for_each_copy, the weight box from the host geometry csrc
+// encodes (FwdArgs::weight_map), both operands K-major (a_desc / b_desc); the epilogue is the kernel's
+// store_tile with its acc_row and quad exchange (__shfl_sync replayed as "the source lane's quad_send of
+// the same round") through the conv epilogue.
 //
 // Checked against a double reference, outputs NaN-poisoned, fp16 and bf16, BN 64 and 128, plain and act
 // epilogues, x / y channels-last or aligned channel slices of wider buffers (y also NCHW), several grid
@@ -36,6 +20,7 @@
 #include <vector>
 
 #include "check/emulate_compare.cuh"
+#include "check/emulate_sm90.cuh"
 #include "check/emulate_tensor.cuh"
 #include "conv/conv2d_fwd_sm90.cuh"
 
@@ -59,83 +44,7 @@ int g_runs = 0;
     }                                                  \
   } while (0)
 
-// ---- mbarrier model (PTX ISA "mbarrier": phase completes when pending arrivals and tx-count are zero)
-struct MBar {
-  int count = 0, pending = 0, tx = 0;
-  unsigned phase = 0;
-  bool inited = false;
-  void init(int c) {
-    count = pending = c;
-    tx = 0;
-    phase = 0;
-    inited = true;
-  }
-  void complete_if_done() {
-    if (pending == 0 && tx == 0) {
-      ++phase;
-      pending = count;
-    }
-  }
-  bool arrive(const char* who) {
-    if (!inited || pending <= 0) {
-      std::printf("  mbarrier misuse: arrive by %s\n", who);
-      return false;
-    }
-    --pending;
-    complete_if_done();
-    return true;
-  }
-  void expect_tx(int bytes) { tx += bytes; }
-  bool complete_tx(int bytes) {
-    tx -= bytes;
-    if (tx < 0) return false;
-    complete_if_done();
-    return true;
-  }
-  // try_wait.parity(P): true once the phase with parity P has completed, i.e. the current phase's parity
-  // differs from P (a fresh barrier is in phase 0, so P = 1 passes at once).
-  bool try_wait(unsigned parity) const { return (phase & 1u) != (parity & 1u); }
-};
-
-// ---- documented operand fetch of wgmma (K-major, 128-byte swizzle), from a descriptor
-struct DescFields {
-  uint32_t start, lbo, sbo, base_off, layout;
-};
-DescFields decode(uint64_t d) {
-  return DescFields{static_cast<uint32_t>(d & 0x3FFF) << 4, static_cast<uint32_t>((d >> 16) & 0x3FFF) << 4,
-                    static_cast<uint32_t>((d >> 32) & 0x3FFF) << 4, static_cast<uint32_t>((d >> 49) & 7),
-                    static_cast<uint32_t>(d >> 62)};
-}
-// Byte address of element (row, k) (k < 16, 2-byte elements) of the operand described by d.
-bool operand_addr(uint64_t d, int row, int k, uint32_t& addr) {
-  const DescFields f = decode(d);
-  if (f.layout != 1 || f.base_off != 0) return false;
-  const uint32_t linear = f.start + static_cast<uint32_t>(row / 8) * f.sbo + static_cast<uint32_t>(row % 8) * 128 +
-                          static_cast<uint32_t>(k) * 2;
-  addr = linear ^ (((linear >> 7) & 7u) << 4);
-  return true;
-}
-
-template <class T>
-float smem_elem(const std::vector<unsigned char>& smem, uint32_t addr, bool& ok) {
-  if (addr + 2 > smem.size() || addr % 2) {
-    ok = false;
-    return NAN;
-  }
-  T v;
-  std::memcpy(&v, smem.data() + addr, 2);
-  return Num<T>::to_float(v);
-}
-
-struct Case {
-  int n, cin, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw;
-  const char* name;
-  int oh() const { return (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1; }
-  int ow() const { return (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
-  Conv2dShape shape() const {
-    return Conv2dShape{n, cin, h, w, cout, oh(), ow(), kh, kw, 1, cin, cout, sh, sw, ph, pw, dh, dw};
-  }
-};
+using Case = emulate_sm90::ConvCase;
 
 double act_ref(int a, double z) {
   switch (a) {
@@ -146,255 +55,71 @@ double act_ref(int a, double z) {
   }
 }
 
-// One block of the persistent grid, replayed to completion. Returns false on a protocol failure.
+// The forward as a kernel model of emulate_sm90::replay_block: items are this block's output tiles.
 template <class T, EpiKind E, int BN>
-bool replay_block(const sm90::FwdArgs<T, E, BN>& args, const Conv2dFwdParams<T>& prm, int block, int grid,
-                  std::mt19937& rng) {
+struct FwdModel {
+  using Args = sm90::FwdArgs<T, E, BN>;
   using Tile = sm90::FwdTile<BN>;
-  using P = sm90::Pipe<Tile>;
-  constexpr int S = Tile::kStages;
-  constexpr int R = Tile::kAccRegs;
-  const sm90::WeightMapGeometry g = sm90::FwdArgs<T, E, BN>::weight_map(prm);
-  std::vector<unsigned char> smem(size_t(S) * Tile::kStageBytes, 0xFF);  // 0xFFFF: NaN in fp16 and bf16
-  MBar full[S], empty[S];
-  for (int s = 0; s < S; ++s) {
-    full[s].init(Tile::kFullCount);
-    empty[s].init(Tile::kEmptyCount);
-  }
+  using Elem = T;
+  static constexpr int kN = BN;
+  static constexpr bool kMnMajorA = Tile::kTransA != 0, kMnMajorB = Tile::kTransB != 0;
+  const Args& args;
+  sm90::Map2dGeometry g;
+  const T* w;
   std::vector<int> tiles;
-  for (int t = block; t < args.sched.num_tiles(); t += grid) tiles.push_back(t);
-  const int kt_n = args.sched.k_tiles;
-  const int total_it = static_cast<int>(tiles.size()) * kt_n;
+  std::vector<sm90::AProducer<T, E, BN>> prod = std::vector<sm90::AProducer<T, E, BN>>(Tile::kProducerThreads);
   bool ok = true;
 
-  // Pending asynchronous work.
-  struct Copy {
-    uint32_t dst;
-    const T* src;
-    bool valid;
-  };
-  struct ThreadGroup {  // one producer thread's copies of one iteration, then its .noinc arrival
-    std::vector<Copy> copies;
-    int stage;
-  };
-  std::vector<std::deque<ThreadGroup>> cp_queues(Tile::kProducerThreads);
-  struct TmaJob {
-    int stage, c0, c1;
-  };
-  std::vector<TmaJob> tma_jobs;
-
-  // Producer state.
-  int p_it = 0;
-  sm90::AProducer<T, E, BN> prod[Tile::kProducerThreads];
-
-  // Consumer state.
-  struct Group {
-    int stage;
-    std::vector<float> a, b;  // snapshot at issue: a[kk][64][16], b[kk][BN][16]
-    uint64_t da[Tile::kKSteps], db[Tile::kKSteps];
-  };
-  struct Consumer {
-    int it = 0, it0 = 0;
-    std::deque<Group> inflight;
-    std::vector<float> d;  // 64 x BN fp32
-    bool done = false;
-  } cons[Tile::kConsumers];
-  for (auto& c : cons) c.d.assign(size_t(64) * BN, 0.0f);
-
-  auto read_operands = [&](const Group& grp, std::vector<float>& a, std::vector<float>& b) -> bool {
-    a.assign(size_t(Tile::kKSteps) * 64 * 16, 0.0f);
-    b.assign(size_t(Tile::kKSteps) * BN * 16, 0.0f);
-    bool good = true;
-    for (int kk = 0; kk < Tile::kKSteps; ++kk)
-      for (int k = 0; k < 16; ++k) {
-        for (int r = 0; r < 64; ++r) {
-          uint32_t addr;
-          good &= operand_addr(grp.da[kk], r, k, addr);
-          a[(size_t(kk) * 64 + r) * 16 + k] = smem_elem<T>(smem, addr, good);
+  FwdModel(const Args& a, const Conv2dFwdParams<T>& prm, int block, int grid) : args(a), g(Args::weight_map(prm)), w(prm.w) {
+    for (int t = block; t < args.sched.num_tiles(); t += grid) tiles.push_back(t);
+  }
+  int items() const { return static_cast<int>(tiles.size()); }
+  int k_tiles(int) const { return args.sched.k_tiles; }
+  int tx_bytes() const { return Tile::kBBytes; }
+  template <class Tma, class Copy>
+  void produce(int item, int kt, uint32_t st, Tma&& tma, Copy&& copy) {
+    int m0, n0;
+    args.sched.template coords<Tile>(tiles[item], m0, n0);
+    const int k_base = kt * Tile::kBK;
+    uint32_t off;
+    int c0, c1;
+    sm90::fwd_b_box<Tile>(n0, k_base, off, c0, c1);
+    tma(st + off, g, w, c0, c1);
+    for (int pt = 0; pt < Tile::kProducerThreads; ++pt) {
+      if (kt == 0) prod[pt].init_tile(args.a, pt, m0);
+      prod[pt].for_each_copy(args.a, k_base, [&](uint32_t off, const T* src, bool valid) {
+        if (off + 16 > static_cast<uint32_t>(Tile::kABytes)) {
+          std::printf("  cp.async destination %u outside the A tile\n", off);
+          ok = false;
+          return;
         }
-        for (int r = 0; r < BN; ++r) {
-          uint32_t addr;
-          good &= operand_addr(grp.db[kk], r, k, addr);
-          b[(size_t(kk) * BN + r) * 16 + k] = smem_elem<T>(smem, addr, good);
-        }
-      }
-    return good;
-  };
-  auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
-    return std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-  };
-  // Retires the oldest in-flight group of consumer w: re-read, compare with the issue snapshot, multiply.
-  auto retire = [&](Consumer& c) {
-    Group grp = std::move(c.inflight.front());
-    c.inflight.pop_front();
-    std::vector<float> a, b;
-    if (!read_operands(grp, a, b)) {
-      std::printf("  wgmma operand outside shared memory / bad descriptor at retire\n");
-      ok = false;
-    }
-    if (!same(a, grp.a) || !same(b, grp.b)) {
-      std::printf("  stage %d changed between wgmma issue and retire (released or refilled too early)\n", grp.stage);
-      ok = false;
-    }
-    for (int kk = 0; kk < Tile::kKSteps; ++kk)
-      for (int r = 0; r < 64; ++r)
-        for (int col = 0; col < BN; ++col) {
-          float s = 0.0f;
-          for (int k = 0; k < 16; ++k)
-            s += grp.a[(size_t(kk) * 64 + r) * 16 + k] * grp.b[(size_t(kk) * BN + col) * 16 + k];
-          c.d[size_t(r) * BN + col] += s;
-        }
-  };
-  auto release = [&](int stage) {
-    for (int warp = 0; warp < 4; ++warp) ok &= empty[stage].arrive("consumer warp (empty)");
-  };
-
-  // The documented accumulator layout, independent of the kernel's acc_row / acc_col.
-  auto fragments = [&](const Consumer& c, int t, float (&frag)[R]) {
-    const int warp = t / 32, lane = t % 32;
-    for (int i = 0; i < R; ++i) {
-      const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
-      const int col = 8 * (i / 4) + 2 * (lane % 4) + (i % 2);
-      frag[i] = c.d[size_t(row) * BN + col];
-    }
-  };
-
-  int steps = 0;
-  for (;;) {
-    // Runnable actions: 0 producer, 1/2 consumers, 3 a TMA job, 4 a producer thread's copy group.
-    std::vector<std::pair<int, int>> acts;
-    if (p_it < total_it && empty[P::stage(p_it)].try_wait(P::empty_parity(p_it))) acts.push_back({0, 0});
-    for (int w = 0; w < Tile::kConsumers; ++w)
-      if (!cons[w].done && cons[w].it < total_it && full[P::stage(cons[w].it)].try_wait(P::full_parity(cons[w].it)))
-        acts.push_back({1, w});
-      else if (!cons[w].done && cons[w].it == total_it)
-        acts.push_back({2, w});  // tile tail already handled per tile; marks completion
-    for (size_t j = 0; j < tma_jobs.size(); ++j) acts.push_back({3, static_cast<int>(j)});
-    for (int pt = 0; pt < Tile::kProducerThreads; ++pt)
-      if (!cp_queues[pt].empty()) acts.push_back({4, pt});
-    bool all_done = p_it == total_it;
-    for (auto& c : cons) all_done &= c.done;
-    if (acts.empty()) {
-      if (!all_done) {
-        std::printf("  deadlock: producer at it %d/%d, consumers at %d, %d\n", p_it, total_it, cons[0].it, cons[1].it);
-        return false;
-      }
-      break;
-    }
-    if (++steps > 1000000) {
-      std::printf("  no termination\n");
-      return false;
-    }
-    const auto act = acts[std::uniform_int_distribution<size_t>(0, acts.size() - 1)(rng)];
-    if (act.first == 0) {  // producer: one k tile into stage s
-      const int it = p_it++;
-      const int s = P::stage(it);
-      const int local_tile = it / kt_n, kt = it % kt_n;
-      int m0, n0;
-      args.sched.template coords<Tile>(tiles[local_tile], m0, n0);
-      const int k_base = kt * Tile::kBK;
-      const uint32_t st = static_cast<uint32_t>(s * Tile::kStageBytes);
-      // thread 0: expect_tx arrival, then the TMA (its bytes land later)
-      full[s].expect_tx(Tile::kBBytes);
-      ok &= full[s].arrive("producer expect_tx");
-      std::memset(smem.data() + st + Tile::kABytes, 0xFF, Tile::kBBytes);
-      tma_jobs.push_back(TmaJob{s, k_base, n0});
-      for (int pt = 0; pt < Tile::kProducerThreads; ++pt) {
-        if (kt == 0) prod[pt].init_tile(args.a, pt, m0);
-        ThreadGroup grp{{}, s};
-        prod[pt].for_each_copy(args.a, k_base, [&](uint32_t off, const T* src, bool valid) {
-          if (off % 16 != 0 || off + 16 > static_cast<uint32_t>(Tile::kABytes)) {
-            std::printf("  cp.async destination %u outside the A tile or misaligned\n", off);
-            ok = false;
-            return;
-          }
-          if (reinterpret_cast<uintptr_t>(src) % 16 != 0) {
-            std::printf("  cp.async source misaligned\n");
-            ok = false;
-            return;
-          }
-          std::memset(smem.data() + st + off, 0xFF, 16);  // undefined until it lands
-          grp.copies.push_back(Copy{st + off, src, valid});
-        });
-        cp_queues[pt].push_back(std::move(grp));
-      }
-    } else if (act.first == 1) {  // consumer w: one k tile
-      Consumer& c = cons[act.second];
-      const int w = act.second;
-      const int it = c.it++;
-      const int s = P::stage(it);
-      const int kt = it % kt_n;
-      if (kt == 0) {
-        std::fill(c.d.begin(), c.d.end(), 0.0f);
-        c.it0 = it;
-      }
-      Group grp;
-      grp.stage = s;
-      const uint32_t st = static_cast<uint32_t>(s * Tile::kStageBytes);
-      for (int kk = 0; kk < Tile::kKSteps; ++kk) {
-        grp.da[kk] = sm90::a_desc<Tile>(st, w, kk);
-        grp.db[kk] = sm90::b_desc<Tile>(st, kk);
-      }
-      if (!read_operands(grp, grp.a, grp.b)) {
-        std::printf("  wgmma operand outside shared memory / bad descriptor at issue\n");
-        ok = false;
-      }
-      c.inflight.push_back(std::move(grp));
-      while (c.inflight.size() > static_cast<size_t>(P::kMmaInFlight)) retire(c);  // wait_group<kMmaInFlight>
-      if (P::released_it(it) >= c.it0) release(P::stage(P::released_it(it)));
-      if (kt == kt_n - 1) {  // tile tail: wait_group<0>, release the rest, epilogue
-        while (!c.inflight.empty()) retire(c);
-        for (int r = P::released_it(it) + 1; r <= it; ++r)
-          if (r >= c.it0) release(P::stage(r));
-        int m0, n0;
-        args.sched.template coords<Tile>(tiles[it / kt_n], m0, n0);
-        std::vector<std::array<float, R>> frags(128);
-        for (int t = 0; t < 128; ++t) {
-          float f[R];
-          fragments(c, t, f);
-          std::copy(f, f + R, frags[t].begin());
-        }
-        for (int t = 0; t < 128; ++t) {
-          float frag[R];
-          std::copy(frags[t].begin(), frags[t].end(), frag);
-          // __shfl_sync within the quad: what the source lane offers in the same round.
-          auto xchg = [&](float, float, int src, int h, int jg, int r, float& r0, float& r1) {
-            float fs[R];
-            std::copy(frags[(t & ~3) | src].begin(), frags[(t & ~3) | src].end(), fs);
-            sm90::quad_send<Tile>(fs, src, h, jg, r, r0, r1);
-          };
-          sm90::store_tile<Tile>(args.epi, frag, t, w, m0, n0, args.m, args.n, xchg);
-        }
-      }
-    } else if (act.first == 2) {
-      cons[act.second].done = true;
-    } else if (act.first == 3) {  // a TMA box lands
-      const TmaJob job = tma_jobs[act.second];
-      tma_jobs.erase(tma_jobs.begin() + act.second);
-      const uint32_t dst = static_cast<uint32_t>(job.stage * Tile::kStageBytes + Tile::kABytes);
-      const unsigned char* wbytes = reinterpret_cast<const unsigned char*>(prm.w);
-      for (uint32_t rr = 0; rr < g.box[1]; ++rr)
-        for (uint32_t kk = 0; kk < g.box[0]; ++kk) {
-          const uint64_t row = job.c1 + rr, col = job.c0 + kk;
-          unsigned char e[2] = {0, 0};
-          if (row < g.dims[1] && col < g.dims[0]) std::memcpy(e, wbytes + row * g.row_bytes + col * 2, 2);
-          const uint32_t byte = kk * 2;
-          const uint32_t off = rr * 128 + (((byte / 16) ^ (rr % 8)) * 16) + byte % 16;
-          std::memcpy(smem.data() + dst + off, e, 2);
-        }
-      ok &= full[job.stage].complete_tx(static_cast<int>(g.box[0] * g.box[1] * 2));
-    } else {  // a producer thread's copies land, then its .noinc arrival
-      ThreadGroup grp = std::move(cp_queues[act.second].front());
-      cp_queues[act.second].pop_front();
-      for (const Copy& cp : grp.copies) {
-        if (cp.valid) std::memcpy(smem.data() + cp.dst, cp.src, 16);
-        else std::memset(smem.data() + cp.dst, 0, 16);
-      }
-      ok &= full[grp.stage].arrive("cp.async noinc");
+        copy(pt, st + off, src, valid);
+      });
     }
   }
-  return ok;
-}
+  void descs(int wg, uint32_t st, int kk, uint64_t& da, uint64_t& db) const {
+    da = sm90::a_desc<Tile>(st, wg, kk);
+    db = sm90::b_desc<Tile>(st, kk);
+  }
+  void epilogue(int wg, int item, const std::vector<float>& d) {
+    constexpr int R = Tile::kAccRegs;
+    int m0, n0;
+    args.sched.template coords<Tile>(tiles[item], m0, n0);
+    std::vector<std::array<float, R>> frags(128);
+    for (int t = 0; t < 128; ++t) emulate_sm90::fragments(d, BN, t, frags[t].data());
+    for (int t = 0; t < 128; ++t) {
+      float frag[R];
+      std::copy(frags[t].begin(), frags[t].end(), frag);
+      // __shfl_sync within the quad: what the source lane offers in the same round.
+      auto xchg = [&](float, float, int src, int h, int jg, int r, float& r0, float& r1) {
+        float fs[R];
+        std::copy(frags[(t & ~3) | src].begin(), frags[(t & ~3) | src].end(), fs);
+        sm90::quad_send<Tile>(fs, src, h, jg, r, r0, r1);
+      };
+      sm90::store_tile<Tile>(args.epi, frag, t, wg, m0, n0, args.m, args.n, xchg);
+    }
+  }
+};
 
 template <class T, EpiKind E, int BN>
 void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng, int x_layout = kNHWC) {
@@ -419,7 +144,10 @@ void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng, in
   EXPECT(x.channels_fast() && x.vec_ok(8), "case %s: x layout %s is not routable", c.name, emulate::layout_name(x_layout));
 
   bool proto = true;
-  for (int b = 0; b < grid; ++b) proto &= replay_block(args, prm, b, grid, rng);
+  for (int b = 0; b < grid; ++b) {
+    FwdModel<T, E, BN> model(args, prm, b, grid);
+    proto &= emulate_sm90::replay_block(model, rng) && model.ok;
+  }
 
   std::vector<double> ref(y.numel(), 0.0), mag(y.numel(), 0.0);
   auto yi = [&](int n, int o, int p, int q) { return ((int64_t(n) * c.cout + o) * c.oh() + p) * c.ow() + q; };

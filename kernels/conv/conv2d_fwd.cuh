@@ -77,11 +77,7 @@ struct Conv2dFwdProblem {
       return Vec<T, V>::zeros();
     }
     CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
-      const int ih = r.ih0 + c.dr;
-      const int iw = r.iw0 + c.ds;
-      valid = r.valid && c.valid && static_cast<unsigned>(ih) < static_cast<unsigned>(h) &&
-              static_cast<unsigned>(iw) < static_cast<unsigned>(w);
-      return valid ? x + r.off + c.off + ih * xs.h + iw * xs.w : x;
+      return gather_addr(x, xs, h, w, r.off + c.off, r.ih0 + c.dr, r.iw0 + c.ds, r.valid && c.valid, valid);
     }
   };
 

@@ -29,7 +29,9 @@
 #include "common/gemm_epilogue.cuh"
 #include "common/gemm_loader.cuh"
 #include "common/sm90/mbarrier.cuh"
+#include "common/sm90/pipe.cuh"
 #include "common/sm90/tma.cuh"
+#include "common/sm90/warp_specialized.cuh"
 #include "common/sm90/wgmma.cuh"
 #include "conv/conv2d_fwd.cuh"
 
@@ -55,6 +57,7 @@ struct FwdTile {
   static constexpr int kSmemBytes = kStages * kStageBytes + kBarrierBytes + kSw128AtomBytes;
   static constexpr int kAccRegs = BN / 2;  // fp32 accumulators per consumer thread
   static constexpr int kKSteps = kBK / 16;
+  static constexpr int kTransA = 0, kTransB = 0;  // both operands K-major (wgmma imm-trans-a / -b)
 
   // Producer A mapping: thread pt takes chunk pt % 8 (channels 8*chunk..+8 of the k tile) of rows
   // pt / 8 + 16 i, i < 8; a warp covers 4 whole 128-byte rows (one pixel's 64 channels each) per pass.
@@ -75,22 +78,6 @@ struct FwdTile {
   static_assert(kBM == 64 * kConsumers, "one m64 slab per consumer warpgroup");
 };
 
-// The pipeline schedule shared by both roles and the emulator: iteration `it` counts k tiles over all
-// the tiles this block processes (the ring continues across tiles).
-template <class Tile>
-struct Pipe {
-  CNNKERN_HD static int stage(int it) { return it % Tile::kStages; }
-  // Parity of the 'full' phase the consumer waits for in iteration it; the producer waits for 'empty'
-  // with the opposite parity (the first pass over the ring waits for the phase "before the first").
-  CNNKERN_HD static unsigned full_parity(int it) { return static_cast<unsigned>(it / Tile::kStages) & 1u; }
-  CNNKERN_HD static unsigned empty_parity(int it) { return full_parity(it) ^ 1u; }
-  // wgmma groups a consumer leaves in flight after its per-k-tile wait_group, and the iteration whose stage
-  // it may then release ('empty'): only stages whose MMAs have retired. The tile tail (wait_group<0>)
-  // releases the rest.
-  static constexpr int kMmaInFlight = 1;
-  CNNKERN_HD static int released_it(int it) { return it - kMmaInFlight; }
-};
-
 // Persistent tile scheduler: tile -> (m0, n0), n fastest, so that the few CTAs working on one pixel block
 // run at the same time and read its activations from L2 once.
 struct TileSched {
@@ -101,14 +88,6 @@ struct TileSched {
     m0 = (tile / n_tiles) * Tile::kBM;
     n0 = (tile % n_tiles) * Tile::kBN;
   }
-};
-
-// Host-side geometry of the weight tensor map (2-D, [C_out][K] with K innermost), shared by csrc (which
-// encodes it) and the emulator (which replays the TMA from it).
-struct WeightMapGeometry {
-  uint64_t dims[2];         // {K, C_out}
-  uint64_t row_bytes;       // byte stride of dim 1
-  uint32_t box[2];          // {kBK, kBN}
 };
 
 template <class T, EpiKind E, int BN>
@@ -134,9 +113,9 @@ struct FwdArgs {
     return r;
   }
 
-  __host__ static WeightMapGeometry weight_map(const Conv2dFwdParams<T>& p) {
+  __host__ static Map2dGeometry weight_map(const Conv2dFwdParams<T>& p) {
     const Conv2dShape& s = p.s;
-    WeightMapGeometry g;
+    Map2dGeometry g;
     g.dims[0] = static_cast<uint64_t>(s.kh) * s.kw * s.cg_in;
     g.dims[1] = static_cast<uint64_t>(s.cg_out);
     g.row_bytes = static_cast<uint64_t>(p.ws.n) * sizeof(T);
@@ -175,6 +154,15 @@ struct AProducer {
     }
   }
 };
+
+// The weight's TMA box for the k tile at k_base of a tile at n0: its byte offset in the stage (the B tile)
+// and its coordinates {k, output channel} in the [C_out][K] map.
+template <class Tile>
+CNNKERN_HD void fwd_b_box(int n0, int k_base, uint32_t& off, int& c0, int& c1) {
+  off = static_cast<uint32_t>(Tile::kABytes);
+  c0 = k_base;
+  c1 = n0;
+}
 
 // Consumer warpgroup w's descriptors for k16 step kk of the stage at shared address `stage`.
 template <class Tile>
@@ -249,106 +237,58 @@ CNNKERN_HD void store_tile(const Epi& e, const float (&acc)[Tile::kAccRegs], int
   }
 }
 
-__device__ __forceinline__ void cp_async_wait_all() {
-#if CNNKERN_SM90A
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
+// The forward as a policy of run_warp_specialized (common/sm90/warp_specialized.cuh): items are output tiles,
+// every item runs all k tiles; TMA brings the weight box, the producer gathers A; the conv epilogue stores.
+template <class T, EpiKind E, int BN>
+struct FwdKernel {
+  using Tile = FwdTile<BN>;
+  using Elem = T;
+  using Producer = AProducer<T, E, BN>;
+  static constexpr int kTxBytes = Tile::kBBytes;
+  const FwdArgs<T, E, BN>& args;
+
+  __device__ int num_items() const { return args.sched.num_tiles(); }
+  __device__ void k_range(int, int& kt_begin, int& kt_end) const {
+    kt_begin = 0;
+    kt_end = args.sched.k_tiles;
+  }
+  __device__ void init_producer(Producer& p, int item, int t) const {
+    int m0, n0;
+    args.sched.template coords<Tile>(item, m0, n0);
+    p.init_tile(args.a, t, m0);
+  }
+  template <class F>
+  __device__ void copies(const Producer& p, int kt, F&& f) const {
+    p.for_each_copy(args.a, kt * Tile::kBK, f);
+  }
+  __device__ void tma(int item, int kt, unsigned char* st, const CUtensorMap* map, uint64_t* bar) const {
+    int m0, n0;
+    args.sched.template coords<Tile>(item, m0, n0);
+    uint32_t off;
+    int c0, c1;
+    fwd_b_box<Tile>(n0, kt * Tile::kBK, off, c0, c1);
+    tma_load_2d(st + off, map, bar, c0, c1);
+  }
+  __device__ uint64_t a_desc(uint32_t st, int w, int kk) const { return sm90::a_desc<Tile>(st, w, kk); }
+  __device__ uint64_t b_desc(uint32_t st, int kk) const { return sm90::b_desc<Tile>(st, kk); }
+  __device__ void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item) const {
+    int m0, n0;
+    args.sched.template coords<Tile>(item, m0, n0);
+    const int quad_base = (t & 31) & ~3;
+    store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n,
+                     [&](float s0, float s1, int src, int, int, int, float& r0, float& r1) {
+                       r0 = __shfl_sync(0xffffffffu, s0, quad_base | src);
+                       r1 = __shfl_sync(0xffffffffu, s1, quad_base | src);
+                     });
+  }
+};
 
 template <class T, EpiKind E, int BN>
 __global__ void __launch_bounds__(FwdTile<BN>::kThreads, 1)
     conv2d_fwd_sm90_kernel(const __grid_constant__ CUtensorMap wmap, const FwdArgs<T, E, BN> args) {
-#if CNNKERN_SM90A
-  using Tile = FwdTile<BN>;
-  using P = Pipe<Tile>;
-  extern __shared__ unsigned char dsmem[];
-  unsigned char* smem = dsmem + ((kSw128AtomBytes - (smem_u32(dsmem) & (kSw128AtomBytes - 1))) & (kSw128AtomBytes - 1));
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + Tile::kStages * Tile::kStageBytes);
-  uint64_t* empty = full + Tile::kStages;
-
-  const int tid = threadIdx.x;
-  if (tid == 0) {
-    for (int s = 0; s < Tile::kStages; ++s) {
-      mbar_init(full + s, Tile::kFullCount);
-      mbar_init(empty + s, Tile::kEmptyCount);
-    }
-    mbar_fence_init();
-    tma_prefetch_map(&wmap);
-  }
-  __syncthreads();
-
-  const int wg = tid / 128;
-  const int t = tid % 128;
-  const TileSched sched = args.sched;
-  const int num_tiles = sched.num_tiles();
-  const int kt_n = sched.k_tiles;
-  if (wg == 0) {
-    AProducer<T, E, BN> prod;
-    int it = 0;
-    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
-      int m0, n0;
-      sched.coords<Tile>(tile, m0, n0);
-      prod.init_tile(args.a, t, m0);
-      for (int kt = 0; kt < kt_n; ++kt, ++it) {
-        const int s = P::stage(it);
-        mbar_wait(empty + s, P::empty_parity(it));
-        unsigned char* st = smem + s * Tile::kStageBytes;
-        const int k_base = kt * Tile::kBK;
-        if (t == 0) {
-          mbar_arrive_expect_tx(full + s, Tile::kBBytes);
-          tma_load_2d(st + Tile::kABytes, &wmap, full + s, k_base, n0);
-        }
-        prod.for_each_copy(args.a, k_base,
-                           [&](uint32_t off, const T* src, bool valid) { cp_async16(st + off, src, valid); });
-        mbar_cp_async_arrive_noinc(full + s);
-      }
-    }
-    cp_async_wait_all();
-  } else {
-    const int w = wg - 1;
-    const bool lane0 = (t & 31) == 0;
-    float acc[Tile::kAccRegs];
-    int it = 0;
-    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
-      int m0, n0;
-      sched.coords<Tile>(tile, m0, n0);
-#pragma unroll
-      for (int i = 0; i < Tile::kAccRegs; ++i) acc[i] = 0.0f;
-      const int it0 = it;
-      for (int kt = 0; kt < kt_n; ++kt, ++it) {
-        const int s = P::stage(it);
-        mbar_wait(full + s, P::full_parity(it));
-        fence_proxy_async_smem();
-        const uint32_t st = smem_u32(smem + s * Tile::kStageBytes);
-        wgmma_fence();
-        fence_regs(acc);
-#pragma unroll
-        for (int kk = 0; kk < Tile::kKSteps; ++kk) Wgmma<T, BN>::mma(acc, a_desc<Tile>(st, w, kk), b_desc<Tile>(st, kk), 1);
-        wgmma_commit();
-        fence_regs(acc);
-        wgmma_wait<P::kMmaInFlight>();
-        fence_regs(acc);
-        const int r = P::released_it(it);
-        if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
-      }
-      wgmma_wait<0>();
-      fence_regs(acc);
-      for (int r = P::released_it(it - 1) + 1; r < it; ++r)
-        if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
-      const int quad_base = (t & 31) & ~3;
-      store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n,
-                       [&](float s0, float s1, int src, int, int, int, float& r0, float& r1) {
-                         r0 = __shfl_sync(0xffffffffu, s0, quad_base | src);
-                         r1 = __shfl_sync(0xffffffffu, s1, quad_base | src);
-                       });
-    }
-  }
-#else
-  // Not an sm_90a build: the host never launches this (csrc checks CNNKERN_HAS_SM90A and the device).
-  (void)wmap;
-  (void)args;
-  __trap();
-#endif
+  // Not an sm_90a build: run_warp_specialized traps, and the host never launches this (csrc checks
+  // CNNKERN_HAS_SM90A and the device).
+  run_warp_specialized(FwdKernel<T, E, BN>{args}, &wmap);
 }
 
 }  // namespace sm90

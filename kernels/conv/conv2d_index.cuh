@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/fastdiv.cuh"
+#include "conv/conv2d_params.cuh"
 
 namespace cnnkern {
 
@@ -25,6 +26,16 @@ struct PixelIndex {
     x = static_cast<int>(xx);
   }
 };
+
+// The gathers' bounds test: the address of x at (image and channel offset `off`, row ih, column iw) and whether
+// it is inside the image and the GEMM (`in`); outside, the base pointer (cp.async zero-fills, never reads it).
+template <class T>
+CNNKERN_HD const T* gather_addr(const T* x, const Strides4& xs, int h, int w, int64_t off, int ih, int iw, bool in,
+                                bool& valid) {
+  valid = in && static_cast<unsigned>(ih) < static_cast<unsigned>(h) &&
+          static_cast<unsigned>(iw) < static_cast<unsigned>(w);
+  return valid ? x + off + ih * xs.h + iw * xs.w : x;
+}
 
 // Reduction index over filter taps and channels, taps outer and channel inner:
 // k = (r * KW + s) * C + c  <->  (r, s, c). With channel-contiguous tensors a run of k is contiguous.

@@ -106,6 +106,11 @@ struct Conv2dWgradProblem {
       }
       return Vec<T, V>::zeros();
     }
+    // The source of one vector at (filter column row r, pixel c) and whether it is inside the image and the
+    // GEMM (the sm_90a weight gradient's cp.async gather, which zero-fills where it is not).
+    CNNKERN_HD const T* addr(const Row& r, const Kc& c, bool& valid) const {
+      return gather_addr(x, xs, h, w, r.off + c.off, c.ih0 + r.dr, c.iw0 + r.ds, r.valid && c.valid, valid);
+    }
   };
 
   struct Epilogue {

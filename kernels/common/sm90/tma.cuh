@@ -13,6 +13,15 @@
 namespace cnnkern {
 namespace sm90 {
 
+// Host-side geometry of a 2-D tiled tensor map (dim 0 innermost), shared by csrc (which encodes it) and
+// the CPU replays (which replay the TMA from it): the forward's weight [C_out][K], the weight gradient's
+// grad_out [pixels][C_out].
+struct Map2dGeometry {
+  uint64_t dims[2];    // {inner, outer} extents in elements
+  uint64_t row_bytes;  // byte stride of dim 1
+  uint32_t box[2];     // box extents {inner, outer}
+};
+
 // 2-D tiled load of the box at coordinates (c0 = innermost, c1) into shared memory at dst (aligned as
 // the map's swizzle requires: 1024 bytes for 128-byte swizzle); completion is signalled as tx bytes on
 // `bar`. Out-of-bounds box elements are written as zeros and still count toward the bytes.
