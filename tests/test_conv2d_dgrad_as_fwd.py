@@ -8,12 +8,17 @@ for stride 1, groups 1, p <= d*(K-1) per dim, and its output is exactly H x W. W
 (implied by the shapes in cnnkern's ops) the forward's is d*(K-1) - p_hi = H - OH + p. The weight is built
 with the same ATen calls as the C++ (flip, transpose, channels-last copy), whose layout is checked here too.
 The plan function itself (refusals, shapes) is tested by the C++ target cnnkern_test_dgrad_as_fwd (ctest).
-Needs only torch; nothing here runs a cnnkern kernel."""
+Strided input gradients: one such forward per stride phase of grad_in, with the phase's taps of w
+(dgrad_phases_as_fwd; its Python mirror cnnkern.cuda.conv2d.dgrad_phases is what the explain() route uses),
+checked the same way below. Needs only torch; nothing here runs a cnnkern kernel."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from cnnkern.cuda.conv2d import dgrad_phases
+from cnnkern.problem.conv2d import conv2d_spec
 
 # (kernel, padding, dilation), each (h, w): 3x3 and 1x1 as in ResNet-50, 'full' padding (p' = 0), no padding
 # (p' = d*(K-1)), even kernels, and h != w in every field.
@@ -105,3 +110,46 @@ def test_stride2_is_not_a_plain_forward():
     (gx,) = torch.autograd.grad(y, x, gy)
     got = F.conv2d(gy, weight_as_fwd(w), padding=1)
     assert got.shape != gx.shape or not torch.allclose(got, gx)
+
+
+# (kernel, padding, dilation, stride): ResNet-50's strided 3x3 and 1x1 (3 zero phases), DCGAN's 4x4 s2 p1,
+# strides that differ per dimension, dilation sharing a factor with the stride (fewer, sparser taps), padding
+# past the taps' span (the forward skips grad_out rows), stride 3.
+STRIDED = [
+    ((3, 3), (1, 1), (1, 1), (2, 2)),
+    ((1, 1), (0, 0), (1, 1), (2, 2)),
+    ((4, 4), (1, 1), (1, 1), (2, 2)),
+    ((3, 5), (2, 1), (2, 1), (2, 3)),
+    ((3, 3), (0, 0), (2, 2), (2, 2)),
+    ((2, 3), (3, 0), (3, 2), (3, 2)),
+    ((1, 3), (1, 4), (1, 1), (1, 2)),
+    ((3, 3), (1, 1), (1, 1), (3, 3)),
+]
+
+
+@pytest.mark.parametrize("k, p, d, st", STRIDED)
+def test_strided_dgrad_is_the_stride_phase_forwards(k, p, d, st):
+    for seed in range(3):
+        g, x, w = _case(seed, k, d)
+        y = F.conv2d(x, w, stride=st, padding=p, dilation=d)
+        gy = torch.randn(y.shape, dtype=torch.float64, generator=g)
+        (gx,) = torch.autograd.grad(y, x, gy)
+        spec = conv2d_spec(tuple(x.shape), tuple(w.shape), None, st, p, d, 1)
+        got = torch.full_like(gx, float("nan"))
+        phases = dgrad_phases(tuple(x.shape[2:]), tuple(y.shape[2:]), k, spec)
+        for ph, pw, ry, rx in phases:
+            view = got[:, :, ph::st[0], pw::st[1]]
+            assert view.shape[2:] == (ry.extent, rx.extent)
+            if not (ry.taps and rx.taps):
+                view.zero_()
+                continue
+            assert min(ry.pad, rx.pad) >= 0  # the kernels take no negative padding: skipped rows instead
+            w2 = torch.flip(w[:, :, ry.r0::ry.rq, rx.r0::rx.rq], [2, 3]).transpose(0, 1)
+            assert w2.shape[2:] == (ry.taps, rx.taps)
+            gin = gy[:, :, ry.skip:, rx.skip:]
+            assert gin.shape[2:] == (ry.n_in, rx.n_in)
+            out = F.conv2d(F.pad(gin, (rx.pad, rx.pad_hi, ry.pad, ry.pad_hi)), w2, dilation=(ry.dil, rx.dil))
+            assert out.shape == view.shape
+            view.copy_(out)
+        assert len(phases) == min(st[0], x.shape[2]) * min(st[1], x.shape[3])
+        torch.testing.assert_close(got, gx, rtol=1e-12, atol=1e-12)  # NaN where no phase wrote

@@ -5,11 +5,14 @@ per process, so the check runs in a child process with the variable set, under a
 an mbarrier count / parity problem (kernels/common/implicit_gemm_sm90.md, "What to check first"). It
 compares the cnnkern_cuda forward ops (plain and fused BN + ReLU epilogue) with ATen on ResNet-50-like
 layers, scaled down (3x3 and 1x1, stride 1 and 2, C_out 64 / 72 / 200 for both tile widths and the TMA's
-out-of-bounds rows), fp16 and bf16. Then the stride-1 input gradient, which runs on the same forward kernel
-(csrc/cuda/conv2d_dgrad_as_fwd.h): cnnkern_cuda::conv2d_bwd_input against F.conv2d's backward on stride-1
-ResNet-50-like layers (3x3 p1, 1x1, a dilated 3x3, C_in 72 / 200 for both tile widths and the TMA's
-out-of-bounds rows), channels_last, fp16 and bf16, and, under the profiler, that the sm_90a kernel is the one
-that ran (a gate refusing it would otherwise pass unnoticed on the step-1 kernel). The weight gradient's sm_90a
+out-of-bounds rows), fp16 and bf16. Then the input gradient, which runs on the same forward kernel, one launch
+per stride phase (csrc/cuda/conv2d_dgrad_as_fwd.h): cnnkern_cuda::conv2d_bwd_input against F.conv2d's backward
+on ResNet-50-like layers (3x3 p1, 1x1, a dilated 3x3, C_in 72 / 200 for both tile widths and the TMA's
+out-of-bounds rows; stride 2 3x3 and 1x1 (3 zero phases), odd extents, stride 3, a 1x1 with padding whose
+forward skips grad_out's border), and conv_transpose2d (DCGAN 4x4 s2 p1, a 3x3 s2 with output_padding)
+against F.conv_transpose2d, channels_last, fp16 and bf16, and, under the profiler, that the sm_90a kernel is
+the one that ran, 4 times for a stride-2 dgrad (a gate refusing it would otherwise pass unnoticed on the
+step-1 kernel). The weight gradient's sm_90a
 kernel in a child of its own (a hang or fault there does not hide the forward's result)."""
 from __future__ import annotations
 
@@ -71,26 +74,48 @@ CHILD = PRELUDE + textwrap.dedent("""
                 ok = torch.isfinite(got).all().item() and err <= tol
                 print(dt, (n, ci, hw, co, k, s, p), name, "max rel err", err, "ok" if ok else "MISMATCH")
                 bad += not ok
-    # dgrad, stride 1: (n, c_in, hw, c_out, k, p, d) of the forward whose input gradient is taken
-    dgrad_cases = [(8, 64, 56, 64, 3, 1, 1), (4, 128, 28, 128, 3, 1, 1), (4, 256, 14, 256, 3, 1, 1),
-                   (4, 512, 7, 512, 3, 1, 1), (8, 256, 56, 64, 1, 0, 1), (8, 64, 56, 256, 1, 0, 1),
-                   (2, 128, 14, 128, 3, 2, 2), (4, 72, 14, 128, 3, 1, 1), (2, 200, 14, 64, 3, 1, 1)]
+    # dgrad: (n, c_in, hw, c_out, k, p, d, stride) of the forward whose input gradient is taken; stride 1 is one
+    # forward, stride s one per stride phase (csrc/cuda/conv2d_dgrad_as_fwd.h), odd extents included
+    dgrad_cases = [(8, 64, 56, 64, 3, 1, 1, 1), (4, 128, 28, 128, 3, 1, 1, 1), (4, 256, 14, 256, 3, 1, 1, 1),
+                   (4, 512, 7, 512, 3, 1, 1, 1), (8, 256, 56, 64, 1, 0, 1, 1), (8, 64, 56, 256, 1, 0, 1, 1),
+                   (2, 128, 14, 128, 3, 2, 2, 1), (4, 72, 14, 128, 3, 1, 1, 1), (2, 200, 14, 64, 3, 1, 1, 1),
+                   (4, 128, 56, 128, 3, 1, 1, 2), (4, 256, 28, 512, 1, 0, 1, 2), (4, 128, 15, 128, 3, 1, 1, 2),
+                   (2, 64, 13, 64, 3, 0, 1, 3), (4, 64, 14, 128, 1, 1, 1, 1)]
     for dt in (torch.float16, torch.bfloat16):
-        for n, ci, hw, co, k, p, d in dgrad_cases:
+        for n, ci, hw, co, k, p, d, st in dgrad_cases:
             w = (torch.randn(co, ci, k, k, device="cuda", dtype=dt) / (co * k * k) ** 0.5).contiguous(
                 memory_format=torch.channels_last)
             x = torch.zeros(n, ci, hw, hw, device="cuda", requires_grad=True)
-            y = F.conv2d(x, w.float(), None, 1, p, d)
+            y = F.conv2d(x, w.float(), None, st, p, d)
             gy = torch.randn(y.shape, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
             (ref,) = torch.autograd.grad(y, x, gy.float())
             gx = torch.full((n, ci, hw, hw), float("nan"), device="cuda", dtype=dt).contiguous(
                 memory_format=torch.channels_last)
-            ops.conv2d_bwd_input(gy, w, gx, [1, 1], [p, p], [d, d], 1)
+            ops.conv2d_bwd_input(gy, w, gx, [st, st], [p, p], [d, d], 1)
             torch.cuda.synchronize()
             tol = 2e-2 if dt == torch.bfloat16 else 4e-3
             err = ((gx.float() - ref).abs() / (ref.abs() + 1)).max().item()
             ok = torch.isfinite(gx).all().item() and err <= tol
-            print(dt, (n, ci, hw, co, k, p, d), "dgrad max rel err", err, "ok" if ok else "MISMATCH")
+            print(dt, (n, ci, hw, co, k, p, d, st), "dgrad max rel err", err, "ok" if ok else "MISMATCH")
+            bad += not ok
+    # conv_transpose2d (the dgrad of its equivalent conv, with the bias): DCGAN's 4x4 s2 p1 layers, a 3x3 s2
+    # decoder layer with output_padding 1
+    for dt in (torch.float16, torch.bfloat16):
+        for n, ci, hw, co, k, st, p, op in [(8, 512, 4, 256, 4, 2, 1, 0), (8, 256, 16, 128, 4, 2, 1, 0),
+                                            (4, 128, 14, 64, 3, 2, 1, 1)]:
+            x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
+            w = (torch.randn(ci, co, k, k, device="cuda", dtype=dt) / (ci * k * k / 4) ** 0.5).contiguous(
+                memory_format=torch.channels_last)
+            b = torch.randn(co, device="cuda", dtype=dt)
+            ref = F.conv_transpose2d(x.float(), w.float(), b.float(), st, p, op)
+            out = torch.full(ref.shape, float("nan"), device="cuda", dtype=dt).contiguous(
+                memory_format=torch.channels_last)
+            ops.conv_transpose2d_fwd(x, w, b, out, [st, st], [p, p], [1, 1], 1)
+            torch.cuda.synchronize()
+            tol = 2e-2 if dt == torch.bfloat16 else 4e-3
+            err = ((out.float() - ref).abs() / (ref.abs() + 1)).max().item()
+            ok = torch.isfinite(out).all().item() and err <= tol
+            print(dt, (n, ci, hw, co, k, st, p, op), "conv_transpose2d max rel err", err, "ok" if ok else "MISMATCH")
             bad += not ok
     # The route: the stride-1 dgrad must run the sm_90a forward kernel, not the step-1 dgrad kernel.
     gy = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
@@ -103,6 +128,14 @@ CHILD = PRELUDE + textwrap.dedent("""
     routed = any("conv2d_fwd_sm90" in name for name in names)
     print("dgrad route:", "sm_90a forward" if routed else "NOT the sm_90a forward", names)
     bad += not routed
+    gx = torch.empty(4, 128, 56, 56, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ops.conv2d_bwd_input(gy, w, gx, [2, 2], [1, 1], [1, 1], 1)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    launches = sum(e.count for e in prof.key_averages() if "conv2d_fwd_sm90" in e.key)
+    print("strided dgrad route:", launches, "sm_90a forward launches (4 phases expected)", names)
+    bad += launches != 4
     sys.exit(1 if bad else 0)
 """)
 

@@ -3,7 +3,9 @@ conv + BatchNorm epilogues (``conv2d_fwd_act``, ``conv2d_fwd_stats``: contract i
 
 from __future__ import annotations
 
+import math
 import os
+from typing import NamedTuple
 
 import torch
 
@@ -101,24 +103,78 @@ def _sm90_build_and_device_gate(x: torch.Tensor) -> str | None:
     return why or None
 
 
-def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec) -> str | None:
-    """Why the CUDA input gradient would NOT run on the sm_90a wgmma forward (a stride-1 dgrad is the forward
-    conv of grad_out with w'[c][k][r][s] = w[k][c][R-1-r][S-1-s] and padding d*(K-1) - p), or None when it
-    would. Mirrors dgrad_as_fwd (csrc/cuda/conv2d_dgrad_as_fwd.h) and then the forward's gates on (grad_out,
-    w') as csrc/cuda/conv2d.cpp dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there,
-    so a stand-in of that layout is enough here."""
+class DgradPhaseDim(NamedTuple):
+    """One dimension of one stride phase of an input gradient as a stride-1 forward (csrc/cuda/conv2d_dgrad_as_fwd.h,
+    dgrad_phase_dim): grad_in rows phi, phi + stride, ... (extent of them); the taps r0, r0 + rq, ... (taps of
+    them); the forward's top padding, implied bottom padding and dilation; the grad_out rows it skips and reads."""
+
+    extent: int
+    r0: int
+    rq: int
+    taps: int
+    dil: int
+    pad: int
+    pad_hi: int
+    skip: int
+    n_in: int
+
+
+def dgrad_phase_dim(phi: int, stride: int, dil: int, pad: int, k: int, n_in: int, n_out: int) -> DgradPhaseDim:
+    """dgrad_phase_dim of csrc/cuda/conv2d_dgrad_as_fwd.h, in Python (phase phi of grad_in's n_in rows, grad_out's
+    n_out rows)."""
+    extent = (n_in - phi + stride - 1) // stride if phi < n_in else 0
+    g = math.gcd(dil, stride)
+    rq, fdil = stride // g, dil // g
+    r0, taps = 0, 0
+    for r in range(min(rq, k)):
+        if (phi + pad - r * dil) % stride == 0:
+            r0, taps = r, (k - 1 - r) // rq + 1
+            break
+    fpad = pad_hi = skip = 0
+    rows = n_out
+    if taps:
+        e = (phi + pad - r0 * dil) // stride  # exact
+        fpad, pad_hi = (taps - 1) * fdil - e, extent + e - n_out
+        if fpad < 0:
+            skip, fpad, rows = -fpad, 0, n_out + fpad
+            if rows <= 0:
+                taps = 0
+    return DgradPhaseDim(extent, r0, rq, taps, fdil, fpad, pad_hi, skip, rows)
+
+
+def dgrad_phases(grad_in_hw, grad_out_hw, kernel, spec: Conv2dSpec) -> list[tuple[int, int, DgradPhaseDim, DgradPhaseDim]]:
+    """(ph, pw, rows, columns) of every non-empty stride phase (dgrad_phases_as_fwd's order; a phase whose taps
+    are 0 in either dimension is all zeros)."""
+    top, _, left, _ = spec.padding
+    out = []
+    for ph in range(spec.stride[0]):
+        for pw in range(spec.stride[1]):
+            y = dgrad_phase_dim(ph, spec.stride[0], spec.dilation[0], top, kernel[0], grad_in_hw[0], grad_out_hw[0])
+            x = dgrad_phase_dim(pw, spec.stride[1], spec.dilation[1], left, kernel[1], grad_in_hw[1], grad_out_hw[1])
+            if y.extent and x.extent:
+                out.append((ph, pw, y, x))
+    return out
+
+
+def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec,
+                       in_hw: tuple[int, int]) -> str | None:
+    """Why the CUDA input gradient would NOT run on the sm_90a wgmma forward (each stride phase of grad_in is a
+    stride-1 forward conv of grad_out with the phase's taps of w, flipped and transposed), or None when it would.
+    Mirrors dgrad_phases_as_fwd (csrc/cuda/conv2d_dgrad_as_fwd.h) and then the forward's gates on (grad_out, w') as
+    csrc/cuda/conv2d.cpp dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there and a
+    phase's grad_out view keeps its strides and alignment, so one stand-in of that layout is enough here.
+    in_hw: grad_in's (H, W)."""
     if grad_out.dtype not in (torch.float16, torch.bfloat16):
         return "fp32 keeps the step-1 dgrad kernel"
     if spec.groups != 1:
         return "grouped convolution"
-    if tuple(spec.stride) != (1, 1):
-        return "stride > 1 (the step-1 dgrad kernel's stride phases)"
-    top, bottom, left, right = spec.padding
-    span_h, span_w = spec.dilation[0] * (w.size(2) - 1), spec.dilation[1] * (w.size(3) - 1)
-    if top > span_h or left > span_w:
-        return "padding > dilation * (kernel - 1): the equivalent forward would need negative padding"
-    if bottom > span_h or right > span_w:
-        return "bottom/right padding > dilation * (kernel - 1): the equivalent forward would crop"
+    limit = 1 << 30  # kDgradAsFwdCoordLimit
+    for _, _, y, x in dgrad_phases(tuple(in_hw), tuple(grad_out.shape[2:]), (w.size(2), w.size(3)), spec):
+        if not (y.taps and x.taps):
+            continue
+        if (y.n_in + y.pad + 1 + y.dil * (y.taps - 1) >= limit or x.n_in + x.pad + 1 + x.dil * (x.taps - 1) >= limit
+                or y.extent + 1 + y.pad >= limit or x.extent + 1 + x.pad >= limit):
+            return "the equivalent forward's coordinates exceed 32 bits"
     w2 = torch.empty((w.size(1), w.size(0), w.size(2), w.size(3)), dtype=w.dtype, device=w.device,
                      memory_format=torch.channels_last)
     return sm90_wgmma_why_not(grad_out, w2, 1)

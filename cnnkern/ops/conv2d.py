@@ -519,14 +519,15 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
                             ("sm_90a wgmma + TMA" if why is None else f"step-1 mma.sync; not sm_90a wgmma: {why}"))
     bwd_input = plan.choices.get("bwd_input")
     if bwd_input is not None and bwd_input.backend == "cuda" and plan.family == "conv2d":
-        # Stride 1 runs as the sm_90a forward over grad_out, which has the layout ATen gives the forward output
-        # and its gradient (plan.out_format).
+        # Each stride phase runs as the sm_90a forward over grad_out, which has the layout ATen gives the forward
+        # output and its gradient (plan.out_format).
         from cnnkern.cuda.conv2d import sm90_dgrad_why_not
 
         grad_out = _memory.empty(plan.out_shape, x, plan.out_format)
-        why = sm90_dgrad_why_not(grad_out, weight, plan.spec)
+        why = sm90_dgrad_why_not(grad_out, weight, plan.spec, tuple(x.shape[2:]))
+        phases = plan.spec.stride[0] * plan.spec.stride[1]
         report.notes.append("  conv2d_bwd_input (cuda) variant: " + (
-            "sm_90a wgmma forward over grad_out (stride 1)" if why is None
+            f"sm_90a wgmma forward over grad_out ({phases} stride phase{'s' if phases > 1 else ''})" if why is None
             else f"step-1 mma.sync dgrad; not the sm_90a forward: {why}"))
     bwd_weight = plan.choices.get("bwd_weight")
     if bwd_weight is not None and bwd_weight.backend == "cuda" and plan.family == "conv2d":

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -14,6 +16,7 @@
 
 #include "common/gemm_tile.cuh"
 #include "cuda/conv2d_dgrad_as_fwd.h"
+#include "cuda/conv2d_dgrad_sm90.h"
 #include "cuda/conv2d_launch.h"
 #include "cuda/conv2d_sm90.h"
 #include "cuda/host_common.h"
@@ -94,37 +97,66 @@ Conv2dFwdParams<T> fwd_params(const at::Tensor& x, const at::Tensor& w, const st
 
 static_assert(kDgradAsFwdCoordLimit == kCoordLimit, "conv2d_dgrad_as_fwd.h bounds coordinates as the host checks do");
 
-// w' of the dgrad-as-forward (conv2d_dgrad_as_fwd.h): w'[c][k][r][s] = w[k][c][R-1-r][S-1-s], shape
-// [C_in][C_out][R][S], channels-last ([C_in][R][S][C_out] in memory: one K = R*S*C_out row per forward output
-// channel, the layout the sm_90a gate and its weight TMA map want, so fwd_params makes no further copy).
-// Cost: two copies of the weight (flip, then transpose into channels-last), made on every call since the
-// weight changes every step. Weights only: 4.7 MB for ResNet-50's largest 3x3 (512x512x3x3 fp16), ~19 MB
-// moved, a few us plus two launches (an estimate, unmeasured) next to a predicted ~120 us dgrad.
-at::Tensor dgrad_weight_as_fwd(const at::Tensor& w) {
-  return at::flip(w, {2, 3}).transpose(0, 1).contiguous(at::MemoryFormat::ChannelsLast);
+// w'_phase of the dgrad-as-forward (conv2d_dgrad_as_fwd.h): the phase's taps of w (rows r0, r0 + rq, ...,
+// columns alike; every tap for stride 1), flipped and transposed: w'[c][k][j][l] = w[k][c][r_{th-1-j}][s_{tw-1-l}],
+// shape [C_in][C_out][th][tw], channels-last ([C_in][th][tw][C_out] in memory: one K = th*tw*C_out row per
+// forward output channel, the layout the sm_90a gate and its weight TMA map want, so fwd_params makes no further
+// copy). Cost: two copies of (that part of) the weight per phase, made on every call since the weight changes
+// every step: 4.7 MB for ResNet-50's largest 3x3 (512x512x3x3 fp16), ~19 MB moved, a few us plus two launches
+// (an estimate, unmeasured) next to a predicted ~120 us dgrad.
+at::Tensor dgrad_phase_weight_as_fwd(const at::Tensor& w, const DgradPhase& p) {
+  const at::Tensor taps = w.slice(2, p.y.r0, w.size(2), p.y.rq).slice(3, p.x.r0, w.size(3), p.x.rq);
+  return at::flip(taps, {2, 3}).transpose(0, 1).contiguous(at::MemoryFormat::ChannelsLast);
 }
 
-// The stride-1 input gradient on the sm_90a forward kernel when dgrad_as_fwd applies and the forward's own
-// gate (conv2d_fwd_sm90_why_not, exactly as conv2d_fwd calls it) accepts the transformed problem; returns
-// whether it ran. The env / build / device gate is asked first, so by default (CNNKERN_SM90_WGMMA unset)
-// no weight copy is made. A problem the forward's channel / layout gates reject after that costs the copy
-// and falls back (only with CNNKERN_SM90_WGMMA=1).
+}  // namespace
+
 template <class T>
 bool dgrad_on_sm90_fwd(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
-                       const Conv2dShape& s, cudaStream_t stream) {
+                       const Conv2dShape& s, const std::optional<at::Tensor>& bias, cudaStream_t stream) {
   const int device = grad_out.get_device();
-  const DgradAsFwd plan = dgrad_as_fwd(s, sizeof(T));
+  const DgradPhasesAsFwd plan = dgrad_phases_as_fwd(s, sizeof(T));
   if (!plan.applies() || sm90_wgmma_gate(device) != nullptr) return false;
-  // w2 and wk stay alive until the launch is queued; their memory returns to the caching allocator on this
-  // stream, so later work on it is ordered after the kernel that reads them.
-  const at::Tensor w2 = dgrad_weight_as_fwd(w);
-  at::Tensor wk;
-  GatherMap map;
-  const Conv2dFwdParams<T> p = fwd_params<T>(grad_out, w2, std::nullopt, grad_in, plan.fwd, false, wk, map);
-  if (conv2d_fwd_sm90_why_not<T>(p, map, EpiKind::kPlain, device) != nullptr) return false;
-  launch_conv2d_fwd_sm90<T>(p, EpiKind::kPlain, !channels_fast(grad_in), device, stream);
+  const bool has_bias = host::present(bias);
+  // Every phase is gated before any runs (all or nothing). The weights (w2, wk) stay alive until the launches
+  // are queued; their memory returns to the caching allocator on this stream, so later work on it is ordered
+  // after the kernels that read them.
+  struct Launch {
+    at::Tensor w2, wk, y;
+    Conv2dFwdParams<T> p;
+  };
+  std::vector<Launch> launches;
+  std::vector<at::Tensor> zeros;
+  for (const DgradPhase& ph : plan.phases) {
+    at::Tensor y = grad_in.slice(2, ph.ph, s.h, s.stride_h).slice(3, ph.pw, s.w, s.stride_w);
+    if (ph.zero()) {
+      zeros.push_back(y);
+      continue;
+    }
+    Launch l;
+    l.y = y;
+    l.w2 = dgrad_phase_weight_as_fwd(w, ph);
+    const at::Tensor x = grad_out.slice(2, ph.y.skip, s.oh).slice(3, ph.x.skip, s.ow);
+    GatherMap map;
+    l.p = fwd_params<T>(x, l.w2, bias, y, ph.fwd, has_bias, l.wk, map);
+    if (conv2d_fwd_sm90_why_not<T>(l.p, map, EpiKind::kPlain, device) != nullptr) return false;
+    launches.push_back(std::move(l));
+  }
+  for (const at::Tensor& y : zeros) host::fill_bias_or_zero(y, bias);
+  for (const Launch& l : launches) {
+    launch_conv2d_fwd_sm90<T>(l.p, EpiKind::kPlain, !host::channels_fast(l.y), device, stream);
+  }
   return true;
 }
+
+template bool dgrad_on_sm90_fwd<float>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Conv2dShape&,
+                                       const std::optional<at::Tensor>&, cudaStream_t);
+template bool dgrad_on_sm90_fwd<__half>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Conv2dShape&,
+                                        const std::optional<at::Tensor>&, cudaStream_t);
+template bool dgrad_on_sm90_fwd<__nv_bfloat16>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                               const Conv2dShape&, const std::optional<at::Tensor>&, cudaStream_t);
+
+namespace {
 
 // The weight gradient on the sm_90a wgmma kernel where its gates hold (conv2d_wgrad_sm90_why_not): the split-K
 // GEMM into an fp32 workspace of its own plan, then the same fixed-order reduction as the step-1 kernel.
@@ -237,7 +269,7 @@ void conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w, const at:
   run_dgrad(op, kConv2d, parse_args(op, stride, padding, dilation, groups), grad_out, w, grad_in,
             [&](auto tag, const Conv2dShape& s, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
-    if (dgrad_on_sm90_fwd<T>(grad_out, w, grad_in, s, stream)) return;
+    if (dgrad_on_sm90_fwd<T>(grad_out, w, grad_in, s, std::nullopt, stream)) return;
     constexpr int64_t V = 16 / sizeof(T);
     // One block row per (group, stride phase) of grad_in.
     TORCH_CHECK(int64_t{s.groups} * s.stride_h * s.stride_w <= kGridYZLimit, op, ": groups=", s.groups,

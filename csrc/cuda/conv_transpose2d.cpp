@@ -1,7 +1,9 @@
 // Host side of cnnkern_cuda::conv_transpose2d_fwd. A transposed conv is the input gradient of its
 // "equivalent conv2d" (input = out, output = x, same weight, stride, dilation, groups and top/left
 // padding), so it runs the stride-phase dgrad kernel (kernels/conv/conv2d_dgrad.cuh) with the bias
-// added in its epilogue: one launch, every output element written once, no zeros inserted.
+// added in its epilogue: one launch, every output element written once, no zeros inserted. With
+// CNNKERN_SM90_WGMMA=1 on sm_90 it runs as the sm_90a forward kernel instead, one launch per stride phase
+// (csrc/cuda/conv2d_dgrad_sm90.h), where that kernel's gates hold.
 // Checks and messages are in the transposed conv's own terms (x, weight, out).
 #include <algorithm>
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include "cuda/conv2d_dgrad_sm90.h"
 #include "cuda/conv2d_launch.h"
 #include "cuda/host_common.h"
 #include "cuda/host_ops.h"
@@ -91,6 +94,8 @@ void conv_transpose2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::o
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch("cnnkern conv_transpose2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
+    // The sm_90a forward kernel, one launch per stride phase (off by default: CNNKERN_SM90_WGMMA=1).
+    if (dgrad_on_sm90_fwd<T>(x, w, out, s, bias, stream)) return;
     constexpr int64_t V = 16 / sizeof(T);
     GatherMap map = GatherMap::kPixelFast;
     if (channels_fast(x)) {
