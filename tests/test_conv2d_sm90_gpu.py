@@ -47,6 +47,14 @@ PRELUDE = textwrap.dedent("""
     ops = torch.ops.cnnkern_cuda
     torch.manual_seed(0)
     bad = 0
+
+    def launches(call, kernel):
+        # How many launches of kernels whose name holds `kernel` call() made, and every kernel's name.
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            call()
+            torch.cuda.synchronize()
+        events = prof.key_averages()
+        return sum(e.count for e in events if kernel in e.key), [e.key for e in events]
 """)
 
 CHILD = PRELUDE + textwrap.dedent("""
@@ -121,21 +129,13 @@ CHILD = PRELUDE + textwrap.dedent("""
     gy = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     w = torch.randn(128, 128, 3, 3, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     gx = torch.empty_like(gy)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ops.conv2d_bwd_input(gy, w, gx, [1, 1], [1, 1], [1, 1], 1)
-        torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages()]
-    routed = any("conv2d_fwd_sm90" in name for name in names)
-    print("dgrad route:", "sm_90a forward" if routed else "NOT the sm_90a forward", names)
-    bad += not routed
+    count, names = launches(lambda: ops.conv2d_bwd_input(gy, w, gx, [1, 1], [1, 1], [1, 1], 1), "conv2d_fwd_sm90")
+    print("dgrad route:", count, "sm_90a forward launches (1 expected)", names)
+    bad += count != 1
     gx = torch.empty(4, 128, 56, 56, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ops.conv2d_bwd_input(gy, w, gx, [2, 2], [1, 1], [1, 1], 1)
-        torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages()]
-    launches = sum(e.count for e in prof.key_averages() if "conv2d_fwd_sm90" in e.key)
-    print("strided dgrad route:", launches, "sm_90a forward launches (4 phases expected)", names)
-    bad += launches != 4
+    count, names = launches(lambda: ops.conv2d_bwd_input(gy, w, gx, [2, 2], [1, 1], [1, 1], 1), "conv2d_fwd_sm90")
+    print("strided dgrad route:", count, "sm_90a forward launches (4 phases expected)", names)
+    bad += count != 4
     sys.exit(1 if bad else 0)
 """)
 
@@ -175,13 +175,9 @@ WGRAD_CHILD = PRELUDE + textwrap.dedent("""
     gy = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     x = torch.randn(4, 128, 28, 28, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     gw = torch.empty(128, 128, 3, 3, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        ops.conv2d_bwd_weight(gy, x, gw, [1, 1], [1, 1], [1, 1], 1)
-        torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages()]
-    routed = any("conv2d_wgrad_sm90" in name for name in names)
-    print("wgrad route:", "sm_90a kernel" if routed else "NOT the sm_90a kernel", names)
-    bad += not routed
+    count, names = launches(lambda: ops.conv2d_bwd_weight(gy, x, gw, [1, 1], [1, 1], [1, 1], 1), "conv2d_wgrad_sm90")
+    print("wgrad route:", count, "sm_90a weight-gradient launches (1 expected)", names)
+    bad += count != 1
     sys.exit(1 if bad else 0)
 """)
 

@@ -267,12 +267,24 @@ def test_parse_sass_sm90a_shapes():
     assert ks.count("UTMALDG") == 1 and ks.count(r"^SYNCS") == 1 and ks.count("LDGSTS") == 1
 
 
-def test_sm90a_family_compiles_for_sm90a():
+def test_sm90a_families_compile_for_sm90a():
     fams = {f.name: f for f in sass_rules.FAMILIES}
-    assert fams["conv2d_sm90"].arch == "sm_90a"
-    assert all(f.arch == "sm_90" for n, f in fams.items() if n != "conv2d_sm90")
-    (unit,) = sass_check.units_for(fams["conv2d_sm90"], ["f16"], Path(__import__("tempfile").mkdtemp()))
-    assert unit.arch == "sm_90a" and "conv2d_fwd_sm90.cu" in unit.path.read_text()
+    sm90a = {"conv2d_sm90": "conv2d_fwd_sm90.cu", "conv2d_wgrad_sm90": "conv2d_wgrad_sm90.cu"}
+    assert all(fams[n].arch == "sm_90a" for n in sm90a)
+    assert all(f.arch == "sm_90" for n, f in fams.items() if n not in sm90a)
+    for name, launch_file in sm90a.items():
+        (unit,) = sass_check.units_for(fams[name], ["f16"], Path(__import__("tempfile").mkdtemp()))
+        assert unit.arch == "sm_90a" and launch_file in unit.path.read_text()
+
+
+def test_parse_sass_keeps_the_wgmma_transpose_modifiers():
+    # The weight gradient's MN-major operands show only as operand modifiers; parse_sass keeps them on the
+    # opcode so that a rule can require them (conv2d_wgrad_sm90) or forbid them (conv2d_sm90).
+    text = SASS_SM90A.replace("gdesc[UR4], R24", "gdesc[UR4].tnspA.tnspB, R24", 1)
+    (ops,) = sass_check.parse_sass(text).values()
+    assert ops["HGMMA.64x128x16.F32.TNSPA.TNSPB"] == 1 and ops["HGMMA.64x128x16.F32"] == 1
+    ks = sass_rules.KernelStats("k", "k", "u", {"regs": 90}, ops)
+    assert ks.count(r"^HGMMA\.64x128x16\..*\.TNSPA\.TNSPB$") == 1 and ks.count(r"^HGMMA(?!.*\.TNSPA\.TNSPB$)") == 1
 
 
 # cuobjdump -res-usage of a cubin (cuobjdump 13.1): a kernel without shared memory and one with 400 bytes of
