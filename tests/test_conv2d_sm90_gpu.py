@@ -3,7 +3,7 @@
 Skipped without an sm_90 GPU. The kernel is off by default and the extension reads CNNKERN_SM90_WGMMA once
 per process, so the check runs in a child process with the variable set, under a timeout: a hang there is
 an mbarrier count / parity problem (kernels/common/implicit_gemm_sm90.md, "What to check first"). It
-compares the cnnkern_cuda forward ops (plain and fused BN + ReLU epilogue) with ATen on ResNet-50-like
+compares the cnnkern_cuda forward ops (plain, fused BN + ReLU and statistics epilogues) with ATen on ResNet-50-like
 layers, scaled down (3x3 and 1x1, stride 1 and 2, C_out 64 / 72 / 200 for both tile widths and the TMA's
 out-of-bounds rows), fp16 and bf16. Then the input gradient, which runs on the same forward kernel, one launch
 per stride phase (csrc/cuda/conv2d_dgrad_as_fwd.h): cnnkern_cuda::conv2d_bwd_input against F.conv2d's backward
@@ -82,6 +82,33 @@ CHILD = PRELUDE + textwrap.dedent("""
                 ok = torch.isfinite(got).all().item() and err <= tol
                 print(dt, (n, ci, hw, co, k, s, p), name, "max rel err", err, "ok" if ok else "MISMATCH")
                 bad += not ok
+    # The statistics epilogue (conv2d_fwd_stats, the fused conv-BN training forward): the per-tile partials merged
+    # by Chan's formula must give the moments of the stored output, both tile widths, a partial last tile.
+    from cnnkern.problem.conv_bn import combine_partials
+    for dt in (torch.float16, torch.bfloat16):
+        for n, ci, hw, co, k, s, p in [(8, 64, 28, 64, 3, 1, 1), (4, 128, 15, 200, 3, 1, 1), (4, 256, 7, 72, 1, 1, 0)]:
+            x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
+            w = (torch.randn(co, ci, k, k, device="cuda", dtype=dt) / (ci * k * k) ** 0.5).contiguous(
+                memory_format=torch.channels_last)
+            b = torch.randn(co, device="cuda", dtype=dt)
+            ref = F.conv2d(x.float(), w.float(), b.float(), s, p)
+            out = torch.full_like(ref, float("nan"), dtype=dt).contiguous(memory_format=torch.channels_last)
+            partials = torch.full((ops.conv2d_fwd_stats_tiles(x, w, out), co, 3), float("nan"), device="cuda")
+            ops.conv2d_fwd_stats(x, w, b, out, partials, [s, s], [p, p], [1, 1], 1)
+            count, mean, var = combine_partials(partials)
+            o = out.float()
+            tol = 2e-2 if dt == torch.bfloat16 else 4e-3
+            err = ((o - ref).abs() / (ref.abs() + 1)).max().item()
+            ok = (torch.isfinite(partials).all().item() and err <= tol
+                  and bool((count == o[:, 0].numel()).all())
+                  and torch.allclose(mean, o.mean((0, 2, 3)), rtol=1e-4, atol=1e-4)
+                  and torch.allclose(var, o.var((0, 2, 3), unbiased=False), rtol=1e-3, atol=1e-4))
+            print(dt, (n, ci, hw, co, k, s, p), "stats epilogue, out max rel err", err, "ok" if ok else "MISMATCH")
+            bad += not ok
+    count, names = launches(lambda: ops.conv2d_fwd_stats(x, w, b, out, partials, [1, 1], [0, 0], [1, 1], 1),
+                            "conv2d_fwd_sm90")
+    print("stats route:", count, "sm_90a forward launches (1 expected)", names)
+    bad += count != 1
     # dgrad: (n, c_in, hw, c_out, k, p, d, stride) of the forward whose input gradient is taken; stride 1 is one
     # forward, stride s one per stride phase (csrc/cuda/conv2d_dgrad_as_fwd.h), odd extents included
     dgrad_cases = [(8, 64, 56, 64, 3, 1, 1, 1), (4, 128, 28, 128, 3, 1, 1, 1), (4, 256, 14, 256, 3, 1, 1, 1),

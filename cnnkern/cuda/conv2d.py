@@ -62,7 +62,7 @@ def _channels_fast(t: torch.Tensor) -> bool:
     return t.size(1) > 1 and t.stride(1) < step
 
 
-def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: str = "plain") -> str | None:
+def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int) -> str | None:
     """Why the CUDA forward would NOT run the sm_90a wgmma kernel (kernels/conv/conv2d_fwd_sm90.cuh), or None
     when it would. Mirrors conv2d_fwd_sm90_why_not (csrc/cuda/conv2d_fwd_sm90.cu), same order: the kernel is
     OFF by default until a GPU run verifies it (README, "Kernels rewritten after that run"). The extension
@@ -71,8 +71,6 @@ def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int, epilogue: 
         return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1"
     if x.dtype not in (torch.float16, torch.bfloat16):
         return "fp32 keeps the step-1 kernel"
-    if epilogue == "stats":
-        return "the statistics epilogue keeps the step-1 kernel"
     if groups != 1:
         return "grouped convolution"
     c_in, c_out, kh, kw = w.size(1), w.size(0), w.size(2), w.size(3)

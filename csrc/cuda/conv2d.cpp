@@ -258,6 +258,11 @@ void conv2d_fwd_stats(const at::Tensor& x, const at::Tensor& w, const std::optio
     GatherMap map;
     Conv2dFwdParams<T> p = fwd_params<T>(x, w, bias, out, s, has_bias, wk, map);
     p.stats = StatsOut{partials.mutable_data_ptr<float>(), s.c_out};
+    // The sm_90a kernel's statistics tiles are the step-1 kernel's (128 output pixels each).
+    if (conv2d_fwd_sm90_why_not<T>(p, map, EpiKind::kStats, x.get_device()) == nullptr) {
+      launch_conv2d_fwd_sm90<T>(p, EpiKind::kStats, !channels_fast(out), x.get_device(), stream);
+      return;
+    }
     launch_conv2d_fwd_stats<T>(p, map, !channels_fast(out), stream);
   });
   if (empty_reduction(x, w, out)) empty_reduction_stats(partials, out, bias);

@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
 
+#include "common/gemm_tile.cuh"
 #include "conv/conv2d_fwd_sm90.cuh"
 #include "cuda/conv2d_sm90.h"
 #include "cuda/sm90_tensor_map.h"
@@ -16,6 +17,9 @@ static_assert(sm90::FwdTile<64>::kStageBytes == 24 * 1024 && sm90::FwdTile<64>::
 static_assert(sm90::FwdTile<128>::kSmemBytes <= 227 * 1024 && sm90::FwdTile<64>::kSmemBytes <= 227 * 1024,
               "sm_90 opt-in shared memory limit");
 static_assert(sm90::FwdTile<128>::kThreads == 384, "1 producer + 2 consumer warpgroups");
+// conv2d_fwd_stats sizes the partials by conv2d_stats_tiles (the step-1 kernel's 128-pixel tiles).
+static_assert(sm90::FwdTile<64>::kBM == GemmTile<__half>::kBM && sm90::FwdTile<128>::kBM == GemmTile<__half>::kBM,
+              "the sm_90a forward's statistics tiles are the step-1 kernel's");
 
 namespace {
 
@@ -27,10 +31,13 @@ void launch(const Conv2dFwdParams<T>& p, bool out_pixel_fast, int device, cudaSt
   const CUtensorMap map = sm90_encode_map_2d(Args::weight_map(p), p.w, "cnnkern conv2d_fwd (sm_90a)");
 
   auto* kernel = &sm90::conv2d_fwd_sm90_kernel<T, E, BN>;
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes));
+  // kStats: the consumers' partial sums after the barriers (sm90::FwdStats).
+  constexpr int smem = Tile::kSmemBytes + (E == EpiKind::kStats ? sm90::FwdStats<Tile>::kScratchBytes : 0);
+  static_assert(smem <= 227 * 1024, "sm_90 opt-in shared memory limit");
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int sms = sm90_device_attr(cudaDevAttrMultiProcessorCount, device);
   const int grid = std::max(1, std::min(args.sched.num_tiles(), sms));
-  kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(map, args);
+  kernel<<<grid, Tile::kThreads, smem, stream>>>(map, args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -65,7 +72,6 @@ template <class T>
 const char* conv2d_fwd_sm90_why_not(const Conv2dFwdParams<T>& p, GatherMap map, EpiKind epi, int device) {
   if (!sm90_env_enabled()) return sm90_wgmma_gate(device);  // the default: one static bool, nothing else
   if (sizeof(T) != 2) return "fp32 keeps the step-1 kernel";
-  if (epi == EpiKind::kStats) return "the statistics epilogue keeps the step-1 kernel";
   const Conv2dShape& s = p.s;
   if (s.groups != 1) return "grouped convolution";
   if (map != GatherMap::kChannelVec) return "x is not channels-last with 16-byte aligned pixels";
@@ -88,6 +94,9 @@ void launch_conv2d_fwd_sm90(const Conv2dFwdParams<T>& p, EpiKind epi, bool out_p
         return;
       case EpiKind::kAct:
         launch_bn<T, EpiKind::kAct>(p, out_pixel_fast, device, stream);
+        return;
+      case EpiKind::kStats:
+        launch_bn<T, EpiKind::kStats>(p, out_pixel_fast, device, stream);
         return;
       default:
         break;

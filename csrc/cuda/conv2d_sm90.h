@@ -25,7 +25,7 @@ constexpr bool kBuiltWithSm90a =
 // nullptr when the sm_90a kernel takes this forward; otherwise why not (for explain()). The gates, in
 // order: CNNKERN_SM90_WGMMA=1, an sm_90a build, the device is sm_90, the problem fits (16-bit, one group,
 // the 16-byte channel gather, C_in % 64 == 0, C_out % 8 == 0, a channels-last contiguous filter with
-// 16-byte aligned rows, epilogue plain or act; the statistics epilogue stays on the step-1 kernel).
+// 16-byte aligned rows; every epilogue: plain, act and, since 2026-12-02, the statistics).
 template <class T>
 const char* conv2d_fwd_sm90_why_not(const Conv2dFwdParams<T>& p, GatherMap map, EpiKind epi, int device);
 

@@ -18,6 +18,10 @@ CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kPlain, 64);
 CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kPlain, 128);
 CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kAct, 64);
 CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kAct, 128);
+CNNKERN_CHECK_SM90(__half, EpiKind::kStats, 64);
+CNNKERN_CHECK_SM90(__half, EpiKind::kStats, 128);
+CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kStats, 64);
+CNNKERN_CHECK_SM90(__nv_bfloat16, EpiKind::kStats, 128);
 
 #define CNNKERN_CHECK_WGRAD_SM90(T, BM) \
   template __global__ void conv2d_wgrad_sm90_kernel<T, BM>(const __grid_constant__ CUtensorMap, const WgradArgs<T, BM>)

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -116,8 +117,49 @@ struct FwdModel {
         std::copy(frags[(t & ~3) | src].begin(), frags[(t & ~3) | src].end(), fs);
         sm90::quad_send<Tile>(fs, src, h, jg, r, r0, r1);
       };
-      sm90::store_tile<Tile>(args.epi, frag, t, wg, m0, n0, args.m, args.n, xchg);
+      Stats unused;
+      Stats& st = E == EpiKind::kStats ? stats[item][wg * 128 + t] : unused;
+      sm90::store_tile<Tile>(args.epi, frag, t, wg, m0, n0, args.m, args.n, xchg,
+                             [&](int h, int jg, int cnt, const float (&v)[kEpiRun]) { st.record(h, jg, cnt, v); });
     }
+    if (E == EpiKind::kStats && ++arrived[item] == Tile::kConsumers) reduce_stats(item, m0, n0);
+  }
+
+  // kStats: what the device does with shuffles, shared memory and consumer_sync, once both consumers have
+  // stored their rows of the tile: each warp's sum over its 8 row groups per column slot (plain sums here,
+  // a butterfly there: the order differs within the tolerance), then the kernel's FwdStats pieces.
+  using Stats = sm90::FwdStats<Tile>;
+  std::map<int, std::vector<Stats>> stats_store;
+  std::map<int, int> arrived;
+  struct StatsMap {  // stats[item] allocates the item's thread records on first use
+    FwdModel* m;
+    std::vector<Stats>& operator[](int item) {
+      auto& v = m->stats_store[item];
+      if (v.empty()) v.resize(128 * Tile::kConsumers);
+      return v;
+    }
+  } stats{this};
+  void reduce_stats(int item, int m0, int n0) {
+    const std::vector<Stats>& st = stats[item];
+    std::vector<float> part1(Stats::kWarps * BN, NAN), part2(Stats::kWarps * BN, NAN);
+    const float rows = static_cast<float>(Stats::rows(m0, args.m));
+    for (int pass = 0; pass < 2; ++pass)
+      for (int wrow = 0; wrow < Stats::kWarps; ++wrow)
+        for (int q = 0; q < 4; ++q)
+          for (int sl = 0; sl < Stats::kCols; ++sl) {
+            const int c = Stats::col(q, sl);
+            float p = 0.0f;
+            for (int g = 0; g < 8; ++g) {
+              const Stats& x = st[wrow * 32 + 4 * g + q];
+              p += pass == 0 ? x.sum(sl) : x.dev2(sl, Stats::total(part1.data(), c) / rows);
+            }
+            (pass == 0 ? part1 : part2)[wrow * BN + c] = p;
+          }
+    for (int c = 0; c < BN; ++c)
+      if (n0 + c < args.n)
+        args.epi.put_stats(m0 / Tile::kBM, n0 + c, rows, Stats::total(part1.data(), c) / rows,
+                           Stats::total(part2.data(), c));
+    stats_store.erase(item);
   }
 };
 
@@ -138,6 +180,9 @@ void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng, in
   }
   Conv2dFwdParams<T> prm{c.shape(), x.ptr, x.st, w.ptr, w.st, bias.data(), 1, y.ptr, y.st};
   if (E == EpiKind::kAct) prm.aff = ChannelAffine{ChannelVec{scale.data(), 1, true}, ChannelVec{shift.data(), 1, true}, act};
+  const int64_t pixels = int64_t{c.n} * c.oh() * c.ow(), stat_tiles = (pixels + 127) / 128;
+  std::vector<float> partials(static_cast<size_t>(stat_tiles) * c.cout * 3, NAN);
+  if (E == EpiKind::kStats) prm.stats = StatsOut{partials.data(), c.cout};
   const auto args = sm90::FwdArgs<T, E, BN>::make(prm, out_layout != kNHWC);
   EXPECT(args.k % sm90::FwdTile<BN>::kBK == 0, "case %s: K not a multiple of 64", c.name);
   // What the host route requires of x (csrc: GatherMap::kChannelVec): channels-last, 16-byte vectors.
@@ -177,6 +222,30 @@ void run(const Case& c, int out_layout, int act, int grid, std::mt19937& rng, in
     if (!(std::isfinite(got) && std::fabs(got - z) <= emulate::tol<T>() * m) && bad++ < 5)
       std::printf("  %s y[%d,%d,%d,%d]=%g ref=%g\n", c.name, n, o, p, q, got, z);
   });
+  // kStats: (count, mean, M2) per 128-pixel tile (pixel m = (n * OH + p) * OW + q) and channel of the stored y.
+  int bad_stats = 0;
+  if (E == EpiKind::kStats) {
+    for (int64_t tile = 0; tile < stat_tiles; ++tile)
+      for (int o = 0; o < c.cout; ++o) {
+        double sum = 0.0, mag = 0.0;
+        const int64_t lo = tile * 128, hi = std::min<int64_t>(pixels, lo + 128);
+        auto at = [&](int64_t mi) {
+          const int q = static_cast<int>(mi % c.ow()), p = static_cast<int>(mi / c.ow() % c.oh());
+          return double(y.get(static_cast<int>(mi / (int64_t{c.ow()} * c.oh())), o, p, q));
+        };
+        for (int64_t mi = lo; mi < hi; ++mi) sum += at(mi), mag += std::fabs(at(mi));
+        const double mean = sum / double(hi - lo);
+        double m2 = 0.0;
+        for (int64_t mi = lo; mi < hi; ++mi) m2 += (at(mi) - mean) * (at(mi) - mean);
+        const float* g = &partials[(static_cast<size_t>(tile) * c.cout + o) * 3];
+        const bool ok = g[0] == float(hi - lo) && std::fabs(g[1] - mean) <= 1e-5 * (mag / double(hi - lo) + 1.0) &&
+                        std::fabs(g[2] - m2) <= 1e-4 * (m2 + 1.0);
+        if (!ok && bad_stats++ < 5)
+          std::printf("  %s stats tile %lld ch %d: got (%g, %g, %g) ref (%lld, %g, %g)\n", c.name, (long long)tile, o,
+                      g[0], g[1], g[2], (long long)(hi - lo), mean, m2);
+      }
+  }
+  EXPECT(bad_stats == 0, "%s kStats: %d tile statistics wrong", c.name, bad_stats);
   EXPECT(proto && bad == 0 && y.clobbered() == 0,
          "%s %s BN=%d epi=%d act=%d grid=%d x=%s out=%s: protocol %s, %d mismatches", c.name,
          std::is_same<T, __half>::value ? "f16" : "bf16", BN, static_cast<int>(E), act, grid,
@@ -193,6 +262,8 @@ void run_type(const std::vector<Case>& cases) {
     run<T, EpiKind::kPlain, 64>(c, kNHWC, kActNone, std::max(1, m_tiles - 1), rng);
     run<T, EpiKind::kAct, 128>(c, kNCHW, kActRelu, 2, rng);
     run<T, EpiKind::kAct, 64>(c, kNHWC, kActSilu, 3, rng);
+    run<T, EpiKind::kStats, 128>(c, kNHWC, kActNone, 2, rng);
+    run<T, EpiKind::kStats, 64>(c, kNCHW, kActNone, std::max(1, m_tiles / 2), rng);
     // x and y as aligned channel slices of wider channels-last buffers (pixel stride C + 8)
     run<T, EpiKind::kPlain, 128>(c, emulate::kNHWCPadded, kActNone, 2, rng, emulate::kNHWCPadded);
     }

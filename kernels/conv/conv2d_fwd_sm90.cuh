@@ -5,8 +5,8 @@
 // Scope (the host routes only these; everything else keeps the step-1 kernel): 16-bit types, one group,
 // channels-last input with 16-byte aligned pixels, C_in % 64 == 0 (a 64-wide k tile is one tap's 64
 // consecutive channels), C_out % 8 == 0, weight channels-last contiguous per output channel (a [C_out][K]
-// row-major matrix with a 16-byte multiple row pitch), epilogues kPlain and kAct (bias, folded BN,
-// activation). Any stride, padding and dilation.
+// row-major matrix with a 16-byte multiple row pitch), epilogues kPlain, kAct (bias, folded BN,
+// activation) and kStats (plain + per-tile channel statistics, FwdStats). Any stride, padding and dilation.
 //
 // Block: 3 warpgroups (384 threads), one block per SM, grid = min(tiles, SMs), tiles n-fastest.
 //   warpgroup 0, producer: per k tile and stage, waits 'empty', thread 0 arms 'full' with the B bytes and
@@ -210,9 +210,11 @@ CNNKERN_HD void quad_place(float (&v)[kEpiRun], int p, float r0, float r1) {
 // xchg(s0, s1, src, h, jg, r, r0, r1): the quad shuffle (device: __shfl_sync from lane (lane & ~3) | src;
 // the emulator: quad_send of the source lane for the same h, jg, r). Every lane runs every round
 // (no early exits before the shuffles).
-template <class Tile, class Epi, class Xchg>
+// visit(h, jg, count, v): after each run, the values as stored (v[0..count): count 0 where the row or the
+// channels are outside the output); the statistics epilogue keeps them.
+template <class Tile, class Epi, class Xchg, class Visit>
 CNNKERN_HD void store_tile(const Epi& e, const float (&acc)[Tile::kAccRegs], int t, int w, int m0, int n0, int m,
-                           int n, Xchg&& xchg) {
+                           int n, Xchg&& xchg, Visit&& visit) {
   static_assert(Tile::kBN % 32 == 0, "groups of four n8 blocks");
   const int q = t & 3;
 #pragma unroll
@@ -232,10 +234,52 @@ CNNKERN_HD void store_tile(const Epi& e, const float (&acc)[Tile::kAccRegs], int
         quad_place(v, quad_src(q, r), r0, r1);
       }
       const int nj = n0 + 8 * (4 * jg + q);
-      if (row_ok && nj < n) EpiRun<Epi>::store_run(e, row, mi, nj, n - nj < kEpiRun ? n - nj : kEpiRun, v);
+      const int count = row_ok && nj < n ? (n - nj < kEpiRun ? n - nj : kEpiRun) : 0;
+      if (count > 0) EpiRun<Epi>::store_run(e, row, mi, nj, count, v);
+      visit(h, jg, count, v);
     }
   }
 }
+
+// kStats: the statistics (count, mean, M2) per output channel of the stored values over the tile's <= 128
+// pixels: the step-1 kernel's tiles (conv2d_stats_tiles), so bn_finalize merges them unchanged. Two passes as in
+// step 1 (mean, then squared deviations from it). Each consumer thread keeps what store_tile stored for its 2
+// rows x kBN / 4 columns (lane q of a quad holds columns 8 (4 jg + q) + j, j < 8, of each group jg); a pass
+// sums a column's slot over the thread's rows, then over the 8 row groups of the warp (butterfly over lane bits
+// 2-4), then lanes 0-3 put the warp's sums into shared memory, [consumer warp][column], read back in a fixed
+// order after a barrier among the consumers (consumer_sync). The per-thread pieces are host-callable (the
+// emulator replays them with its own reduction).
+template <class Tile>
+struct FwdStats {
+  static constexpr int kCols = Tile::kBN / 4;      // column slots per thread
+  static constexpr int kWarps = 4 * Tile::kConsumers;
+  static constexpr int kScratchBytes = 2 * kWarps * Tile::kBN * 4;  // pass-1 and pass-2 partials, fp32
+  float v[2][kCols];                    // the stored values of rows h = 0, 1
+  int count[2][Tile::kBN / 32];         // valid values of each (h, jg) run: j < count
+
+  CNNKERN_HD static int col(int q, int s) { return 8 * (4 * (s / 8) + q) + s % 8; }  // tile column of slot s
+  CNNKERN_HD static int rows(int m0, int m) { return m - m0 < Tile::kBM ? m - m0 : Tile::kBM; }
+  CNNKERN_HD void record(int h, int jg, int cnt, const float (&vals)[kEpiRun]) {
+    count[h][jg] = cnt;
+#pragma unroll
+    for (int j = 0; j < kEpiRun; ++j) v[h][jg * kEpiRun + j] = vals[j];
+  }
+  CNNKERN_HD bool valid(int h, int s) const { return s % kEpiRun < count[h][s / kEpiRun]; }
+  CNNKERN_HD float sum(int s) const {
+    return (valid(0, s) ? v[0][s] : 0.0f) + (valid(1, s) ? v[1][s] : 0.0f);
+  }
+  CNNKERN_HD float dev2(int s, float mean) const {
+    const float d0 = v[0][s] - mean, d1 = v[1][s] - mean;
+    return (valid(0, s) ? d0 * d0 : 0.0f) + (valid(1, s) ? d1 * d1 : 0.0f);
+  }
+  // The column's total over the consumer warps' partials, in a fixed order.
+  CNNKERN_HD static float total(const float* part, int c) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kWarps; ++r) acc += part[r * Tile::kBN + c];
+    return acc;
+  }
+};
 
 // The forward as a policy of run_warp_specialized (common/sm90/warp_specialized.cuh): items are output tiles,
 // every item runs all k tiles; TMA brings the weight box, the producer gathers A; the conv epilogue stores.
@@ -271,15 +315,53 @@ struct FwdKernel {
   }
   __device__ uint64_t a_desc(uint32_t st, int w, int kk) const { return sm90::a_desc<Tile>(st, w, kk); }
   __device__ uint64_t b_desc(uint32_t st, int kk) const { return sm90::b_desc<Tile>(st, kk); }
-  __device__ void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item) const {
+  __device__ void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item, unsigned char* scratch) const {
     int m0, n0;
     args.sched.template coords<Tile>(item, m0, n0);
     const int quad_base = (t & 31) & ~3;
-    store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n,
-                     [&](float s0, float s1, int src, int, int, int, float& r0, float& r1) {
-                       r0 = __shfl_sync(0xffffffffu, s0, quad_base | src);
-                       r1 = __shfl_sync(0xffffffffu, s1, quad_base | src);
-                     });
+    auto xchg = [&](float s0, float s1, int src, int, int, int, float& r0, float& r1) {
+      r0 = __shfl_sync(0xffffffffu, s0, quad_base | src);
+      r1 = __shfl_sync(0xffffffffu, s1, quad_base | src);
+    };
+    if constexpr (E == EpiKind::kStats) {
+      FwdStats<Tile> st;
+      store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n, xchg,
+                       [&](int h, int jg, int cnt, const float (&v)[kEpiRun]) { st.record(h, jg, cnt, v); });
+      stats(st, t, w, m0, n0, reinterpret_cast<float*>(scratch));
+    } else {
+      (void)scratch;
+      store_tile<Tile>(args.epi, acc, t, w, m0, n0, args.m, args.n, xchg, [](int, int, int, const float (&)[kEpiRun]) {});
+    }
+  }
+
+  // The statistics epilogue's reductions (FwdStats): pass 1 into part1, barrier, means, pass 2 into part2,
+  // barrier, one consumer thread per column writes (count, mean, M2). A barrier first: the previous item's
+  // writers may still read the partials.
+  __device__ void stats(const FwdStats<Tile>& st, int t, int w, int m0, int n0, float* part1) const {
+    using S = FwdStats<Tile>;
+    float* part2 = part1 + S::kWarps * Tile::kBN;
+    const int q = t & 3, lane = t & 31, wrow = 4 * w + (t >> 5);
+    const float rows = static_cast<float>(S::rows(m0, args.m));
+    consumer_sync<Tile>();
+#pragma unroll
+    for (int s = 0; s < S::kCols; ++s) {
+      float p = st.sum(s);
+#pragma unroll
+      for (int off = 4; off < 32; off <<= 1) p += __shfl_xor_sync(0xffffffffu, p, off);
+      if (lane < 4) part1[wrow * Tile::kBN + S::col(q, s)] = p;
+    }
+    consumer_sync<Tile>();
+#pragma unroll
+    for (int s = 0; s < S::kCols; ++s) {
+      float p = st.dev2(s, S::total(part1, S::col(q, s)) / rows);
+#pragma unroll
+      for (int off = 4; off < 32; off <<= 1) p += __shfl_xor_sync(0xffffffffu, p, off);
+      if (lane < 4) part2[wrow * Tile::kBN + S::col(q, s)] = p;
+    }
+    consumer_sync<Tile>();
+    for (int c = 128 * w + t; c < Tile::kBN; c += 128 * Tile::kConsumers) {
+      if (n0 + c < args.n) args.epi.put_stats(m0 / Tile::kBM, n0 + c, rows, S::total(part1, c) / rows, S::total(part2, c));
+    }
   }
 };
 

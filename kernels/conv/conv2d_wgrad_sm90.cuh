@@ -282,7 +282,7 @@ struct WgradKernel {
   }
   __device__ uint64_t a_desc(uint32_t st, int w, int kk) const { return wgrad_a_desc<Tile>(st, w, kk); }
   __device__ uint64_t b_desc(uint32_t st, int kk) const { return wgrad_b_desc<Tile>(st, kk); }
-  __device__ void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item) const {
+  __device__ void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item, unsigned char*) const {
     int m0, n0, split;
     args.sched.template coords<Tile>(item, m0, n0, split);
     wgrad_store_tile<Tile>(acc, t, w, m0, n0, args.m, args.n, args.ws + split * args.ws_split);

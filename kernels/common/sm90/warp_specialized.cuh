@@ -13,7 +13,8 @@
 //   template <class F> void copies(const Producer&, int kt, F f) const: f(stage offset, src, valid) per cp.async;
 //   void tma(int item, int kt, unsigned char* stage, const CUtensorMap*, uint64_t* full) const;
 //   uint64_t a_desc(uint32_t stage, int w, int kk) const;  uint64_t b_desc(uint32_t stage, int kk) const;
-//   void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item) const.
+//   void epilogue(const float (&acc)[Tile::kAccRegs], int t, int w, int item, unsigned char* scratch) const:
+//     scratch = the dynamic shared memory past the barriers (what the launch adds to Tile::kSmemBytes).
 // The pieces behind those are host-callable and replayed by kernels/check/emulate_sm90.cuh's models.
 #pragma once
 
@@ -27,6 +28,15 @@
 
 namespace cnnkern {
 namespace sm90 {
+
+// Barrier 1 among the consumer warpgroups only (barrier 0 is __syncthreads; the producer never waits on it):
+// the epilogues that combine both consumers' rows (the forward's statistics) meet here.
+template <class Tile>
+__device__ __forceinline__ void consumer_sync() {
+#if CNNKERN_SM90A
+  asm volatile("bar.sync 1, %0;\n" ::"n"(128 * Tile::kConsumers) : "memory");
+#endif
+}
 
 template <class K>
 __device__ __forceinline__ void run_warp_specialized(const K& k, const CUtensorMap* map) {
@@ -105,7 +115,7 @@ __device__ __forceinline__ void run_warp_specialized(const K& k, const CUtensorM
       fence_regs(acc);
       for (int r = P::released_it(it - 1) + 1; r < it; ++r)
         if (r >= it0 && lane0) mbar_arrive(empty + P::stage(r));
-      k.epilogue(acc, t, w, item);
+      k.epilogue(acc, t, w, item, smem + Tile::kStages * Tile::kStageBytes + Tile::kBarrierBytes);
     }
   }
 #else
