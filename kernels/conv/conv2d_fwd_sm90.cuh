@@ -212,6 +212,9 @@ CNNKERN_HD void quad_place(float (&v)[kEpiRun], int p, float r0, float r1) {
 // (no early exits before the shuffles).
 // visit(h, jg, count, v): after each run, the values as stored (v[0..count): count 0 where the row or the
 // channels are outside the output); the statistics epilogue keeps them.
+// (nv_exec_check_disable: the emulator instantiates this host-device template with host lambdas; nvcc would
+// warn that a host function is called from a host-device one, although that instance only runs on the host.)
+#pragma nv_exec_check_disable
 template <class Tile, class Epi, class Xchg, class Visit>
 CNNKERN_HD void store_tile(const Epi& e, const float (&acc)[Tile::kAccRegs], int t, int w, int m0, int n0, int m,
                            int n, Xchg&& xchg, Visit&& visit) {
