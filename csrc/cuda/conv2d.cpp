@@ -115,8 +115,10 @@ template <class T>
 bool dgrad_on_sm90_fwd(const at::Tensor& grad_out, const at::Tensor& w, const at::Tensor& grad_in,
                        const Conv2dShape& s, const std::optional<at::Tensor>& bias, cudaStream_t stream) {
   const int device = grad_out.get_device();
+  // The gate first: by default (CNNKERN_SM90_WGMMA unset) one static bool, no plan built, nothing allocated.
+  if (sm90_wgmma_gate(device) != nullptr) return false;
   const DgradPhasesAsFwd plan = dgrad_phases_as_fwd(s, sizeof(T));
-  if (!plan.applies() || sm90_wgmma_gate(device) != nullptr) return false;
+  if (!plan.applies()) return false;
   const bool has_bias = host::present(bias);
   // Every phase is gated before any runs (all or nothing). The weights (w2, wk) stay alive until the launches
   // are queued; their memory returns to the caching allocator on this stream, so later work on it is ordered

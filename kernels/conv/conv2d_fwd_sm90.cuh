@@ -19,9 +19,10 @@
 //     wait_group<0>, release, and the epilogue straight from the accumulator registers to global memory
 //     (a quad shuffle gives each lane 8 consecutive channels: one 16-byte store per run), while the
 //     producer already fills the stages of the next tile.
-// The role bodies are split into host-callable pieces (which copies, which descriptors, which output
-// coordinates) so that kernels/check/emulate_conv2d_sm90.cu replays them with its own model of the
-// mbarriers, cp.async, TMA and wgmma operand fetch.
+// The body is run_warp_specialized (common/sm90/warp_specialized.cuh), shared with the weight gradient; this
+// file holds the policy (FwdKernel) and its host-callable pieces (which copies, which descriptors, which
+// output coordinates), which kernels/check/emulate_conv2d_sm90.cu replays with the model of the mbarriers,
+// cp.async, TMA and wgmma operand fetch in check/emulate_sm90.cuh.
 #pragma once
 
 #include <cstdint>

@@ -22,8 +22,9 @@
 //     release the previous k tile's stage (sm90::Pipe, as the forward). After the item: wait_group<0>,
 //     release, and the fp32 partial tile into the split's workspace slice ([split][C_out][N], every element
 //     written once), which conv2d_wgrad_reduce_kernel sums in a fixed order (bitwise reproducible).
-// The role bodies are split into host-callable pieces so that kernels/check/emulate_conv2d_wgrad_sm90.cu
-// replays them with its model of the mbarriers, cp.async, TMA and the MN-major wgmma operand fetch.
+// The body is run_warp_specialized (common/sm90/warp_specialized.cuh), shared with the forward; this file holds
+// the policy (WgradKernel) and its host-callable pieces, which kernels/check/emulate_conv2d_wgrad_sm90.cu
+// replays with its model of the mbarriers, cp.async, TMA and the MN-major wgmma operand fetch.
 #pragma once
 
 #include <algorithm>
