@@ -48,6 +48,16 @@ PRELUDE = textwrap.dedent("""
     torch.manual_seed(0)
     bad = 0
 
+    def fwd_problem(n, ci, hw, co, k, s, p, dt):
+        # x, w, bias (channels-last, 16-bit), the fp32 reference output and a NaN-filled output of dtype dt
+        x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
+        w = (torch.randn(co, ci, k, k, device="cuda", dtype=dt) / (ci * k * k) ** 0.5).contiguous(
+            memory_format=torch.channels_last)
+        b = torch.randn(co, device="cuda", dtype=dt)
+        ref = F.conv2d(x.float(), w.float(), b.float(), s, p)
+        out = torch.full_like(ref, float("nan"), dtype=dt).contiguous(memory_format=torch.channels_last)
+        return x, w, b, ref, out
+
     def launches(call, kernel):
         # How many launches of kernels whose name holds `kernel` call() made, and every kernel's name.
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -63,12 +73,7 @@ CHILD = PRELUDE + textwrap.dedent("""
              (4, 256, 28, 512, 1, 2, 0), (2, 2048, 7, 512, 1, 1, 0)]
     for dt in (torch.float16, torch.bfloat16):
         for n, ci, hw, co, k, s, p in cases:
-            x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
-            w = (torch.randn(co, ci, k, k, device="cuda", dtype=dt) / (ci * k * k) ** 0.5).contiguous(
-                memory_format=torch.channels_last)
-            b = torch.randn(co, device="cuda", dtype=dt)
-            ref = F.conv2d(x.float(), w.float(), b.float(), s, p)
-            out = torch.full_like(ref, float("nan"), dtype=dt).contiguous(memory_format=torch.channels_last)
+            x, w, b, ref, out = fwd_problem(n, ci, hw, co, k, s, p, dt)
             ops.conv2d_fwd(x, w, b, out, [s, s], [p, p], [1, 1], 1)
             scale = torch.rand(co, device="cuda") + 0.5
             shift = torch.randn(co, device="cuda")
@@ -87,12 +92,7 @@ CHILD = PRELUDE + textwrap.dedent("""
     from cnnkern.problem.conv_bn import combine_partials
     for dt in (torch.float16, torch.bfloat16):
         for n, ci, hw, co, k, s, p in [(8, 64, 28, 64, 3, 1, 1), (4, 128, 15, 200, 3, 1, 1), (4, 256, 7, 72, 1, 1, 0)]:
-            x = torch.randn(n, ci, hw, hw, device="cuda", dtype=dt).contiguous(memory_format=torch.channels_last)
-            w = (torch.randn(co, ci, k, k, device="cuda", dtype=dt) / (ci * k * k) ** 0.5).contiguous(
-                memory_format=torch.channels_last)
-            b = torch.randn(co, device="cuda", dtype=dt)
-            ref = F.conv2d(x.float(), w.float(), b.float(), s, p)
-            out = torch.full_like(ref, float("nan"), dtype=dt).contiguous(memory_format=torch.channels_last)
+            x, w, b, ref, out = fwd_problem(n, ci, hw, co, k, s, p, dt)
             partials = torch.full((ops.conv2d_fwd_stats_tiles(x, w, out), co, 3), float("nan"), device="cuda")
             ops.conv2d_fwd_stats(x, w, b, out, partials, [s, s], [p, p], [1, 1], 1)
             count, mean, var = combine_partials(partials)

@@ -62,17 +62,25 @@ def _channels_fast(t: torch.Tensor) -> bool:
     return t.size(1) > 1 and t.stride(1) < step
 
 
-def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int) -> str | None:
-    """Why the CUDA forward would NOT run the sm_90a wgmma kernel (kernels/conv/conv2d_fwd_sm90.cuh), or None
-    when it would. Mirrors conv2d_fwd_sm90_why_not (csrc/cuda/conv2d_fwd_sm90.cu), same order: the kernel is
-    OFF by default until a GPU run verifies it (README, "Kernels rewritten after that run"). The extension
-    reads CNNKERN_SM90_WGMMA once per process; this reads it now."""
+def _sm90_switch_dtype_groups(x: torch.Tensor, groups: int) -> str | None:
+    """The first gates of every sm_90a kernel, in the C++ order: the switch, 16-bit, one group."""
     if os.environ.get("CNNKERN_SM90_WGMMA") != "1":
         return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1"
     if x.dtype not in (torch.float16, torch.bfloat16):
         return "fp32 keeps the step-1 kernel"
     if groups != 1:
         return "grouped convolution"
+    return None
+
+
+def sm90_wgmma_why_not(x: torch.Tensor, w: torch.Tensor, groups: int) -> str | None:
+    """Why the CUDA forward would NOT run the sm_90a wgmma kernel (kernels/conv/conv2d_fwd_sm90.cuh), or None
+    when it would. Mirrors conv2d_fwd_sm90_why_not (csrc/cuda/conv2d_fwd_sm90.cu), same order: the kernel is
+    OFF by default until a GPU run verifies it (README, "Kernels rewritten after that run"). The extension
+    reads CNNKERN_SM90_WGMMA once per process; this reads it now."""
+    why = _sm90_switch_dtype_groups(x, groups)
+    if why:
+        return why
     c_in, c_out, kh, kw = w.size(1), w.size(0), w.size(2), w.size(3)
     if not (_channels_fast(x) and c_in % 8 == 0 and _vec_ok(x, 8)):
         return "x is not channels-last with 16-byte aligned pixels"
@@ -183,12 +191,9 @@ def sm90_wgrad_why_not(grad_out: torch.Tensor, x: torch.Tensor, groups: int) -> 
     or None when it would. Mirrors conv2d_wgrad_sm90_why_not (csrc/cuda/conv2d_wgrad_sm90.cu), same order:
     grad_out must be a [pixels][C_out] matrix for TMA (channels-last, one 16-byte aligned pixel stride), x
     channels-last with 16-byte aligned pixels and C_in % 64 == 0. Off by default with the forward."""
-    if os.environ.get("CNNKERN_SM90_WGMMA") != "1":
-        return "the sm_90a wgmma kernel is off by default (unverified on a GPU): set CNNKERN_SM90_WGMMA=1"
-    if x.dtype not in (torch.float16, torch.bfloat16):
-        return "fp32 keeps the step-1 kernel"
-    if groups != 1:
-        return "grouped convolution"
+    why = _sm90_switch_dtype_groups(x, groups)
+    if why:
+        return why
     n_st, c_st, h_st, w_st = grad_out.stride()
     oh, ow = grad_out.size(2), grad_out.size(3)
     dy_rows = (c_st == 1 and w_st % 8 == 0 and w_st >= grad_out.size(1) and h_st == ow * w_st
