@@ -92,18 +92,9 @@ void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, 
                    stream);
     return;
   }
-  const ChannelShuffleParams<E> p{static_cast<const E*>(src.const_data_ptr()),
-                                  strides_of(src),
-                                  static_cast<E*>(dst.mutable_data_ptr()),
-                                  strides_of(dst),
-                                  pixels,
-                                  channels,
-                                  scatter,
-                                  PixelIndex(h, w),
-                                  ShuffleMap(total, shuffle_groups, offset),
-                                  FastDivmod(static_cast<uint32_t>(plan.pixel_fast ? pixels / plan.vec
-                                                                                   : channels / plan.vec)),
-                                  int64_t{channels} * pixels / plan.vec};
+  const ChannelShuffleParams<E> p = make_channel_shuffle_params<E>(
+      plan, static_cast<const E*>(src.const_data_ptr()), strides_of(src), static_cast<E*>(dst.mutable_data_ptr()),
+      strides_of(dst), n, h, w, channels, total, shuffle_groups, offset, scatter);
   constexpr int V = 16 / sizeof(E);
   if (plan.vec == 1) {
     if (plan.pixel_fast) launch<E, 1, true>(p, stream);

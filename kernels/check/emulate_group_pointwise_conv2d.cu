@@ -472,10 +472,9 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
     ++g_shuffle_tiled;
     return;
   }
-  const int inner = plan.pixel_fast ? pixels / plan.vec : ch / plan.vec;
-  ChannelShuffleParams<E> p{reinterpret_cast<const E*>(src.ptr), src.st, reinterpret_cast<E*>(dst.ptr), dst.st,
-                            pixels, ch, scatter, PixelIndex(h, w), ShuffleMap(total, groups, offset),
-                            FastDivmod(static_cast<uint32_t>(inner)), int64_t{ch} * pixels / plan.vec};
+  const ChannelShuffleParams<E> p =
+      make_channel_shuffle_params<E>(plan, reinterpret_cast<const E*>(src.ptr), src.st, reinterpret_cast<E*>(dst.ptr),
+                                     dst.st, n, h, w, ch, total, groups, offset, scatter);
   if (plan.vec == 1) {
     if (plan.pixel_fast) replay_shuffle<E, 1, true>(p);
     else replay_shuffle<E, 1, false>(p);

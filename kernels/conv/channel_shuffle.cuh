@@ -45,6 +45,9 @@ struct ChannelShuffleParams {
   ShuffleMap map;
   FastDivmod div_inner;  // by the per-item inner extent: pixels / V (pixel-fast) or channels / V
   int64_t items;         // channels * pixels / V
+  // Pixel-fast with V > 1 only: planes are contiguous on both sides (plan_channel_shuffle checks it), so a
+  // pixel's offset is n * stride_n + (m mod H*W): one divmod by H*W instead of PixelIndex's two.
+  FastDivmod div_hw{};
   // ChannelShuffleFillBody only (set by make_channel_shuffle_fill): the permuted side's channel count
   // and the map's groups (as a divisor), per_group = total / groups and channel offset.
   int total = 0;
@@ -61,10 +64,18 @@ struct ChannelShuffleBody {
     p.div_inner.divmod(static_cast<uint32_t>(e), outer, inner);
     const int c = kPixelFast ? static_cast<int>(outer) : static_cast<int>(inner) * V;
     const int m = kPixelFast ? static_cast<int>(inner) * V : static_cast<int>(outer);
-    int n, y, x;
-    p.pix.split(m, n, y, x);
-    const int64_t src_pix = n * p.ss.n + y * p.ss.h + x * p.ss.w;
-    const int64_t dst_pix = n * p.ds.n + y * p.ds.h + x * p.ds.w;
+    int64_t src_pix, dst_pix;
+    if constexpr (kPixelFast && V > 1) {
+      uint32_t n, r;
+      p.div_hw.divmod(static_cast<uint32_t>(m), n, r);
+      src_pix = n * p.ss.n + r;
+      dst_pix = n * p.ds.n + r;
+    } else {
+      int n, y, x;
+      p.pix.split(m, n, y, x);
+      src_pix = n * p.ss.n + y * p.ss.h + x * p.ss.w;
+      dst_pix = n * p.ds.n + y * p.ds.h + x * p.ds.w;
+    }
     if constexpr (kPixelFast) {
       const int mapped = p.map.dest(c);
       const int sc = p.scatter ? c : mapped;
@@ -442,6 +453,21 @@ __host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int
     if (plan.fill) plan.vec = v;
   }
   return plan;
+}
+
+// The generic kernel's parameters for ChannelShuffleBody (neither plan.tiled nor plan.fill).
+template <class E>
+__host__ inline ChannelShuffleParams<E> make_channel_shuffle_params(const ChannelShufflePlan& plan, const E* src,
+                                                                    const Strides4& ss, E* dst, const Strides4& ds,
+                                                                    int n, int h, int w, int channels, int total,
+                                                                    int groups, int offset, bool scatter) {
+  const int pixels = n * h * w;
+  const int inner = plan.pixel_fast ? pixels / plan.vec : channels / plan.vec;
+  ChannelShuffleParams<E> p{src,     ss,      dst, ds, pixels, channels, scatter, PixelIndex(h, w),
+                            ShuffleMap(total, groups, offset), FastDivmod(static_cast<uint32_t>(inner)),
+                            int64_t{channels} * pixels / plan.vec};
+  p.div_hw = FastDivmod(static_cast<uint32_t>(h * w));
+  return p;
 }
 
 // The generic kernel's parameters for ChannelShuffleFillBody (plan.fill && !plan.tiled).
