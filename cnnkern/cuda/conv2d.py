@@ -169,11 +169,10 @@ def sm90_dgrad_why_not(grad_out: torch.Tensor, w: torch.Tensor, spec: Conv2dSpec
     Mirrors dgrad_phases_as_fwd (csrc/cuda/conv2d_dgrad_as_fwd.h) and then the forward's gates on (grad_out, w') as
     csrc/cuda/conv2d.cpp dgrad_on_sm90_fwd applies them; w' is always a fresh channels-last tensor there and a
     phase's grad_out view keeps its strides and alignment, so one stand-in of that layout is enough here.
-    in_hw: grad_in's (H, W)."""
-    if grad_out.dtype not in (torch.float16, torch.bfloat16):
-        return "fp32 keeps the step-1 dgrad kernel"
-    if spec.groups != 1:
-        return "grouped convolution"
+    in_hw: grad_in's (H, W). The switch first, as dgrad_on_sm90_fwd asks it before building the plan."""
+    why = _sm90_switch_dtype_groups(grad_out, spec.groups)
+    if why:
+        return why
     limit = 1 << 30  # kDgradAsFwdCoordLimit
     for _, _, y, x in dgrad_phases(tuple(in_hw), tuple(grad_out.shape[2:]), (w.size(2), w.size(3)), spec):
         if not (y.taps and x.taps):

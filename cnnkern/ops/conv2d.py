@@ -517,13 +517,14 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
         why = sm90_wgmma_why_not(x, weight, groups)
         report.notes.append("  conv2d_fwd (cuda) variant: " +
                             ("sm_90a wgmma + TMA" if why is None else f"step-1 mma.sync; not sm_90a wgmma: {why}"))
+    # Both gradients read grad_out, which has the layout ATen gives the forward output and its gradient
+    # (plan.out_format).
+    grad_out = _memory.empty(plan.out_shape, x, plan.out_format) if plan.family == "conv2d" else None
     bwd_input = plan.choices.get("bwd_input")
     if bwd_input is not None and bwd_input.backend == "cuda" and plan.family == "conv2d":
-        # Each stride phase runs as the sm_90a forward over grad_out, which has the layout ATen gives the forward
-        # output and its gradient (plan.out_format).
+        # Each stride phase runs as the sm_90a forward over grad_out.
         from cnnkern.cuda.conv2d import sm90_dgrad_why_not
 
-        grad_out = _memory.empty(plan.out_shape, x, plan.out_format)
         why = sm90_dgrad_why_not(grad_out, weight, plan.spec, tuple(x.shape[2:]))
         phases = plan.spec.stride[0] * plan.spec.stride[1]
         report.notes.append("  conv2d_bwd_input (cuda) variant: " + (
@@ -533,7 +534,6 @@ def explain_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
     if bwd_weight is not None and bwd_weight.backend == "cuda" and plan.family == "conv2d":
         from cnnkern.cuda.conv2d import sm90_wgrad_why_not
 
-        grad_out = _memory.empty(plan.out_shape, x, plan.out_format)
         why = sm90_wgrad_why_not(grad_out, x, groups)
         report.notes.append("  conv2d_bwd_weight (cuda) variant: " + (
             "sm_90a wgmma (MN-major operands) + TMA, split-K" if why is None
