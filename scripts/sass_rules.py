@@ -293,6 +293,32 @@ def _dw_row_pair_rules() -> list[KernelRules]:
         128, 160, "row pairs at the 128-register cap: group-invariant values reloaded once per group")))
     return out
 
+def _dw_column_rules() -> list[KernelRules]:
+    """dw_column_kernel<T, VA, KS, E> (kernels/conv/depthwise_conv2d.md, section 7). Each source row's NA x 3
+    accesses (NA = 4 / VA) are loaded once per chunk: the prologue's row plus one per step of the loop
+    unrolled over the ring's period P (3 source rows for stride 1, 4 for stride 2), so (P + 1) x NA x 3 window
+    loads of VA elements, no more (a second load per row would mean the ring is not reusing it); the FMAs
+    of one period, 9 taps x 4 elements per output row: 3 output rows for stride 1 (108), 2 for stride 2
+    (72). The filters come from shared memory (staged once per block: BAR, LDS)."""
+    out = []
+    for ty, va, load in (("(__half|__nv_bfloat16)", 4, r"^LDG\.E\.64\.CONSTANT$"),
+                         ("(__half|__nv_bfloat16)", 2, r"^LDG\.E\.CONSTANT$"),
+                         ("float", 2, r"^LDG\.E\.64\.CONSTANT$")):
+        na = 4 // va
+        for ks, period, ffma in ((1, 3, 108), (2, 4, 72)):
+            n = (period + 1) * na * 3
+            out.append(KernelRules(rf"dw_column_kernel<{ty}, {va}, {ks}, ",
+                                   [has(load, n), at_most(load, n), has(r"^FFMA$", ffma)]))
+    store = {4: r"^STG\.E\.64$", 2: r"^STG\.E$"}
+    for va, pat in store.items():
+        out.append(KernelRules(rf"dw_column_kernel<(__half|__nv_bfloat16), {va}, ", [has(pat)]))
+    out.append(KernelRules(r"dw_column_kernel<", [has("BAR"), has("LDS"), max_regs(128, GEMM_256)]))
+    # fp32 with 4-byte accesses (odd C) compiles to the 128-register cap: see spills_at_cap.
+    out.append(KernelRules(r"dw_column_kernel<", spills_at_cap(
+        128, AT_CAP_SPILL_BYTES, "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")))
+    return out
+
+
 FAMILIES: list[Family] = [
     Family(
         "conv2d", "implicit-GEMM conv2d fwd / dgrad / wgrad + split-K reduction",
@@ -314,7 +340,7 @@ FAMILIES: list[Family] = [
         ],
     ),
     Family(
-        "depthwise_conv2d", "depthwise direct (NHWC), tiled (NCHW), weight grad",
+        "depthwise_conv2d", "depthwise direct (NHWC), column walk (NHWC 3x3), tiled (NCHW), weight grad",
         [Source(generated="depthwise_conv2d")],
         [
             # Vectorized channels-fast paths, multiplier 1: 16-byte window loads and output stores.
@@ -337,6 +363,7 @@ FAMILIES: list[Family] = [
             # Row pairs (RH = 2, the last template argument: stride-1 windows on 16-byte vectors, multiplier
             # 1): see _dw_row_pair_rules.
             *_dw_row_pair_rules(),
+            *_dw_column_rules(),
             KernelRules(r"dw_tiled_kernel<", [
                 max_regs(64, "4 CTAs x 256 threads per SM"),
                 has("BAR"),

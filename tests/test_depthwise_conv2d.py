@@ -219,6 +219,12 @@ def test_bad_dtype_and_rank_errors():
     ((8, 32, 112, 112), 1, (3, 3), 1),   # MobileNetV1 conv2 dw
     ((8, 144, 56, 56), 1, (3, 3), 2),    # MobileNetV2 stride-2 dw
     ((4, 116, 28, 28), 1, (3, 3), 1),    # ShuffleNetV2 (116: not a multiple of 8)
+    # The column walk (C % 8 != 0, 3x3, dense channels-last): 4-byte accesses with stride 1 and 2, 8-byte with
+    # stride 2, and rows of 37 x 58 elements over three blocks.
+    ((4, 58, 28, 28), 1, (3, 3), 1),
+    ((4, 58, 56, 56), 1, (3, 3), 2),
+    ((4, 116, 28, 28), 1, (3, 3), 2),
+    ((3, 58, 21, 37), 1, (3, 3), 1),
     ((4, 96, 56, 56), 1, (7, 7), 1),     # ConvNeXt-T stage 1
     ((2, 128, 28, 28), 1, (31, 31), 1),  # RepLKNet-31B stage 2
     ((4, 24, 33, 31), 2, (5, 5), 1),     # odd spatial size with a multiplier

@@ -72,7 +72,8 @@ template <class T>
 DwGatherPlan<T> plan_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, int device, bool stats) {
   const DwGatherPlan<T> plan = dw_plan_gather(g, channel_fast, vmax, mi, smem_optin_limit(device),
                                               device_attribute(cudaDevAttrMultiProcessorCount, device), stats);
-  TORCH_CHECK(plan.tiled || plan.dp.grid_x < (1u << 31), "cnnkern depthwise_conv2d: too many blocks for one launch (",
+  TORCH_CHECK(plan.tiled || (plan.column ? plan.cp.grid_x : plan.dp.grid_x) < (1u << 31),
+              "cnnkern depthwise_conv2d: too many blocks for one launch (",
               g.n, " x ", g.out_c, " x ", g.out_h, " x ", g.out_w, " outputs); split the batch");
   return plan;
 }
@@ -81,6 +82,8 @@ template <class T>
 void launch_gather(const DwGatherPlan<T>& plan, cudaStream_t stream) {
   if (plan.tiled) {
     launch_dw_tiled<T>(plan.tp, stream);
+  } else if (plan.column) {
+    launch_dw_column<T>(plan.cp, plan.v, stream);
   } else {
     launch_dw_direct<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
   }
@@ -153,6 +156,8 @@ void depthwise_conv2d_fwd_act(const at::Tensor& x, const at::Tensor& w, const st
     plan.set_epilogue(channel_affine(scale, shift, activation), StatsOut{});
     if (plan.tiled) {
       launch_dw_tiled_act<T>(plan.tp, stream);
+    } else if (plan.column) {
+      launch_dw_column_act<T>(plan.cp, plan.v, stream);
     } else {
       launch_dw_direct_act<T>(plan.dp, plan.v, plan.mi, plan.win, stream);
     }

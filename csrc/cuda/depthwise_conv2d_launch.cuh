@@ -129,6 +129,39 @@ void direct_any(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStrea
   TORCH_CHECK(false, "cnnkern depthwise: internal error, no direct kernel for v=", v);
 }
 
+template <class T, int VA, int KS, EpiKind E>
+void column(const DwColumnParams<T>& p, cudaStream_t stream) {
+  dw_column_kernel<T, VA, KS, E><<<p.grid_x, p.threads, p.smem_bytes, stream>>>(p);  // <= 48 KB: dw_column_ok
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The column walk by access width (4 or 8 bytes: fp32 1 or 2 elements, 16-bit 2 or 4) and stride.
+template <class T, EpiKind E>
+void column_any(const DwColumnParams<T>& p, int va, cudaStream_t stream) {
+  const int ks = p.g.sh;
+  TORCH_CHECK(ks == 1 || ks == 2, "cnnkern depthwise: internal error, column walk with stride ", ks);
+  if constexpr (sizeof(T) == 4) {
+    if (va == 1) {
+      ks == 1 ? column<T, 1, 1, E>(p, stream) : column<T, 1, 2, E>(p, stream);
+      return;
+    }
+    if (va == 2) {
+      ks == 1 ? column<T, 2, 1, E>(p, stream) : column<T, 2, 2, E>(p, stream);
+      return;
+    }
+  } else {
+    if (va == 2) {
+      ks == 1 ? column<T, 2, 1, E>(p, stream) : column<T, 2, 2, E>(p, stream);
+      return;
+    }
+    if (va == 4) {
+      ks == 1 ? column<T, 4, 1, E>(p, stream) : column<T, 4, 2, E>(p, stream);
+      return;
+    }
+  }
+  TORCH_CHECK(false, "cnnkern depthwise: internal error, no column walk for ", va, " elements per access");
+}
+
 template <class T, EpiKind E>
 void tiled_k(const DwTiledParams<T>& p, cudaStream_t stream) {
   switch (dw_window_k(p.g)) {
@@ -173,6 +206,15 @@ void wgrad_k(const DwWgradParams<T>& p, int kt, cudaStream_t stream) {
 }
 
 }  // namespace dw_launch
+
+template <class T>
+void launch_dw_column(const DwColumnParams<T>& p, int va, cudaStream_t stream) {
+  dw_launch::column_any<T, EpiKind::kPlain>(p, va, stream);
+}
+template <class T>
+void launch_dw_column_act(const DwColumnParams<T>& p, int va, cudaStream_t stream) {
+  dw_launch::column_any<T, EpiKind::kAct>(p, va, stream);
+}
 
 template <class T>
 void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream) {
@@ -220,10 +262,12 @@ void launch_dw_wgrad(const DwWgradParams<T>& p, int vw, int kt, const DwWgradFin
 
 #define CNNKERN_INSTANTIATE_DW_GATHER(T)                                                                    \
   template void cnnkern::launch_dw_tiled<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);               \
-  template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)
+  template void cnnkern::launch_dw_direct<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t); \
+  template void cnnkern::launch_dw_column<T>(const cnnkern::DwColumnParams<T>&, int, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_FWD_ACT(T)                                                                   \
   template void cnnkern::launch_dw_tiled_act<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);           \
-  template void cnnkern::launch_dw_direct_act<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)
+  template void cnnkern::launch_dw_direct_act<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t); \
+  template void cnnkern::launch_dw_column_act<T>(const cnnkern::DwColumnParams<T>&, int, cudaStream_t)
 #define CNNKERN_INSTANTIATE_DW_FWD_STATS(T)                                                                 \
   template void cnnkern::launch_dw_tiled_stats<T>(const cnnkern::DwTiledParams<T>&, cudaStream_t);         \
   template void cnnkern::launch_dw_direct_stats<T>(const cnnkern::DwDirectParams<T>&, int, int, cnnkern::DwWindow, cudaStream_t)

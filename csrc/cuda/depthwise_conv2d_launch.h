@@ -21,6 +21,13 @@ void launch_dw_tiled(const DwTiledParams<T>& p, cudaStream_t stream);
 template <class T>
 void launch_dw_direct(const DwDirectParams<T>& p, int v, int mi, DwWindow w, cudaStream_t stream);
 
+// Column walk (dw_column_ok / dw_plan_column): va elements per access (the plan's channel vector), the
+// window's stride from p.g.sh. Plain (forward or stride-1 input-grad) and act epilogues.
+template <class T>
+void launch_dw_column(const DwColumnParams<T>& p, int va, cudaStream_t stream);
+template <class T>
+void launch_dw_column_act(const DwColumnParams<T>& p, int va, cudaStream_t stream);
+
 // The forward with the epilogues of fused conv + BatchNorm (common/epilogue.cuh): act from p.g.aff, or the
 // statistics into p.g.stats (tiles: dw_stats_tiles; the direct plan needs dw_direct_add_stats first).
 // The forward form only (no residue); same v / mi / kt as above.

@@ -117,6 +117,21 @@ CNNKERN_CHECK_DW_NARROW(__half);
 CNNKERN_CHECK_DW_NARROW(__nv_bfloat16);
 template __global__ void dw_direct_kernel<float, 4, 1, 3, false, EpiKind::kPlain, 2>(const DwDirectParams<float>);
 
+// The column walk (dw_column_ok): 4- and 8-byte accesses, stride 1 and 2, plain and act; all that
+// dw_launch::column_any can launch.
+#define CNNKERN_CHECK_DW_COLUMN_E(T, VA, E)                                           \
+  template __global__ void dw_column_kernel<T, VA, 1, E>(const DwColumnParams<T>); \
+  template __global__ void dw_column_kernel<T, VA, 2, E>(const DwColumnParams<T>)
+#define CNNKERN_CHECK_DW_COLUMN(T, VA)                       \
+  CNNKERN_CHECK_DW_COLUMN_E(T, VA, EpiKind::kPlain); \
+  CNNKERN_CHECK_DW_COLUMN_E(T, VA, EpiKind::kAct)
+CNNKERN_CHECK_DW_COLUMN(float, 1);
+CNNKERN_CHECK_DW_COLUMN(float, 2);
+CNNKERN_CHECK_DW_COLUMN(__half, 2);
+CNNKERN_CHECK_DW_COLUMN(__half, 4);
+CNNKERN_CHECK_DW_COLUMN(__nv_bfloat16, 2);
+CNNKERN_CHECK_DW_COLUMN(__nv_bfloat16, 4);
+
 // Row pairs (dw_direct_rows): the stride-1 windows on 16-byte vectors, multiplier 1, every epilogue.
 #define CNNKERN_CHECK_DW_ROWS_K(T, V, KT)                                                                  \
   template __global__ void dw_direct_kernel<T, V, 1, KT, false, EpiKind::kPlain, 1, 2>(const DwDirectParams<T>); \

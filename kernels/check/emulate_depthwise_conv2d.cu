@@ -284,6 +284,37 @@ void emulate_direct(const DwDirectParams<T>& p, int v, int mi, DwWindow w) {
   std::abort();
 }
 
+// The column walk: the block's staging (poisoned shared memory first), then each thread on its own.
+template <class T, int VA, int KS, EpiKind E>
+void replay_column(const DwColumnParams<T>& p) {
+  using Thread = DwColumnThread<T, VA, KS, E>;
+  Smem sm(p.smem_bytes + 16);
+  for (unsigned bx = 0; bx < p.grid_x; ++bx) {
+    sm.poison(p.smem_bytes);
+    for (int t = 0; t < p.threads; ++t) Thread::stage(p, sm.p, t);
+    for (int t = 0; t < p.threads; ++t) {
+      Thread th;
+      th.init(p, bx, t, sm.p);
+      th.run(p);
+    }
+  }
+}
+
+// The same dispatch as dw_launch::column_any.
+template <class T, EpiKind E>
+void emulate_column(const DwColumnParams<T>& p, int va) {
+  const bool s1 = p.g.sh == 1;
+  if (p.g.sh != 1 && p.g.sh != 2) std::abort();
+  if constexpr (sizeof(T) == 4) {
+    if (va == 1) return s1 ? replay_column<T, 1, 1, E>(p) : replay_column<T, 1, 2, E>(p);
+    if (va == 2) return s1 ? replay_column<T, 2, 1, E>(p) : replay_column<T, 2, 2, E>(p);
+  } else {
+    if (va == 2) return s1 ? replay_column<T, 2, 1, E>(p) : replay_column<T, 2, 2, E>(p);
+    if (va == 4) return s1 ? replay_column<T, 4, 1, E>(p) : replay_column<T, 4, 2, E>(p);
+  }
+  std::abort();
+}
+
 template <class T, int VW>
 void emulate_wgrad_k(const DwWgradParams<T>& p, int kt) {
   switch (kt) {
@@ -311,6 +342,9 @@ struct PathStats {
   int direct_v[9] = {};     // by vector width
   int window[2][8] = {};    // direct window by [stride - 1][kt]
   int row_pairs[8] = {}, row_pairs_odd = 0, row_pairs_epi = 0;  // direct rh == 2: by kt, odd out_h, act/stats
+  // Column walk by [stride - 1][bytes per access / 4 - 1], with act, with a multi-row chunk (rb > 1), with
+  // more than one column block per row, and as the input-grad.
+  int column[2][2] = {}, column_act = 0, column_chunks = 0, column_cbk = 0, column_dgrad = 0;
 } g_stats;
 
 // Multiprocessor count given to the plan: an H200's, or 1 (long per-thread chains: gpt up to 16) every
@@ -345,6 +379,17 @@ void run_gather(const DwGather<T>& g, bool channel_fast, int vmax, int mi, Route
     if (plan.tp.groups_per_block > 1) ++g_stats.tiled_chained;
     attach(plan.tp.g, dw_stats_tiles(plan.tp));
     emulate_tiled<T, E>(plan.tp);
+    return;
+  }
+  if (plan.column) {
+    if constexpr (E == EpiKind::kStats) std::abort();  // dw_plan_gather never plans it with statistics
+    const DwColumnParams<T>& cp = plan.cp;
+    ++g_stats.column[g.sh - 1][plan.v * static_cast<int>(sizeof(T)) / 4 - 1];
+    if (E == EpiKind::kAct) ++g_stats.column_act;
+    if (cp.rb > 1 && cp.rchunks > 1) ++g_stats.column_chunks;
+    if (cp.cbk > 1) ++g_stats.column_cbk;
+    if (g.flip) ++g_stats.column_dgrad;
+    if constexpr (E != EpiKind::kStats) emulate_column<T, E>(cp, plan.v);
     return;
   }
   const DwDirectParams<T>& dp = plan.dp;
@@ -767,6 +812,21 @@ void test_plans() {
         if (tp.plane_groups * tp.planes_per_block < int64_t{g.n} * g.out_c) fail("tiled planes", c);
         if (tp.threads > kDwThreads || tp.smem_bytes > 227 * 1024) fail("tiled block", c);
       }
+      for (int v : {2, 4}) {
+        // The column walk's geometry (its gate aside: these shapes need not be 3x3): every element of every
+        // output row in exactly one thread, every row in one chunk, blocks of whole warps.
+        if (g.out_c % v != 0) continue;
+        for (int sms : {kDwDefaultSms, 1}) {
+          const DwColumnParams<__half> cp = dw_plan_column(g, sms);
+          if (cp.threads < 32 || cp.threads > kDwThreads || cp.threads % 32 != 0 ||
+              int64_t{cp.cbk} * cp.threads * kDwColumnElems < cp.lo ||
+              int64_t{cp.cbk - 1} * cp.threads * kDwColumnElems >= cp.lo)
+            fail("column threads", c);
+          if (cp.rb < 1 || cp.rb > 32 || int64_t{cp.rchunks} * cp.rb < g.out_h || int64_t{cp.rchunks - 1} * cp.rb >= g.out_h)
+            fail("column chunks", c);
+          if (int64_t{cp.grid_x} != int64_t{g.n} * cp.rchunks * cp.cbk) fail("column grid", c);
+        }
+      }
       for (int v : {1, 2, 4, 8}) {
         if (g.out_c % v != 0) continue;
         for (int cf = 0; cf < 2; ++cf) {
@@ -881,6 +941,21 @@ int main(int argc, char** argv) {
       // Narrow channel vectors (ShuffleNetV2's 58 / 116 channels: 4- and 8-byte vectors of 16-bit types)
       // and the stride-2 windows.
       {2, 58, 9, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "c58_k3"},
+      // The column walk (3x3, C not a multiple of 16 bytes, dense channels-last pixels): rows of
+      // W*C % 4 == 2 (the row's last thread half full), rows over one block (58 x 19 = 1102 elements: 2
+      // column blocks), tall maps (chunks of up to 32 rows), C = 2 (a thread's elements span two pixels),
+      // no padding, padding 2 (whole source rows and columns outside), extra bottom padding, stride 2
+      // with odd sizes, 1-wide and 1-high maps.
+      {1, 58, 5, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "col_c58_w19"},
+      {1, 6, 37, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "col_c6_tall"},
+      {2, 2, 7, 9, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "col_c2"},
+      {1, 12, 6, 7, 1, 3, 3, 1, 1, 0, 0, 1, 1, 0, 0, "col_c12_p0"},
+      {1, 10, 5, 6, 1, 3, 3, 1, 1, 2, 2, 1, 1, 1, 0, "col_c10_p2"},
+      {2, 116, 9, 7, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "col_c116_s2_odd"},
+      {1, 58, 11, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, "col_c58_s2_extra"},
+      {1, 20, 35, 6, 1, 3, 3, 2, 2, 0, 0, 1, 1, 0, 0, "col_c20_s2_tall"},
+      {2, 6, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, "col_c6_1x1"},
+      {1, 14, 1, 9, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "col_c14_h1_s2"},
       {2, 116, 7, 6, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, "c116_k3s2"},
       {1, 6, 11, 13, 1, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, "c6_k7s2"},
       {1, 20, 9, 9, 1, 5, 5, 2, 2, 2, 2, 1, 1, 0, 0, "c20_k5s2"},
@@ -939,6 +1014,21 @@ int main(int argc, char** argv) {
   std::printf("direct row pairs (s1, 16-byte vectors): k3=%d k5=%d k7=%d (odd out_h %d, act/stats %d)\n",
               g_stats.row_pairs[3], g_stats.row_pairs[5], g_stats.row_pairs[7], g_stats.row_pairs_odd,
               g_stats.row_pairs_epi);
+  std::printf("column walk: s1 4-byte=%d 8-byte=%d, s2 4-byte=%d 8-byte=%d (act %d, chunked %d, split rows %d, dgrad %d)\n",
+              g_stats.column[0][0], g_stats.column[0][1], g_stats.column[1][0], g_stats.column[1][1],
+              g_stats.column_act, g_stats.column_chunks, g_stats.column_cbk, g_stats.column_dgrad);
+  // Each variant of the column walk must have been replayed (a gate that never opens would test nothing).
+  for (int ks = 0; ks < 2; ++ks)
+    for (int b = 0; b < 2; ++b)
+      if (g_stats.column[ks][b] == 0 && !quick) {
+        std::printf("FAIL column walk stride %d, %d-byte accesses: never planned\n", ks + 1, 4 * (b + 1));
+        ++g_failures;
+      }
+  if (!quick && (g_stats.column_act == 0 || g_stats.column_chunks == 0 || g_stats.column_cbk == 0 ||
+                 g_stats.column_dgrad == 0)) {
+    std::printf("FAIL column walk: act, chunked, split-row or dgrad runs missing\n");
+    ++g_failures;
+  }
   std::printf(g_failures ? "emulate_depthwise_conv2d: %d FAILURES in %d runs\n"
                          : "emulate_depthwise_conv2d: all %d runs passed\n",
               g_failures ? g_failures : g_runs, g_runs);

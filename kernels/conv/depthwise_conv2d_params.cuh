@@ -113,6 +113,29 @@ struct DwDirectParams {
   int rh;
 };
 
+// Column walk (kernels/conv/depthwise_conv2d_column.cuh): for channels-last rows whose pixels are dense
+// (pixel stride == C on both sides), a row is one run of W*C elements, and the source element under tap
+// kw of output element e = ox*C + c is (ox*KS - pw + kw)*C + c: a fixed offset per thread. A thread owns
+// kDwColumnElems consecutive elements of an output row and walks down rb output rows, each source row
+// loaded once for the KT / KS output rows it feeds (a ring of accumulators). For the 3x3 windows whose
+// channel count is not a multiple of 16 bytes (ShuffleNetV2's 58 / 116 channels), where the direct
+// kernel's narrow vectors cost 41-80 SASS instructions per output (depthwise_conv2d.md, section 7).
+constexpr int kDwColumnElems = 4;  // elements per thread (8 bytes of a 16-bit type, 16 of fp32)
+template <class T>
+struct DwColumnParams {
+  DwGather<T> g;
+  int threads;   // per block, a multiple of 32
+  int cbk;       // column blocks per output row
+  int rb;        // output rows per block
+  int rchunks;   // ceil(out_h / rb)
+  int lo;        // output row length in elements: out_w * out_c (int32: checked)
+  FastDivmod c_div, cbk_div, rchunks_div;
+  unsigned grid_x;  // n * rchunks * cbk blocks: block = (n * rchunks + chunk) * cbk + column block
+  size_t smem_bytes;  // the staged filters and biases: dw_column_smem_floats
+};
+// Shared memory of the column walk: the 3x3 filters of all C channels as [tap][C] floats, then C biases.
+constexpr int64_t dw_column_smem_floats(int64_t c) { return (9 + 1) * c; }
+
 // Weight gradient, first pass: per (channel block, tap chunk, pixel split) partial sums.
 template <class T>
 struct DwWgradParams {
@@ -493,6 +516,51 @@ inline bool dw_direct_rows(const DwDirectParams<T>& p, int v, int mi, DwWindow w
   return w.kt > 0 && w.ks == 1 && v * static_cast<int>(sizeof(T)) == 16 && mi == 1 && p.g.out_h >= 2;
 }
 
+// Whether the column walk runs a gather problem whose direct plan would use channel vectors of v
+// elements: 4- to 8-byte vectors (v elements per access of the walk; whole 16-byte vectors keep the
+// direct kernel's row pairs), the forward form of a 3x3 window with unit dilation and stride 1 or 2 on
+// both axes, no multiplier, dense pixels on both sides, rows that fit int32 offsets.
+template <class T>
+inline bool dw_column_ok(const DwGather<T>& g, int v) {
+  const int bytes = v * static_cast<int>(sizeof(T));
+  if (bytes < 4 || bytes >= 16 || kDwColumnElems % v != 0) return false;
+  if (g.residue || g.nsrc != 1 || g.ch_mul != 1 || g.ch_div != 1) return false;
+  if (g.kh != 3 || g.kw != 3 || g.dh != 1 || g.dw != 1 || g.sh != g.sw || (g.sh != 1 && g.sh != 2)) return false;
+  if (g.ss.c != 1 || g.os.c != 1 || g.ss.w != g.out_c || g.os.w != g.out_c) return false;
+  if (g.src_h < 1 || g.src_w < 1 || g.out_h < 1 || g.out_w < 1 || g.n < 1) return false;
+  if (dw_column_smem_floats(g.out_c) * int64_t{sizeof(float)} > int64_t{kDwSmemDefault}) return false;  // C <= 1228
+  constexpr int64_t kLim = (int64_t{1} << 31) - 64;
+  return int64_t{g.src_w} * g.out_c < kLim && int64_t{g.out_w} * g.out_c < kLim;
+}
+
+// Geometry of the column walk: threads of a block cover one output row's elements in cbk blocks (the row
+// split evenly, 32-thread multiples, at most kDwThreads); each block walks rb rows. A chunk re-reads
+// KT - KS source rows of its neighbour and stages the filters once (~400 SASS instructions per thread), so
+// rb is as long as possible (up to 32) while the grid keeps >= 3 blocks per multiprocessor (1.5 waves at 2
+// resident blocks; ShuffleNetV2's N = 256 layers: one chunk per image, 512 blocks on 132 SMs).
+template <class T>
+inline DwColumnParams<T> dw_plan_column(const DwGather<T>& g, int sms = kDwDefaultSms) {
+  using namespace dw_detail;
+  DwColumnParams<T> p{};
+  p.g = g;
+  p.lo = g.out_w * g.out_c;
+  const int64_t quads = ceil_div64(p.lo, kDwColumnElems);
+  p.cbk = static_cast<int>(ceil_div64(quads, kDwThreads));
+  p.threads = static_cast<int>(ceil_div64(ceil_div64(quads, p.cbk), 32) * 32);
+  const int64_t row_blocks = int64_t{g.n} * p.cbk;
+  const int64_t want = int64_t{std::max(sms, 1)} * 3;
+  int64_t chunks = std::max<int64_t>(ceil_div64(g.out_h, 32), ceil_div64(want, row_blocks));
+  chunks = std::min<int64_t>(chunks, g.out_h);
+  p.rb = static_cast<int>(ceil_div64(g.out_h, chunks));
+  p.rchunks = static_cast<int>(ceil_div64(g.out_h, p.rb));
+  p.c_div = FastDivmod(static_cast<uint32_t>(g.out_c));
+  p.cbk_div = FastDivmod(static_cast<uint32_t>(p.cbk));
+  p.rchunks_div = FastDivmod(static_cast<uint32_t>(p.rchunks));
+  p.grid_x = static_cast<unsigned>(std::min<int64_t>(row_blocks * p.rchunks, int64_t{1} << 31));  // host checks
+  p.smem_bytes = static_cast<size_t>(dw_column_smem_floats(g.out_c)) * sizeof(float);
+  return p;
+}
+
 // Which kernel runs a gather problem, and its parameters: one function for csrc/ and the emulator.
 //   pixel-contiguous (NCHW-like) forward form -> the shared-memory tiled kernel when its tile fits in
 //   smem_optin bytes; otherwise (channels-last, residue form, huge halos) the direct kernel with the
@@ -506,10 +574,13 @@ struct DwGatherPlan {
   DwDirectParams<T> dp{};
   int v = 1, mi = 1;
   DwWindow win{};
+  // The column walk (dw_column_ok; never with the statistics epilogue): cp, with v elements per access.
+  bool column = false;
+  DwColumnParams<T> cp{};
 
   int64_t stats_tiles() const { return tiled ? dw_stats_tiles(tp) : dw_stats_tiles(dp); }
   void set_epilogue(const ChannelAffine& aff, const StatsOut& stats) {
-    DwGather<T>& g = tiled ? tp.g : dp.g;
+    DwGather<T>& g = tiled ? tp.g : (column ? cp.g : dp.g);
     g.aff = aff;
     g.stats = stats;
   }
@@ -526,6 +597,11 @@ inline DwGatherPlan<T> dw_plan_gather(const DwGather<T>& g, bool channel_fast, i
     return plan;
   }
   plan.v = channel_fast ? vmax : 1;
+  if (channel_fast && !stats && !global_w && dw_column_ok(g, plan.v)) {
+    plan.column = true;
+    plan.cp = dw_plan_column(g, sms);
+    return plan;
+  }
   plan.dp = dw_plan_direct(g, plan.v, channel_fast, sms);
   if (global_w) {
     plan.dp.w_smem = false;
