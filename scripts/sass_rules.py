@@ -414,8 +414,10 @@ namespace cnnkern {
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>);       \\
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>);        \\
   template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>);       \\
-  template __global__ void channel_shuffle_fill_kernel<E, 0>(const ChannelShuffleParams<E>);     \\
-  template __global__ void channel_shuffle_fill_kernel<E, 2>(const ChannelShuffleParams<E>)
+  template __global__ void channel_shuffle_fill_kernel<E, V, 0>(const ChannelShuffleParams<E>);     \\
+  template __global__ void channel_shuffle_fill_kernel<E, V, 2>(const ChannelShuffleParams<E>);     \\
+  template __global__ void channel_shuffle_fill_kernel<E, V / 2, 0>(const ChannelShuffleParams<E>); \\
+  template __global__ void channel_shuffle_fill_kernel<E, V / 2, 2>(const ChannelShuffleParams<E>)
 CNNKERN_SASS_SHUFFLE(uint16_t, 8);
 CNNKERN_SASS_SHUFFLE(uint32_t, 4);
 }  // namespace cnnkern
@@ -439,7 +441,13 @@ CNNKERN_SASS_SHUFFLE(uint32_t, 4);
             # of the shuffled output (the conv's channels zero, overwritten next) instead of word stores.
             # Not persistent (a grid-stride copy): <= 40 registers keeps 6 CTAs x 256 threads per SM; the
             # groups == 2 variant takes 34 (launch bounds (256, 8) made it spill 8 bytes).
-            KernelRules(r"channel_shuffle_fill_kernel<", [has("STG.128"), max_regs(40, "6 CTAs x 256 threads per SM")]),
+            KernelRules(r"channel_shuffle_fill_kernel<unsigned (short, 8|int, 4), ", [has("STG.128")]),
+            # 8-byte Q vectors (a permuted side of 116 16-bit channels): one 8-byte store per vector.
+            KernelRules(r"channel_shuffle_fill_kernel<unsigned (short, 4|int, 2), ", [has(r"^STG\.E\.64$")]),
+            # groups == 2 with the source exactly one half (half_run): the owned words of a vector with one
+            # load of V / 2 words (8 bytes for 16-byte vectors, 4 for 8-byte 16-bit ones).
+            KernelRules(r"channel_shuffle_fill_kernel<unsigned (short, 8|int, 4), 2>", [has(r"^LDG\.E\.64")]),
+            KernelRules(r"channel_shuffle_fill_kernel<", [max_regs(40, "6 CTAs x 256 threads per SM")]),
         ],
     ),
     Family(

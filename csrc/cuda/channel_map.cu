@@ -32,16 +32,28 @@ void launch(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <class E>
-void launch_fill(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
+template <class E, int V>
+void launch_fill_v(const ChannelShuffleParams<E>& p, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((p.items + kThreads - 1) / kThreads, int64_t{1} << 20);
   if (p.div_groups.divisor == 2) {  // ShuffleNetV2: the word pattern known at compile time
-    channel_shuffle_fill_kernel<E, 2><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    channel_shuffle_fill_kernel<E, V, 2><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
   } else {
-    channel_shuffle_fill_kernel<E, 0><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    channel_shuffle_fill_kernel<E, V, 0><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// v: the plan's words per Q vector, 16 or 8 bytes.
+template <class E>
+void launch_fill(const ChannelShuffleParams<E>& p, int v, cudaStream_t stream) {
+  constexpr int kV = 16 / static_cast<int>(sizeof(E));
+  if (v == kV) {
+    launch_fill_v<E, kV>(p, stream);
+  } else {
+    TORCH_CHECK(v == kV / 2, "cnnkern channel_map: internal error, fill with ", v, " words per vector");
+    launch_fill_v<E, kV / 2>(p, stream);
+  }
 }
 
 // Persistent CTAs over the tiles: as many as can be resident (8 x 256 threads per SM, fewer when the
@@ -88,8 +100,8 @@ void run(const at::Tensor& src, const at::Tensor& dst, int channels, int total, 
   if (plan.fill) {
     launch_fill<E>(make_channel_shuffle_fill<E>(static_cast<const E*>(src.const_data_ptr()), strides_of(src),
                                                 static_cast<E*>(dst.mutable_data_ptr()), strides_of(dst), n, h, w,
-                                                channels, total, shuffle_groups, offset),
-                   stream);
+                                                channels, total, shuffle_groups, offset, plan.vec),
+                   plan.vec, stream);
     return;
   }
   const ChannelShuffleParams<E> p = make_channel_shuffle_params<E>(

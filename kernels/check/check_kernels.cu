@@ -221,7 +221,8 @@ CNNKERN_CHECK_SMALLK(__nv_bfloat16, 8);
 CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma);
 
 // Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather), the
-// generic kernel with scalar and 16-byte vectors along both mappings, and the fill kernel (kG 0 and 2).
+// generic kernel with scalar and 16-byte vectors along both mappings, and the fill kernel (16- and 8-byte
+// vectors, kG 0 and 2).
 #define CNNKERN_CHECK_SHUFFLE(E, V)                                                         \
   template __global__ void channel_shuffle_tile_kernel<E, false, false>(const ChannelShuffleTileParams<E>); \
   template __global__ void channel_shuffle_tile_kernel<E, true, false>(const ChannelShuffleTileParams<E>); \
@@ -231,8 +232,10 @@ CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma);
   template __global__ void channel_shuffle_kernel<E, 1, false>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, V, true>(const ChannelShuffleParams<E>); \
   template __global__ void channel_shuffle_kernel<E, V, false>(const ChannelShuffleParams<E>); \
-  template __global__ void channel_shuffle_fill_kernel<E, 0>(const ChannelShuffleParams<E>);  \
-  template __global__ void channel_shuffle_fill_kernel<E, 2>(const ChannelShuffleParams<E>)
+  template __global__ void channel_shuffle_fill_kernel<E, V, 0>(const ChannelShuffleParams<E>);  \
+  template __global__ void channel_shuffle_fill_kernel<E, V, 2>(const ChannelShuffleParams<E>);  \
+  template __global__ void channel_shuffle_fill_kernel<E, V / 2, 0>(const ChannelShuffleParams<E>);  \
+  template __global__ void channel_shuffle_fill_kernel<E, V / 2, 2>(const ChannelShuffleParams<E>)
 
 CNNKERN_CHECK_SHUFFLE(uint16_t, 8);
 CNNKERN_CHECK_SHUFFLE(uint32_t, 4);

@@ -33,6 +33,7 @@ int g_failures = 0;
 int g_runs = 0;
 struct {
   int fwd_vec, shuffle_vec_pixel, shuffle_vec_channel, shuffle_fill_tiled, shuffle_fill_vec, shuffle_fill_vec_g2;
+  int shuffle_fill_half_vec, shuffle_fill_half_run;  // fill with 8-byte Q vectors; groups 2 with one-access halves
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
 } g_paths{};  // the vector paths must actually be exercised
@@ -443,17 +444,32 @@ void replay_channel_map(const ChannelShufflePlan& plan, const Tensor4<T>& src, T
   using E = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
   constexpr int V = 16 / sizeof(T);
   const int pixels = n * h * w;
-  if (plan.fill && !plan.tiled) {  // the generic kernel's 16-byte fill body (channel_shuffle_fill_kernel)
+  if (plan.fill && !plan.tiled) {  // the generic kernel's fill body (channel_shuffle_fill_kernel)
     const auto p = make_channel_shuffle_fill<E>(reinterpret_cast<const E*>(src.ptr), src.st,
                                                 reinterpret_cast<E*>(dst.ptr), dst.st, n, h, w, ch, total, groups,
-                                                offset);
-    // The kernel csrc launches: the groups == 2 specialisation, else the runtime one.
-    if (groups == 2) {
-      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 2>::run(p, e);
-      ++g_paths.shuffle_fill_vec_g2;
+                                                offset, plan.vec);
+    // The kernel csrc launches (launch_fill): 16- or 8-byte vectors, the groups == 2 specialisation, else the
+    // runtime one.
+    auto body = [&](auto vtag) {
+      constexpr int VV = decltype(vtag)::value;
+      if (groups == 2) {
+        for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, VV, 2>::run(p, e);
+      } else {
+        for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, VV, 0>::run(p, e);
+      }
+    };
+    if (plan.vec == V) {
+      body(std::integral_constant<int, V>{});
+    } else if (plan.vec == V / 2) {
+      body(std::integral_constant<int, V / 2>{});
+      ++g_paths.shuffle_fill_half_vec;
     } else {
-      for (int64_t e = 0; e < p.items; ++e) ChannelShuffleFillBody<E, V, 0>::run(p, e);
+      std::printf("FAIL fill plan with %d words per vector\n", plan.vec);
+      ++g_failures;
+      return;
     }
+    if (groups == 2) ++g_paths.shuffle_fill_vec_g2;
+    if (p.half_run) ++g_paths.shuffle_fill_half_run;
     ++g_paths.shuffle_fill_vec;
     return;
   }
@@ -566,8 +582,11 @@ void run_shuffle_tiled_suite(std::mt19937& rng) {
       {1, 4, 5, 240, 4, 240, 0},  {1, 3, 3, 240, 8, 240, 0},  {1, 1, 1, 58, 2, 58, 0},   {1, 1, 3, 24, 8, 24, 0},
       {4, 28, 28, 116, 2, 116, 0}, {1, 9, 13, 232, 2, 232, 0}, {2, 5, 5, 116, 2, 58, 0},  {2, 5, 5, 116, 2, 58, 58},
       {1, 7, 9, 24, 4, 12, 6},    {1, 6, 7, 240, 3, 80, 80},  {2, 3, 7, 3, 3, 1, 2},
-      // shuffle-cat halves with total % 8 == 0 (the 16-byte fill body on 16-bit types too)
+      // shuffle-cat halves with total % 8 == 0 (the 16-byte fill body on 16-bit types too; 116 above: 8-byte)
       {2, 3, 5, 464, 2, 232, 0},  {1, 4, 3, 48, 2, 24, 24},   {1, 3, 5, 48, 3, 16, 8},
+      // groups 2, a source of exactly per_group channels but at an offset that is neither half: not one
+      // access per vector (ChannelShuffleParams::half_run false)
+      {1, 3, 4, 48, 2, 24, 8},
   };
   for (const ShuffleShape& s : shapes) {
     for (int scatter = 0; scatter < 2; ++scatter) {
@@ -613,7 +632,9 @@ void run_shuffle_tiled_suite(std::mt19937& rng) {
             dst.fill_nan();
             ChannelShufflePlan plan = plan_channel_shuffle(s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr,
                                                            dst.st, dst.ptr, sizeof(T), true, true);
-            const bool dst_vec = dst.st.c == 1 && s.total % V == 0 && dst.vec_ok(V);
+            // 16-byte Q vectors, else 8-byte ones (116 16-bit channels: 14.5 16-byte vectors a pixel).
+            const bool dst_vec = dst.st.c == 1 && ((s.total % V == 0 && dst.vec_ok(V)) ||
+                                                   (s.total % (V / 2) == 0 && dst.vec_ok(V / 2)));
             const bool want_fill = plan.tiled || dst_vec;
             if (variant == 1 && plan.tiled)  // the smallest tiles: every tile boundary inside a vector
               plan_channel_shuffle_tile(plan, s.n, s.h, s.w, s.channels, s.total, src.st, src.ptr, dst.st, dst.ptr,
@@ -807,11 +828,14 @@ int main(int argc, char** argv) {
     ++g_failures;
   }
   std::printf("vector paths: fwd=%d shuffle_pixel=%d shuffle_channel=%d shuffle_fill_tiled=%d shuffle_fill_vec=%d "
-              "(groups 2: %d)\n",
+              "(groups 2: %d, 8-byte vectors: %d, one-access halves: %d)\n",
               g_paths.fwd_vec, g_paths.shuffle_vec_pixel, g_paths.shuffle_vec_channel, g_paths.shuffle_fill_tiled,
-              g_paths.shuffle_fill_vec, g_paths.shuffle_fill_vec_g2);
+              g_paths.shuffle_fill_vec, g_paths.shuffle_fill_vec_g2, g_paths.shuffle_fill_half_vec,
+              g_paths.shuffle_fill_half_run);
   if (!g_paths.fwd_vec || !g_paths.shuffle_vec_pixel || !g_paths.shuffle_vec_channel || !g_paths.shuffle_fill_tiled ||
-      !g_paths.shuffle_fill_vec || !g_paths.shuffle_fill_vec_g2 || g_paths.shuffle_fill_vec_g2 == g_paths.shuffle_fill_vec) {
+      !g_paths.shuffle_fill_vec || !g_paths.shuffle_fill_vec_g2 || g_paths.shuffle_fill_vec_g2 == g_paths.shuffle_fill_vec ||
+      !g_paths.shuffle_fill_half_vec || !g_paths.shuffle_fill_half_run ||
+      g_paths.shuffle_fill_half_run == g_paths.shuffle_fill_vec_g2) {
     std::printf("FAIL: a vector path was never exercised\n");
     ++g_failures;
   }

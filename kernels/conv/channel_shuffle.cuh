@@ -54,7 +54,22 @@ struct ChannelShuffleParams {
   FastDivmod div_groups{};
   int per_group = 0;
   int offset = 0;
+  // groups == 2 and the source is exactly one half (channels == per_group, offset 0 or per_group) with unit
+  // channel stride and pixel offsets / base aligned to V / 2 words: the V / 2 owned words of a Q vector are
+  // V / 2 consecutive source channels, read with one access (ChannelShuffleFillBody).
+  bool half_run = false;
+  // Both sides' pixels evenly strided (pixel m at m * src_ps / m * dst_ps words: dense channels-last, or its
+  // x.chunk(2, 1) half): a Q vector's pixel offsets need no split into (n, y, x), whose two divisions and
+  // six 64-bit products were ~2/3 of the fill body's instructions (SASS: kernels/conv/channel_shuffle.md).
+  bool linear_pix = false;
+  int64_t src_ps = 0, dst_ps = 0;
 };
+
+// Whether pixel (n, y, x) of an n x h x w grid is at (n*h*w + y*w + x) * ps words; ps returned.
+__host__ inline bool channel_shuffle_linear_pixels(const Strides4& s, int n, int h, int w, int64_t& ps) {
+  ps = w > 1 ? s.w : (h > 1 ? s.h : s.n);
+  return (w <= 1 || s.w == ps) && (h <= 1 || s.h == int64_t{w} * ps) && (n <= 1 || s.n == int64_t{h} * w * ps);
+}
 
 template <class E, int V, bool kPixelFast>
 struct ChannelShuffleBody {
@@ -110,12 +125,31 @@ struct ChannelShuffleFillBody {
   CNNKERN_HD static void run(const ChannelShuffleParams<E>& p, int64_t e) {
     uint32_t m, j;
     p.div_inner.divmod(static_cast<uint32_t>(e), m, j);
-    int n, y, x;
-    p.pix.split(static_cast<int>(m), n, y, x);
-    const E* src = p.src + (n * p.ss.n + y * p.ss.h + x * p.ss.w);
+    int64_t src_pix, dst_pix;
+    if (p.linear_pix) {
+      src_pix = int64_t{m} * p.src_ps;
+      dst_pix = int64_t{m} * p.dst_ps;
+    } else {
+      int n, y, x;
+      p.pix.split(static_cast<int>(m), n, y, x);
+      src_pix = n * p.ss.n + y * p.ss.h + x * p.ss.w;
+      dst_pix = n * p.ds.n + y * p.ds.h + x * p.ds.w;
+    }
+    const E* src = p.src + src_pix;
+    E* dst = p.dst + dst_pix + j * V;
     const int sc = static_cast<int>(p.ss.c);  // channels * |ss.c| < 2^31: checked by the plan
     Words<E, V> w;
     if constexpr (kG == 2) {
+      if (p.half_run) {
+        // Word i of Q vector j is channel jV / 2 + i / 2 of the even (offset 0) or odd (offset per_group)
+        // half: ours are every other word, V / 2 consecutive source channels from jV / 2.
+        const Words<E, V / 2> h = *reinterpret_cast<const Words<E, V / 2>*>(src + static_cast<int>(j) * (V / 2));
+        const int odd = p.offset != 0;
+#pragma unroll
+        for (int i = 0; i < V; ++i) w.v[i] = (i & 1) == odd ? h.v[i / 2] : E{0};
+        *reinterpret_cast<Words<E, V>*>(dst) = w;
+        return;
+      }
       // q = jV + i with jV even: q % 2 = i % 2 and q / 2 = jV / 2 + i / 2, so word i reads channel
       // jV / 2 + i / 2 - offset, plus per_group for odd i; no division or wrap per word.
       // Every word is loaded, the others from the pixel's channel 0 and then zeroed: a load under a
@@ -147,7 +181,7 @@ struct ChannelShuffleFillBody {
         }
       }
     }
-    *reinterpret_cast<Words<E, V>*>(p.dst + (n * p.ds.n + y * p.ds.h + x * p.ds.w) + j * V) = w;
+    *reinterpret_cast<Words<E, V>*>(dst) = w;
   }
 };
 
@@ -354,9 +388,10 @@ struct ChannelShufflePlan {
   bool masked;       // tiled: channels < total (a shuffle-cat half) and not fill
   // fill (scatter of a shuffle-cat half, requested by the caller when a later kernel writes every other
   // channel): the permuted side is stored in whole 16-byte vectors, the other channels' words with filler.
-  // Tiled: the unmasked kernel with a filler table. Generic: ChannelShuffleFillBody (fill_vec) when the
-  // permuted side has unit channel stride, total % V == 0, vector-multiple pixel strides and an aligned
-  // base; otherwise the word-by-word kernels (fill false).
+  // Tiled: the unmasked kernel with a filler table. Generic: ChannelShuffleFillBody (vec = its words per
+  // vector) when the permuted side has unit channel stride, total % vec == 0, vector-multiple pixel strides
+  // and an aligned base, for 16-byte vectors or else 8-byte ones; otherwise the word-by-word kernels (fill
+  // false).
   bool fill;
   int tile_pixels;   // tiled: P
   int period;        // tiled: L = lcm(total, V)
@@ -446,11 +481,16 @@ __host__ inline ChannelShufflePlan plan_channel_shuffle(int n, int h, int w, int
   plan.vec = ok ? v : 1;
   plan.pixel_fast = pixel_fast;
   if (plan.fill && !plan.tiled) {
-    auto qmult = [&](int extent, int64_t stride) { return extent <= 1 || stride % v == 0; };
-    plan.fill = ds.c == 1 && total % v == 0 && qmult(n, ds.n) && qmult(h, ds.h) && qmult(w, ds.w) && aligned(dst) &&
-                int64_t{n} * h * w * (total / v) < INT32_MAX &&
-                int64_t{channels} * (ss.c < 0 ? -ss.c : ss.c) < INT32_MAX;
-    if (plan.fill) plan.vec = v;
+    // Q vectors of 16 bytes, else 8 (a permuted side of 116 16-bit channels: 14.5 16-byte vectors a pixel).
+    auto fits = [&](int fv) {
+      auto qmult = [&](int extent, int64_t stride) { return extent <= 1 || stride % fv == 0; };
+      return fv >= 2 && ds.c == 1 && total % fv == 0 && qmult(n, ds.n) && qmult(h, ds.h) && qmult(w, ds.w) &&
+             reinterpret_cast<uintptr_t>(dst) % (fv * elem_bytes) == 0 &&
+             int64_t{n} * h * w * (total / fv) < INT32_MAX && int64_t{channels} * (ss.c < 0 ? -ss.c : ss.c) < INT32_MAX;
+    };
+    const int fv = fits(v) ? v : (fits(v / 2) ? v / 2 : 0);
+    plan.fill = fv > 0;
+    if (plan.fill) plan.vec = fv;
   }
   return plan;
 }
@@ -474,8 +514,8 @@ __host__ inline ChannelShuffleParams<E> make_channel_shuffle_params(const Channe
 template <class E>
 __host__ inline ChannelShuffleParams<E> make_channel_shuffle_fill(const E* src, const Strides4& ss, E* dst,
                                                                   const Strides4& ds, int n, int h, int w,
-                                                                  int channels, int total, int groups, int offset) {
-  constexpr int V = 16 / static_cast<int>(sizeof(E));
+                                                                  int channels, int total, int groups, int offset,
+                                                                  int V) {
   const int pixels = n * h * w;
   ChannelShuffleParams<E> p{src, ss, dst, ds, pixels, channels, true, PixelIndex(h, w),
                             ShuffleMap(total, groups, offset), FastDivmod(static_cast<uint32_t>(total / V)),
@@ -484,6 +524,12 @@ __host__ inline ChannelShuffleParams<E> make_channel_shuffle_fill(const E* src, 
   p.div_groups = FastDivmod(static_cast<uint32_t>(groups));
   p.per_group = total / groups;
   p.offset = offset;
+  const int half = V / 2;
+  auto hmult = [&](int extent, int64_t stride) { return extent <= 1 || stride % half == 0; };
+  p.half_run = groups == 2 && channels == p.per_group && (offset == 0 || offset == p.per_group) &&
+               (channels == 1 || ss.c == 1) && hmult(n, ss.n) && hmult(h, ss.h) && hmult(w, ss.w) &&
+               reinterpret_cast<uintptr_t>(src) % (half * sizeof(E)) == 0;
+  p.linear_pix = channel_shuffle_linear_pixels(ss, n, h, w, p.src_ps) && channel_shuffle_linear_pixels(ds, n, h, w, p.dst_ps);
   return p;
 }
 
@@ -522,11 +568,12 @@ __global__ void __launch_bounds__(256) channel_shuffle_kernel(const ChannelShuff
   }
 }
 
-template <class E, int kG>
+// V: words per Q vector, 16 bytes or (total % that != 0: ShuffleNetV2 x1.0's 116 channels) 8 bytes.
+template <class E, int V, int kG>
 __global__ void __launch_bounds__(256) channel_shuffle_fill_kernel(const ChannelShuffleParams<E> p) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < p.items; e += step) {
-    ChannelShuffleFillBody<E, 16 / static_cast<int>(sizeof(E)), kG>::run(p, e);
+    ChannelShuffleFillBody<E, V, kG>::run(p, e);
   }
 }
 
