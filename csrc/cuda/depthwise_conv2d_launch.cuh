@@ -135,31 +135,22 @@ void column(const DwColumnParams<T>& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The column walk by access width (4 or 8 bytes: fp32 1 or 2 elements, 16-bit 2 or 4) and stride.
+template <class T, int VA, EpiKind E>
+void column_s(const DwColumnParams<T>& p, cudaStream_t stream) {
+  TORCH_CHECK(p.g.sh == 1 || p.g.sh == 2, "cnnkern depthwise: internal error, column walk with stride ", p.g.sh);
+  p.g.sh == 1 ? column<T, VA, 1, E>(p, stream) : column<T, VA, 2, E>(p, stream);
+}
+
+// The column walk by access width: 4 or 8 bytes (fp32 1 or 2 elements, 16-bit 2 or 4), then stride.
 template <class T, EpiKind E>
 void column_any(const DwColumnParams<T>& p, int va, cudaStream_t stream) {
-  const int ks = p.g.sh;
-  TORCH_CHECK(ks == 1 || ks == 2, "cnnkern depthwise: internal error, column walk with stride ", ks);
-  if constexpr (sizeof(T) == 4) {
-    if (va == 1) {
-      ks == 1 ? column<T, 1, 1, E>(p, stream) : column<T, 1, 2, E>(p, stream);
-      return;
-    }
-    if (va == 2) {
-      ks == 1 ? column<T, 2, 1, E>(p, stream) : column<T, 2, 2, E>(p, stream);
-      return;
-    }
+  constexpr int kVa4 = 4 / static_cast<int>(sizeof(T)), kVa8 = 8 / static_cast<int>(sizeof(T));
+  if (va == kVa4) {
+    column_s<T, kVa4, E>(p, stream);
   } else {
-    if (va == 2) {
-      ks == 1 ? column<T, 2, 1, E>(p, stream) : column<T, 2, 2, E>(p, stream);
-      return;
-    }
-    if (va == 4) {
-      ks == 1 ? column<T, 4, 1, E>(p, stream) : column<T, 4, 2, E>(p, stream);
-      return;
-    }
+    TORCH_CHECK(va == kVa8, "cnnkern depthwise: internal error, no column walk for ", va, " elements per access");
+    column_s<T, kVa8, E>(p, stream);
   }
-  TORCH_CHECK(false, "cnnkern depthwise: internal error, no column walk for ", va, " elements per access");
 }
 
 template <class T, EpiKind E>

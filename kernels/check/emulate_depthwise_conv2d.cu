@@ -300,18 +300,14 @@ void replay_column(const DwColumnParams<T>& p) {
   }
 }
 
-// The same dispatch as dw_launch::column_any.
+// The same dispatch as dw_launch::column_any: 4- or 8-byte accesses, then stride 1 or 2.
 template <class T, EpiKind E>
 void emulate_column(const DwColumnParams<T>& p, int va) {
-  const bool s1 = p.g.sh == 1;
+  constexpr int kVa4 = 4 / static_cast<int>(sizeof(T)), kVa8 = 8 / static_cast<int>(sizeof(T));
   if (p.g.sh != 1 && p.g.sh != 2) std::abort();
-  if constexpr (sizeof(T) == 4) {
-    if (va == 1) return s1 ? replay_column<T, 1, 1, E>(p) : replay_column<T, 1, 2, E>(p);
-    if (va == 2) return s1 ? replay_column<T, 2, 1, E>(p) : replay_column<T, 2, 2, E>(p);
-  } else {
-    if (va == 2) return s1 ? replay_column<T, 2, 1, E>(p) : replay_column<T, 2, 2, E>(p);
-    if (va == 4) return s1 ? replay_column<T, 4, 1, E>(p) : replay_column<T, 4, 2, E>(p);
-  }
+  const bool s1 = p.g.sh == 1;
+  if (va == kVa4) return s1 ? replay_column<T, kVa4, 1, E>(p) : replay_column<T, kVa4, 2, E>(p);
+  if (va == kVa8) return s1 ? replay_column<T, kVa8, 1, E>(p) : replay_column<T, kVa8, 2, E>(p);
   std::abort();
 }
 
