@@ -791,6 +791,20 @@ void test_plans() {
       {1, 8, 300, 300, 1, 31, 31, 1, 1, 45, 45, 3, 3, 0, 0, "k31_d3_big"},
       {32, 960, 7, 7, 1, 5, 5, 1, 1, 2, 2, 1, 1, 0, 0, "mbv3_7x7"},
   };
+  {
+    // The column walk's 32-bit row offsets: a 900,000-pixel row of 1,200 channels is 4.3 GB in fp32 (refused)
+    // and 2.2 GB in 16-bit (accepted: uint32 byte offsets).
+    const int c = 1200, w = 900000;
+    const DwShape s{1, c, 3, w, 1, c, 3, w, 3, 3, 1, 1, 1, 1, 1, 1};
+    const Strides4 st{int64_t{3} * w * c, 1, int64_t{w} * c, c};
+    const auto gf = dw_fwd_gather<float>(s, nullptr, st, nullptr, {9, 9, 3, 1}, nullptr, 0, nullptr, st);
+    const auto gh = dw_fwd_gather<__half>(s, nullptr, st, nullptr, {9, 9, 3, 1}, nullptr, 0, nullptr, st);
+    if (dw_column_ok(gf, 1) || !dw_column_ok(gh, 2)) {
+      ++g_failures;
+      std::printf("FAIL plan column walk: 32-bit row offset gate (fp32 %d, fp16 %d)\n", dw_column_ok(gf, 1),
+                  dw_column_ok(gh, 2));
+    }
+  }
   for (const Case& c : big) {
     const DwShape s = c.shape();
     for (int dgrad = 0; dgrad < 2; ++dgrad) {

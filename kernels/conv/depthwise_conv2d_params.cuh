@@ -519,7 +519,7 @@ inline bool dw_direct_rows(const DwDirectParams<T>& p, int v, int mi, DwWindow w
 // Whether the column walk runs a gather problem whose direct plan would use channel vectors of v
 // elements: 4- to 8-byte vectors (v elements per access of the walk; whole 16-byte vectors keep the
 // direct kernel's row pairs), the forward form of a 3x3 window with unit dilation and stride 1 or 2 on
-// both axes, no multiplier, dense pixels on both sides, rows that fit int32 offsets.
+// both axes, no multiplier, dense pixels on both sides, rows that fit 32-bit offsets.
 template <class T>
 inline bool dw_column_ok(const DwGather<T>& g, int v) {
   const int bytes = v * static_cast<int>(sizeof(T));
@@ -529,8 +529,9 @@ inline bool dw_column_ok(const DwGather<T>& g, int v) {
   if (g.ss.c != 1 || g.os.c != 1 || g.ss.w != g.out_c || g.os.w != g.out_c) return false;
   if (g.src_h < 1 || g.src_w < 1 || g.out_h < 1 || g.out_w < 1 || g.n < 1) return false;
   if (dw_column_smem_floats(g.out_c) * int64_t{sizeof(float)} > int64_t{kDwSmemDefault}) return false;  // C <= 1228
+  // Element indices in an output row are int32; byte offsets in a source row uint32 (DwColumnThread::boff_).
   constexpr int64_t kLim = (int64_t{1} << 31) - 64;
-  return int64_t{g.src_w} * g.out_c < kLim && int64_t{g.out_w} * g.out_c < kLim;
+  return int64_t{g.src_w} * g.out_c * int64_t{sizeof(T)} < 2 * kLim && int64_t{g.out_w} * g.out_c < kLim;
 }
 
 // Geometry of the column walk: threads of a block cover one output row's elements in cbk blocks (the row
