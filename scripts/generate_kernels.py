@@ -63,6 +63,8 @@ PARTS = (
     Part("group_pointwise_conv2d", "wgrad", "CNNKERN_INSTANTIATE_GPW_WGRAD", "group_pointwise_conv2d weight-grad"),
     Part("group_pointwise_conv2d_smallk", "fwd", "CNNKERN_INSTANTIATE_GPW_SMALLK_FWD",
          "group_pointwise_conv2d small-K forward"),
+    Part("group_pointwise_conv2d_smallk", "dgrad", "CNNKERN_INSTANTIATE_GPW_SMALLK_DGRAD",
+         "group_pointwise_conv2d small-K input-grad"),
     Part("conv_bn_relu", "normalize", "CNNKERN_INSTANTIATE_BN_NORMALIZE", "conv_bn_relu normalize + activation"),
     Part("conv_bn_relu", "reduce", "CNNKERN_INSTANTIATE_BN_REDUCE", "conv_bn_relu backward reduction"),
     Part("conv_bn_relu", "apply", "CNNKERN_INSTANTIATE_BN_APPLY", "conv_bn_relu backward apply"),

@@ -385,7 +385,9 @@ FAMILIES: list[Family] = [
             # 128 registers, the cap of its __launch_bounds__(256, 2): see spills_at_cap.
             KernelRules(r"gpw_smallk_kernel<", spills_at_cap(
                 128, AT_CAP_SPILL_BYTES, "at the 128-register cap of __launch_bounds__(256, 2); load-dependent ptxas")),
-            KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0>", [has("HMMA")]),
+            KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0, ", [has("HMMA")]),
+            # The input gradient (kDgrad): dy's and the saved output's slabs both by cp.async.
+            KernelRules(r"gpw_smallk_kernel<[^>]*, true>", [has("LDGSTS", 2)]),
         ],
     ),
     Family(

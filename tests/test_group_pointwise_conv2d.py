@@ -11,6 +11,7 @@ from _group_pointwise_cases import (  # noqa: F401
     dtype_id,
     poison_outputs,
 )
+from tolerances import assert_matches_reference
 
 import cnnkern
 from cnnkern.reference.group_pointwise_conv2d import group_pointwise_conv2d as unfused
@@ -282,3 +283,75 @@ def test_gpu_channel_shuffle_sizes(poison_outputs, backend, dtype, layout, shape
     assert cnnkern.last_choice().backend == backend
     assert torch.equal(y, F.channel_shuffle(x.detach(), groups))
     assert torch.equal(gx, F.channel_shuffle(g, shape[1] // groups))
+
+
+def _input_grad_reference(dy, out, w, scale, groups, shuffle_groups, offset):
+    """The input gradient of the fused forward whose c_out channels sit at channels [offset, offset + c_out) of a
+    ``dy.shape[1]``-channel concatenation that is then channel-shuffled: conv channel c is read from dy channel
+    dest(c), zeroed where the saved output ``out`` is not positive (ReLU), times scale[c], then the transposed
+    grouped 1x1 conv. Computed in ``dy``'s dtype; pass fp64 tensors for the baseline."""
+    total, c_out = dy.shape[1], w.shape[0]
+    per = total // shuffle_groups
+    c = torch.arange(c_out, device=dy.device) + offset
+    dest = (c % per) * shuffle_groups + c // per
+    g = dy[:, dest]
+    if out is not None:
+        g = torch.where(out[:, dest] > 0, g, torch.zeros_like(g))
+    if scale is not None:
+        g = g * scale.to(g.dtype).view(1, -1, 1, 1)
+    return F.conv_transpose2d(g, w.to(g.dtype), groups=groups)
+
+
+@pytest.mark.parametrize("groups,shuffle_groups,relu,scale", [(3, 3, True, True), (2, None, False, True),
+                                                               (1, 2, True, False)])
+def test_input_grad_reference_is_autograd(groups, shuffle_groups, relu, scale):
+    """The GPU test's explicit input-gradient formula equals fp64 autograd through the unfused forward (offset 0:
+    the whole output), so the small-K input-grad check below rests on a checked baseline."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6 * groups, 5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4 * groups, 6, 1, 1, dtype=torch.float64)
+    b = torch.randn(4 * groups, dtype=torch.float64)
+    sc = torch.rand(4 * groups, dtype=torch.float64) + 0.5 if scale else None
+    y = unfused(x, w, b, groups, shuffle_groups, scale=sc, relu=relu)
+    dy = torch.randn_like(y)
+    (want,) = torch.autograd.grad(y, x, dy)
+    got = _input_grad_reference(dy, y.detach() if relu else None, w, sc, groups, shuffle_groups or 1, 0)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n,c_in,hw,c_out,groups,shuffle_groups,total,offset,relu,scale", [
+    (8, 60, (28, 28), 216, 3, 3, 216, 0, True, True),    # ShuffleNetV1 g3 stage 2 GConv2 (cg_out 72), shuffled
+    (8, 384, (28, 28), 96, 8, 8, 96, 0, True, True),     # ShuffleNetV1 g8 stage 2 GConv1 (cg_out 12)
+    (4, 96, (28, 28), 360, 8, 1, 360, 0, True, False),   # cg_out 45 (odd), no shuffle
+    (8, 58, (28, 28), 58, 1, 2, 116, 58, True, True),    # ShuffleNetV2 tail: second half of the concat
+    (4, 24, (33, 31), 58, 1, 2, 116, 0, True, True),     # first half, odd spatial size (ragged last tile)
+    (2, 240, (7, 9), 60, 3, 3, 60, 0, False, True),      # no ReLU; 60 raw columns (4-element convert steps)
+    (2, 42, (9, 11), 30, 3, 3, 30, 0, True, True),       # 30 raw columns: 2-element convert steps
+    (2, 30, (9, 11), 15, 3, 3, 15, 0, True, True),       # 15 raw columns: element convert
+])
+def test_gpu_small_k_input_grad(dtype, n, c_in, hw, c_out, groups, shuffle_groups, total, offset, relu, scale):
+    """cnnkern_cuda.group_pointwise_conv2d_bwd_input on channels_last dy / saved output / grad_in: the small-K
+    kernel's turned-around problem (kernels/conv/group_pointwise_conv2d_smallk.cuh, kDgrad) against the fp64
+    formula, every element written (NaN-filled grad_in), and, under the profiler, that kernel ran where its plan
+    accepts the problem (16-bit: cg_out <= 256; fp32: <= 64)."""
+    cl = torch.channels_last
+    torch.manual_seed(1)
+    dy = torch.randn(n, total, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl)
+    out = torch.randn(n, total, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl) if relu else None
+    w = (torch.randn(c_out, c_in // groups, 1, 1, device="cuda") / (c_out // groups) ** 0.5).to(dtype)
+    sc = torch.rand(c_out, device="cuda") + 0.5 if scale else None  # folded BN scale kept in fp32
+    grad_in = torch.full((n, c_in, *hw), float("nan"), device="cuda", dtype=dtype).contiguous(memory_format=cl)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        torch.ops.cnnkern_cuda.group_pointwise_conv2d_bwd_input(dy, w, out, sc, grad_in, groups, shuffle_groups,
+                                                                offset)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    small_k = any("gpw_smallk_kernel" in k and ", true>" in k for k in names)
+    assert small_k == (dtype != torch.float32 or c_out // groups <= 64), names
+    d64 = (None if t is None else t.double() for t in (dy, out, w, sc))
+    want = _input_grad_reference(*d64, groups, shuffle_groups, offset)
+    theirs = _input_grad_reference(dy, out, w, sc, groups, shuffle_groups, offset)
+    assert grad_in.is_contiguous(memory_format=cl)
+    assert_matches_reference(grad_in, want, theirs, "grad_in")

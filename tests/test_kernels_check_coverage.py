@@ -22,8 +22,8 @@ DW_A = ("void cnnkern::dw_direct_kernel<__half, 8, 1, 3, false, (cnnkern::EpiKin
 DW_B = ("void cnnkern::dw_direct_kernel<__half, 2, 1, 7, false, (cnnkern::EpiKind)2, 1, 1>"
         "(cnnkern::DwDirectParams<__half>)")
 DW_BF16 = DW_A.replace("__half", "__nv_bfloat16")
-SMALLK_4 = "void cnnkern::gpw_smallk_kernel<__half, 4>(cnnkern::GpwSmallK<__half, 4>)"
-SMALLK_MMA = "void cnnkern::gpw_smallk_kernel<__half, 0>(cnnkern::GpwSmallK<__half, 0>)"
+SMALLK_4 = "void cnnkern::gpw_smallk_kernel<__half, 4, false>(cnnkern::GpwSmallK<__half, 4, false>)"
+SMALLK_MMA = "void cnnkern::gpw_smallk_kernel<__half, 0, false>(cnnkern::GpwSmallK<__half, 0, false>)"
 
 
 def test_template_name():

@@ -4,7 +4,9 @@ The forward runs the small-K slab kernel (kernels/conv/group_pointwise_conv2d_sm
 problems with at most 64 input channels per group (256 for fp16/bf16 with an even count: mma.sync), and
 the implicit-GEMM mainloop otherwise; the choice is
 plan_gpw_smallk's (kernels/conv/group_pointwise_conv2d_params.cuh), made in csrc/ per call, so every problem
-this module accepts has a kernel and why_not is unchanged. The gradients always run the implicit GEMM.
+this module accepts has a kernel and why_not is unchanged. The input gradient takes the same kernel on the
+turned-around problem (channels_last grad_out / saved output / grad_in, at most 256 output channels per group
+for fp16/bf16, 64 for fp32) and the implicit GEMM otherwise; the weight gradient always runs the GEMM.
 """
 
 from __future__ import annotations

@@ -185,6 +185,18 @@ void group_pointwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tens
                               channel_vec(scale),
                               out_ptr<T>(grad_in),
                               strides_of(grad_in)};
+    // channels_last problems with a short per-group reduction (cg_out here): the small-K kernel on the
+    // turned-around problem (dy's slabs gathered through the inverse shuffle and masked in shared memory,
+    // dx's slab stored whole); plan_gpw_smallk says why not otherwise, and the implicit GEMM takes the rest.
+    {
+      const GpwSmallKProblem<T> q = gpw_smallk_dgrad_problem(p);
+      const GpwSmallKPlan plan =
+          plan_gpw_smallk(q, device_attribute(cudaDevAttrMultiProcessorCount, grad_out.get_device()));
+      if (plan.use()) {
+        launch_group_pointwise_conv2d_smallk_dgrad<T>(q, plan, stream);
+        return;
+      }
+    }
     launch_group_pointwise_conv2d_dgrad<T>(p, channels_fast(grad_out), !channels_fast(grad_in), stream);
   });
 }

@@ -12,38 +12,52 @@ namespace cnnkern {
 
 namespace detail {
 
-template <class T, int RC>
-void launch_gpw_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream) {
+template <class T, int RC, bool kDgrad>
+void launch_gpw_smallk(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan, cudaStream_t stream) {
   // Above 48 KB of dynamic shared memory a kernel must opt in; the attribute is per function, set every
   // launch (cheap) rather than cached per device.
-  C10_CUDA_CHECK(cudaFuncSetAttribute(gpw_smallk_kernel<T, RC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  C10_CUDA_CHECK(cudaFuncSetAttribute(gpw_smallk_kernel<T, RC, kDgrad>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       plan.smem_bytes));
-  gpw_smallk_kernel<T, RC><<<plan.grid, kGpwSmallKThreads, plan.smem_bytes, stream>>>(
-      GpwSmallK<T, RC>::make(p, plan));
+  gpw_smallk_kernel<T, RC, kDgrad><<<plan.grid, kGpwSmallKThreads, plan.smem_bytes, stream>>>(
+      GpwSmallK<T, RC, kDgrad>::make(q, plan));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// One dispatch by compute width for both directions.
+template <class T, bool kDgrad>
+void launch_gpw_smallk_rc(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan, cudaStream_t stream) {
+  // (16-bit input gradients always plan mma: their FMA instantiations would be dead code)
+  if (plan.rc == kGpwMma) {
+    if constexpr (sizeof(T) == 2) {
+      launch_gpw_smallk<T, kGpwMma, kDgrad>(q, plan, stream);
+      return;
+    }
+  } else if constexpr (!(kDgrad && sizeof(T) == 2)) {
+    if (plan.rc == 4) {
+      launch_gpw_smallk<T, 4, kDgrad>(q, plan, stream);
+      return;
+    }
+    if (plan.rc == 8) {
+      launch_gpw_smallk<T, 8, kDgrad>(q, plan, stream);
+      return;
+    }
+  }
+  TORCH_CHECK(false, "cnnkern group_pointwise_conv2d: small-K ", kDgrad ? "input-grad" : "forward",
+              " plan with compute width ", plan.rc, " for a ", sizeof(T), "-byte type");
 }
 
 }  // namespace detail
 
 template <class T>
 void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream) {
-  switch (plan.rc) {
-    case 4:
-      detail::launch_gpw_smallk<T, 4>(p, plan, stream);
-      break;
-    case 8:
-      detail::launch_gpw_smallk<T, 8>(p, plan, stream);
-      break;
-    case kGpwMma:
-      if constexpr (sizeof(T) == 2) {
-        detail::launch_gpw_smallk<T, kGpwMma>(p, plan, stream);
-        break;
-      }
-      [[fallthrough]];
-    default:
-      TORCH_CHECK(false, "cnnkern group_pointwise_conv2d: small-K plan with compute width ", plan.rc,
-                  " for a ", sizeof(T), "-byte type");
-  }
+  detail::launch_gpw_smallk_rc<T, false>(gpw_smallk_fwd_problem(p), plan, stream);
+}
+
+template <class T>
+void launch_group_pointwise_conv2d_smallk_dgrad(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan,
+                                                cudaStream_t stream) {
+  TORCH_CHECK(q.dgrad, "cnnkern group_pointwise_conv2d: the small-K input gradient got a forward problem");
+  detail::launch_gpw_smallk_rc<T, true>(q, plan, stream);
 }
 
 }  // namespace cnnkern
@@ -51,3 +65,7 @@ void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSma
 #define CNNKERN_INSTANTIATE_GPW_SMALLK_FWD(T)                                                                   \
   template void cnnkern::launch_group_pointwise_conv2d_smallk<T>(const cnnkern::GpwFwdParams<T>&,              \
                                                                  const cnnkern::GpwSmallKPlan&, cudaStream_t)
+
+#define CNNKERN_INSTANTIATE_GPW_SMALLK_DGRAD(T)                                                          \
+  template void cnnkern::launch_group_pointwise_conv2d_smallk_dgrad<T>(const cnnkern::GpwSmallKProblem<T>&, \
+                                                                       const cnnkern::GpwSmallKPlan&, cudaStream_t)

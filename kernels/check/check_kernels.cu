@@ -209,16 +209,22 @@ CNNKERN_CHECK_GPW_TYPE(float, 4);
 CNNKERN_CHECK_GPW_TYPE(__half, 8);
 CNNKERN_CHECK_GPW_TYPE(__nv_bfloat16, 8);
 
-// The small-K grouped pointwise forward: FMA at both compute widths for every type, mma.sync for 16-bit types.
-#define CNNKERN_CHECK_SMALLK(T, RC) template __global__ void gpw_smallk_kernel<T, RC>(const GpwSmallK<T, RC>)
-CNNKERN_CHECK_SMALLK(float, 4);
-CNNKERN_CHECK_SMALLK(float, 8);
-CNNKERN_CHECK_SMALLK(__half, 4);
-CNNKERN_CHECK_SMALLK(__half, 8);
-CNNKERN_CHECK_SMALLK(__half, kGpwMma);
-CNNKERN_CHECK_SMALLK(__nv_bfloat16, 4);
-CNNKERN_CHECK_SMALLK(__nv_bfloat16, 8);
-CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma);
+// The small-K grouped pointwise forward: FMA at both compute widths for every type, mma.sync for 16-bit types;
+// the input gradient (kDgrad): FMA for fp32, mma.sync for 16-bit types (what the launch dispatch compiles).
+#define CNNKERN_CHECK_SMALLK(T, RC, D) \
+  template __global__ void gpw_smallk_kernel<T, RC, D>(const GpwSmallK<T, RC, D>)
+CNNKERN_CHECK_SMALLK(float, 4, false);
+CNNKERN_CHECK_SMALLK(float, 8, false);
+CNNKERN_CHECK_SMALLK(__half, 4, false);
+CNNKERN_CHECK_SMALLK(__half, 8, false);
+CNNKERN_CHECK_SMALLK(__half, kGpwMma, false);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, 4, false);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, 8, false);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma, false);
+CNNKERN_CHECK_SMALLK(float, 4, true);
+CNNKERN_CHECK_SMALLK(float, 8, true);
+CNNKERN_CHECK_SMALLK(__half, kGpwMma, true);
+CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma, true);
 
 // Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather), the
 // generic kernel with scalar and 16-byte vectors along both mappings, and the fill kernel (16- and 8-byte

@@ -36,6 +36,8 @@ struct {
   int shuffle_fill_half_vec, shuffle_fill_half_run;  // fill with 8-byte Q vectors; groups 2 with one-access halves
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
+  // small-K input grad: mma / FMA, with a mask (dense 16-byte copies / element loads), concat (skipped columns)
+  int skd_mma, skd_fma, skd_mask_dense, skd_mask_scalar, skd_cat, skd_slab, skd_ch8, skd_ch4, skd_ch2, skd_ch1;
 } g_paths{};  // the vector paths must actually be exercised
 
 struct Case {
@@ -139,7 +141,7 @@ void replay_mma_phase(const K& k, unsigned char* smem, int buf) {
       std::memset(acc, 0, sizeof(acc));
       for (int kb = 0; kb < ksteps; ++kb) {
         uint32_t a[32][4];
-        for (int l = 0; l < 32; ++l) k.a_frag(k.raw_at(smem, buf), m, kb, l, a[l]);
+        for (int l = 0; l < 32; ++l) k.a_frag(k.a_src(smem, buf), m, kb, l, a[l]);
         for (int n = 0; n < m.nt; ++n) {
           uint32_t b[32][2];
           for (int l = 0; l < 32; ++l) k.b_frag(sm.wt, m, n, kb, l, b[l]);
@@ -168,8 +170,8 @@ struct HostExec {
 
 // Every CTA of the persistent grid, in turn, with its shared memory (exact size, for ASan) poisoned
 // with 0xff bytes: NaN in fp32, fp16 and bf16, so anything read before it is written shows.
-template <class T, int RC>
-void replay_smallk(const GpwSmallK<T, RC>& k) {
+template <class T, int RC, bool kDgrad>
+void replay_smallk(const GpwSmallK<T, RC, kDgrad>& k) {
   void* mem = nullptr;
   if (posix_memalign(&mem, 16, size_t(k.pl.smem_bytes)) != 0) std::abort();
   auto* smem = static_cast<unsigned char*>(mem);
@@ -187,15 +189,25 @@ struct SmallKRun {
   int variant, sms;
 };
 
+template <class T, bool kDgrad>
+void replay_smallk_planned(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& pl) {
+  if (pl.rc == 4) replay_smallk(GpwSmallK<T, 4, kDgrad>::make(q, pl));
+  else if (pl.rc == 8) replay_smallk(GpwSmallK<T, 8, kDgrad>::make(q, pl));
+  else if constexpr (sizeof(T) == 2) replay_smallk(GpwSmallK<T, kGpwMma, kDgrad>::make(q, pl));
+  else std::abort();  // the plan never picks mma for fp32
+}
+
+// Plans and replays the forward (q = gpw_smallk_fwd_problem) or the input grad (gpw_smallk_dgrad_problem).
 template <class T>
-bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const char* name) {
+bool run_smallk(const GpwSmallKProblem<T>& q, const SmallKRun& r, bool expect, const char* name) {
+  const GpwFwdParams<T>& p = q.p;
   GpwSmallKForce f;
   if (r.variant == 4) {
     f.scalar_in = true;
     f.scatter_out = true;
   }
   if (r.variant == 5) {  // 16-bit: the FMA path instead of mma
-    const GpwSmallKPlan base = plan_gpw_smallk(p, r.sms);
+    const GpwSmallKPlan base = plan_gpw_smallk(q, r.sms);
     f.tile_p = 32;
     f.rc = base.rc == 8 ? 4 : 8;
     f.fma = true;
@@ -203,28 +215,37 @@ bool run_smallk(const GpwFwdParams<T>& p, const SmallKRun& r, bool expect, const
   if (r.variant == 6) {
     f.tile_p = 16;
     f.scalar_in = true;
+    f.conv_ch = 1;  // (input grad) the element convert whatever cr is
   }
-  GpwSmallKPlan pl = plan_gpw_smallk(p, r.sms, f);
+  GpwSmallKPlan pl = plan_gpw_smallk(q, r.sms, f);
   if (r.variant == 5 && !pl.use()) {  // (wide fp32 inputs: 32 pixels do not fit, 16 do)
     f.tile_p = 16;
-    pl = plan_gpw_smallk(p, r.sms, f);
+    pl = plan_gpw_smallk(q, r.sms, f);
   }
   if (!pl.use()) {
     if (expect) {
       ++g_failures;
-      std::printf("FAIL smallk %s variant=%d: plan refused (%s)\n", name, r.variant, pl.why_not);
+      std::printf("FAIL smallk %s %s variant=%d: plan refused (%s)\n", q.dgrad ? "dgrad" : "fwd", name, r.variant,
+                  pl.why_not);
     }
     return false;
   }
   if (!expect) {
     ++g_failures;
-    std::printf("FAIL smallk %s variant=%d: plan accepted a problem it must leave to the GEMM\n", name, r.variant);
+    std::printf("FAIL smallk %s %s variant=%d: plan accepted a problem it must leave to the GEMM\n",
+                q.dgrad ? "dgrad" : "fwd", name, r.variant);
   }
-  if (pl.rc == 4) replay_smallk(GpwSmallK<T, 4>::make(p, pl));
-  else if (pl.rc == 8) replay_smallk(GpwSmallK<T, 8>::make(p, pl));
-  else if constexpr (sizeof(T) == 2) replay_smallk(GpwSmallK<T, kGpwMma>::make(p, pl));
-  else std::abort();  // the plan never picks mma for fp32
   auto& g = g_paths;
+  if (q.dgrad) {
+    replay_smallk_planned<T, true>(q, pl);
+    ++(pl.rc == kGpwMma ? g.skd_mma : g.skd_fma);
+    if (q.mask != nullptr) ++(pl.in_mode == kGpwInDense16 ? g.skd_mask_dense : g.skd_mask_scalar);
+    g.skd_cat += q.src_total != p.s.c_in;
+    g.skd_slab += pl.out_mode == kGpwOutSlab16;
+    ++(pl.conv_ch == 8 ? g.skd_ch8 : pl.conv_ch == 4 ? g.skd_ch4 : pl.conv_ch == 2 ? g.skd_ch2 : g.skd_ch1);
+    return true;
+  }
+  replay_smallk_planned<T, false>(q, pl);
   ++(pl.in_mode == kGpwInDense16 ? g.sk_dense : g.sk_scalar);
   ++(pl.out_mode == kGpwOutSlab16 ? g.sk_slab : g.sk_scatter);
   ++(pl.rc == 4 ? g.sk_rc4 : pl.rc == 8 ? g.sk_rc8 : g.sk_mma);
@@ -263,7 +284,7 @@ void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937
     const int cgi = c.cin / c.groups;
     const bool mma = sizeof(T) == 2 && cgi % 2 == 0 && variant != 5;
     const bool fits = nhwc && cgi <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
-    if (!run_smallk(p, SmallKRun{variant, sms}, fits, c.name)) return;
+    if (!run_smallk(gpw_smallk_fwd_problem(p), SmallKRun{variant, sms}, fits, c.name)) return;
   }
   ++g_runs;
   g_paths.fwd_vec += variant == 2;
@@ -324,10 +345,14 @@ struct GradInputs {
   }
 };
 
+// Variants 0 / 1: the GEMM's two gather maps; 3-6: the small-K kernel as run_smallk names them, with the
+// saved output (ReLU mask) in `mask_layout` (-1: the GEMM runs' NCHW / NHWC counterpart of `layout`).
 template <class T>
-void run_dgrad(const Case& c, int layout, int variant, bool relu, bool has_scale, bool f32, std::mt19937& rng) {
+void run_dgrad(const Case& c, int layout, int variant, bool relu, bool has_scale, bool f32, std::mt19937& rng,
+               int sms = 3, int mask_layout = -1) {
   const int cgi = c.cin / c.groups, cgo = c.cout / c.groups;
-  GradInputs<T> gi(c, layout, layout == kNHWC ? kNCHW : kNHWC, relu, has_scale, f32, rng);
+  if (mask_layout < 0) mask_layout = layout == kNHWC ? kNCHW : kNHWC;
+  GradInputs<T> gi(c, layout, mask_layout, relu, has_scale, f32, rng);
   Tensor4<T> w(c.cout, cgi, 1, 1, kNCHW), dx(c.n, c.cin, c.h, c.w, layout);
   w.fill_random(rng);
   dx.fill_nan();
@@ -336,6 +361,14 @@ void run_dgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
   const bool m_fast = !dx.channels_fast();
   if (variant == 0) replay(GpwDgradProblem<T, Fast::kRow>::make(p, m_fast));
   if (variant == 1) replay(GpwDgradProblem<T, Fast::kK>::make(p, m_fast));
+  if (variant >= 3) {
+    auto cl = [](int l) { return l == kNHWC || l == kNHWCSlice || l == kNHWCPadded; };
+    // The turned-around problem reduces over cg_out: mma (16-bit unless variant 5 forces FMA) up to 256,
+    // FMA up to 64; dy, dx and (with ReLU) the saved output must be channels_last.
+    const bool mma = sizeof(T) == 2 && variant != 5;
+    const bool fits = cl(layout) && (!relu || cl(mask_layout)) && cgo <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
+    if (!run_smallk(gpw_smallk_dgrad_problem(p), SmallKRun{variant, sms}, fits, c.name)) return;
+  }
   ++g_runs;
   int bad = 0;
   dx.each([&](int n, int ch, int py, int px) {
@@ -354,8 +387,9 @@ void run_dgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
   });
   if (bad || dx.clobbered()) {
     ++g_failures;
-    std::printf("FAIL dgrad %s %s variant=%d relu=%d scale=%d f32=%d: %d mismatches, %d clobbered\n", c.name,
-                layout_name(layout), variant, relu, has_scale, f32, bad, dx.clobbered());
+    std::printf("FAIL dgrad %s %s variant=%d relu=%d scale=%d f32=%d mask=%s: %d mismatches, %d clobbered\n",
+                c.name, layout_name(layout), variant, relu, has_scale, f32, layout_name(mask_layout), bad,
+                dx.clobbered());
   }
 }
 
@@ -726,6 +760,21 @@ void run_smallk_case(const Case& c, std::mt19937& rng) {
   run_fwd<T>(c, kNHWC, 6, epis[e++ % 5], rng, 2);
   run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 1);
   run_fwd<T>(c, kNCHW, 3, epis[e++ % 5], rng);  // must be refused (plan), never replayed
+  // The input grad on the same kernel: ReLU mask in the same layout (dense copies where dy's are), in
+  // another channels_last layout (element loads), or NCHW (refused); scale as T or fp32.
+  int d = 0;
+  for (int layout : {kNHWC, kNHWCPadded, kNHWCSlice}) {
+    run_dgrad<T>(c, layout, 3, d % 2 == 0, d % 3 != 1, d % 2 == 1, rng, 3, layout);
+    ++d;
+  }
+  run_dgrad<T>(c, kNHWC, 3, true, true, false, rng, 3, kNHWCPadded);
+  run_dgrad<T>(c, kNHWC, 3, true, false, true, rng, 3, kNCHW);  // mask not channels_last: refused
+  run_dgrad<T>(c, kNHWC, 3, false, true, true, rng, 3, kNCHW);  // no ReLU: the mask's layout is moot
+  run_dgrad<T>(c, kNHWC, 4, true, true, false, rng, 3, kNHWC);
+  run_dgrad<T>(c, kNHWC, 5, true, true, true, rng, 3, kNHWC);
+  run_dgrad<T>(c, kNHWC, 6, false, true, false, rng, 2, kNHWC);
+  run_dgrad<T>(c, kNHWC, 3, true, false, false, rng, 1, kNHWC);
+  run_dgrad<T>(c, kNCHW, 3, true, true, false, rng, 3, kNCHW);  // refused
 }
 
 template <class T>
@@ -772,6 +821,8 @@ int main(int argc, char** argv) {
       {1, 240, 3, 5, 60, 3, 3, 0, 0, "cg80"},                 // cg_in 80: mma only (fp32 FMA: the GEMM)
       {1, 160, 3, 7, 40, 1, 2, 0, 0, "cg160_g1_sh2"},         // 10 k-steps of 16
       {1, 264, 2, 3, 8, 1, 1, 0, 0, "cg264_refused"},         // beyond every bound: the GEMM
+      {1, 42, 7, 9, 30, 3, 3, 0, 0, "g3_42_30_sh3"},          // input grad: 30 raw columns, 2-element convert
+      {1, 30, 5, 7, 15, 3, 3, 0, 0, "g3_30_15_sh3"},          // input grad: 15 raw columns, element convert
   };
   if (only_smallk) {
     run_all_smallk<float>(sk_cases);
@@ -822,8 +873,13 @@ int main(int argc, char** argv) {
               "p32=%d p16=%d multi_tile_ctas=%d ragged=%d\n",
               k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_padrows, k.sk_p128, k.sk_p64, k.sk_p32,
               k.sk_p16, k.sk_multi, k.sk_tail);
+  std::printf("smallk dgrad paths: mma=%d fma=%d mask_dense=%d mask_scalar=%d concat=%d slab_out=%d convert 8/4/2/1=%d/%d/%d/%d\n",
+              k.skd_mma, k.skd_fma, k.skd_mask_dense, k.skd_mask_scalar, k.skd_cat, k.skd_slab, k.skd_ch8, k.skd_ch4,
+              k.skd_ch2, k.skd_ch1);
   if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_padrows || !k.sk_p128 ||
-      !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail) {
+      !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail || !k.skd_mma || !k.skd_fma ||
+      !k.skd_mask_dense || !k.skd_mask_scalar || !k.skd_cat || !k.skd_slab || !k.skd_ch8 || !k.skd_ch4 ||
+      !k.skd_ch2 || !k.skd_ch1) {
     std::printf("FAIL: a small-K path was never exercised\n");
     ++g_failures;
   }

@@ -127,20 +127,85 @@ enum : int {
   kGpwOutScatter = 1  // concat / strided y: element stores at pitch * pixel + dest(c)
 };
 
+// The small-K kernel's problem: a grouped 1x1 "forward" (GpwFwdParams: reduction over cg_in per group,
+// bias / scale / shift / ReLU epilogue, output channel c stored at the shuffled column of y) plus how its
+// A operand and its filter are read. The forward reads x's C_in channels in order and the filter
+// w[g * cg_out + j][k]. The input gradient is the same problem turned around (gpw_smallk_dgrad_problem):
+// its A operand is dy, whose `total` channels hold the conv's output channel c at the forward's
+// ShuffleMap column, masked where the saved output is not positive; its filter is the forward's,
+// transposed per group and multiplied by scale per reduction channel (the folded-BN input gradient).
+template <class T>
+struct GpwSmallKProblem {
+  GpwFwdParams<T> p;
+  bool dgrad = false;
+  int cr = 0;                     // channels per pixel of the A source (forward: C_in; input grad: total)
+  int src_total = 0, src_shuffle_groups = 1, src_offset = 0;  // (input grad) the forward's ShuffleMap
+  const T* mask = nullptr;        // (input grad) saved output, pixels as dy; nullptr: no ReLU
+  Strides4 ms{0, 0, 0, 0};
+  ChannelVec wscale;              // (input grad) filter scale per reduction channel
+  int64_t wg = 0, wj = 0, wk = 0;  // filter (group g, column j, reduction k) at w[g * wg + j * wj + k * wk]
+};
+
+template <class T>
+__host__ GpwSmallKProblem<T> gpw_smallk_fwd_problem(const GpwFwdParams<T>& p) {
+  GpwSmallKProblem<T> q;
+  q.p = p;
+  q.cr = p.s.c_in;
+  q.src_total = p.s.c_in;
+  q.wg = int64_t{p.s.cg_out} * p.ws.n;
+  q.wj = p.ws.n;
+  q.wk = p.ws.c;
+  return q;
+}
+
+// dx[., g * cg_in + i] = sum_j g[., g * cg_out + j] * scale[g * cg_out + j] * w[g * cg_out + j][i]: a grouped
+// 1x1 forward with cg_in' = cg_out, cg_out' = cg_in, no shuffle, bias or activation, stored into dx.
+template <class T>
+__host__ GpwSmallKProblem<T> gpw_smallk_dgrad_problem(const GpwDgradParams<T>& d) {
+  const GpwShape& s = d.s;
+  GpwSmallKProblem<T> q;
+  q.p = GpwFwdParams<T>{GpwShape{s.n, s.h, s.w, s.c_out, s.c_in, s.groups, s.cg_out, s.cg_in, s.c_in, 1, 0},
+                        d.dy,
+                        d.dys,
+                        d.w,
+                        d.ws,
+                        nullptr,
+                        0,
+                        ChannelVec{},
+                        ChannelVec{},
+                        false,
+                        d.dx,
+                        d.dxs};
+  q.dgrad = true;
+  q.cr = s.total;
+  q.src_total = s.total;
+  q.src_shuffle_groups = s.shuffle_groups;
+  q.src_offset = s.offset;
+  q.mask = d.out;
+  q.ms = d.outs;
+  q.wscale = d.scale;
+  q.wg = int64_t{s.cg_out} * d.ws.n;  // group g's output channels start at row g * cg_out of w
+  q.wj = d.ws.c;                      // column j of the turned problem: the forward's input channel
+  q.wk = d.ws.n;                      // reduction k: the forward's output channel
+  return q;
+}
+
 struct GpwSmallKPlan {
   const char* why_not = nullptr;  // nullptr: the small-K kernel runs
   int tile_p = 0, rc = 0, npg = 0, nchunks = 0, cpc = 0;
   int kpad = 0, cgp = 0, ldx = 0, ldo = 0, ldw = 0, out_cols = 0;
   int nb = 0, kw = 0, nbuf = 1;  // mma: n-tiles per item, filter row length (T); raw stages
-  int ldr = 0;                   // raw stage row pitch (elements): C_in, or C_in + 8 (see the plan)
+  int ldr = 0;                   // raw stage row pitch (elements): cr, or C_in + 8 (see the plan)
   bool o_linear = false;         // out tile == the y slab, element for element (16-byte smem reads)
   int in_mode = 0, out_mode = 0;
-  int64_t x_pitch = 0, y_pitch = 0;
+  int64_t x_pitch = 0, y_pitch = 0, m_pitch = 0;  // pixel pitches of the A source, y, the mask
   int tiles = 0, grid = 0, ctas_per_sm = 0;
-  int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / C_in, % C_in (convert-phase stride)
-  FastDivmod div_cin, div_cout, div_total, div_row_vecs;
+  int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / cr, % cr (convert-phase stride)
+  int conv_ch = 1;               // (input grad) raw elements per convert step: 8 / 4 / 2 when cr is a multiple
+  FastDivmod div_cin, div_cout, div_total, div_row_vecs;  // div_cin: by cr (raw row width)
   // byte offsets into dynamic shared memory (all 16-byte aligned)
   int off_raw[2] = {0, 0};
+  int off_mraw = 0;  // (input grad with ReLU) the mask slab, rows as the raw stage
   int off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
   int smem_bytes = 0;
   __host__ bool use() const { return why_not == nullptr; }
@@ -150,6 +215,7 @@ struct GpwSmallKPlan {
 struct GpwSmallKForce {
   int tile_p = 0, rc = 0;
   bool scalar_in = false, scatter_out = false, fma = false;
+  int conv_ch = 0;
 };
 
 // The element distance between consecutive pixels when every pixel of an (n, c, h, w) view is `pitch`
@@ -166,31 +232,48 @@ __host__ inline bool gpw_uniform_pitch(int n, int c, int h, int w, const Strides
 __host__ inline int gpw_round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 template <class T>
-__host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, GpwSmallKForce force = {}) {
+__host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms, GpwSmallKForce force = {}) {
   GpwSmallKPlan pl;
+  const GpwFwdParams<T>& p = q.p;
   const GpwShape& s = p.s;
   const int esz = static_cast<int>(sizeof(T));
-  // 16-bit types with an even cg_in (32-bit fragment loads from the raw slab) use mma.sync.
-  const bool mma = esz == 2 && s.cg_in % 2 == 0 && !force.fma && force.rc == 0;
+  // 16-bit types use mma.sync: the forward with an even cg_in (32-bit fragment loads straight from the raw
+  // slab), the input gradient always (its fragments come from the converted, zero-padded A tile).
+  const bool mma = esz == 2 && (q.dgrad || s.cg_in % 2 == 0) && !force.fma && force.rc == 0;
   if (s.cg_in > (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn)) {
-    pl.why_not = mma ? "more than 256 input channels per group (the GEMM's reduction loop is the better fit)"
-                     : "more than 64 input channels per group for the fp32 FMA path (FMA-bound)";
+    if (q.dgrad) {
+      pl.why_not = mma ? "more than 256 output channels per group (the input gradient's reduction: the GEMM)"
+                       : "more than 64 output channels per group for the fp32 FMA input gradient (FMA-bound)";
+    } else {
+      pl.why_not = mma ? "more than 256 input channels per group (the GEMM's reduction loop is the better fit)"
+                       : "more than 64 input channels per group for the fp32 FMA path (FMA-bound)";
+    }
     return pl;
   }
   if (s.c_in < 1 || s.c_out < 1 || s.pixels() < 1) {
     pl.why_not = "empty problem";
     return pl;
   }
-  if (!gpw_uniform_pitch(s.n, s.c_in, s.h, s.w, p.xs, pl.x_pitch)) {
-    pl.why_not = "x is not channels_last with a uniform pixel pitch";
+  if (!gpw_uniform_pitch(s.n, q.cr, s.h, s.w, p.xs, pl.x_pitch)) {
+    pl.why_not = q.dgrad ? "grad_out is not channels_last with a uniform pixel pitch"
+                         : "x is not channels_last with a uniform pixel pitch";
     return pl;
   }
   if (!gpw_uniform_pitch(s.n, s.total, s.h, s.w, p.ys, pl.y_pitch)) {
-    pl.why_not = "out is not channels_last with a uniform pixel pitch";
+    pl.why_not = q.dgrad ? "grad_in is not channels_last with a uniform pixel pitch"
+                         : "out is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  if (q.mask != nullptr && !gpw_uniform_pitch(s.n, q.cr, s.h, s.w, q.ms, pl.m_pitch)) {
+    pl.why_not = "the saved output (ReLU mask) is not channels_last with a uniform pixel pitch";
     return pl;
   }
   auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  pl.in_mode = (pl.x_pitch == s.c_in && aligned(p.x) && !force.scalar_in) ? kGpwInDense16 : kGpwInScalar;
+  // Both slabs (the A source and the mask) are copied the same way: 16-byte cp.async when both are packed
+  // and aligned, element loads otherwise.
+  const bool mask_dense = q.mask == nullptr || (pl.m_pitch == q.cr && aligned(q.mask));
+  pl.in_mode =
+      (pl.x_pitch == q.cr && aligned(p.x) && mask_dense && !force.scalar_in) ? kGpwInDense16 : kGpwInScalar;
   const bool full = s.c_out == s.total && s.offset == 0;
   pl.out_mode = (full && pl.y_pitch == s.total && aligned(p.y) && !force.scatter_out) ? kGpwOutSlab16
                                                                                      : kGpwOutScatter;
@@ -208,11 +291,15 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     // B fragment load fall in distinct banks.
     pl.kw = pl.kpad + 8;
     pl.ldw = s.groups * pl.cgp;
-    pl.nbuf = 2;  // the fragments are read from the raw stage itself: copy the next tile elsewhere
-    // A fragment loads cover 8 rows x 4 words: with C_in % 16 == 0 the rows' words all start in the same
-    // bank (8-way conflicts for C_in = 384). Such rows are whole 16-byte vectors, so the copy can pad each
-    // row by 8 elements, which spreads the 8 rows over the 32 banks.
-    pl.ldx = 0;
+    // Forward: the fragments are read from the raw stage itself, so the next tile is copied into the
+    // other stage. A fragment loads cover 8 rows x 4 words: with C_in % 16 == 0 the rows' words all
+    // start in the same bank (8-way conflicts for C_in = 384). Such rows are whole 16-byte vectors, so
+    // the copy can pad each row by 8 elements, which spreads the 8 rows over the 32 banks.
+    // Input grad: the raw slab is converted into the A tile a[pixel][g * kpad + k] (16-bit, zero-padded
+    // k, masked), whose rows of groups * kpad + 8 elements (kpad % 16 == 0: 4 words mod 32 per row) put
+    // the 8 rows x 4 words of a fragment in distinct banks; one raw stage, refilled after the convert.
+    pl.nbuf = q.dgrad ? 1 : 2;
+    pl.ldx = q.dgrad ? s.groups * pl.kpad + 8 : 0;
     // The accumulator rows of a fragment are 8 pixels: an unpadded out tile spreads them over banks well
     // enough, and keeps it linear (16-byte reads in the store).
     pl.ldo = pl.out_cols;
@@ -228,7 +315,8 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     pl.nbuf = 1;  // converted to x_s before the next copy is issued
     // x tile rows: fp32, 16-byte units per row odd so that 8 lanes' LDS.128 on consecutive pixels hit
     // distinct bank quads.
-    pl.ldx = gpw_round_up(s.groups * pl.kpad, 4);
+    // (The input grad keeps column groups * kpad for the raw columns of other convs: +1 before rounding.)
+    pl.ldx = gpw_round_up(s.groups * pl.kpad + (q.dgrad ? 1 : 0), 4);
     if (pl.ldx % 8 == 0) pl.ldx += 4;
     // out tile rows: the compute stores of consecutive pixels land in distinct banks (odd words per row).
     pl.ldo = pl.out_cols;
@@ -239,7 +327,7 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     }
   }
   pl.o_linear = pl.out_mode == kGpwOutSlab16 && pl.ldo == pl.out_cols;
-  pl.ldr = mma && s.c_in % 16 == 0 ? s.c_in + 8 : s.c_in;
+  pl.ldr = mma && !q.dgrad && q.cr % 16 == 0 ? q.cr + 8 : q.cr;
 
   auto carve = [&](int tp) {
     int off = 0;
@@ -250,14 +338,15 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
     };
     pl.off_raw[0] = take(tp * pl.ldr * esz);
     pl.off_raw[1] = pl.nbuf == 2 ? take(tp * pl.ldr * esz) : pl.off_raw[0];
-    pl.off_x = take(tp * pl.ldx * 4);
+    pl.off_mraw = take(q.mask != nullptr ? tp * pl.ldr * esz : 0);
+    pl.off_x = take(tp * pl.ldx * (mma ? esz : 4));
     pl.off_o = take(tp * pl.ldo * esz);
     pl.off_w = take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
     pl.off_bias = take(pl.ldw * 4);
     pl.off_scale = take(pl.ldw * 4);
     pl.off_shift = take(pl.ldw * 4);
     pl.off_odst = take(pl.ldw * 4);
-    pl.off_xcol = take(mma ? 0 : s.c_in * 4);
+    pl.off_xcol = take(mma && !q.dgrad ? 0 : q.cr * 4);
     return off;
   };
   // Tile: the largest of 128/64/32/16 pixels that fits and keeps the (pixel group, column chunk) items
@@ -294,13 +383,20 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
   pl.ctas_per_sm = 2;  // the budget above and __launch_bounds__(256, 2)
   const int64_t want = int64_t{num_sms < 1 ? 1 : num_sms} * pl.ctas_per_sm;
   pl.grid = static_cast<int>(pl.tiles < want ? pl.tiles : want);
-  pl.conv_dp = kGpwSmallKThreads / s.c_in;
-  pl.conv_dc = kGpwSmallKThreads % s.c_in;
-  pl.div_cin = FastDivmod(static_cast<uint32_t>(s.c_in));
+  pl.conv_ch = !q.dgrad ? 1 : q.cr % 8 == 0 ? 8 : q.cr % 4 == 0 ? 4 : q.cr % 2 == 0 ? 2 : 1;
+  if (force.conv_ch) pl.conv_ch = force.conv_ch;
+  pl.conv_dp = kGpwSmallKThreads / q.cr;
+  pl.conv_dc = kGpwSmallKThreads % q.cr;
+  pl.div_cin = FastDivmod(static_cast<uint32_t>(q.cr));
   pl.div_cout = FastDivmod(static_cast<uint32_t>(s.c_out));
   pl.div_total = FastDivmod(static_cast<uint32_t>(s.total));
-  pl.div_row_vecs = FastDivmod(static_cast<uint32_t>(s.c_in * esz / 16 > 0 ? s.c_in * esz / 16 : 1));
+  pl.div_row_vecs = FastDivmod(static_cast<uint32_t>(q.cr * esz / 16 > 0 ? q.cr * esz / 16 : 1));
   return pl;
+}
+
+template <class T>
+__host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, GpwSmallKForce force = {}) {
+  return plan_gpw_smallk(gpw_smallk_fwd_problem(p), num_sms, force);
 }
 
 }  // namespace cnnkern

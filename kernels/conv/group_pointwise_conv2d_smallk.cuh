@@ -17,7 +17,12 @@
 //   * bias, scale, shift and ReLU are applied to the fp32 accumulator in that order (as the GEMM
 //     epilogue does), and the value is rounded once into an out tile already in shuffled channel order;
 //   * the out tile leaves as one contiguous slab with 16-byte stores (kGpwOutSlab16), or element by
-//     element at pitch * pixel + dest(c) when the conv fills only part of y (concat) or y is strided.
+//     element at pitch * pixel + dest(c) when the conv fills only part of y (concat) or y is strided;
+//   * the input gradient (kDgrad, gpw_smallk_dgrad_problem) is the same kernel on the turned-around
+//     problem: the raw slab is dy's P x total pixels (and the saved output's, for the ReLU mask), which a
+//     convert phase (for mma too) gathers through the inverse of the forward's shuffle into a zero-padded,
+//     masked A tile; the filter is transposed per group and scaled per reduction channel in setup; the
+//     out tile is dx's slab (no shuffle, no epilogue).
 //
 // The block is written as per-thread phases between barriers (setup, issue, convert, compute, store)
 // driven by one schedule (run_cta) for the device kernel and the host emulator alike, so that
@@ -62,7 +67,7 @@ struct alignas(16) GpwF4 {
   float v[4];
 };
 
-template <class T, int RC>
+template <class T, int RC, bool kDgrad = false>
 struct GpwSmallK {
   static_assert(RC == 4 || RC == 8 || RC == kGpwMma, "columns per thread, or mma");
   static constexpr bool kMma = RC == kGpwMma;
@@ -71,23 +76,43 @@ struct GpwSmallK {
   static constexpr int kRP = kGpwSmallKRP;
   static constexpr int kVec = 16 / static_cast<int>(sizeof(T));
 
-  GpwFwdParams<T> p;
+  GpwFwdParams<T> p;  // the (possibly turned-around) forward problem
   GpwSmallKPlan pl;
   ShuffleMap map;
   int pixels;
+  int cr;  // raw row width: the A source's channels
+  // Input grad only: the forward's shuffle (inverted in setup), the ReLU mask, the filter's scale.
+  int src_total, src_sg, src_offset;
+  const T* mask;
+  ChannelVec wscale;
+  int64_t wg, wj, wk;  // filter (group, column, reduction) element strides
 
-  __host__ static GpwSmallK make(const GpwFwdParams<T>& prm, const GpwSmallKPlan& plan) {
+  __host__ static GpwSmallK make(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan) {
     GpwSmallK k;
-    k.p = prm;
+    k.p = q.p;
     k.pl = plan;
-    k.map = prm.s.map();
-    k.pixels = prm.s.pixels();
+    k.map = q.p.s.map();
+    k.pixels = q.p.s.pixels();
+    k.cr = q.cr;
+    k.src_total = q.src_total;
+    k.src_sg = q.src_shuffle_groups;
+    k.src_offset = q.src_offset;
+    k.mask = q.mask;
+    k.wscale = q.wscale;
+    k.wg = q.wg;
+    k.wj = q.wj;
+    k.wk = q.wk;
     return k;
+  }
+  __host__ static GpwSmallK make(const GpwFwdParams<T>& prm, const GpwSmallKPlan& plan) {
+    return make(gpw_smallk_fwd_problem(prm), plan);
   }
 
   struct Smem {
     T* raw[2];
-    float* x;
+    T* mraw;    // (input grad) the mask slab
+    float* x;   // fp32 x tile (FMA)
+    T* a;       // 16-bit A tile (input grad, mma), same storage
     T* o;
     float* w;   // fp32 filter w[k][col] (FMA)
     T* wt;      // 16-bit filter wt[col][k] (mma), same storage
@@ -101,7 +126,9 @@ struct GpwSmallK {
     Smem m;
     m.raw[0] = reinterpret_cast<T*>(base + pl.off_raw[0]);
     m.raw[1] = reinterpret_cast<T*>(base + pl.off_raw[1]);
+    m.mraw = reinterpret_cast<T*>(base + pl.off_mraw);
     m.x = reinterpret_cast<float*>(base + pl.off_x);
+    m.a = reinterpret_cast<T*>(base + pl.off_x);
     m.o = reinterpret_cast<T*>(base + pl.off_o);
     m.w = reinterpret_cast<float*>(base + pl.off_w);
     m.wt = reinterpret_cast<T*>(base + pl.off_w);
@@ -121,10 +148,20 @@ struct GpwSmallK {
     return left < pl.tile_p ? left : pl.tile_p;
   }
 
+  // Filter element (group g, column j, reduction k); the input grad's is scaled by the reduction
+  // channel's scale and rounded once to T, as the GEMM's WeightOperand does.
+  CNNKERN_HD T filter(int g, int j, int k) const {
+    const T v = p.w[g * wg + j * wj + k * wk];
+    if (kDgrad && wscale.present()) {
+      return Num<T>::from_float(Num<T>::to_float(v) * wscale.template at<T>(g * p.s.cg_in + k));
+    }
+    return v;
+  }
+
   // Once per CTA: the zero-padded filter (fp32 w[k][g * cgp + j], or 16-bit wt[g * cgp + j][k] for
-  // mma), the per-column epilogue vectors and destination column (-1 for padding columns); for FMA also
-  // the x column of every input channel and a zeroed x tile (its k padding must read as 0: 0 * NaN from
-  // stale memory would poison the sums).
+  // mma), the per-column epilogue vectors and destination column (-1 for padding columns); for FMA (and
+  // the input grad) also the x / A column of every raw column (-1: not this conv's channel) and a zeroed
+  // x / A tile (its k padding must read as 0: 0 * NaN from stale memory would poison the sums).
   CNNKERN_HD void setup(unsigned char* smem, int t) const {
     const Smem m = carve(smem);
     const GpwShape& s = p.s;
@@ -133,20 +170,18 @@ struct GpwSmallK {
         const int col = i / pl.kw, k = i - col * pl.kw;
         const int g = col / pl.cgp, j = col - g * pl.cgp;
         T v = Num<T>::zero();
-        if (k < s.cg_in && j < s.cg_out) {
-          v = p.w[static_cast<int64_t>(g * s.cg_out + j) * p.ws.n + static_cast<int64_t>(k) * p.ws.c];
-        }
+        if (k < s.cg_in && j < s.cg_out) v = filter(g, j, k);
         m.wt[i] = v;
       }
     }
-    for (int i = t; i < pl.tile_p * pl.ldx; i += kThreads) m.x[i] = 0.0f;
+    // (x holds floats for FMA, T for the input grad's mma A tile: zero its bytes, 4 at a time)
+    const int zero_words = pl.tile_p * pl.ldx * (kMma ? static_cast<int>(sizeof(T)) : 4) / 4;
+    for (int i = t; i < zero_words; i += kThreads) m.x[i] = 0.0f;
     for (int i = t; i < (kMma ? 0 : pl.kpad * pl.ldw); i += kThreads) {
       const int k = i / pl.ldw, col = i - k * pl.ldw;
       const int g = col / pl.cgp, j = col - g * pl.cgp;
       float v = 0.0f;
-      if (k < s.cg_in && j < s.cg_out) {
-        v = Num<T>::to_float(p.w[static_cast<int64_t>(g * s.cg_out + j) * p.ws.n + static_cast<int64_t>(k) * p.ws.c]);
-      }
+      if (k < s.cg_in && j < s.cg_out) v = Num<T>::to_float(filter(g, j, k));
       m.w[i] = v;
     }
     for (int col = t; col < pl.ldw; col += kThreads) {
@@ -158,24 +193,41 @@ struct GpwSmallK {
       m.shift[col] = valid && p.shift.present() ? p.shift.template at<T>(c) : 0.0f;
       m.odst[col] = !valid ? -1 : (pl.out_mode == kGpwOutSlab16 ? map.dest(c) : c);
     }
-    if (!kMma) {
+    if constexpr (kDgrad) {
+      // Raw column d of dy holds the forward's output channel c with dest(c) = d (ShuffleMap: c + offset
+      // = q * per_group + r sits at r * groups + q), i.e. c = (d % groups) * per_group + d / groups - offset.
+      // Columns of other convs (concat) go to column groups * kpad, which no fragment or FMA reads.
+      const int per = src_total / src_sg;
+      for (int d = t; d < cr; d += kThreads) {
+        const int c = (d % src_sg) * per + d / src_sg - src_offset;
+        m.xcol[d] = c >= 0 && c < s.c_in ? (c / s.cg_in) * pl.kpad + c % s.cg_in : s.groups * pl.kpad;
+      }
+    } else if (!kMma) {
       for (int c = t; c < s.c_in; c += kThreads) m.xcol[c] = (c / s.cg_in) * pl.kpad + c % s.cg_in;
     }
   }
 
-  // Starts the copy of tile `tile` into raw[buf] (rows of C_in at pitch ldr) and closes this thread's group.
+  // Starts the copy of tile `tile` into raw[buf] (rows of cr at pitch ldr; the input grad's mask slab
+  // beside it) and closes this thread's group.
   CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
     T* raw = raw_at(smem, buf);
-    const int c_in = p.s.c_in;
+    const int c_in = kDgrad ? cr : p.s.c_in;  // (the forward's cr is C_in)
     const int n = rows_of(tile) * c_in;
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
     if (pl.in_mode == kGpwInDense16) {
-      const T* src = p.x + p0 * c_in;  // 16-byte aligned: tile_p * C_in is a multiple of kVec
+      // 16-byte aligned: tile_p * cr is a multiple of kVec
+      const T* src = p.x + p0 * c_in;
       const int nv = n / kVec;
       if (pl.ldr == c_in) {  // packed rows: the stage is the slab
         for (int v = t; v < nv; v += kThreads) gpw_copy16_async(raw + v * kVec, src + v * kVec);
         for (int e = nv * kVec + t; e < n; e += kThreads) raw[e] = src[e];
-      } else {  // padded rows (C_in % 16 == 0: whole vectors per row, no remainder)
+        if (kDgrad && mask != nullptr) {
+          T* mraw = reinterpret_cast<T*>(smem + pl.off_mraw);
+          const T* msrc = mask + p0 * c_in;
+          for (int v = t; v < nv; v += kThreads) gpw_copy16_async(mraw + v * kVec, msrc + v * kVec);
+          for (int e = nv * kVec + t; e < n; e += kThreads) mraw[e] = msrc[e];
+        }
+      } else {  // padded rows (forward, C_in % 16 == 0: whole vectors per row, no remainder)
         for (int v = t; v < nv; v += kThreads) {
           uint32_t r, q;
           pl.div_row_vecs.divmod(static_cast<uint32_t>(v), r, q);
@@ -183,31 +235,92 @@ struct GpwSmallK {
         }
       }
     } else {
+      T* mraw = reinterpret_cast<T*>(smem + pl.off_mraw);
       for (int e = t; e < n; e += kThreads) {
         uint32_t r, c;
         pl.div_cin.divmod(static_cast<uint32_t>(e), r, c);
         raw[r * pl.ldr + c] = p.x[(p0 + r) * pl.x_pitch + c];
+        if (kDgrad && mask != nullptr) mraw[r * pl.ldr + c] = mask[(p0 + r) * pl.m_pitch + c];
       }
     }
     gpw_async_commit();
   }
 
-  // raw[0] (slab order) -> x_s[pixel][g * kpad + k] in fp32 (FMA). Element e = t + i * kThreads is
-  // (pixel, channel) = divmod(e, C_in), stepped incrementally.
+  // The input grad's value of raw element i: dy, or zero where the saved output is not positive (F.relu's
+  // gradient; a NaN output masks too).
+  CNNKERN_HD static T masked(T v, const T* mraw, int i, bool has_mask) {
+    return has_mask && !(Num<T>::to_float(mraw[i]) > 0.0f) ? Num<T>::zero() : v;
+  }
+  // Element i of the A tile (mma: 16-bit) or the x tile (FMA: fp32).
+  CNNKERN_HD static void put(const Smem& m, int i, T v) {
+    if constexpr (kMma) {
+      m.a[i] = v;
+    } else {
+      m.x[i] = Num<T>::to_float(v);
+    }
+  }
+
+  // raw[0] (slab order) -> x_s[pixel][g * kpad + k] in fp32 (FMA), or the 16-bit A tile (input grad, mma).
+  // Element e = t + i * kThreads is (pixel, raw column) = divmod(e, cr), stepped incrementally. The input
+  // grad gathers through xcol (the inverse shuffle; other convs' columns land in the unread column
+  // groups * kpad), masked; with cr a multiple of 8 (4, 2), a thread takes 8 (4, 2) elements of one row at
+  // a time: one 16-byte (8-, 4-byte) load of dy and of the mask, and of the elements' xcol entries.
   CNNKERN_HD void convert(unsigned char* smem, int tile, int t) const {
     const Smem m = carve(smem);
     const T* raw = m.raw[0];
-    const int c_in = p.s.c_in;
+    const int c_in = kDgrad ? cr : p.s.c_in;
     const int n = rows_of(tile) * c_in;
+    if constexpr (kDgrad) {
+      if (pl.conv_ch == 8) return convert_chunks<8>(m, n, t);
+      if (pl.conv_ch == 4) return convert_chunks<4>(m, n, t);
+      if (pl.conv_ch == 2) return convert_chunks<2>(m, n, t);
+    }
     int r = t / c_in, c = t - r * c_in;
     for (int e = t; e < n; e += kThreads) {
-      m.x[r * pl.ldx + m.xcol[c]] = Num<T>::to_float(raw[r * pl.ldr + c]);
+      if constexpr (kDgrad) {
+        put(m, r * pl.ldx + m.xcol[c], masked(raw[r * pl.ldr + c], m.mraw, r * pl.ldr + c, mask != nullptr));
+      } else {
+        m.x[r * pl.ldx + m.xcol[c]] = Num<T>::to_float(raw[r * pl.ldr + c]);
+      }
       r += pl.conv_dp;
       c += pl.conv_dc;
       if (c >= c_in) {
         c -= c_in;
         ++r;
       }
+    }
+  }
+  // (raw rows are packed for the input grad: element (r, d) is raw[r * cr + d] = raw[e])
+  // (Without a mask every element is kept: the mask reads as +1, so the select below needs no branch.)
+  template <int CH>
+  CNNKERN_HD void convert_chunks(const Smem& m, int n, int t) const {
+    const bool has_mask = mask != nullptr;
+    Vec<T, CH> ones;
+#pragma unroll
+    for (int j = 0; j < CH; ++j) ones.v[j] = Num<T>::from_float(1.0f);
+    for (int e = t * CH; e < n; e += kThreads * CH) {
+      uint32_t r, d;
+      pl.div_cin.divmod(static_cast<uint32_t>(e), r, d);
+      const Vec<T, CH> v = Vec<T, CH>::load(m.raw[0] + e);
+      const Vec<T, CH> mv = has_mask ? Vec<T, CH>::load(m.mraw + e) : ones;
+      const int base = static_cast<int>(r) * pl.ldx;
+      int col[CH];
+      if constexpr (CH == 2) {
+        const int2 c2 = *reinterpret_cast<const int2*>(m.xcol + d);
+        col[0] = c2.x;
+        col[1] = c2.y;
+      } else {
+#pragma unroll
+        for (int q = 0; q < CH / 4; ++q) {
+          const int4 c4 = *reinterpret_cast<const int4*>(m.xcol + d + 4 * q);
+          col[4 * q] = c4.x;
+          col[4 * q + 1] = c4.y;
+          col[4 * q + 2] = c4.z;
+          col[4 * q + 3] = c4.w;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < CH; ++j) put(m, base + col[j], Num<T>::to_float(mv.v[j]) > 0.0f ? v.v[j] : Num<T>::zero());
     }
   }
 
@@ -326,14 +439,22 @@ struct GpwSmallK {
     m.nt = left < pl.nb ? left : pl.nb;
     return m;
   }
-  // A: pixel rows of the raw slab, this group's channels; zero past cg_in (the next group's channels,
-  // or past the row's end, are never read).
+  // Where the A fragments come from: the raw stage (forward) or the converted A tile (input grad).
+  CNNKERN_HD const T* a_src(unsigned char* smem, int buf) const {
+    return kDgrad ? reinterpret_cast<const T*>(smem + pl.off_x) : raw_at(smem, buf);
+  }
+  // A: pixel rows, this group's channels. Forward: of the raw slab, zero past cg_in (the next group's
+  // channels, or past the row's end, are never read). Input grad: of the A tile, zero-padded to kpad.
   CNNKERN_HD void a_frag(const T* raw, const MmaItem& m, int kb, int lane, uint32_t a[4]) const {
     const int gid = lane >> 2, tig = lane & 3;
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int row = m.mt * 16 + gid + 8 * (q & 1), k = kb * 16 + 2 * tig + 8 * (q >> 1);
-      a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * pl.ldr + m.g * p.s.cg_in + k) : 0u;
+      if constexpr (kDgrad) {
+        a[q] = *reinterpret_cast<const uint32_t*>(raw + row * pl.ldx + m.g * pl.kpad + k);
+      } else {
+        a[q] = k < p.s.cg_in ? *reinterpret_cast<const uint32_t*>(raw + row * pl.ldr + m.g * p.s.cg_in + k) : 0u;
+      }
     }
   }
   CNNKERN_HD void b_frag(const T* wt, const MmaItem& m, int nt, int kb, int lane, uint32_t b[2]) const {
@@ -390,7 +511,7 @@ struct GpwSmallK {
   // epilogue functions lane by lane, with a host m16n8k16).
   __device__ void compute_mma_device(unsigned char* smem, int buf, int warp, int lane) const {
     const Smem sm = carve(smem);
-    const T* raw = raw_at(smem, buf);
+    const T* raw = a_src(smem, buf);
     const int items = mma_items(), ksteps = pl.kpad / 16;
     for (int it = warp; it < items; it += kThreads / 32) {
       const MmaItem m = mma_item(it);
@@ -426,6 +547,7 @@ struct GpwSmallK {
   // tile's convert (nothing reads raw after it), and overlaps this tile's compute and store.
   // mma, two raw stages: tile i is read from raw[i & 1] by the compute; the next copy goes to the other
   // stage, which the compute of tile i-1 finished reading before the barrier that preceded its store.
+  // Input grad (mma or FMA): the FMA schedule, the compute reading the converted tile.
   // (Exec is host-only in the emulator and device-only in the kernel.)
 #pragma nv_exec_check_disable
   template <class Exec>
@@ -437,7 +559,7 @@ struct GpwSmallK {
       const int next = tile + nctas;
       ex.wait(0);
       ex.barrier();
-      if constexpr (kMma) {
+      if constexpr (kMma && !kDgrad) {
         const int buf = i & 1;
         if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, buf ^ 1, t); });
         ex.mma_phase(*this, smem, buf);
@@ -445,7 +567,11 @@ struct GpwSmallK {
         ex.phase([&](int t) { convert(smem, tile, t); });
         ex.barrier();
         if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, 0, t); });
-        ex.phase([&](int t) { compute(smem, t); });
+        if constexpr (kMma) {
+          ex.mma_phase(*this, smem, 0);
+        } else {
+          ex.phase([&](int t) { compute(smem, t); });
+        }
       }
       ex.barrier();
       ex.phase([&](int t) { store(smem, tile, t); });
@@ -467,8 +593,8 @@ struct GpwSmallKDeviceExec {
   }
 };
 
-template <class T, int RC>
-__global__ void __launch_bounds__(kGpwSmallKThreads, 2) gpw_smallk_kernel(const GpwSmallK<T, RC> k) {
+template <class T, int RC, bool kDgrad>
+__global__ void __launch_bounds__(kGpwSmallKThreads, 2) gpw_smallk_kernel(const GpwSmallK<T, RC, kDgrad> k) {
   extern __shared__ __align__(16) unsigned char gpw_smem[];
   GpwSmallKDeviceExec ex;
   k.run_cta(ex, gpw_smem, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
