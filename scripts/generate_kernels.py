@@ -65,6 +65,8 @@ PARTS = (
          "group_pointwise_conv2d small-K forward"),
     Part("group_pointwise_conv2d_smallk", "dgrad", "CNNKERN_INSTANTIATE_GPW_SMALLK_DGRAD",
          "group_pointwise_conv2d small-K input-grad"),
+    Part("group_pointwise_conv2d_smallk", "wgrad", "CNNKERN_INSTANTIATE_GPW_SMALLK_WGRAD",
+         "group_pointwise_conv2d small-K weight-grad (16-bit; fp32 refuses)"),
     Part("conv_bn_relu", "normalize", "CNNKERN_INSTANTIATE_BN_NORMALIZE", "conv_bn_relu normalize + activation"),
     Part("conv_bn_relu", "reduce", "CNNKERN_INSTANTIATE_BN_REDUCE", "conv_bn_relu backward reduction"),
     Part("conv_bn_relu", "apply", "CNNKERN_INSTANTIATE_BN_APPLY", "conv_bn_relu backward apply"),

@@ -388,6 +388,10 @@ FAMILIES: list[Family] = [
             KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0, ", [has("HMMA")]),
             # The input gradient (kDgrad): dy's and the saved output's slabs both by cp.async.
             KernelRules(r"gpw_smallk_kernel<[^>]*, true>", [has("LDGSTS", 2)]),
+            # The small-K weight gradient: dy, mask and x slabs by cp.async, products by mma.sync, accumulators
+            # in registers across the split (no local memory), under the same 2-CTA register cap.
+            KernelRules(r"gpw_smallk_wgrad_kernel<", [has("LDGSTS", 3), has("HMMA"), has("BAR"),
+                                                      max_regs(128, GEMM_256), lacks("LDL/STL")]),
         ],
     ),
     Family(

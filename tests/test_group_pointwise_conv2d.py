@@ -302,21 +302,42 @@ def _input_grad_reference(dy, out, w, scale, groups, shuffle_groups, offset):
     return F.conv_transpose2d(g, w.to(g.dtype), groups=groups)
 
 
+def _weight_grad_reference(dy, out, x, scale, c_out, groups, shuffle_groups, offset):
+    """The weight gradient of the same fused forward: scale[c] * sum over pixels of G[., c] * x[., group(c) * cg_in + i],
+    G read from dy as in _input_grad_reference. Computed in ``dy``'s dtype (fp64 for the baseline)."""
+    total, c_in = dy.shape[1], x.shape[1]
+    n, _, h, w = dy.shape
+    per = total // shuffle_groups
+    c = torch.arange(c_out, device=dy.device) + offset
+    dest = (c % per) * shuffle_groups + c // per
+    g = dy[:, dest]
+    if out is not None:
+        g = torch.where(out[:, dest] > 0, g, torch.zeros_like(g))
+    gg = g.reshape(n, groups, c_out // groups, h, w)
+    xg = x.to(g.dtype).reshape(n, groups, c_in // groups, h, w)
+    dw = torch.einsum("ngjhw,ngihw->gji", gg, xg).reshape(c_out, c_in // groups, 1, 1)
+    return dw if scale is None else dw * scale.to(dw.dtype).view(-1, 1, 1, 1)
+
+
 @pytest.mark.parametrize("groups,shuffle_groups,relu,scale", [(3, 3, True, True), (2, None, False, True),
                                                                (1, 2, True, False)])
-def test_input_grad_reference_is_autograd(groups, shuffle_groups, relu, scale):
-    """The GPU test's explicit input-gradient formula equals fp64 autograd through the unfused forward (offset 0:
-    the whole output), so the small-K input-grad check below rests on a checked baseline."""
+def test_grad_references_are_autograd(groups, shuffle_groups, relu, scale):
+    """The GPU tests' explicit input- and weight-gradient formulas equal fp64 autograd through the unfused forward
+    (offset 0: the whole output), so the small-K gradient checks below rest on a checked baseline."""
     torch.manual_seed(0)
     x = torch.randn(2, 6 * groups, 5, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4 * groups, 6, 1, 1, dtype=torch.float64)
     b = torch.randn(4 * groups, dtype=torch.float64)
     sc = torch.rand(4 * groups, dtype=torch.float64) + 0.5 if scale else None
+    w.requires_grad_()
     y = unfused(x, w, b, groups, shuffle_groups, scale=sc, relu=relu)
     dy = torch.randn_like(y)
-    (want,) = torch.autograd.grad(y, x, dy)
-    got = _input_grad_reference(dy, y.detach() if relu else None, w, sc, groups, shuffle_groups or 1, 0)
-    torch.testing.assert_close(got, want)
+    want_x, want_w = torch.autograd.grad(y, (x, w), dy)
+    out = y.detach() if relu else None
+    got_x = _input_grad_reference(dy, out, w.detach(), sc, groups, shuffle_groups or 1, 0)
+    got_w = _weight_grad_reference(dy, out, x.detach(), sc, w.shape[0], groups, shuffle_groups or 1, 0)
+    torch.testing.assert_close(got_x, want_x)
+    torch.testing.assert_close(got_w, want_w)
 
 
 @pytest.mark.gpu
@@ -355,3 +376,48 @@ def test_gpu_small_k_input_grad(dtype, n, c_in, hw, c_out, groups, shuffle_group
     theirs = _input_grad_reference(dy, out, w, sc, groups, shuffle_groups, offset)
     assert grad_in.is_contiguous(memory_format=cl)
     assert_matches_reference(grad_in, want, theirs, "grad_in")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n,c_in,hw,c_out,groups,shuffle_groups,total,offset,relu,scale", [
+    (8, 60, (28, 28), 216, 3, 3, 216, 0, False, True),   # ShuffleNetV1 g3 stage 2 GConv2 (72 x 20 per group)
+    (8, 384, (28, 28), 96, 8, 8, 96, 0, True, True),     # ShuffleNetV1 g8 stage 2 GConv1 (12 x 48)
+    (4, 96, (28, 28), 360, 8, 1, 360, 0, True, False),   # cg_out 45 (odd), no shuffle
+    (8, 58, (28, 28), 58, 1, 2, 116, 58, True, True),    # ShuffleNetV2 tail: second half of the concat
+    (4, 24, (33, 31), 58, 1, 2, 116, 0, True, True),     # first half, odd spatial size (ragged last tile)
+    (2, 42, (9, 11), 30, 3, 3, 30, 0, True, True),       # 30 dy columns, 42 x columns: 2-element steps
+    (2, 30, (9, 11), 15, 3, 3, 15, 0, True, True),       # 15 dy columns: element steps
+    (4, 480, (14, 14), 120, 3, 3, 120, 0, True, True),   # 180 accumulator fragments: refused, the GEMM runs
+])
+def test_gpu_small_k_weight_grad(dtype, n, c_in, hw, c_out, groups, shuffle_groups, total, offset, relu, scale):
+    """cnnkern_cuda.group_pointwise_conv2d_bwd_weight on channels_last dy / saved output / x: the small-K weight
+    gradient (kernels/conv/group_pointwise_conv2d_smallk_wgrad.cuh) against the fp64 formula, bitwise equal when
+    run twice, and, under the profiler, that kernel ran exactly where its plan accepts the problem (16-bit, at most
+    128 fragments of 16 x 8 in the groups' products)."""
+    cl = torch.channels_last
+    torch.manual_seed(2)
+    dy = torch.randn(n, total, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl)
+    out = torch.randn(n, total, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl) if relu else None
+    x = torch.randn(n, c_in, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl)
+    sc = torch.rand(c_out, device="cuda") + 0.5 if scale else None
+    cg_in = c_in // groups
+
+    def run():
+        grad_w = torch.full((c_out, cg_in, 1, 1), float("nan"), device="cuda", dtype=dtype)
+        torch.ops.cnnkern_cuda.group_pointwise_conv2d_bwd_weight(dy, x, out, sc, grad_w, groups, shuffle_groups,
+                                                                 offset)
+        return grad_w
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        got = run()
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    frags = groups * -(-(c_out // groups) // 16) * -(-cg_in // 8)
+    small_k = any("gpw_smallk_wgrad_kernel" in k for k in names)
+    assert small_k == (dtype != torch.float32 and frags <= 128), names
+    assert torch.equal(got, run())
+    d64 = (None if t is None else t.double() for t in (dy, out, x, sc))
+    want = _weight_grad_reference(*d64, c_out, groups, shuffle_groups, offset)
+    theirs = _weight_grad_reference(dy, out, x, sc, c_out, groups, shuffle_groups, offset)
+    assert_matches_reference(got, want, theirs, "grad_weight")

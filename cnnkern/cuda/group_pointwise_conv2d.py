@@ -6,7 +6,10 @@ the implicit-GEMM mainloop otherwise; the choice is
 plan_gpw_smallk's (kernels/conv/group_pointwise_conv2d_params.cuh), made in csrc/ per call, so every problem
 this module accepts has a kernel and why_not is unchanged. The input gradient takes the same kernel on the
 turned-around problem (channels_last grad_out / saved output / grad_in, at most 256 output channels per group
-for fp16/bf16, 64 for fp32) and the implicit GEMM otherwise; the weight gradient always runs the GEMM.
+for fp16/bf16, 64 for fp32) and the implicit GEMM otherwise. The weight gradient of channels_last fp16/bf16
+problems whose per-group products fit 128 accumulator fragments of 16 x 8 runs the small-K weight-gradient
+kernel (kernels/conv/group_pointwise_conv2d_smallk_wgrad.cuh), the GEMM's split-K otherwise; both reduce their
+fp32 partials in a fixed order.
 """
 
 from __future__ import annotations

@@ -224,21 +224,35 @@ void group_pointwise_conv2d_bwd_weight(const at::Tensor& grad_out, const at::Ten
   dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Tile = GemmTile<T>;
+    GpwWgradParams<T> p{s,
+                        in_ptr<T>(grad_out),
+                        strides_of(grad_out),
+                        opt_ptr<T>(output),
+                        present(output) ? strides_of(*output) : Strides4{0, 0, 0, 0},
+                        in_ptr<T>(x),
+                        strides_of(x),
+                        channel_vec(scale),
+                        nullptr,
+                        0,
+                        0,
+                        out_ptr<T>(grad_w),
+                        strides_of(grad_w)};
+    // channels_last 16-bit problems with short per-group products: the small-K kernel (each CTA streams a
+    // fixed range of pixel slabs, products in mma.sync registers, one fp32 partial per CTA); why_not
+    // otherwise, and the GEMM's split-K takes the rest. Both reduce the partials in a fixed order.
+    const GpwWgradPlan small = plan_gpw_smallk_wgrad(p);
+    if (small.use()) {
+      at::Tensor workspace = at::empty({small.splits, s.c_out, s.cg_in}, x.options().dtype(at::kFloat));
+      p.workspace = workspace.mutable_data_ptr<float>();
+      p.splits = small.splits;
+      launch_group_pointwise_conv2d_smallk_wgrad<T>(p, small, stream);
+      return;
+    }
     const SplitKPlan plan = gpw_wgrad_plan(s, Tile::kBM, Tile::kBN, Tile::kBK);
     at::Tensor workspace = at::empty({plan.splits, s.c_out, s.cg_in}, x.options().dtype(at::kFloat));
-    const GpwWgradParams<T> p{s,
-                              in_ptr<T>(grad_out),
-                              strides_of(grad_out),
-                              opt_ptr<T>(output),
-                              present(output) ? strides_of(*output) : Strides4{0, 0, 0, 0},
-                              in_ptr<T>(x),
-                              strides_of(x),
-                              channel_vec(scale),
-                              workspace.mutable_data_ptr<float>(),
-                              plan.splits,
-                              plan.k_per_split,
-                              out_ptr<T>(grad_w),
-                              strides_of(grad_w)};
+    p.workspace = workspace.mutable_data_ptr<float>();
+    p.splits = plan.splits;
+    p.k_per_split = plan.k_per_split;
     launch_group_pointwise_conv2d_wgrad<T>(p, channels_fast(x), stream);
   });
 }

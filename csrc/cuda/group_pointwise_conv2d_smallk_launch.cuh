@@ -2,10 +2,16 @@
 // included by the per-dtype instantiation files.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+
 #include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
 
+#include "conv/conv2d_wgrad.cuh"
+#include "conv/group_pointwise_conv2d.cuh"
 #include "conv/group_pointwise_conv2d_smallk.cuh"
+#include "conv/group_pointwise_conv2d_smallk_wgrad.cuh"
 #include "cuda/group_pointwise_conv2d_smallk_launch.h"
 
 namespace cnnkern {
@@ -60,6 +66,27 @@ void launch_group_pointwise_conv2d_smallk_dgrad(const GpwSmallKProblem<T>& q, co
   detail::launch_gpw_smallk_rc<T, true>(q, plan, stream);
 }
 
+template <class T>
+void launch_group_pointwise_conv2d_smallk_wgrad(const GpwWgradParams<T>& p, const GpwWgradPlan& plan,
+                                                cudaStream_t stream) {
+  if constexpr (sizeof(T) == 2) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(gpw_smallk_wgrad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        plan.smem_bytes));
+    gpw_smallk_wgrad_kernel<T><<<plan.splits, kGpwSmallKThreads, plan.smem_bytes, stream>>>(
+        GpwSmallKWgrad<T>::make(p, plan));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    // The splits' partials, summed in a fixed order (as after the GEMM's split-K).
+    const Conv2dWgradReduce<T> r = gpw_wgrad_reduce(p);
+    constexpr int kThreads = 256;
+    const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
+    conv2d_wgrad_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(r);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    TORCH_CHECK(false, "cnnkern group_pointwise_conv2d: the small-K weight gradient takes 16-bit types, got a ",
+                sizeof(T), "-byte type");
+  }
+}
+
 }  // namespace cnnkern
 
 #define CNNKERN_INSTANTIATE_GPW_SMALLK_FWD(T)                                                                   \
@@ -69,3 +96,7 @@ void launch_group_pointwise_conv2d_smallk_dgrad(const GpwSmallKProblem<T>& q, co
 #define CNNKERN_INSTANTIATE_GPW_SMALLK_DGRAD(T)                                                          \
   template void cnnkern::launch_group_pointwise_conv2d_smallk_dgrad<T>(const cnnkern::GpwSmallKProblem<T>&, \
                                                                        const cnnkern::GpwSmallKPlan&, cudaStream_t)
+
+#define CNNKERN_INSTANTIATE_GPW_SMALLK_WGRAD(T)                                                          \
+  template void cnnkern::launch_group_pointwise_conv2d_smallk_wgrad<T>(const cnnkern::GpwWgradParams<T>&,   \
+                                                                       const cnnkern::GpwWgradPlan&, cudaStream_t)

@@ -1,6 +1,6 @@
-// Typed launch entry points of the small-K grouped pointwise forward and input gradient (kernels/conv/
-// group_pointwise_conv2d_smallk.cuh). Defined in group_pointwise_conv2d_smallk_launch.cuh and explicitly
-// instantiated per dtype in group_pointwise_conv2d_smallk_{fwd,dgrad}_{f32,f16,bf16}.cu (generated).
+// Typed launch entry points of the small-K grouped pointwise forward, input and weight gradients (kernels/
+// conv/group_pointwise_conv2d_smallk{,_wgrad}.cuh). Defined in group_pointwise_conv2d_smallk_launch.cuh and explicitly
+// instantiated per dtype in group_pointwise_conv2d_smallk_{fwd,dgrad,wgrad}_{f32,f16,bf16}.cu (generated).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -14,6 +14,12 @@ namespace cnnkern {
 // Runs the forward as plan_gpw_smallk planned it (plan.use() must hold).
 template <class T>
 void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream);
+
+// Runs the weight gradient as plan_gpw_smallk_wgrad planned it (p.workspace holds plan.splits partials), then
+// the fixed-order split reduction into p.dw. 16-bit types only.
+template <class T>
+void launch_group_pointwise_conv2d_smallk_wgrad(const GpwWgradParams<T>& p, const GpwWgradPlan& plan,
+                                                cudaStream_t stream);
 
 // Runs the input gradient (q = gpw_smallk_dgrad_problem(...)) as plan_gpw_smallk(q, ...) planned it.
 template <class T>

@@ -38,6 +38,7 @@
 #include "conv/group_pointwise_conv2d_operands.cuh"
 #include "conv/group_pointwise_conv2d_params.cuh"
 #include "conv/group_pointwise_conv2d_smallk.cuh"
+#include "conv/group_pointwise_conv2d_smallk_wgrad.cuh"
 
 namespace cnnkern {
 
@@ -225,6 +226,9 @@ CNNKERN_CHECK_SMALLK(float, 4, true);
 CNNKERN_CHECK_SMALLK(float, 8, true);
 CNNKERN_CHECK_SMALLK(__half, kGpwMma, true);
 CNNKERN_CHECK_SMALLK(__nv_bfloat16, kGpwMma, true);
+// The small-K weight gradient (16-bit only).
+template __global__ void gpw_smallk_wgrad_kernel<__half>(const GpwSmallKWgrad<__half>);
+template __global__ void gpw_smallk_wgrad_kernel<__nv_bfloat16>(const GpwSmallKWgrad<__nv_bfloat16>);
 
 // Channel shuffle: 2- and 4-byte words; the tiled channels-fast kernel (plain/masked x scatter/gather), the
 // generic kernel with scalar and 16-byte vectors along both mappings, and the fill kernel (16- and 8-byte

@@ -23,6 +23,7 @@
 #include "conv/channel_shuffle.cuh"
 #include "conv/group_pointwise_conv2d.cuh"
 #include "conv/group_pointwise_conv2d_smallk.cuh"
+#include "conv/group_pointwise_conv2d_smallk_wgrad.cuh"
 
 using namespace cnnkern;
 using namespace cnnkern::emulate;
@@ -38,6 +39,9 @@ struct {
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
   // small-K input grad: mma / FMA, with a mask (dense 16-byte copies / element loads), concat (skipped columns)
   int skd_mma, skd_fma, skd_mask_dense, skd_mask_scalar, skd_cat, skd_slab, skd_ch8, skd_ch4, skd_ch2, skd_ch1;
+  // small-K weight grad: dense / element copies, mask, concat, ragged last tile, several tiles per split,
+  // fragments beyond one per warp, convert steps of dy and x
+  int skw_dense, skw_scalar, skw_mask, skw_cat, skw_tail, skw_multi, skw_slots, skw_chunks, skw_ch8, skw_ch4, skw_ch2, skw_ch1;
 } g_paths{};  // the vector paths must actually be exercised
 
 struct Case {
@@ -179,6 +183,63 @@ void replay_smallk(const GpwSmallK<T, RC, kDgrad>& k) {
     std::memset(smem, 0xff, size_t(k.pl.smem_bytes));
     HostExec ex;
     k.run_cta(ex, smem, cta, k.pl.grid);
+  }
+  std::free(mem);
+}
+
+// The small-K weight gradient: every split (CTA) in turn with poisoned shared memory; the warps' accumulator
+// fragments persist across the split's tiles, as the device's registers do.
+template <class T>
+struct HostWgradExec {
+  static float acc[kGpwSmallKThreads / 32][kGpwWgradItems][kGpwWgradItemN][32][4];
+  HostWgradExec() { std::memset(acc, 0, sizeof(acc)); }
+  template <class F>
+  void phase(F&& f) {
+    for (int t = 0; t < kGpwSmallKThreads; ++t) f(t);
+  }
+  void barrier() {}
+  void wait() {}
+  void mma_phase(const GpwSmallKWgrad<T>& k, unsigned char* smem) {
+    const auto m = k.carve(smem);
+    for (int warp = 0; warp < kGpwSmallKThreads / 32; ++warp)
+      for (int slot = 0; slot < kGpwWgradItems; ++slot) {
+        typename GpwSmallKWgrad<T>::Item it;
+        if (!k.item_of(warp, slot, it)) break;
+        typename GpwSmallKWgrad<T>::FragPtrs f[32];
+        for (int l = 0; l < 32; ++l) f[l] = k.frag_ptrs(it, l);
+        for (int kb = 0; kb < k.pl.tile_p / 16; ++kb) {
+          uint32_t a[32][4];
+          for (int l = 0; l < 32; ++l) k.a_frag(m.gt, f[l], kb, a[l]);
+          for (int n = 0; n < it.ntc; ++n) {
+            uint32_t b[32][2];
+            for (int l = 0; l < 32; ++l) k.b_frag(m.xt, f[l], n, kb, b[l]);
+            host_mma16816<T>(acc[warp][slot][n], a, b);
+          }
+        }
+      }
+  }
+  void finish(const GpwSmallKWgrad<T>& k, int split) {
+    for (int warp = 0; warp < kGpwSmallKThreads / 32; ++warp)
+      for (int slot = 0; slot < kGpwWgradItems; ++slot) {
+        typename GpwSmallKWgrad<T>::Item it;
+        if (!k.item_of(warp, slot, it)) break;
+        for (int n = 0; n < it.ntc; ++n)
+          for (int l = 0; l < 32; ++l) k.store_partial(split, it, n, l, acc[warp][slot][n][l]);
+      }
+  }
+};
+template <class T>
+float HostWgradExec<T>::acc[kGpwSmallKThreads / 32][kGpwWgradItems][kGpwWgradItemN][32][4];
+
+template <class T>
+void replay_smallk_wgrad(const GpwSmallKWgrad<T>& k) {
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 16, size_t(k.pl.smem_bytes)) != 0) std::abort();
+  auto* smem = static_cast<unsigned char*>(mem);
+  for (int split = 0; split < k.pl.splits; ++split) {
+    std::memset(smem, 0xff, size_t(k.pl.smem_bytes));
+    HostWgradExec<T> ex;
+    k.run_cta(ex, smem, split);
   }
   std::free(mem);
 }
@@ -393,12 +454,15 @@ void run_dgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
   }
 }
 
+// Variants 0 / 1: the GEMM's two gather maps; 3 = the small-K kernel as planned, 4 = forced element copies,
+// 5 = forced 16-pixel tiles and 2 splits (several tiles per split); the saved output in `mask_layout` (-1: as the GEMM runs).
 template <class T>
 void run_wgrad(const Case& c, int layout, int variant, bool relu, bool has_scale, bool f32, int force_splits,
-               std::mt19937& rng) {
+               std::mt19937& rng, int mask_layout = -1) {
   using Tile = GemmTile<T>;
   const int cgi = c.cin / c.groups, cgo = c.cout / c.groups;
-  GradInputs<T> gi(c, layout, layout == kNHWC ? kNCHWView : kNHWC, relu, has_scale, f32, rng);
+  if (mask_layout < 0) mask_layout = layout == kNHWC ? kNCHWView : kNHWC;
+  GradInputs<T> gi(c, layout, mask_layout, relu, has_scale, f32, rng);
   Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), dw(c.cout, cgi, 1, 1, kNCHW);
   x.fill_random(rng);
   dw.fill_nan();
@@ -408,11 +472,41 @@ void run_wgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
     const int tps = (k_tiles + force_splits - 1) / force_splits;
     plan = SplitKPlan{(k_tiles + tps - 1) / tps, tps * Tile::kBK};
   }
-  std::vector<float> ws(size_t(plan.splits) * c.cout * cgi, NAN);
-  const GpwWgradParams<T> p{c.shape(), gi.dy.ptr, gi.dy.st, relu ? gi.out.ptr : nullptr, gi.out.st, x.ptr,
-                            x.st,      gi.scale.view(), ws.data(), plan.splits, plan.k_per_split, dw.ptr, dw.st};
+  GpwWgradParams<T> p{c.shape(), gi.dy.ptr, gi.dy.st, relu ? gi.out.ptr : nullptr, gi.out.st, x.ptr,
+                      x.st,      gi.scale.view(), nullptr, plan.splits, plan.k_per_split, dw.ptr, dw.st};
+  GpwWgradPlan wp;
+  if (variant >= 3) {
+    auto cl = [](int l) { return l == kNHWC || l == kNHWCSlice || l == kNHWCPadded; };
+    wp = plan_gpw_smallk_wgrad(p, variant == 5 ? 16 : 0, variant == 4, variant == 5 ? 2 : 0);
+    const int items = c.groups * ((cgo + 15) / 16) * (((cgi + 7) / 8 + kGpwWgradItemN - 1) / kGpwWgradItemN);
+    const bool fits = sizeof(T) == 2 && cl(layout) && (!relu || cl(mask_layout)) &&
+                      items <= kGpwWgradItems * (kGpwSmallKThreads / 32);
+    if (wp.use() != fits) {
+      ++g_failures;
+      std::printf("FAIL smallk wgrad %s %s variant=%d: plan %s (%s)\n", c.name, layout_name(layout), variant,
+                  wp.use() ? "accepted a problem it must leave to the GEMM" : "refused", wp.why_not ? wp.why_not : "");
+    }
+    if (!wp.use()) return;
+    p.splits = wp.splits;
+  }
+  std::vector<float> ws(size_t(p.splits) * c.cout * cgi, NAN);
+  p.workspace = ws.data();
   if (variant == 0) replay(GpwWgradProblem<T, Fast::kK>::make(p));
   if (variant == 1) replay(GpwWgradProblem<T, Fast::kRow>::make(p));
+  if constexpr (sizeof(T) == 2) {
+    if (variant >= 3) {
+      replay_smallk_wgrad(GpwSmallKWgrad<T>::make(p, wp));
+      auto& g = g_paths;
+      ++(wp.in_mode == kGpwInDense16 ? g.skw_dense : g.skw_scalar);
+      g.skw_mask += relu;
+      g.skw_cat += c.total() != c.cout;
+      g.skw_tail += c.n * c.h * c.w % wp.tile_p != 0;
+      g.skw_multi += wp.tiles_per_split > 1;
+      g.skw_slots += wp.items > kGpwSmallKThreads / 32;
+      g.skw_chunks += wp.chunks > 1;
+      for (int ch : {wp.ch_dy, wp.ch_x}) ++(ch == 8 ? g.skw_ch8 : ch == 4 ? g.skw_ch4 : ch == 2 ? g.skw_ch2 : g.skw_ch1);
+    }
+  }
   int unwritten = 0;
   for (float v : ws) unwritten += std::isnan(v) ? 1 : 0;
   replay_reduce(gpw_wgrad_reduce(p));
@@ -431,12 +525,12 @@ void run_wgrad(const Case& c, int layout, int variant, bool relu, bool has_scale
     const float got = dw.get(co, ci, 0, 0);
     if (!close<T>(ref, mag, got) && bad++ < 5)
       std::printf("  wgrad %s %s var=%d splits=%d dw[%d,%d]=%g ref=%g\n", c.name, layout_name(layout), variant,
-                  plan.splits, co, ci, got, ref);
+                  p.splits, co, ci, got, ref);
   });
   if (bad || unwritten || dw.clobbered()) {
     ++g_failures;
     std::printf("FAIL wgrad %s %s variant=%d splits=%d relu=%d scale=%d: %d mismatches, %d partials unwritten\n",
-                c.name, layout_name(layout), variant, plan.splits, relu, has_scale, bad, unwritten);
+                c.name, layout_name(layout), variant, p.splits, relu, has_scale, bad, unwritten);
   }
 }
 
@@ -775,6 +869,17 @@ void run_smallk_case(const Case& c, std::mt19937& rng) {
   run_dgrad<T>(c, kNHWC, 6, false, true, false, rng, 2, kNHWC);
   run_dgrad<T>(c, kNHWC, 3, true, false, false, rng, 1, kNHWC);
   run_dgrad<T>(c, kNCHW, 3, true, true, false, rng, 3, kNCHW);  // refused
+  // The weight grad (16-bit; fp32 must be refused): the same layouts and masks, forced element copies, 16-pixel tiles.
+  int w = 0;
+  for (int layout : {kNHWC, kNHWCPadded, kNHWCSlice}) {
+    run_wgrad<T>(c, layout, 3, w % 2 == 0, w % 3 != 1, w % 2 == 1, 0, rng, layout);
+    ++w;
+  }
+  run_wgrad<T>(c, kNHWC, 3, true, true, false, 0, rng, kNHWCSlice);
+  run_wgrad<T>(c, kNHWC, 3, true, false, true, 0, rng, kNCHW);  // mask not channels_last: refused
+  run_wgrad<T>(c, kNHWC, 4, true, true, true, 0, rng, kNHWC);
+  run_wgrad<T>(c, kNHWC, 5, false, true, false, 0, rng, kNHWC);
+  run_wgrad<T>(c, kNCHW, 3, true, true, false, 0, rng, kNCHW);  // refused
 }
 
 template <class T>
@@ -876,6 +981,16 @@ int main(int argc, char** argv) {
   std::printf("smallk dgrad paths: mma=%d fma=%d mask_dense=%d mask_scalar=%d concat=%d slab_out=%d convert 8/4/2/1=%d/%d/%d/%d\n",
               k.skd_mma, k.skd_fma, k.skd_mask_dense, k.skd_mask_scalar, k.skd_cat, k.skd_slab, k.skd_ch8, k.skd_ch4,
               k.skd_ch2, k.skd_ch1);
+  std::printf("smallk wgrad paths: dense=%d scalar=%d mask=%d concat=%d ragged=%d multi_tile=%d items>1/warp=%d "
+              "n-chunks>1=%d convert 8/4/2/1=%d/%d/%d/%d\n",
+              k.skw_dense, k.skw_scalar, k.skw_mask, k.skw_cat, k.skw_tail, k.skw_multi, k.skw_slots, k.skw_chunks,
+              k.skw_ch8, k.skw_ch4, k.skw_ch2, k.skw_ch1);
+  if (!k.skw_dense || !k.skw_scalar || !k.skw_mask || !k.skw_cat || !k.skw_tail || !k.skw_multi || !k.skw_slots ||
+      !k.skw_chunks ||
+      !k.skw_ch8 || !k.skw_ch4 || !k.skw_ch2 || !k.skw_ch1) {
+    std::printf("FAIL: a small-K weight-grad path was never exercised\n");
+    ++g_failures;
+  }
   if (!k.sk_dense || !k.sk_scalar || !k.sk_slab || !k.sk_scatter || !k.sk_rc4 || !k.sk_rc8 || !k.sk_mma || !k.sk_linear || !k.sk_padrows || !k.sk_p128 ||
       !k.sk_p64 || !k.sk_p32 || !k.sk_p16 || !k.sk_multi || !k.sk_tail || !k.skd_mma || !k.skd_fma ||
       !k.skd_mask_dense || !k.skd_mask_scalar || !k.skd_cat || !k.skd_slab || !k.skd_ch8 || !k.skd_ch4 ||

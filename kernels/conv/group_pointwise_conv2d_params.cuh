@@ -399,4 +399,127 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwFwdParams<T>& p, int num_sms, Gp
   return plan_gpw_smallk(gpw_smallk_fwd_problem(p), num_sms, force);
 }
 
+// ---- the small-K weight gradient (group_pointwise_conv2d_smallk_wgrad.cuh) ------------------------------
+// Per group the product is tiny (cg_out x cg_in) and the reduction runs over every pixel, so a CTA streams a
+// contiguous range of pixel tiles (its split) exactly as the forward streams its slabs: dy's and the saved
+// output's P x total and x's P x C_in, converted into pixel-contiguous (transposed) tiles that mma.sync
+// reads as K-contiguous operands, the products accumulated in registers across the CTA's tiles, then
+// written once as fp32 partials for conv2d's fixed-order split reduction. 16-bit types only (fp32: the GEMM).
+
+// Splits (CTAs) are a fixed count, not the device's: the sums, and so the bits, do not depend on the GPU.
+constexpr int kGpwWgradSplits = 264;
+// A warp owns up to kGpwWgradItems items of one 16-row m-tile x up to kGpwWgradItemN 8-column n-tiles (one A
+// fragment load per k-step serves the item's n-tiles): 4 x 4 accumulator fragments, 64 fp32 registers per lane.
+constexpr int kGpwWgradItems = 4;
+constexpr int kGpwWgradItemN = 4;
+
+struct GpwWgradPlan {
+  const char* why_not = nullptr;  // nullptr: the small-K kernel runs
+  int tile_p = 0;
+  int mpad = 0, npad = 0;        // cg_out, cg_in rounded up to 16 / 8 (rows of GT / XT per group)
+  int mt = 0, nt = 0;            // m-tiles, n-tiles per group
+  int chunks = 0, nb = 0, items = 0;  // n-chunks per m-tile, n-tiles per chunk (<= kGpwWgradItemN); groups * mt * chunks
+  int ldp = 0;                   // GT / XT row pitch (elements): tile_p + 8 (4 words mod 32: conflict-free frags)
+  int in_mode = 0;               // kGpwInDense16: dy, mask and x packed and 16-byte aligned (cp.async)
+  int64_t dy_pitch = 0, m_pitch = 0, x_pitch = 0;
+  int tiles = 0, splits = 0, tiles_per_split = 0;
+  int ch_dy = 1, ch_x = 1;       // convert step (elements): 8 / 4 / 2 / 1 by the row widths
+  int trash_row = 0;             // GT row of other convs' dy columns (concat): never read
+  FastDivmod div_dy, div_x, div_item, div_chunks;  // by total, C_in, mt * chunks, chunks
+  int off_raw = 0, off_mraw = 0, off_xraw = 0, off_gt = 0, off_xt = 0, off_gcol = 0, off_xrow = 0;
+  int smem_bytes = 0;
+  __host__ bool use() const { return why_not == nullptr; }
+};
+
+// (force_*: emulator-only overrides; 0 / false = the plan's own choice)
+template <class T>
+__host__ GpwWgradPlan plan_gpw_smallk_wgrad(const GpwWgradParams<T>& p, int force_tile_p = 0, bool force_scalar = false,
+                                            int force_splits = 0) {
+  GpwWgradPlan pl;
+  const GpwShape& s = p.s;
+  const int esz = static_cast<int>(sizeof(T));
+  if (esz != 2) {
+    pl.why_not = "fp32 (the small-K weight gradient runs mma.sync on 16-bit operands)";
+    return pl;
+  }
+  if (s.c_in < 1 || s.c_out < 1 || s.pixels() < 1) {
+    pl.why_not = "empty problem";
+    return pl;
+  }
+  pl.mpad = gpw_round_up(s.cg_out, 16);
+  pl.npad = gpw_round_up(s.cg_in, 8);
+  pl.mt = pl.mpad / 16;
+  pl.nt = pl.npad / 8;
+  pl.chunks = (pl.nt + kGpwWgradItemN - 1) / kGpwWgradItemN;
+  pl.nb = (pl.nt + pl.chunks - 1) / pl.chunks;
+  pl.items = s.groups * pl.mt * pl.chunks;
+  if (pl.items > kGpwWgradItems * (kGpwSmallKThreads / 32)) {
+    pl.why_not = "the per-group products need more than 32 accumulator items of 16 x 32 (the GEMM's split-K)";
+    return pl;
+  }
+  if (!gpw_uniform_pitch(s.n, s.total, s.h, s.w, p.dys, pl.dy_pitch)) {
+    pl.why_not = "grad_out is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  if (p.out != nullptr && !gpw_uniform_pitch(s.n, s.total, s.h, s.w, p.outs, pl.m_pitch)) {
+    pl.why_not = "the saved output (ReLU mask) is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  if (!gpw_uniform_pitch(s.n, s.c_in, s.h, s.w, p.xs, pl.x_pitch)) {
+    pl.why_not = "x is not channels_last with a uniform pixel pitch";
+    return pl;
+  }
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const bool dense = pl.dy_pitch == s.total && aligned(p.dy) && pl.x_pitch == s.c_in && aligned(p.x) &&
+                     (p.out == nullptr || (pl.m_pitch == s.total && aligned(p.out)));
+  pl.in_mode = dense && !force_scalar ? kGpwInDense16 : kGpwInScalar;
+  auto chunk = [](int c) { return c % 8 == 0 ? 8 : c % 4 == 0 ? 4 : c % 2 == 0 ? 2 : 1; };
+  pl.ch_dy = chunk(s.total);
+  pl.ch_x = chunk(s.c_in);
+  pl.trash_row = s.groups * pl.mpad;
+  auto carve = [&](int tp) {
+    int off = 0;
+    auto take = [&](int bytes) {
+      const int o = off;
+      off += gpw_round_up(bytes, 16);
+      return o;
+    };
+    const int ldp = tp + 8;
+    pl.off_raw = take(tp * s.total * esz);
+    pl.off_mraw = take(p.out != nullptr ? tp * s.total * esz : 0);
+    pl.off_xraw = take(tp * s.c_in * esz);
+    pl.off_gt = take((pl.trash_row + 1) * ldp * esz);
+    pl.off_xt = take(s.groups * pl.npad * ldp * esz);
+    pl.off_gcol = take(s.total * 4);
+    pl.off_xrow = take(s.c_in * 4);
+    return off;
+  };
+  int best = 0;
+  const int cands[4] = {128, 64, 32, 16};
+  for (int tp : cands) {
+    if (force_tile_p && tp != force_tile_p) continue;
+    if (carve(tp) <= kGpwSmallKSmemBudget) {
+      best = tp;
+      break;
+    }
+  }
+  if (best == 0) {
+    pl.why_not = "the slabs and transposed tiles do not fit the shared-memory budget";
+    return pl;
+  }
+  pl.tile_p = best;
+  pl.ldp = best + 8;
+  pl.smem_bytes = carve(best);
+  pl.tiles = (s.pixels() + best - 1) / best;
+  const int cap = force_splits > 0 ? force_splits : kGpwWgradSplits;
+  const int want = pl.tiles < cap ? pl.tiles : cap;
+  pl.tiles_per_split = (pl.tiles + want - 1) / want;
+  pl.splits = (pl.tiles + pl.tiles_per_split - 1) / pl.tiles_per_split;  // no empty splits
+  pl.div_dy = FastDivmod(static_cast<uint32_t>(s.total));
+  pl.div_x = FastDivmod(static_cast<uint32_t>(s.c_in));
+  pl.div_item = FastDivmod(static_cast<uint32_t>(pl.mt * pl.chunks));
+  pl.div_chunks = FastDivmod(static_cast<uint32_t>(pl.chunks));
+  return pl;
+}
+
 }  // namespace cnnkern
