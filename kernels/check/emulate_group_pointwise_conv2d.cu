@@ -199,21 +199,40 @@ struct HostWgradExec {
   }
   void barrier() {}
   void wait() {}
+  // ldmatrix.x4 of the 32 lanes' rows (block_replay's emulation, bounds-checked against the tile), as the
+  // 32-bit registers mma takes.
+  static void ldsm(const T* base, int elems, const int (&off)[32], int kb, uint32_t (&r)[32][4]) {
+    const T* rows[32];
+    for (int l = 0; l < 32; ++l) rows[l] = base + off[l] + kb * 16;
+    uint16_t out[32][4][2];
+    emulate_ldmatrix_x4<T>(rows, base, elems, out);
+    for (int l = 0; l < 32; ++l)
+      for (int q = 0; q < 4; ++q) r[l][q] = uint32_t(out[l][q][0]) | uint32_t(out[l][q][1]) << 16;
+  }
   void mma_phase(const GpwSmallKWgrad<T>& k, unsigned char* smem) {
     const auto m = k.carve(smem);
+    const int gt_elems = (k.pl.trash_row + 1) * k.pl.ldp, xt_elems = (k.p.s.groups * k.pl.npad + 8) * k.pl.ldp;
     for (int warp = 0; warp < kGpwSmallKThreads / 32; ++warp)
       for (int slot = 0; slot < kGpwWgradItems; ++slot) {
         typename GpwSmallKWgrad<T>::Item it;
         if (!k.item_of(warp, slot, it)) break;
-        typename GpwSmallKWgrad<T>::FragPtrs f[32];
-        for (int l = 0; l < 32; ++l) f[l] = k.frag_ptrs(it, l);
+        int ao[32], bo[kGpwWgradItemN / 2][32];
+        for (int l = 0; l < 32; ++l) {
+          ao[l] = k.a_row(it, l);
+          for (int q = 0; q < kGpwWgradItemN / 2; ++q) bo[q][l] = k.b_row(it, q, l);
+        }
         for (int kb = 0; kb < k.pl.tile_p / 16; ++kb) {
-          uint32_t a[32][4];
-          for (int l = 0; l < 32; ++l) k.a_frag(m.gt, f[l], kb, a[l]);
+          uint32_t a[32][4], b[32][4];
+          ldsm(m.gt, gt_elems, ao, kb, a);
           for (int n = 0; n < it.ntc; ++n) {
-            uint32_t b[32][2];
-            for (int l = 0; l < 32; ++l) k.b_frag(m.xt, f[l], n, kb, b[l]);
-            host_mma16816<T>(acc[warp][slot][n], a, b);
+            using K = GpwSmallKWgrad<T>;
+            if (K::b_reg(n) == 0) ldsm(m.xt, xt_elems, bo[K::b_pair(n)], kb, b);
+            uint32_t bn[32][2];
+            for (int l = 0; l < 32; ++l) {
+              bn[l][0] = b[l][K::b_reg(n)];
+              bn[l][1] = b[l][K::b_reg(n) + 1];
+            }
+            host_mma16816<T>(acc[warp][slot][n], a, bn);
           }
         }
       }

@@ -426,6 +426,7 @@ struct GpwWgradPlan {
   int ch_dy = 1, ch_x = 1;       // convert step (elements): 8 / 4 / 2 / 1 by the row widths
   int trash_row = 0;             // GT row of other convs' dy columns (concat): never read
   FastDivmod div_dy, div_x, div_item, div_chunks;  // by total, C_in, mt * chunks, chunks
+  FastDivmod div_dy_steps, div_x_steps;             // by total / ch_dy, C_in / ch_x (convert steps per row pair)
   int off_raw = 0, off_mraw = 0, off_xraw = 0, off_gt = 0, off_xt = 0, off_gcol = 0, off_xrow = 0;
   int smem_bytes = 0;
   __host__ bool use() const { return why_not == nullptr; }
@@ -489,7 +490,7 @@ __host__ GpwWgradPlan plan_gpw_smallk_wgrad(const GpwWgradParams<T>& p, int forc
     pl.off_mraw = take(p.out != nullptr ? tp * s.total * esz : 0);
     pl.off_xraw = take(tp * s.c_in * esz);
     pl.off_gt = take((pl.trash_row + 1) * ldp * esz);
-    pl.off_xt = take(s.groups * pl.npad * ldp * esz);
+    pl.off_xt = take((s.groups * pl.npad + 8) * ldp * esz);  // + 8 rows: an odd last n-tile's ldmatrix pair
     pl.off_gcol = take(s.total * 4);
     pl.off_xrow = take(s.c_in * 4);
     return off;
@@ -517,6 +518,8 @@ __host__ GpwWgradPlan plan_gpw_smallk_wgrad(const GpwWgradParams<T>& p, int forc
   pl.splits = (pl.tiles + pl.tiles_per_split - 1) / pl.tiles_per_split;  // no empty splits
   pl.div_dy = FastDivmod(static_cast<uint32_t>(s.total));
   pl.div_x = FastDivmod(static_cast<uint32_t>(s.c_in));
+  pl.div_dy_steps = FastDivmod(static_cast<uint32_t>(s.total / pl.ch_dy));
+  pl.div_x_steps = FastDivmod(static_cast<uint32_t>(s.c_in / pl.ch_x));
   pl.div_item = FastDivmod(static_cast<uint32_t>(pl.mt * pl.chunks));
   pl.div_chunks = FastDivmod(static_cast<uint32_t>(pl.chunks));
   return pl;

@@ -11,12 +11,13 @@
 //     in flight while this one is computed;
 //   * convert: both slabs are transposed into pixel-contiguous tiles, GT[g * mpad + j][p] (gathered through
 //     the inverse shuffle, masked; other convs' columns go to a trash row) and XT[g * npad + i][p], so that
-//     the mma.sync m16n8k16 operands (A = GT: M = cg_out, K = pixels; B = XT^T: K = pixels, N = cg_in) are
-//     32-bit loads of two consecutive pixels; pixels past the problem's end are written as zeros (K padding);
+//     both mma.sync m16n8k16 operands (A = GT: M = cg_out, K = pixels; B = XT^T: K = pixels, N = cg_in) are
+//     K-contiguous and load by ldmatrix.x4 without .trans; pixels past the problem's end are written as zeros
+//     (K padding);
 //   * each warp owns up to kGpwWgradItems items (one 16-row m-tile x up to kGpwWgradItemN 8-column n-tiles of
 //     one group's product: one A fragment per k-step for all of them) for the whole split, in fp32 registers;
-//     at the end they are written, times the scale, as the split's fp32 partials,
-//     which conv2d's Conv2dWgradReduce sums in a fixed order (deterministic, as the GEMM's split-K).
+//     at the end they are written, times the scale, as the split's fp32 partials, which conv2d's
+//     Conv2dWgradReduce sums in a fixed order (deterministic, as the GEMM's split-K).
 //
 // One schedule (run_cta) for the device kernel and the emulator (kernels/check/emulate_group_pointwise_conv2d.cu).
 #pragma once
@@ -122,19 +123,25 @@ struct GpwSmallKWgrad {
     gpw_async_commit();
   }
 
-  // Slab (P x width, packed) -> dst[map[d] * ldp + r], CH elements of one row per step; pixels r >= rows
-  // (past the problem's end) become zeros, as do elements whose mask is not positive (a NaN output masks).
-  // (kMask a template argument and `&` rather than `&&`: the per-element choice is a select, not a branch)
+  // Slab (P x width, packed) -> dst[map[d] * ldp + r]. A step takes CH elements of two consecutive pixel rows
+  // (r, r + 1) of the same columns and stores each column's pair as one 32-bit word (r even, ldp even);
+  // pixels r >= rows (past the problem's end) become zeros, as do elements whose mask is not positive (a NaN
+  // output masks). (kMask a template argument and `&` rather than `&&`: each choice is a select, not a branch.)
   template <int CH, bool kMask>
   CNNKERN_HD void transpose_in(const T* src, const T* msrc, int width, const int* map, T* dst,
-                               const FastDivmod& div, int rows, int t) const {
-    const int n = pl.tile_p * width;
-    for (int e = t * CH; e < n; e += kThreads * CH) {
-      uint32_t r, d;
-      div.divmod(static_cast<uint32_t>(e), r, d);
-      const Vec<T, CH> v = Vec<T, CH>::load(src + e);
-      Vec<T, CH> mv;
-      if constexpr (kMask) mv = Vec<T, CH>::load(msrc + e);
+                               const FastDivmod& div_steps, int rows, int t) const {
+    const int steps = pl.tile_p / 2 * (width / CH);
+    for (int st = t; st < steps; st += kThreads) {
+      uint32_t rp, dq;
+      div_steps.divmod(static_cast<uint32_t>(st), rp, dq);
+      const int r = 2 * static_cast<int>(rp), d = static_cast<int>(dq) * CH;
+      const int e0 = r * width + d, e1 = e0 + width;
+      const Vec<T, CH> v0 = Vec<T, CH>::load(src + e0), v1 = Vec<T, CH>::load(src + e1);
+      Vec<T, CH> m0, m1;
+      if constexpr (kMask) {
+        m0 = Vec<T, CH>::load(msrc + e0);
+        m1 = Vec<T, CH>::load(msrc + e1);
+      }
       int row[CH];
       if constexpr (CH == 1) {
         row[0] = map[d];
@@ -152,26 +159,32 @@ struct GpwSmallKWgrad {
           row[4 * q + 3] = c4.w;
         }
       }
-      const bool live = static_cast<int>(r) < rows;
+      const bool live0 = r < rows, live1 = r + 1 < rows;
 #pragma unroll
       for (int j = 0; j < CH; ++j) {
-        bool keep = live;
-        if constexpr (kMask) keep = keep & (Num<T>::to_float(mv.v[j]) > 0.0f);
-        dst[row[j] * pl.ldp + static_cast<int>(r)] = keep ? v.v[j] : Num<T>::zero();
+        bool keep0 = live0, keep1 = live1;
+        if constexpr (kMask) {
+          keep0 = keep0 & (Num<T>::to_float(m0.v[j]) > 0.0f);
+          keep1 = keep1 & (Num<T>::to_float(m1.v[j]) > 0.0f);
+        }
+        Vec<T, 2> pair;
+        pair.v[0] = keep0 ? v0.v[j] : Num<T>::zero();
+        pair.v[1] = keep1 ? v1.v[j] : Num<T>::zero();
+        *reinterpret_cast<Vec<T, 2>*>(dst + row[j] * pl.ldp + r) = pair;
       }
     }
   }
   template <int CH>
   CNNKERN_HD void transpose_dy(const Smem& m, int rows, int t) const {
     if (p.out != nullptr) {
-      transpose_in<CH, true>(m.raw, m.mraw, p.s.total, m.gcol, m.gt, pl.div_dy, rows, t);
+      transpose_in<CH, true>(m.raw, m.mraw, p.s.total, m.gcol, m.gt, pl.div_dy_steps, rows, t);
     } else {
-      transpose_in<CH, false>(m.raw, nullptr, p.s.total, m.gcol, m.gt, pl.div_dy, rows, t);
+      transpose_in<CH, false>(m.raw, nullptr, p.s.total, m.gcol, m.gt, pl.div_dy_steps, rows, t);
     }
   }
   template <int CH>
   CNNKERN_HD void transpose_x(const Smem& m, int rows, int t) const {
-    transpose_in<CH, false>(m.xraw, nullptr, p.s.c_in, m.xrow, m.xt, pl.div_x, rows, t);
+    transpose_in<CH, false>(m.xraw, nullptr, p.s.c_in, m.xrow, m.xt, pl.div_x_steps, rows, t);
   }
   CNNKERN_HD void convert(unsigned char* smem, int tile, int t) const {
     const Smem m = carve(smem);
@@ -210,34 +223,23 @@ struct GpwSmallKWgrad {
     it.ntc = left < pl.nb ? left : pl.nb;
     return true;
   }
-  // A lane's fragment rows, once per item, as 32-bit element offsets (registers are the scarce resource next
-  // to 64 accumulators): its two A rows of GT (gid, gid + 8) and the XT row of each n-tile, each at column
-  // 2 tig; a k-step only adds kb * 16.
-  struct FragPtrs {
-    int a0, a8;
-    int b[kItemN];
-  };
-  CNNKERN_HD FragPtrs frag_ptrs(const Item& it, int lane) const {
-    const int gid = lane >> 2, tig = lane & 3;
-    FragPtrs f;
-    f.a0 = (it.g * pl.mpad + it.mt * 16 + gid) * pl.ldp + 2 * tig;
-    f.a8 = f.a0 + 8 * pl.ldp;
-#pragma unroll
-    for (int n = 0; n < kItemN; ++n) f.b[n] = (it.g * pl.npad + (it.n0 + n) * 8 + gid) * pl.ldp + 2 * tig;
-    return f;
+  // Fragments by ldmatrix.x4 (both tiles are K-contiguous, so no .trans): lane l gives the row address of
+  // 8x8 matrix q = l / 8, row l % 8; register q of lane l receives row l / 4 of matrix q, elements 2 (l % 4)
+  // and +1. A's quadrants in the order (m0, k0) (m8, k0) (m0, k8) (m8, k8) are a0..a3; B's (n, k0) (n, k8)
+  // (n + 1, k0) (n + 1, k8) are (b0, b1) of n-tiles n and n + 1. Rows are ldp = P + 8 elements (P % 16 == 0:
+  // 16-byte aligned, and 8 consecutive rows fall in 8 distinct 16-byte bank groups). Element offsets at k-step 0;
+  // a k-step adds kb * 16. XT has 8 spare rows, so an item's odd last n-tile may load a pair.
+  CNNKERN_HD int a_row(const Item& it, int lane) const {
+    const int q = lane >> 3, r = lane & 7;
+    return (it.g * pl.mpad + it.mt * 16 + r + ((q & 1) << 3)) * pl.ldp + ((q >> 1) << 3);
   }
-  CNNKERN_HD static uint32_t ld32(const T* ptr) { return *reinterpret_cast<const uint32_t*>(ptr); }
-  CNNKERN_HD static void a_frag(const T* gt, const FragPtrs& f, int kb, uint32_t a[4]) {
-    const int k = kb * 16;
-    a[0] = ld32(gt + f.a0 + k);
-    a[1] = ld32(gt + f.a8 + k);
-    a[2] = ld32(gt + f.a0 + k + 8);
-    a[3] = ld32(gt + f.a8 + k + 8);
+  CNNKERN_HD int b_row(const Item& it, int pair, int lane) const {
+    const int q = lane >> 3, r = lane & 7;
+    return (it.g * pl.npad + (it.n0 + 2 * pair + (q >> 1)) * 8 + r) * pl.ldp + ((q & 1) << 3);
   }
-  CNNKERN_HD static void b_frag(const T* xt, const FragPtrs& f, int n, int kb, uint32_t b[2]) {
-    b[0] = ld32(xt + f.b[n] + kb * 16);
-    b[1] = ld32(xt + f.b[n] + kb * 16 + 8);
-  }
+  // n-tile n of an item: registers b_reg(n), +1 of ldmatrix pair b_pair(n) (loaded when b_reg(n) == 0).
+  CNNKERN_HD static int b_pair(int n) { return n >> 1; }
+  CNNKERN_HD static int b_reg(int n) { return (n & 1) << 1; }
   // The split's partial of n-tile n of an item, times the scale of its output channels.
   CNNKERN_HD void store_partial(int split, const Item& it, int n, int lane, const float c[4]) const {
     const GpwShape& s = p.s;
@@ -254,23 +256,36 @@ struct GpwSmallKWgrad {
   }
 
 #if defined(__CUDACC__)
+  __device__ static void ldsm_x4(const T* ptr, uint32_t r[4]) {
+#if __CUDA_ARCH__ >= 800
+    const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(ptr));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(sa));
+#else
+    __trap();  // (16-bit mma paths are sm_80+; the plan's callers check the device)
+#endif
+  }
   __device__ void mma_device(unsigned char* smem, int warp, int lane, float acc[kItems][kItemN][4]) const {
+    static_assert(kItemN % 2 == 0, "n-tiles come in ldmatrix pairs");
     const Smem m = carve(smem);
     const int ksteps = pl.tile_p / 16;
 #pragma unroll
     for (int s = 0; s < kItems; ++s) {
       Item it;
       if (!item_of(warp, s, it)) break;
-      const FragPtrs f = frag_ptrs(it, lane);
+      const T* pa = m.gt + a_row(it, lane);
+      const T* pb[kItemN / 2];
+#pragma unroll
+      for (int q = 0; q < kItemN / 2; ++q) pb[q] = m.xt + b_row(it, q, lane);
       for (int kb = 0; kb < ksteps; ++kb) {
-        uint32_t a[4];
-        a_frag(m.gt, f, kb, a);
+        uint32_t a[4], b[kItemN / 2][4];
+        ldsm_x4(pa + kb * 16, a);
 #pragma unroll
         for (int n = 0; n < kItemN; ++n) {
           if (n < it.ntc) {
-            uint32_t b[2];
-            b_frag(m.xt, f, n, kb, b);
-            GpwSmallK<T, kGpwMma>::mma16816(acc[s][n], a, b);
+            if (b_reg(n) == 0) ldsm_x4(pb[b_pair(n)] + kb * 16, b[b_pair(n)]);
+            GpwSmallK<T, kGpwMma>::mma16816(acc[s][n], a, b[b_pair(n)] + b_reg(n));
           }
         }
       }
