@@ -285,34 +285,33 @@ def test_gpu_channel_shuffle_sizes(poison_outputs, backend, dtype, layout, shape
     assert torch.equal(gx, F.channel_shuffle(g, shape[1] // groups))
 
 
-def _input_grad_reference(dy, out, w, scale, groups, shuffle_groups, offset):
-    """The input gradient of the fused forward whose c_out channels sit at channels [offset, offset + c_out) of a
-    ``dy.shape[1]``-channel concatenation that is then channel-shuffled: conv channel c is read from dy channel
-    dest(c), zeroed where the saved output ``out`` is not positive (ReLU), times scale[c], then the transposed
-    grouped 1x1 conv. Computed in ``dy``'s dtype; pass fp64 tensors for the baseline."""
-    total, c_out = dy.shape[1], w.shape[0]
+def _conv_output_grad(dy, out, c_out, shuffle_groups, offset):
+    """The gradient at the conv's own c_out outputs, whose channels sit at [offset, offset + c_out) of a
+    ``dy.shape[1]``-channel concatenation that is then channel-shuffled: channel c is read from dy channel dest(c)
+    and zeroed where the saved output ``out`` there is not positive (ReLU)."""
+    total = dy.shape[1]
     per = total // shuffle_groups
     c = torch.arange(c_out, device=dy.device) + offset
     dest = (c % per) * shuffle_groups + c // per
     g = dy[:, dest]
-    if out is not None:
-        g = torch.where(out[:, dest] > 0, g, torch.zeros_like(g))
+    return g if out is None else torch.where(out[:, dest] > 0, g, torch.zeros_like(g))
+
+
+def _input_grad_reference(dy, out, w, scale, groups, shuffle_groups, offset):
+    """The input gradient of the fused forward: the conv-output gradient times scale[c], through the transposed
+    grouped 1x1 conv. Computed in ``dy``'s dtype; pass fp64 tensors for the baseline."""
+    g = _conv_output_grad(dy, out, w.shape[0], shuffle_groups, offset)
     if scale is not None:
         g = g * scale.to(g.dtype).view(1, -1, 1, 1)
     return F.conv_transpose2d(g, w.to(g.dtype), groups=groups)
 
 
 def _weight_grad_reference(dy, out, x, scale, c_out, groups, shuffle_groups, offset):
-    """The weight gradient of the same fused forward: scale[c] * sum over pixels of G[., c] * x[., group(c) * cg_in + i],
-    G read from dy as in _input_grad_reference. Computed in ``dy``'s dtype (fp64 for the baseline)."""
-    total, c_in = dy.shape[1], x.shape[1]
+    """The weight gradient of the same fused forward: scale[c] * sum over pixels of G[., c] * x[., group(c) * cg_in + i]
+    with G the conv-output gradient. Computed in ``dy``'s dtype (fp64 for the baseline)."""
     n, _, h, w = dy.shape
-    per = total // shuffle_groups
-    c = torch.arange(c_out, device=dy.device) + offset
-    dest = (c % per) * shuffle_groups + c // per
-    g = dy[:, dest]
-    if out is not None:
-        g = torch.where(out[:, dest] > 0, g, torch.zeros_like(g))
+    c_in = x.shape[1]
+    g = _conv_output_grad(dy, out, c_out, shuffle_groups, offset)
     gg = g.reshape(n, groups, c_out // groups, h, w)
     xg = x.to(g.dtype).reshape(n, groups, c_in // groups, h, w)
     dw = torch.einsum("ngjhw,ngihw->gji", gg, xg).reshape(c_out, c_in // groups, 1, 1)

@@ -9,6 +9,7 @@
 
 #include "conv/conv2d.cuh"
 #include "cuda/conv2d_launch.h"
+#include "cuda/wgrad_reduce_launch.cuh"
 
 namespace cnnkern {
 namespace detail {
@@ -114,11 +115,7 @@ void launch_conv2d_wgrad(const Conv2dWgradParams<T>& p, bool channel_fast, cudaS
 
 template <class T>
 void launch_conv2d_wgrad_reduce(const Conv2dWgradParams<T>& p, cudaStream_t stream) {
-  const Conv2dWgradReduce<T> r = Conv2dWgradReduce<T>::make(p);
-  constexpr int kThreads = 256;
-  const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
-  conv2d_wgrad_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(r);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_wgrad_reduce(Conv2dWgradReduce<T>::make(p), stream);
 }
 
 }  // namespace cnnkern

@@ -49,11 +49,7 @@ void launch_group_pointwise_conv2d_wgrad(const GpwWgradParams<T>& p, bool channe
   } else {
     detail::launch_gemm(GpwWgradProblem<T, Fast::kK>::make(p), stream);
   }
-  const Conv2dWgradReduce<T> r = gpw_wgrad_reduce(p);
-  constexpr int kThreads = 256;
-  const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
-  conv2d_wgrad_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(r);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_wgrad_reduce(gpw_wgrad_reduce(p), stream);
 }
 
 }  // namespace cnnkern

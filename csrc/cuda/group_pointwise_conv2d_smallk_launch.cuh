@@ -13,6 +13,7 @@
 #include "conv/group_pointwise_conv2d_smallk.cuh"
 #include "conv/group_pointwise_conv2d_smallk_wgrad.cuh"
 #include "cuda/group_pointwise_conv2d_smallk_launch.h"
+#include "cuda/wgrad_reduce_launch.cuh"
 
 namespace cnnkern {
 
@@ -76,11 +77,7 @@ void launch_group_pointwise_conv2d_smallk_wgrad(const GpwWgradParams<T>& p, cons
         GpwSmallKWgrad<T>::make(p, plan));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     // The splits' partials, summed in a fixed order (as after the GEMM's split-K).
-    const Conv2dWgradReduce<T> r = gpw_wgrad_reduce(p);
-    constexpr int kThreads = 256;
-    const int blocks = static_cast<int>(std::min<int64_t>((r.total + kThreads - 1) / kThreads, 4096));
-    conv2d_wgrad_reduce_kernel<T><<<blocks, kThreads, 0, stream>>>(r);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_wgrad_reduce(gpw_wgrad_reduce(p), stream);
   } else {
     TORCH_CHECK(false, "cnnkern group_pointwise_conv2d: the small-K weight gradient takes 16-bit types, got a ",
                 sizeof(T), "-byte type");

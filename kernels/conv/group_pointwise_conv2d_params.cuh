@@ -33,6 +33,12 @@ struct ShuffleMap {
   }
 };
 
+// The inverse of ShuffleMap::dest: the channel c of this conv stored at column d of the `total`-channel
+// tensor (shuffled with `groups` groups, the conv at `offset`); outside [0, c_out) when d is another conv's.
+CNNKERN_HD int shuffle_source(int d, int total, int groups, int offset) {
+  return (d % groups) * (total / groups) + d / groups - offset;
+}
+
 struct GpwShape {
   int n, h, w;          // batch and spatial size (same for input and output)
   int c_in, c_out;      // the conv's own channels
@@ -231,6 +237,16 @@ __host__ inline bool gpw_uniform_pitch(int n, int c, int h, int w, const Strides
 
 __host__ inline int gpw_round_up(int v, int m) { return (v + m - 1) / m * m; }
 
+// Consecutive 16-byte aligned regions of dynamic shared memory (the plans' carve-ups).
+struct GpwSmemCarve {
+  int off = 0;
+  __host__ int take(int bytes) {
+    const int o = off;
+    off += gpw_round_up(bytes, 16);
+    return o;
+  }
+};
+
 template <class T>
 __host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms, GpwSmallKForce force = {}) {
   GpwSmallKPlan pl;
@@ -330,24 +346,19 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms
   pl.ldr = mma && !q.dgrad && q.cr % 16 == 0 ? q.cr + 8 : q.cr;
 
   auto carve = [&](int tp) {
-    int off = 0;
-    auto take = [&](int bytes) {
-      const int o = off;
-      off += gpw_round_up(bytes, 16);
-      return o;
-    };
-    pl.off_raw[0] = take(tp * pl.ldr * esz);
-    pl.off_raw[1] = pl.nbuf == 2 ? take(tp * pl.ldr * esz) : pl.off_raw[0];
-    pl.off_mraw = take(q.mask != nullptr ? tp * pl.ldr * esz : 0);
-    pl.off_x = take(tp * pl.ldx * (mma ? esz : 4));
-    pl.off_o = take(tp * pl.ldo * esz);
-    pl.off_w = take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
-    pl.off_bias = take(pl.ldw * 4);
-    pl.off_scale = take(pl.ldw * 4);
-    pl.off_shift = take(pl.ldw * 4);
-    pl.off_odst = take(pl.ldw * 4);
-    pl.off_xcol = take(mma && !q.dgrad ? 0 : q.cr * 4);
-    return off;
+    GpwSmemCarve c;
+    pl.off_raw[0] = c.take(tp * pl.ldr * esz);
+    pl.off_raw[1] = pl.nbuf == 2 ? c.take(tp * pl.ldr * esz) : pl.off_raw[0];
+    pl.off_mraw = c.take(q.mask != nullptr ? tp * pl.ldr * esz : 0);
+    pl.off_x = c.take(tp * pl.ldx * (mma ? esz : 4));
+    pl.off_o = c.take(tp * pl.ldo * esz);
+    pl.off_w = c.take(mma ? pl.ldw * pl.kw * esz : pl.kpad * pl.ldw * 4);
+    pl.off_bias = c.take(pl.ldw * 4);
+    pl.off_scale = c.take(pl.ldw * 4);
+    pl.off_shift = c.take(pl.ldw * 4);
+    pl.off_odst = c.take(pl.ldw * 4);
+    pl.off_xcol = c.take(mma && !q.dgrad ? 0 : q.cr * 4);
+    return c.off;
   };
   // Tile: the largest of 128/64/32/16 pixels that fits and keeps the (pixel group, column chunk) items
   // within 10% of a whole number of thread rounds; else the best balanced that fits.
@@ -479,21 +490,16 @@ __host__ GpwWgradPlan plan_gpw_smallk_wgrad(const GpwWgradParams<T>& p, int forc
   pl.ch_x = chunk(s.c_in);
   pl.trash_row = s.groups * pl.mpad;
   auto carve = [&](int tp) {
-    int off = 0;
-    auto take = [&](int bytes) {
-      const int o = off;
-      off += gpw_round_up(bytes, 16);
-      return o;
-    };
+    GpwSmemCarve c;
     const int ldp = tp + 8;
-    pl.off_raw = take(tp * s.total * esz);
-    pl.off_mraw = take(p.out != nullptr ? tp * s.total * esz : 0);
-    pl.off_xraw = take(tp * s.c_in * esz);
-    pl.off_gt = take((pl.trash_row + 1) * ldp * esz);
-    pl.off_xt = take((s.groups * pl.npad + 8) * ldp * esz);  // + 8 rows: an odd last n-tile's ldmatrix pair
-    pl.off_gcol = take(s.total * 4);
-    pl.off_xrow = take(s.c_in * 4);
-    return off;
+    pl.off_raw = c.take(tp * s.total * esz);
+    pl.off_mraw = c.take(p.out != nullptr ? tp * s.total * esz : 0);
+    pl.off_xraw = c.take(tp * s.c_in * esz);
+    pl.off_gt = c.take((pl.trash_row + 1) * ldp * esz);
+    pl.off_xt = c.take((s.groups * pl.npad + 8) * ldp * esz);  // + 8 rows: an odd last n-tile's ldmatrix pair
+    pl.off_gcol = c.take(s.total * 4);
+    pl.off_xrow = c.take(s.c_in * 4);
+    return c.off;
   };
   int best = 0;
   const int cands[4] = {128, 64, 32, 16};

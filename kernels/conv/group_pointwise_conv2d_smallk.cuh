@@ -63,6 +63,28 @@ CNNKERN_HD void gpw_async_wait_all() {
 #endif
 }
 
+// CH consecutive entries of a shared-memory column map, from map + d with d a multiple of CH (the map is
+// 16-byte aligned): one 8-byte load for 2, 16-byte loads for 4 and 8.
+template <int CH>
+CNNKERN_HD void gpw_load_map(const int* map, int (&out)[CH]) {
+  if constexpr (CH == 1) {
+    out[0] = map[0];
+  } else if constexpr (CH == 2) {
+    const int2 c2 = *reinterpret_cast<const int2*>(map);
+    out[0] = c2.x;
+    out[1] = c2.y;
+  } else {
+#pragma unroll
+    for (int q = 0; q < CH / 4; ++q) {
+      const int4 c4 = *reinterpret_cast<const int4*>(map + 4 * q);
+      out[4 * q] = c4.x;
+      out[4 * q + 1] = c4.y;
+      out[4 * q + 2] = c4.z;
+      out[4 * q + 3] = c4.w;
+    }
+  }
+}
+
 struct alignas(16) GpwF4 {
   float v[4];
 };
@@ -194,12 +216,10 @@ struct GpwSmallK {
       m.odst[col] = !valid ? -1 : (pl.out_mode == kGpwOutSlab16 ? map.dest(c) : c);
     }
     if constexpr (kDgrad) {
-      // Raw column d of dy holds the forward's output channel c with dest(c) = d (ShuffleMap: c + offset
-      // = q * per_group + r sits at r * groups + q), i.e. c = (d % groups) * per_group + d / groups - offset.
+      // Raw column d of dy holds the forward's output channel c = shuffle_source(d) (ShuffleMap's inverse).
       // Columns of other convs (concat) go to column groups * kpad, which no fragment or FMA reads.
-      const int per = src_total / src_sg;
       for (int d = t; d < cr; d += kThreads) {
-        const int c = (d % src_sg) * per + d / src_sg - src_offset;
+        const int c = shuffle_source(d, src_total, src_sg, src_offset);
         m.xcol[d] = c >= 0 && c < s.c_in ? (c / s.cg_in) * pl.kpad + c % s.cg_in : s.groups * pl.kpad;
       }
     } else if (!kMma) {
@@ -305,20 +325,7 @@ struct GpwSmallK {
       const Vec<T, CH> mv = has_mask ? Vec<T, CH>::load(m.mraw + e) : ones;
       const int base = static_cast<int>(r) * pl.ldx;
       int col[CH];
-      if constexpr (CH == 2) {
-        const int2 c2 = *reinterpret_cast<const int2*>(m.xcol + d);
-        col[0] = c2.x;
-        col[1] = c2.y;
-      } else {
-#pragma unroll
-        for (int q = 0; q < CH / 4; ++q) {
-          const int4 c4 = *reinterpret_cast<const int4*>(m.xcol + d + 4 * q);
-          col[4 * q] = c4.x;
-          col[4 * q + 1] = c4.y;
-          col[4 * q + 2] = c4.z;
-          col[4 * q + 3] = c4.w;
-        }
-      }
+      gpw_load_map<CH>(m.xcol + d, col);
 #pragma unroll
       for (int j = 0; j < CH; ++j) put(m, base + col[j], Num<T>::to_float(mv.v[j]) > 0.0f ? v.v[j] : Num<T>::zero());
     }

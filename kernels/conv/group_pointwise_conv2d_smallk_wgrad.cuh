@@ -81,16 +81,15 @@ struct GpwSmallKWgrad {
     return e < pl.tiles ? e : pl.tiles;
   }
 
-  // Once per CTA: the inverse shuffle (dy column d holds conv channel c = (d % sg) * per + d / sg - offset)
-  // and x's rows. GT / XT stay unwritten in their padding rows (j >= cg_out, i >= cg_in): those only reach
-  // accumulator rows / columns that store_partial drops (an mma output row depends on its A row alone, a
-  // column on its B column alone), so stale or NaN bytes there change no stored value.
+  // Once per CTA: the inverse shuffle (dy column d holds conv channel shuffle_source(d)) and x's rows. GT / XT
+  // stay unwritten in their padding rows (j >= cg_out, i >= cg_in): those only reach accumulator rows /
+  // columns that store_partial drops (an mma output row depends on its A row alone, a column on its B column
+  // alone), so stale or NaN bytes there change no stored value.
   CNNKERN_HD void setup(unsigned char* smem, int t) const {
     const Smem m = carve(smem);
     const GpwShape& s = p.s;
-    const int per = s.total / s.shuffle_groups;
     for (int d = t; d < s.total; d += kThreads) {
-      const int c = (d % s.shuffle_groups) * per + d / s.shuffle_groups - s.offset;
+      const int c = shuffle_source(d, s.total, s.shuffle_groups, s.offset);
       m.gcol[d] = c >= 0 && c < s.c_out ? (c / s.cg_out) * pl.mpad + c % s.cg_out : pl.trash_row;
     }
     for (int c = t; c < s.c_in; c += kThreads) m.xrow[c] = (c / s.cg_in) * pl.npad + c % s.cg_in;
@@ -143,22 +142,7 @@ struct GpwSmallKWgrad {
         m1 = Vec<T, CH>::load(msrc + e1);
       }
       int row[CH];
-      if constexpr (CH == 1) {
-        row[0] = map[d];
-      } else if constexpr (CH == 2) {
-        const int2 c2 = *reinterpret_cast<const int2*>(map + d);
-        row[0] = c2.x;
-        row[1] = c2.y;
-      } else {
-#pragma unroll
-        for (int q = 0; q < CH / 4; ++q) {
-          const int4 c4 = *reinterpret_cast<const int4*>(map + d + 4 * q);
-          row[4 * q] = c4.x;
-          row[4 * q + 1] = c4.y;
-          row[4 * q + 2] = c4.z;
-          row[4 * q + 3] = c4.w;
-        }
-      }
+      gpw_load_map<CH>(map + d, row);
       const bool live0 = r < rows, live1 = r + 1 < rows;
 #pragma unroll
       for (int j = 0; j < CH; ++j) {
