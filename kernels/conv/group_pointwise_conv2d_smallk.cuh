@@ -182,8 +182,9 @@ struct GpwSmallK {
 
   // Once per CTA: the zero-padded filter (fp32 w[k][g * cgp + j], or 16-bit wt[g * cgp + j][k] for
   // mma), the per-column epilogue vectors and destination column (-1 for padding columns); for FMA (and
-  // the input grad) also the x / A column of every raw column (-1: not this conv's channel) and a zeroed
-  // x / A tile (its k padding must read as 0: 0 * NaN from stale memory would poison the sums).
+  // the input grad) also the x / A column of every raw column (the input grad's other convs' columns: the
+  // unread column groups * kpad) and a zeroed x / A tile (its k padding must read as 0: 0 * NaN from stale
+  // memory would poison the sums).
   CNNKERN_HD void setup(unsigned char* smem, int t) const {
     const Smem m = carve(smem);
     const GpwShape& s = p.s;
