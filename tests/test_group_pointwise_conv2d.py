@@ -387,13 +387,13 @@ def test_gpu_small_k_input_grad(dtype, n, c_in, hw, c_out, groups, shuffle_group
     (4, 24, (33, 31), 58, 1, 2, 116, 0, True, True),     # first half, odd spatial size (ragged last tile)
     (2, 42, (9, 11), 30, 3, 3, 30, 0, True, True),       # 30 dy columns, 42 x columns: 2-element steps
     (2, 30, (9, 11), 15, 3, 3, 15, 0, True, True),       # 15 dy columns: element steps
-    (4, 480, (14, 14), 120, 3, 3, 120, 0, True, True),   # 180 accumulator fragments: refused, the GEMM runs
+    (4, 480, (14, 14), 120, 3, 3, 120, 0, True, True),   # 45 accumulator items: refused, the GEMM runs
 ])
 def test_gpu_small_k_weight_grad(dtype, n, c_in, hw, c_out, groups, shuffle_groups, total, offset, relu, scale):
     """cnnkern_cuda.group_pointwise_conv2d_bwd_weight on channels_last dy / saved output / x: the small-K weight
     gradient (kernels/conv/group_pointwise_conv2d_smallk_wgrad.cuh) against the fp64 formula, bitwise equal when
     run twice, and, under the profiler, that kernel ran exactly where its plan accepts the problem (16-bit, at most
-    128 fragments of 16 x 8 in the groups' products)."""
+    32 accumulator items of 16 x 32 in the groups' products)."""
     cl = torch.channels_last
     torch.manual_seed(2)
     dy = torch.randn(n, total, *hw, device="cuda", dtype=dtype).contiguous(memory_format=cl)
@@ -412,9 +412,11 @@ def test_gpu_small_k_weight_grad(dtype, n, c_in, hw, c_out, groups, shuffle_grou
         got = run()
         torch.cuda.synchronize()
     names = [e.key for e in prof.key_averages()]
-    frags = groups * -(-(c_out // groups) // 16) * -(-cg_in // 8)
+    # The plan's item count: (group, 16-row m-tile, chunk of up to 4 8-column n-tiles), at most 4 per warp x 8.
+    n_tiles = -(-cg_in // 8)
+    items = groups * -(-(c_out // groups) // 16) * -(-n_tiles // 4)
     small_k = any("gpw_smallk_wgrad_kernel" in k for k in names)
-    assert small_k == (dtype != torch.float32 and frags <= 128), names
+    assert small_k == (dtype != torch.float32 and items <= 32), names
     assert torch.equal(got, run())
     d64 = (None if t is None else t.double() for t in (dy, out, x, sc))
     want = _weight_grad_reference(*d64, c_out, groups, shuffle_groups, offset)
