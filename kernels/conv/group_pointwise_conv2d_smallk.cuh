@@ -85,6 +85,29 @@ CNNKERN_HD void gpw_load_map(const int* map, int (&out)[CH]) {
   }
 }
 
+// This thread's share (of kGpwSmallKThreads) of copying `rows` pixel rows of `width` elements into a shared
+// stage whose row r starts at dst + r * ld: with `dense` (the rows packed at src + p0 * width, 16-byte
+// aligned, and ld == width) 16-byte cp.async plus element copies of a ragged end; otherwise element loads
+// at src + (p0 + r) * pitch + c (div: by width).
+template <class T>
+CNNKERN_HD void gpw_copy_slab(T* dst, int ld, const T* src, int64_t pitch, int width, int64_t p0, int rows, bool dense,
+                              const FastDivmod& div, int t) {
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  const int n = rows * width;
+  if (dense) {
+    const T* s = src + p0 * width;
+    const int nv = n / kVec;
+    for (int v = t; v < nv; v += kGpwSmallKThreads) gpw_copy16_async(dst + v * kVec, s + v * kVec);
+    for (int e = nv * kVec + t; e < n; e += kGpwSmallKThreads) dst[e] = s[e];
+  } else {
+    for (int e = t; e < n; e += kGpwSmallKThreads) {
+      uint32_t r, c;
+      div.divmod(static_cast<uint32_t>(e), r, c);
+      dst[r * ld + c] = src[(p0 + r) * pitch + c];
+    }
+  }
+}
+
 struct alignas(16) GpwF4 {
   float v[4];
 };
@@ -233,35 +256,23 @@ struct GpwSmallK {
   CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
     T* raw = raw_at(smem, buf);
     const int c_in = kDgrad ? cr : p.s.c_in;  // (the forward's cr is C_in)
-    const int n = rows_of(tile) * c_in;
+    const int rows = rows_of(tile);
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
-    if (pl.in_mode == kGpwInDense16) {
-      // 16-byte aligned: tile_p * cr is a multiple of kVec
+    const bool dense = pl.in_mode == kGpwInDense16;
+    if (dense && pl.ldr != c_in) {
+      // padded rows (forward mma, C_in % 16 == 0: whole 16-byte vectors per row, no remainder)
       const T* src = p.x + p0 * c_in;
-      const int nv = n / kVec;
-      if (pl.ldr == c_in) {  // packed rows: the stage is the slab
-        for (int v = t; v < nv; v += kThreads) gpw_copy16_async(raw + v * kVec, src + v * kVec);
-        for (int e = nv * kVec + t; e < n; e += kThreads) raw[e] = src[e];
-        if (kDgrad && mask != nullptr) {
-          T* mraw = reinterpret_cast<T*>(smem + pl.off_mraw);
-          const T* msrc = mask + p0 * c_in;
-          for (int v = t; v < nv; v += kThreads) gpw_copy16_async(mraw + v * kVec, msrc + v * kVec);
-          for (int e = nv * kVec + t; e < n; e += kThreads) mraw[e] = msrc[e];
-        }
-      } else {  // padded rows (forward, C_in % 16 == 0: whole vectors per row, no remainder)
-        for (int v = t; v < nv; v += kThreads) {
-          uint32_t r, q;
-          pl.div_row_vecs.divmod(static_cast<uint32_t>(v), r, q);
-          gpw_copy16_async(raw + r * pl.ldr + q * kVec, src + v * kVec);
-        }
+      const int nv = rows * c_in / kVec;
+      for (int v = t; v < nv; v += kThreads) {
+        uint32_t r, q;
+        pl.div_row_vecs.divmod(static_cast<uint32_t>(v), r, q);
+        gpw_copy16_async(raw + r * pl.ldr + q * kVec, src + v * kVec);
       }
-    } else {
-      T* mraw = reinterpret_cast<T*>(smem + pl.off_mraw);
-      for (int e = t; e < n; e += kThreads) {
-        uint32_t r, c;
-        pl.div_cin.divmod(static_cast<uint32_t>(e), r, c);
-        raw[r * pl.ldr + c] = p.x[(p0 + r) * pl.x_pitch + c];
-        if (kDgrad && mask != nullptr) mraw[r * pl.ldr + c] = mask[(p0 + r) * pl.m_pitch + c];
+    } else {  // (dense: packed rows, tile_p * cr a multiple of kVec, so the stage is the 16-byte aligned slab)
+      gpw_copy_slab(raw, pl.ldr, p.x, pl.x_pitch, c_in, p0, rows, dense, pl.div_cin, t);
+      if (kDgrad && mask != nullptr) {
+        gpw_copy_slab(reinterpret_cast<T*>(smem + pl.off_mraw), pl.ldr, mask, pl.m_pitch, c_in, p0, rows, dense,
+                      pl.div_cin, t);
       }
     }
     gpw_async_commit();

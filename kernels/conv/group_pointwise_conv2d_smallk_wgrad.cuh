@@ -37,7 +37,6 @@ struct GpwSmallKWgrad {
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kItems = kGpwWgradItems;
   static constexpr int kItemN = kGpwWgradItemN;
-  static constexpr int kVec = 8;
 
   GpwWgradParams<T> p;
   GpwWgradPlan pl;
@@ -95,30 +94,15 @@ struct GpwSmallKWgrad {
     for (int c = t; c < s.c_in; c += kThreads) m.xrow[c] = (c / s.cg_in) * pl.npad + c % s.cg_in;
   }
 
-  // One slab: rows of `width` elements at `pitch` (dense: packed at src + p0 * width, 16-byte aligned).
-  CNNKERN_HD void copy_slab(T* dst, const T* src, int64_t pitch, int width, int64_t p0, int rows,
-                            const FastDivmod& div, int t) const {
-    const int n = rows * width;
-    if (pl.in_mode == kGpwInDense16) {
-      const T* s = src + p0 * width;
-      const int nv = n / kVec;
-      for (int v = t; v < nv; v += kThreads) gpw_copy16_async(dst + v * kVec, s + v * kVec);
-      for (int e = nv * kVec + t; e < n; e += kThreads) dst[e] = s[e];
-    } else {
-      for (int e = t; e < n; e += kThreads) {
-        uint32_t r, c;
-        div.divmod(static_cast<uint32_t>(e), r, c);
-        dst[e] = src[(p0 + r) * pitch + c];
-      }
-    }
-  }
+  // The tile's slabs (packed stages), one commit group.
   CNNKERN_HD void issue(unsigned char* smem, int tile, int t) const {
     const Smem m = carve(smem);
-    const int rows = rows_of(tile);
+    const int rows = rows_of(tile), total = p.s.total, c_in = p.s.c_in;
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
-    copy_slab(m.raw, p.dy, pl.dy_pitch, p.s.total, p0, rows, pl.div_dy, t);
-    if (p.out != nullptr) copy_slab(m.mraw, p.out, pl.m_pitch, p.s.total, p0, rows, pl.div_dy, t);
-    copy_slab(m.xraw, p.x, pl.x_pitch, p.s.c_in, p0, rows, pl.div_x, t);
+    const bool dense = pl.in_mode == kGpwInDense16;
+    gpw_copy_slab(m.raw, total, p.dy, pl.dy_pitch, total, p0, rows, dense, pl.div_dy, t);
+    if (p.out != nullptr) gpw_copy_slab(m.mraw, total, p.out, pl.m_pitch, total, p0, rows, dense, pl.div_dy, t);
+    gpw_copy_slab(m.xraw, c_in, p.x, pl.x_pitch, c_in, p0, rows, dense, pl.div_x, t);
     gpw_async_commit();
   }
 
