@@ -255,7 +255,7 @@ struct GpwSmallK {
   // beside it) and closes this thread's group.
   CNNKERN_HD void issue(unsigned char* smem, int tile, int buf, int t) const {
     T* raw = raw_at(smem, buf);
-    const int c_in = kDgrad ? cr : p.s.c_in;  // (the forward's cr is C_in)
+    const int c_in = cr;  // raw row width (the forward's is C_in)
     const int rows = rows_of(tile);
     const int64_t p0 = static_cast<int64_t>(tile) * pl.tile_p;
     const bool dense = pl.in_mode == kGpwInDense16;
@@ -300,7 +300,7 @@ struct GpwSmallK {
   CNNKERN_HD void convert(unsigned char* smem, int tile, int t) const {
     const Smem m = carve(smem);
     const T* raw = m.raw[0];
-    const int c_in = kDgrad ? cr : p.s.c_in;
+    const int c_in = cr;
     const int n = rows_of(tile) * c_in;
     if constexpr (kDgrad) {
       if (pl.conv_ch == 8) return convert_chunks<8>(m, n, t);
