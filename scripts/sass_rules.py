@@ -388,6 +388,9 @@ FAMILIES: list[Family] = [
             KernelRules(rf"gpw_smallk_kernel<{SIXTEEN}, 0, ", [has("HMMA")]),
             # The input gradient (kDgrad): dy's and the saved output's slabs both by cp.async.
             KernelRules(r"gpw_smallk_kernel<[^>]*, true>", [has("LDGSTS", 2)]),
+            # The forward's fused passthrough (shuffle_cat_pointwise): strided rows copied by 8- and 4-byte
+            # cp.async pieces (x.chunk(2, 1) rows of 116 / 232 bytes), beside the 16-byte slab copies.
+            KernelRules(r"gpw_smallk_kernel<[^>]*, false>", [has(r"^LDGSTS\.E\.64$"), has(r"^LDGSTS\.E$")]),
             # The small-K weight gradient: dy, mask and x slabs by cp.async, products by mma.sync, accumulators
             # in registers across the split (no local memory), under the same 2-CTA register cap.
             KernelRules(r"gpw_smallk_wgrad_kernel<", [has("LDGSTS", 3), has("HMMA"), has("BAR"),

@@ -11,6 +11,7 @@ from _group_pointwise_cases import (  # noqa: F401
     dtype_id,
     poison_outputs,
 )
+from tolerances import assert_matches_reference
 
 import cnnkern
 from cnnkern.reference.group_pointwise_conv2d import group_pointwise_conv2d as unfused_pw
@@ -214,3 +215,51 @@ def test_gpu_shufflenet_v2_shapes(poison_outputs, dtype, layout, n, c, hw):  # n
                                  2)
 
     assert_fused_matches_unfused("triton", fused1, plain1, (x1, x2, w2), (True,) * 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n,c,hw,pass_layout,fused", [
+    (16, 116, (28, 28), "chunk", True),     # ShuffleNetV2 1x stage 2 tail: x.chunk(2, 1)[0], 4-byte row pieces
+    (16, 232, (14, 14), "chunk", True),     # stage 3: 8-byte pieces
+    (4, 48, (33, 31), "dense", True),       # a packed passthrough (one run per tile), ragged last tile
+    (4, 30, (9, 11), "chunk", True),        # 15 channels: element loads, element steps
+    (4, 116, (28, 28), "nchw", False),      # not channels_last: filled by channel_shuffle first
+])
+def test_gpu_fused_passthrough(dtype, n, c, hw, pass_layout, fused):
+    """cnnkern_cuda.shuffle_cat_pointwise on a channels_last branch: the passthrough copied inside the small-K
+    conv kernel (kernels/conv/group_pointwise_conv2d_smallk.cuh, plan.pass) where its plan takes it. The
+    passthrough's channels must be bit-exact at their shuffled places, the conv's match the fp64 formula, and
+    under the profiler no channel_shuffle kernel runs when fused (one runs when not)."""
+    cl = torch.channels_last
+    torch.manual_seed(3)
+    half = c // 2
+    unit = torch.randn(n, c, *hw, device="cuda", dtype=dtype)
+    if pass_layout == "chunk":
+        passthrough = unit.contiguous(memory_format=cl)[:, :half]
+    elif pass_layout == "dense":
+        passthrough = unit[:, :half].contiguous(memory_format=cl)
+    else:
+        passthrough = unit[:, :half].contiguous()
+    x = unit[:, half:].contiguous(memory_format=cl)
+    w = _w(c - half, c - half, "cuda", dtype)
+    scale, shift = (torch.rand(c - half, device="cuda") + 0.5), torch.randn(c - half, device="cuda")
+    # The op allocates its output through the caching allocator: hand it a NaN-filled block of the same size
+    # first, so an element the kernel never writes stays NaN (and fails below).
+    torch.full((n, c, *hw), float("nan"), device="cuda", dtype=dtype)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        got = torch.ops.cnnkern_cuda.shuffle_cat_pointwise(passthrough, x, w, None, scale, shift, 1, 2, True)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    assert any("gpw_smallk_kernel" in k for k in names), names
+    assert any("channel_shuffle" in k for k in names) == (not fused), names
+    assert got.is_contiguous(memory_format=cl)
+
+    def conv(p, xx, ww, sc, sh):
+        y = F.relu(F.conv2d(xx, ww) * sc.view(1, -1, 1, 1).to(xx.dtype) + sh.view(1, -1, 1, 1).to(xx.dtype))
+        return F.channel_shuffle(torch.cat([p, y], 1), 2)
+
+    want = conv(*(t.double() for t in (passthrough, x, w, scale, shift)))
+    theirs = conv(passthrough, x, w, scale, shift)
+    assert torch.equal(got[:, 0::2], passthrough), "passthrough channels must be copied exactly"
+    assert_matches_reference(got, want, theirs, "out")

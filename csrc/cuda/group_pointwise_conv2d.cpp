@@ -92,13 +92,26 @@ namespace cuda {
 
 using namespace host;
 
-void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
-                                const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
-                                const at::Tensor& out, int64_t groups, int64_t shuffle_groups, int64_t channel_offset,
-                                bool relu) {
+namespace {
+
+// The forward; with `passthrough` (channels [0, channel_offset) of the concatenated order) also those
+// channels of out: fused into the small-K kernel's store where its plan takes them, else written first
+// by channel_map_scatter_fill (whole vectors: the conv then overwrites its own words).
+void gpw_fwd(const at::Tensor* passthrough, const at::Tensor& x, const at::Tensor& w,
+             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& scale,
+             const std::optional<at::Tensor>& shift, const at::Tensor& out, int64_t groups, int64_t shuffle_groups,
+             int64_t channel_offset, bool relu) {
   constexpr const char* op = "cnnkern group_pointwise_conv2d_fwd";
   check_common(op, x, "x", {"weight", "out"}, {&w, &out});
   const GpwShape s = make_shape(op, x, w, out, "x", "weight", "out", groups, shuffle_groups, channel_offset);
+  if (passthrough != nullptr) {
+    check_tensor(op, "passthrough", *passthrough, "x", x);
+    TORCH_CHECK(passthrough->dim() == 4 && passthrough->size(0) == s.n && passthrough->size(1) == channel_offset &&
+                    passthrough->size(2) == s.h && passthrough->size(3) == s.w && channel_offset + s.c_out == s.total,
+                op, ": passthrough shape ", passthrough->sizes(), " must be (N=", s.n, ", C=", channel_offset,
+                ", H=", s.h, ", W=", s.w, ") and fill out shape ", out.sizes(), " with the conv's ", s.c_out,
+                " channels");
+  }
   check_vector(op, "bias", bias, w.size(0), x, false);
   check_vector(op, "scale", scale, w.size(0), x, true);
   check_vector(op, "shift", shift, w.size(0), x, true);
@@ -107,7 +120,11 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
                 present(shift) ? *shift : at::Tensor()});
 
   c10::cuda::CUDAGuard guard(x.device());
-  if (int64_t{s.n} * s.h * s.w == 0 || s.c_out == 0) return;  // nothing of this conv is stored
+  if (int64_t{s.n} * s.h * s.w == 0) return;
+  if (s.c_out == 0) {  // nothing of this conv is stored
+    if (passthrough != nullptr) cuda::channel_map_scatter_fill(*passthrough, out, shuffle_groups, 0);
+    return;
+  }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch("cnnkern group_pointwise_conv2d", x.scalar_type(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -131,11 +148,24 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
     // pixel slabs, all groups per CTA, shuffled tile stored with 16-byte vectors); plan_gpw_smallk says
     // why not otherwise, and the implicit GEMM below takes the rest.
     {
-      const GpwFwdParams<T> p = params(w);
-      const GpwSmallKPlan plan =
-          plan_gpw_smallk(p, device_attribute(cudaDevAttrMultiProcessorCount, x.get_device()));
+      GpwSmallKProblem<T> q = gpw_smallk_fwd_problem(params(w));
+      const int sms = device_attribute(cudaDevAttrMultiProcessorCount, x.get_device());
+      if (passthrough != nullptr) {
+        q.pass = in_ptr<T>(*passthrough);
+        q.pss = strides_of(*passthrough);
+        q.c_pass = static_cast<int>(channel_offset);
+        const GpwSmallKPlan fused = plan_gpw_smallk(q, sms);
+        if (fused.use()) {
+          launch_group_pointwise_conv2d_smallk<T>(q, fused, stream);
+          return;
+        }
+        cuda::channel_map_scatter_fill(*passthrough, out, shuffle_groups, 0);
+        q.pass = nullptr;
+        q.c_pass = 0;
+      }
+      const GpwSmallKPlan plan = plan_gpw_smallk(q, sms);
       if (plan.use()) {
-        launch_group_pointwise_conv2d_smallk<T>(p, plan, stream);
+        launch_group_pointwise_conv2d_smallk<T>(q, plan, stream);
         return;
       }
     }
@@ -151,6 +181,22 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
     }
     launch_group_pointwise_conv2d_fwd<T>(params(wk), map, !channels_fast(out), stream);
   });
+}
+
+}  // namespace
+
+void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                                const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                                const at::Tensor& out, int64_t groups, int64_t shuffle_groups, int64_t channel_offset,
+                                bool relu) {
+  gpw_fwd(nullptr, x, w, bias, scale, shift, out, groups, shuffle_groups, channel_offset, relu);
+}
+
+void group_pointwise_conv2d_fwd_cat(const at::Tensor& passthrough, const at::Tensor& x, const at::Tensor& w,
+                                    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& scale,
+                                    const std::optional<at::Tensor>& shift, const at::Tensor& out, int64_t groups,
+                                    int64_t shuffle_groups, int64_t channel_offset, bool relu) {
+  gpw_fwd(&passthrough, x, w, bias, scale, shift, out, groups, shuffle_groups, channel_offset, relu);
 }
 
 void group_pointwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w,

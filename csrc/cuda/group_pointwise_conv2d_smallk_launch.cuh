@@ -56,8 +56,10 @@ void launch_gpw_smallk_rc(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& pla
 }  // namespace detail
 
 template <class T>
-void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream) {
-  detail::launch_gpw_smallk_rc<T, false>(gpw_smallk_fwd_problem(p), plan, stream);
+void launch_group_pointwise_conv2d_smallk(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan,
+                                          cudaStream_t stream) {
+  TORCH_CHECK(!q.dgrad, "cnnkern group_pointwise_conv2d: the small-K forward got an input-grad problem");
+  detail::launch_gpw_smallk_rc<T, false>(q, plan, stream);
 }
 
 template <class T>
@@ -87,7 +89,7 @@ void launch_group_pointwise_conv2d_smallk_wgrad(const GpwWgradParams<T>& p, cons
 }  // namespace cnnkern
 
 #define CNNKERN_INSTANTIATE_GPW_SMALLK_FWD(T)                                                                   \
-  template void cnnkern::launch_group_pointwise_conv2d_smallk<T>(const cnnkern::GpwFwdParams<T>&,              \
+  template void cnnkern::launch_group_pointwise_conv2d_smallk<T>(const cnnkern::GpwSmallKProblem<T>&,        \
                                                                  const cnnkern::GpwSmallKPlan&, cudaStream_t)
 
 #define CNNKERN_INSTANTIATE_GPW_SMALLK_DGRAD(T)                                                          \

@@ -11,9 +11,11 @@
 
 namespace cnnkern {
 
-// Runs the forward as plan_gpw_smallk planned it (plan.use() must hold).
+// Runs the forward (q = gpw_smallk_fwd_problem(...), with or without a fused passthrough) as
+// plan_gpw_smallk(q, ...) planned it (plan.use() must hold).
 template <class T>
-void launch_group_pointwise_conv2d_smallk(const GpwFwdParams<T>& p, const GpwSmallKPlan& plan, cudaStream_t stream);
+void launch_group_pointwise_conv2d_smallk(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan,
+                                          cudaStream_t stream);
 
 // Runs the weight gradient as plan_gpw_smallk_wgrad planned it (p.workspace holds plan.splits partials), then
 // the fixed-order split reduction into p.dw. 16-bit types only.

@@ -64,6 +64,13 @@ void group_pointwise_conv2d_fwd(const at::Tensor& x, const at::Tensor& w, const 
                                 const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
                                 const at::Tensor& out, int64_t groups, int64_t shuffle_groups, int64_t channel_offset,
                                 bool relu);
+// The same with the channels [0, channel_offset) of the concatenated order taken from `passthrough`
+// (shuffle_cat_pointwise): written into out too, fused into the small-K kernel's store where its plan
+// allows, else by channel_map_scatter_fill before the conv.
+void group_pointwise_conv2d_fwd_cat(const at::Tensor& passthrough, const at::Tensor& x, const at::Tensor& w,
+                                    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& scale,
+                                    const std::optional<at::Tensor>& shift, const at::Tensor& out, int64_t groups,
+                                    int64_t shuffle_groups, int64_t channel_offset, bool relu);
 void group_pointwise_conv2d_bwd_input(const at::Tensor& grad_out, const at::Tensor& w,
                                       const std::optional<at::Tensor>& output, const std::optional<at::Tensor>& scale,
                                       const at::Tensor& grad_in, int64_t groups, int64_t shuffle_groups,

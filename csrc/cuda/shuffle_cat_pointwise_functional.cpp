@@ -17,10 +17,10 @@ at::Tensor shuffle_cat_pointwise_cuda(const at::Tensor& passthrough, const at::T
       ops::shuffle_cat_pointwise_spec(passthrough, input, weight, bias, scale, shift, groups, shuffle_groups);
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor out = s.allocate(input);
-  // The conv below writes every channel the passthrough does not: the passthrough may fill them first.
-  channel_map_scatter_fill(passthrough, out, shuffle_groups, 0);
-  group_pointwise_conv2d_fwd(input, weight, bias, scale, shift, out, groups, shuffle_groups, passthrough.size(1),
-                             relu);
+  // The passthrough rides in the conv's small-K kernel (one pass, whole 16-byte stores) where it can;
+  // otherwise it is written first and the conv's words of it are overwritten.
+  group_pointwise_conv2d_fwd_cat(passthrough, input, weight, bias, scale, shift, out, groups, shuffle_groups,
+                                 passthrough.size(1), relu);
   return out;
 }
 

@@ -37,6 +37,9 @@ struct {
   int shuffle_fill_half_vec, shuffle_fill_half_run;  // fill with 8-byte Q vectors; groups 2 with one-access halves
   // small-K forward: load / store modes, column widths, tile sizes, persistent CTAs, ragged last tile
   int sk_dense, sk_scalar, sk_slab, sk_scatter, sk_rc4, sk_rc8, sk_mma, sk_linear, sk_padrows, sk_p128, sk_p64, sk_p32, sk_p16, sk_multi, sk_tail;
+  // small-K forward with the fused passthrough: flat / row (16-, 8-, 4-byte pieces) / element copies, placement
+  // steps 8/4/2/1, mma / FMA
+  int skp_runs, skp_flat, skp_rows16, skp_rows8, skp_rows4, skp_scalar, skp_ch8, skp_ch4, skp_ch2, skp_ch1, skp_mma, skp_fma;
   // small-K input grad: mma / FMA, with a mask (dense 16-byte copies / element loads), concat (skipped columns)
   int skd_mma, skd_fma, skd_mask_dense, skd_mask_scalar, skd_cat, skd_slab, skd_ch8, skd_ch4, skd_ch2, skd_ch1;
   // small-K weight grad: dense / element copies, mask, concat, ragged last tile, several tiles per split,
@@ -326,6 +329,15 @@ bool run_smallk(const GpwSmallKProblem<T>& q, const SmallKRun& r, bool expect, c
     return true;
   }
   replay_smallk_planned<T, false>(q, pl);
+  if (pl.pass) {
+    ++(pl.pass_copy == kGpwPassFlat     ? g.skp_flat
+       : pl.pass_copy == kGpwPassScalar ? g.skp_scalar
+       : pl.pass_unit == 16             ? g.skp_rows16
+       : pl.pass_unit == 8              ? g.skp_rows8
+                                        : g.skp_rows4);
+    ++(pl.pass_ch == 8 ? g.skp_ch8 : pl.pass_ch == 4 ? g.skp_ch4 : pl.pass_ch == 2 ? g.skp_ch2 : g.skp_ch1);
+    ++(pl.rc == kGpwMma ? g.skp_mma : g.skp_fma);
+  }
   ++(pl.in_mode == kGpwInDense16 ? g.sk_dense : g.sk_scalar);
   ++(pl.out_mode == kGpwOutSlab16 ? g.sk_slab : g.sk_scatter);
   ++(pl.rc == 4 ? g.sk_rc4 : pl.rc == 8 ? g.sk_rc8 : g.sk_mma);
@@ -337,13 +349,20 @@ bool run_smallk(const GpwSmallKProblem<T>& q, const SmallKRun& r, bool expect, c
   return true;
 }
 
+// pass_layout >= 0 (small-K variants, a case whose conv is the second part of the concat): the channels
+// before the conv's come from a passthrough tensor in that layout, fused into the kernel's store; y must
+// then hold it at its shuffled columns, bit for bit. out_layout >= 0: y's own layout (default: x's).
 template <class T>
-void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937& rng, int sms = 3) {
+void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937& rng, int sms = 3,
+             int pass_layout = -1, int out_layout = -1) {
   const int cgi = c.cin / c.groups, cgo = c.cout / c.groups;
+  const bool with_pass = pass_layout >= 0;
   Tensor4<T> x(c.n, c.cin, c.h, c.w, layout), w(c.cout, cgi, 1, 1, kNCHW),
-      y(c.n, c.total(), c.h, c.w, layout);
+      y(c.n, c.total(), c.h, c.w, out_layout >= 0 ? out_layout : layout),
+      pass(c.n, with_pass ? c.before : 1, c.h, c.w, with_pass ? pass_layout : kNHWC);
   x.fill_random(rng);
   w.fill_random(rng);
+  pass.fill_random(rng);
   y.fill_nan();
   std::vector<T> bias(c.cout);
   for (auto& b : bias) b = Num<T>::from_float(std::uniform_real_distribution<float>(-1, 1)(rng));
@@ -363,15 +382,41 @@ void run_fwd(const Case& c, int layout, int variant, const Epi& ep, std::mt19937
     // mma (16-bit, even cg_in; variant 5 forces FMA) takes up to 256 input channels per group, FMA 64.
     const int cgi = c.cin / c.groups;
     const bool mma = sizeof(T) == 2 && cgi % 2 == 0 && variant != 5;
-    const bool fits = nhwc && cgi <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
-    if (!run_smallk(gpw_smallk_fwd_problem(p), SmallKRun{variant, sms}, fits, c.name)) return;
+    bool fits = nhwc && cgi <= (mma ? kGpwSmallKMaxCgInMma : kGpwSmallKMaxCgIn);
+    GpwSmallKProblem<T> q = gpw_smallk_fwd_problem(p);
+    if (with_pass) {
+      // fused when the passthrough is channels_last and y a dense, aligned channels_last slab
+      q.pass = pass.ptr;
+      q.pss = pass.st;
+      q.c_pass = c.before;
+      fits = fits && c.after == 0 && pass_layout != kNCHW && pass_layout != kNCHWView && y.st.w == c.total() &&
+             y.channels_fast();
+    }
+    if (!run_smallk(q, SmallKRun{variant, sms}, fits, c.name)) return;
   }
+  g_paths.skp_runs += with_pass;
   ++g_runs;
   g_paths.fwd_vec += variant == 2;
 
   std::vector<char> stored(c.total(), 0);
   for (int co = 0; co < c.cout; ++co) stored[c.dest(co)] = 1;
   int bad = 0;
+  if (with_pass) {  // the passthrough's channel pc is channel pc of the concatenated order: copied exactly
+    const int pg = c.total() / c.shuffle_groups;
+    for (int pc = 0; pc < c.before; ++pc) {
+      const int d = (pc % pg) * c.shuffle_groups + pc / pg;
+      stored[d] = 1;
+      for (int n = 0; n < c.n; ++n)
+        for (int py = 0; py < c.h; ++py)
+          for (int px = 0; px < c.w; ++px) {
+            const T a = pass.at(n, pc, py, px), b = y.at(n, d, py, px);
+            if (std::memcmp(&a, &b, sizeof(T)) != 0 && bad++ < 5)
+              std::printf("  fwd %s pass %s var=%d y[%d,%d->%d,%d,%d]=%g pass=%g\n", c.name,
+                          layout_name(pass_layout), variant, n, pc, d, py, px, double(Num<T>::to_float(b)),
+                          double(Num<T>::to_float(a)));
+          }
+    }
+  }
   for (int n = 0; n < c.n; ++n)
     for (int co = 0; co < c.cout; ++co)
       for (int py = 0; py < c.h; ++py)
@@ -873,6 +918,19 @@ void run_smallk_case(const Case& c, std::mt19937& rng) {
   run_fwd<T>(c, kNHWC, 6, epis[e++ % 5], rng, 2);
   run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 1);
   run_fwd<T>(c, kNCHW, 3, epis[e++ % 5], rng);  // must be refused (plan), never replayed
+  if (c.before > 0 && c.after == 0) {
+    // The fused passthrough (shuffle_cat_pointwise): dense (one run), padded (row pieces), sliced (element
+    // loads); forced element paths, FMA, 16-pixel tiles, one CTA; refused for an NCHW passthrough or a
+    // padded y (the caller then fills y separately).
+    for (int pl : {kNHWC, kNHWCPadded, kNHWCSlice}) run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 3, pl);
+    run_fwd<T>(c, kNHWCSlice, 3, epis[e++ % 5], rng, 3, kNHWCPadded, kNHWC);
+    run_fwd<T>(c, kNHWC, 4, epis[e++ % 5], rng, 3, kNHWCPadded);
+    run_fwd<T>(c, kNHWC, 5, epis[e++ % 5], rng, 3, kNHWCPadded);
+    run_fwd<T>(c, kNHWC, 6, epis[e++ % 5], rng, 2, kNHWC);
+    run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 1, kNHWCPadded);
+    run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 3, kNCHW);                // refused
+    run_fwd<T>(c, kNHWC, 3, epis[e++ % 5], rng, 3, kNHWC, kNHWCPadded);   // refused
+  }
   // The input grad on the same kernel: ReLU mask in the same layout (dense copies where dy's are), in
   // another channels_last layout (element loads), or NCHW (refused); scale as T or fp32.
   int d = 0;
@@ -946,6 +1004,9 @@ int main(int argc, char** argv) {
       {1, 160, 3, 7, 40, 1, 2, 0, 0, "cg160_g1_sh2"},         // 10 k-steps of 16
       {1, 264, 2, 3, 8, 1, 1, 0, 0, "cg264_refused"},         // beyond every bound: the GEMM
       {1, 42, 7, 9, 30, 3, 3, 0, 0, "g3_42_30_sh3"},          // input grad: 30 raw columns, 2-element convert
+      {2, 24, 5, 9, 24, 1, 2, 24, 0, "v2_cat_24"},            // fused passthrough: 8-element steps
+      {1, 20, 7, 5, 20, 2, 2, 20, 0, "cat_20_g2"},            // fused passthrough: 4-element steps, 8-byte rows
+      {1, 30, 5, 7, 15, 3, 2, 15, 0, "cat_15_g3"},            // fused passthrough: odd width, element steps
       {1, 30, 5, 7, 15, 3, 3, 0, 0, "g3_30_15_sh3"},          // input grad: 15 raw columns, element convert
   };
   if (only_smallk) {
@@ -997,6 +1058,15 @@ int main(int argc, char** argv) {
               "p32=%d p16=%d multi_tile_ctas=%d ragged=%d\n",
               k.sk_dense, k.sk_scalar, k.sk_slab, k.sk_scatter, k.sk_rc4, k.sk_rc8, k.sk_mma, k.sk_linear, k.sk_padrows, k.sk_p128, k.sk_p64, k.sk_p32,
               k.sk_p16, k.sk_multi, k.sk_tail);
+  std::printf("smallk fused passthrough: runs=%d flat=%d rows16=%d rows8=%d rows4=%d scalar=%d "
+              "steps 8/4/2/1=%d/%d/%d/%d mma=%d fma=%d\n",
+              k.skp_runs, k.skp_flat, k.skp_rows16, k.skp_rows8, k.skp_rows4, k.skp_scalar, k.skp_ch8, k.skp_ch4,
+              k.skp_ch2, k.skp_ch1, k.skp_mma, k.skp_fma);
+  if (!k.skp_runs || !k.skp_flat || !k.skp_rows16 || !k.skp_rows8 || !k.skp_rows4 || !k.skp_scalar || !k.skp_ch8 ||
+      !k.skp_ch4 || !k.skp_ch2 || !k.skp_ch1 || !k.skp_mma || !k.skp_fma) {
+    std::printf("FAIL: a fused-passthrough path was never exercised\n");
+    ++g_failures;
+  }
   std::printf("smallk dgrad paths: mma=%d fma=%d mask_dense=%d mask_scalar=%d concat=%d slab_out=%d convert 8/4/2/1=%d/%d/%d/%d\n",
               k.skd_mma, k.skd_fma, k.skd_mask_dense, k.skd_mask_scalar, k.skd_cat, k.skd_slab, k.skd_ch8, k.skd_ch4,
               k.skd_ch2, k.skd_ch1);

@@ -130,7 +130,11 @@ enum : int {
   kGpwInDense16 = 0,  // the tile's pixels are one contiguous run (pixel pitch == C_in): 16-byte cp.async
   kGpwInScalar = 1,   // any uniform pixel pitch / alignment: element loads
   kGpwOutSlab16 = 0,  // the conv fills every channel of a dense, 16-byte aligned y: 16-byte stores
-  kGpwOutScatter = 1  // concat / strided y: element stores at pitch * pixel + dest(c)
+  kGpwOutScatter = 1,  // concat / strided y: element stores at pitch * pixel + dest(c)
+  // How a fused passthrough's rows reach its stage:
+  kGpwPassFlat = 0,     // packed and 16-byte aligned: the tile's rows are one run (16-byte cp.async)
+  kGpwPassRows = 1,     // rows at any pitch: cp.async of pass_unit (16, 8 or 4) bytes, row by row
+  kGpwPassScalar = 2    // neither (odd 16-bit widths or offsets): element loads
 };
 
 // The small-K kernel's problem: a grouped 1x1 "forward" (GpwFwdParams: reduction over cg_in per group,
@@ -150,6 +154,13 @@ struct GpwSmallKProblem {
   Strides4 ms{0, 0, 0, 0};
   ChannelVec wscale;              // (input grad) filter scale per reduction channel
   int64_t wg = 0, wj = 0, wk = 0;  // filter (group g, column j, reduction k) at w[g * wg + j * wj + k * wk]
+  // (forward) A passthrough fused into the store (shuffle_cat_pointwise): channels [0, c_pass) of the
+  // concatenated order, before the conv's (offset == c_pass, c_pass + c_out == total). Each tile's
+  // passthrough rows are copied with its input slab and placed in the out tile, so the whole interleaved
+  // y slab leaves with 16-byte stores and y needs no separate passthrough pass.
+  const T* pass = nullptr;
+  Strides4 pss{0, 0, 0, 0};
+  int c_pass = 0;
 };
 
 template <class T>
@@ -209,9 +220,16 @@ struct GpwSmallKPlan {
   int conv_dp = 0, conv_dc = 0;  // kGpwSmallKThreads / cr, % cr (convert-phase stride)
   int conv_ch = 1;               // (input grad) raw elements per convert step: 8 / 4 / 2 when cr is a multiple
   FastDivmod div_cin, div_cout, div_total, div_row_vecs;  // div_cin: by cr (raw row width)
+  // Fused passthrough (problem.pass): its pixel pitch; how its rows are copied (kGpwPass*); its stage is
+  // packed (rows of c_pass); pass_ch elements per step of the phase that places it in the out tile.
+  bool pass = false;
+  int pass_copy = 0, pass_unit = 0, pass_ch = 1;  // pass_unit: bytes per cp.async (kGpwPassRows)
+  int64_t p_pitch = 0;
+  FastDivmod div_pass, div_pass_units;  // by c_pass, by the units of a row
   // byte offsets into dynamic shared memory (all 16-byte aligned)
   int off_raw[2] = {0, 0};
   int off_mraw = 0;  // (input grad with ReLU) the mask slab, rows as the raw stage
+  int off_pass = 0, off_pdst = 0;  // (fused passthrough) its stage, and the y column of each of its channels
   int off_x = 0, off_o = 0, off_w = 0, off_bias = 0, off_scale = 0, off_shift = 0, off_odst = 0, off_xcol = 0;
   int smem_bytes = 0;
   __host__ bool use() const { return why_not == nullptr; }
@@ -290,9 +308,48 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms
   const bool mask_dense = q.mask == nullptr || (pl.m_pitch == q.cr && aligned(q.mask));
   pl.in_mode =
       (pl.x_pitch == q.cr && aligned(p.x) && mask_dense && !force.scalar_in) ? kGpwInDense16 : kGpwInScalar;
-  const bool full = s.c_out == s.total && s.offset == 0;
-  pl.out_mode = (full && pl.y_pitch == s.total && aligned(p.y) && !force.scatter_out) ? kGpwOutSlab16
-                                                                                     : kGpwOutScatter;
+  const bool y_slab = pl.y_pitch == s.total && aligned(p.y);
+  if (q.pass != nullptr) {
+    // (the caller plans again without it, and fills y's passthrough channels by a separate pass)
+    if (q.dgrad || q.c_pass < 1 || s.offset != q.c_pass || q.c_pass + s.c_out != s.total) {
+      pl.why_not = "the fused passthrough must be the channels before the conv's, the two filling out";
+      return pl;
+    }
+    if (!gpw_uniform_pitch(s.n, q.c_pass, s.h, s.w, q.pss, pl.p_pitch)) {
+      pl.why_not = "the passthrough is not channels_last with a uniform pixel pitch";
+      return pl;
+    }
+    if (!y_slab) {
+      pl.why_not = "a fused passthrough needs a dense, 16-byte aligned channels_last out (whole-slab stores)";
+      return pl;
+    }
+    pl.pass = true;
+    // Its rows: one 16-byte run when packed and aligned; else the widest cp.async (16, 8 or 4 bytes) that
+    // divides the row, the pitch and the base (the x.chunk(2, 1) view of ShuffleNetV2: 58 bf16 channels
+    // at a pitch of 116 -> 4 bytes); else element loads.
+    const int64_t row_b = int64_t{q.c_pass} * esz, pitch_b = pl.p_pitch * esz;
+    const auto base = reinterpret_cast<uintptr_t>(q.pass);
+    pl.pass_copy = kGpwPassScalar;
+    if (pl.p_pitch == q.c_pass && base % 16 == 0) {
+      pl.pass_copy = kGpwPassFlat;
+    } else {
+      for (int u : {16, 8, 4}) {
+        if (row_b % u == 0 && pitch_b % u == 0 && base % u == 0) {
+          pl.pass_copy = kGpwPassRows;
+          pl.pass_unit = u;
+          break;
+        }
+      }
+    }
+    if (force.scalar_in) {
+      pl.pass_copy = kGpwPassScalar;
+      pl.pass_unit = 0;
+    }
+    pl.pass_ch = q.c_pass % 8 == 0 ? 8 : q.c_pass % 4 == 0 ? 4 : q.c_pass % 2 == 0 ? 2 : 1;
+    if (force.conv_ch) pl.pass_ch = force.conv_ch;
+  }
+  const bool full = (s.c_out == s.total && s.offset == 0) || pl.pass;
+  pl.out_mode = (full && y_slab && (pl.pass || !force.scatter_out)) ? kGpwOutSlab16 : kGpwOutScatter;
   pl.out_cols = pl.out_mode == kGpwOutSlab16 ? s.total : s.c_out;
 
   if (mma) {
@@ -358,6 +415,8 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms
     pl.off_shift = c.take(pl.ldw * 4);
     pl.off_odst = c.take(pl.ldw * 4);
     pl.off_xcol = c.take(mma && !q.dgrad ? 0 : q.cr * 4);
+    pl.off_pass = c.take(pl.pass ? tp * q.c_pass * esz : 0);
+    pl.off_pdst = c.take(pl.pass ? q.c_pass * 4 : 0);
     return c.off;
   };
   // Tile: the largest of 128/64/32/16 pixels that fits and keeps the (pixel group, column chunk) items
@@ -402,6 +461,11 @@ __host__ GpwSmallKPlan plan_gpw_smallk(const GpwSmallKProblem<T>& q, int num_sms
   pl.div_cout = FastDivmod(static_cast<uint32_t>(s.c_out));
   pl.div_total = FastDivmod(static_cast<uint32_t>(s.total));
   pl.div_row_vecs = FastDivmod(static_cast<uint32_t>(q.cr * esz / 16 > 0 ? q.cr * esz / 16 : 1));
+  if (pl.pass) {
+    pl.div_pass = FastDivmod(static_cast<uint32_t>(q.c_pass));
+    pl.div_pass_units =
+        FastDivmod(static_cast<uint32_t>(pl.pass_unit > 0 ? q.c_pass * esz / pl.pass_unit : 1));
+  }
   return pl;
 }
 

@@ -18,6 +18,10 @@
 //     epilogue does), and the value is rounded once into an out tile already in shuffled channel order;
 //   * the out tile leaves as one contiguous slab with 16-byte stores (kGpwOutSlab16), or element by
 //     element at pitch * pixel + dest(c) when the conv fills only part of y (concat) or y is strided;
+//   * a ShuffleNetV2 tail's passthrough (shuffle_cat_pointwise: the channels before the conv's in the
+//     concatenated order) can ride along: its rows are copied with the input slab (cp.async of whole
+//     runs, or 16/8/4-byte pieces of strided rows such as x.chunk(2, 1)) and placed in the out tile at
+//     their shuffled columns, so the whole interleaved slab leaves with 16-byte stores in one pass;
 //   * the input gradient (kDgrad, gpw_smallk_dgrad_problem) is the same kernel on the turned-around
 //     problem: the raw slab is dy's P x total pixels (and the saved output's, for the ReLU mask), which a
 //     convert phase (for mma too) gathers through the inverse of the forward's shuffle into a zero-padded,
@@ -47,6 +51,22 @@ CNNKERN_HD void gpw_copy16_async(void* dst, const void* src) {
   *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
 #else
   std::memcpy(dst, src, 16);
+#endif
+}
+
+// B-byte global -> shared copy (B = 4, 8 or 16; both addresses B-aligned): cp.async.ca (the sizes below 16
+// have no .cg form) on sm_80+, a plain copy elsewhere.
+template <int B>
+CNNKERN_HD void gpw_copy_async(void* dst, const void* src) {
+  static_assert(B == 4 || B == 8 || B == 16, "cp.async copies 4, 8 or 16 bytes");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(s), "l"(src), "n"(B) : "memory");
+#elif defined(__CUDA_ARCH__)
+  using W = std::conditional_t<B == 4, uint32_t, std::conditional_t<B == 8, uint2, uint4>>;
+  *static_cast<W*>(dst) = *static_cast<const W*>(src);
+#else
+  std::memcpy(dst, src, B);
 #endif
 }
 
@@ -108,6 +128,20 @@ CNNKERN_HD void gpw_copy_slab(T* dst, int ld, const T* src, int64_t pitch, int w
   }
 }
 
+// This thread's share of copying `rows` rows of `width` elements, at src + (p0 + r) * pitch, into a packed
+// stage (row r at dst + r * width) by B-byte cp.async; `units` divides by the row's width / B units.
+template <int B, class T>
+CNNKERN_HD void gpw_copy_rows_async(T* dst, const T* src, int64_t pitch, int width, int64_t p0, int rows,
+                                    const FastDivmod& units, int t) {
+  constexpr int kE = B / static_cast<int>(sizeof(T));
+  const int per_row = width / kE, n = rows * per_row;
+  for (int u = t; u < n; u += kGpwSmallKThreads) {
+    uint32_t r, q;
+    units.divmod(static_cast<uint32_t>(u), r, q);
+    gpw_copy_async<B>(dst + u * kE, src + (p0 + r) * pitch + q * kE);
+  }
+}
+
 struct alignas(16) GpwF4 {
   float v[4];
 };
@@ -131,6 +165,9 @@ struct GpwSmallK {
   const T* mask;
   ChannelVec wscale;
   int64_t wg, wj, wk;  // filter (group, column, reduction) element strides
+  // Forward with a fused passthrough (plan.pass): channels [0, c_pass) of the concatenated order.
+  const T* pass;
+  int c_pass;
 
   __host__ static GpwSmallK make(const GpwSmallKProblem<T>& q, const GpwSmallKPlan& plan) {
     GpwSmallK k;
@@ -147,6 +184,8 @@ struct GpwSmallK {
     k.wg = q.wg;
     k.wj = q.wj;
     k.wk = q.wk;
+    k.pass = q.pass;
+    k.c_pass = q.c_pass;
     return k;
   }
   __host__ static GpwSmallK make(const GpwFwdParams<T>& prm, const GpwSmallKPlan& plan) {
@@ -166,6 +205,8 @@ struct GpwSmallK {
     float* shift;
     int* odst;
     int* xcol;
+    T* pass;    // (fused passthrough) this tile's rows, packed
+    int* pdst;  // (fused passthrough) the out-tile column of each of its channels
   };
   CNNKERN_HD Smem carve(unsigned char* base) const {
     Smem m;
@@ -182,6 +223,8 @@ struct GpwSmallK {
     m.shift = reinterpret_cast<float*>(base + pl.off_shift);
     m.odst = reinterpret_cast<int*>(base + pl.off_odst);
     m.xcol = reinterpret_cast<int*>(base + pl.off_xcol);
+    m.pass = reinterpret_cast<T*>(base + pl.off_pass);
+    m.pdst = reinterpret_cast<int*>(base + pl.off_pdst);
     return m;
   }
   // Raw stage `buf` (a select, not an indexed array: a dynamically indexed Smem would live in local memory).
@@ -249,6 +292,12 @@ struct GpwSmallK {
     } else if (!kMma) {
       for (int c = t; c < s.c_in; c += kThreads) m.xcol[c] = (c / s.cg_in) * pl.kpad + c % s.cg_in;
     }
+    if (!kDgrad && pl.pass) {
+      // passthrough channel c is channel c of the concatenated order (the conv's start at c_pass): ShuffleMap's
+      // dest at offset 0 (once per CTA: plain division)
+      const int pg = s.total / s.shuffle_groups;
+      for (int c = t; c < c_pass; c += kThreads) m.pdst[c] = (c % pg) * s.shuffle_groups + c / pg;
+    }
   }
 
   // Starts the copy of tile `tile` into raw[buf] (rows of cr at pitch ldr; the input grad's mask slab
@@ -275,7 +324,48 @@ struct GpwSmallK {
                       pl.div_cin, t);
       }
     }
+    if constexpr (!kDgrad) {
+      if (pl.pass) issue_pass(reinterpret_cast<T*>(smem + pl.off_pass), p0, rows, t);
+    }
     gpw_async_commit();
+  }
+  // The fused passthrough's rows of the tile into its packed stage.
+  CNNKERN_HD void issue_pass(T* dst, int64_t p0, int rows, int t) const {
+    if (pl.pass_copy == kGpwPassRows) {
+      const FastDivmod& u = pl.div_pass_units;
+      if (pl.pass_unit == 16) return gpw_copy_rows_async<16>(dst, pass, pl.p_pitch, c_pass, p0, rows, u, t);
+      if (pl.pass_unit == 8) return gpw_copy_rows_async<8>(dst, pass, pl.p_pitch, c_pass, p0, rows, u, t);
+      return gpw_copy_rows_async<4>(dst, pass, pl.p_pitch, c_pass, p0, rows, u, t);
+    }
+    gpw_copy_slab(dst, c_pass, pass, pl.p_pitch, c_pass, p0, rows, pl.pass_copy == kGpwPassFlat, pl.div_pass, t);
+  }
+
+  // The fused passthrough from its stage into the out tile, at its shuffled columns (the conv's columns
+  // are written by the compute: disjoint, so no barrier between the two). pass_ch elements per step: one
+  // 16/8/4-byte shared load and the columns' pdst entries.
+  CNNKERN_HD void place_pass(unsigned char* smem, int tile, int t) const {
+    if constexpr (!kDgrad) {
+      if (!pl.pass) return;
+      const Smem m = carve(smem);
+      const int n = rows_of(tile) * c_pass;
+      if (pl.pass_ch == 8) return place_pass_chunks<8>(m, n, t);
+      if (pl.pass_ch == 4) return place_pass_chunks<4>(m, n, t);
+      if (pl.pass_ch == 2) return place_pass_chunks<2>(m, n, t);
+      place_pass_chunks<1>(m, n, t);
+    }
+  }
+  template <int CH>
+  CNNKERN_HD void place_pass_chunks(const Smem& m, int n, int t) const {
+    for (int e = t * CH; e < n; e += kThreads * CH) {
+      uint32_t r, c;
+      pl.div_pass.divmod(static_cast<uint32_t>(e), r, c);
+      const Vec<T, CH> v = Vec<T, CH>::load(m.pass + e);
+      int d[CH];
+      gpw_load_map<CH>(m.pdst + c, d);
+      T* orow = m.o + static_cast<int>(r) * pl.ldo;
+#pragma unroll
+      for (int j = 0; j < CH; ++j) orow[d[j]] = v.v[j];
+    }
   }
 
   // The input grad's value of raw element i: dy, or zero where the saved output is not positive (F.relu's
@@ -580,10 +670,17 @@ struct GpwSmallK {
       ex.barrier();
       if constexpr (kMma && !kDgrad) {
         const int buf = i & 1;
+        if (pl.pass) {  // (one passthrough stage: placed before the next tile's copy refills it)
+          ex.phase([&](int t) { place_pass(smem, tile, t); });
+          ex.barrier();
+        }
         if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, buf ^ 1, t); });
         ex.mma_phase(*this, smem, buf);
       } else {
-        ex.phase([&](int t) { convert(smem, tile, t); });
+        ex.phase([&](int t) {
+          convert(smem, tile, t);
+          place_pass(smem, tile, t);
+        });
         ex.barrier();
         if (next < pl.tiles) ex.phase([&](int t) { issue(smem, next, 0, t); });
         if constexpr (kMma) {
