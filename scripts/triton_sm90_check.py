@@ -136,7 +136,14 @@ def _recording_autotune(self, *args, **kwargs):
     (it sizes the tensor descriptors to the config's tile)."""
     self.nargs = dict(zip(self.arg_names, args))
     try:
-        configs = self.prune_configs(kwargs) if _PRUNE[0] else _sm90_reachable(self.configs, self.nargs)
+        if _PRUNE[0]:
+            configs = self.prune_configs(kwargs)
+        else:
+            configs = _sm90_reachable(self.configs, self.nargs)
+            # A kernel's early prune may say which configs a launch reaches on any problem (dtype, flags).
+            reachable = getattr(getattr(self, "early_config_prune", None), "reachable", None)
+            if reachable is not None:
+                configs = reachable(configs, self.nargs, **kwargs)
         for config in configs:
             if config.pre_hook is not None:
                 config.pre_hook({**self.nargs, **kwargs, **config.all_kwargs()})

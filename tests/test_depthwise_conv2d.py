@@ -211,6 +211,31 @@ def test_bad_dtype_and_rank_errors():
         cnnkern.depthwise_conv2d(torch.randn(2, 4), torch.randn(2, 1, 3, 3))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("c_in,mult,kernel", [(5, 3, (3, 5)), (58, 1, (3, 3)), (128, 1, (7, 7)),
+                                              (1, 7, (3, 3)), (130, 2, (1, 1))])
+def test_triton_channels_filter_layout(dtype, c_in, mult, kernel):
+    """The Triton channels-last kernels load a tap's channels from a (taps, pitch) copy of the filter without a
+    mask: the copy must be exact, in the accumulator's dtype, and every channel a launched block can name
+    (forward: blocks of C_out; input gradient: blocks of C_in, each reading MULT filters) must lie inside it."""
+    pytest.importorskip("triton")
+    from cnnkern.triton import depthwise_conv2d as dw
+
+    c_out = c_in * mult
+    w = torch.randn(c_out, 1, *kernel, dtype=torch.float64).to(dtype)
+    w = w[:, :, :, :]  # a view, as a sliced Parameter would be
+    wt = dw._taps_by_channel(w, c_in)
+    assert wt.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert wt.shape[0] == kernel[0] * kernel[1] and wt.stride(1) == 1
+    assert torch.equal(wt[:, :c_out], w.reshape(c_out, -1).t().to(wt.dtype))
+    for kern in (dw._dw_fwd_channels_kernel, dw._dw_dgrad_channels_kernel):
+        for config in kern.configs:
+            block = config.kwargs["BLOCK_C"]
+            fwd_last = -(-c_out // block) * block - 1
+            dgrad_last = (-(-c_in // block) * block - 1) * mult + mult - 1
+            assert max(fwd_last, dgrad_last) < wt.shape[1], (config, wt.shape)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))

@@ -63,12 +63,39 @@ def _spatial_configs():
 def _channel_configs():
     if interpreting():
         return [cfg(1, BLOCK_P=64, BLOCK_C=16)]
+    # The last three give a thread 2-4 pixels of its 16-byte channel run (16-bit): the per-tap filter loads
+    # and the pixel's index math serve more outputs (sm_90 SASS, bf16 dw32 3x3: 51.8 -> 45.9 instructions
+    # per output; dw96 7x7: 234 -> 200). Larger ones spill (fp64, or 8 warps with STATS).
     return [cfg(4, BLOCK_P=16, BLOCK_C=64), cfg(4, BLOCK_P=32, BLOCK_C=32), cfg(8, BLOCK_P=32, BLOCK_C=64),
-            cfg(4, BLOCK_P=8, BLOCK_C=128), cfg(8, BLOCK_P=64, BLOCK_C=32), cfg(2, BLOCK_P=16, BLOCK_C=16)]
+            cfg(4, BLOCK_P=8, BLOCK_C=128), cfg(8, BLOCK_P=64, BLOCK_C=32), cfg(2, BLOCK_P=16, BLOCK_C=16),
+            cfg(4, BLOCK_P=32, BLOCK_C=64), cfg(4, BLOCK_P=64, BLOCK_C=64), cfg(4, BLOCK_P=128, BLOCK_C=32)]
 
 
+# The pitch of _taps_by_channel's filter is a multiple of this: every BLOCK_C divides it.
+_WIDEST_BLOCK_C = max(c.kwargs["BLOCK_C"] for c in _channel_configs())
 # Channel blocks far wider than the channel count only waste lanes.
-_PRUNE_CHANNELS = {"early_config_prune": prune_to_problem({"BLOCK_C": "C_BLOCKED"})}
+_prune_channel_blocks = prune_to_problem({"BLOCK_C": "C_BLOCKED"})
+
+
+def _reachable_channels(configs, named_args, **kwargs):
+    """The tiles that give a thread more than 8 outputs only where they compile without spilling, whatever the
+    problem size (sm_90: fp64, 64-bit indexing, the scale/shift and statistics epilogues spill there)."""
+    wide = named_args[next(iter(named_args))].element_size() == 8 or any(
+        kwargs.get(flag, False) for flag in ("INT64", "STATS", "HAS_SCALE", "HAS_SHIFT"))
+    small = [c for c in configs if c.kwargs["BLOCK_P"] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
+    return small if wide and small else configs
+
+
+def _prune_channels(configs, named_args, **kwargs):
+    """Channel blocks up to the channel count, among the reachable tiles."""
+    return _prune_channel_blocks(_reachable_channels(configs, named_args, **kwargs), named_args, **kwargs)
+
+
+# scripts/triton_sm90_check.py compiles every config a launch can reach on some problem: these.
+_prune_channels.reachable = _reachable_channels
+
+
+_PRUNE_CHANNELS = {"early_config_prune": _prune_channels}
 
 
 _KEY = ["C_BLOCKED", "MULT", "KH", "KW", "stride_h", "stride_w", "OW"]
@@ -153,9 +180,9 @@ def _dw_fwd_spatial_kernel(
                  cache_results=True)
 @triton.jit
 def _dw_fwd_channels_kernel(
-    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
-    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL,
-    sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw,
+    x_ptr, wt_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL, WT_PITCH,
+    sxn, sxc, sxh, sxw, syn, syc, syh, syw,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
     HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr,
@@ -170,13 +197,15 @@ def _dw_fwd_channels_kernel(
         ih = ih0 + r * dil_h
         ok_h = mask_p & (ih >= 0) & (ih < H)
         x_row = n * sxn + ih * sxh
-        w_row = w_ptr + co * swo + r * swh
+        # wt: (KH * KW, WT_PITCH) in ACC_DTYPE, zero past C_BLOCKED up to a multiple of every BLOCK_C, so a
+        # tap's channels are one unmasked, aligned run (vector loads, no zero fill, no convert).
+        w_row = wt_ptr + (r * KW) * WT_PITCH + co
         for s in tl.static_range(KW):
             iw = iw0 + s * dil_w
             ok = ok_h & (iw >= 0) & (iw < W)
             xv = tl.load(x_chan + (x_row + iw * sxw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
-            wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
-            acc += xv.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
+            wv = tl.load(w_row + s * WT_PITCH)
+            acc += xv.to(ACC_DTYPE) * wv[None, :]
     # Statistics rows are the pixel tiles (program_id 0).
     conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
                   mask_p, mask_c, tl.program_id(0), C_BLOCKED, HAS_BIAS, HAS_SCALE, HAS_SHIFT, ACT, STATS,
@@ -229,9 +258,9 @@ def _dw_dgrad_spatial_kernel(
                  cache_results=True)
 @triton.jit
 def _dw_dgrad_channels_kernel(
-    go_ptr, w_ptr, gi_ptr,
-    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL,
-    sgn, sgc, sgh, sgw, swo, swh, sww, sin, sic, sih, siw,
+    go_ptr, wt_ptr, gi_ptr,
+    H, W, OH, OW, C_BLOCKED, MULT, P_TOTAL, WT_PITCH,
+    sgn, sgc, sgh, sgw, sin, sic, sih, siw,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
     ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -245,13 +274,13 @@ def _dw_dgrad_channels_kernel(
             oh, ok_h = _tap_source(h, pad_h, r, dil_h, stride_h, OH, UNIT_STRIDE)
             ok_h = ok_h & mask_p
             go_row = n * sgn + oh * sgh
-            w_row = w_ptr + co * swo + r * swh
+            w_row = wt_ptr + (r * KW) * WT_PITCH + co  # (see the forward: one unmasked run per tap)
             for s in tl.static_range(KW):
                 ow, ok_w = _tap_source(w, pad_w, s, dil_w, stride_w, OW, UNIT_STRIDE)
                 ok = ok_h & ok_w
                 g = tl.load(go_chan + (go_row + ow * sgw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
-                wv = tl.load(w_row + s * sww, mask=mask_c, other=0.0)
-                acc += g.to(ACC_DTYPE) * wv.to(ACC_DTYPE)[None, :]
+                wv = tl.load(w_row + s * WT_PITCH)
+                acc += g.to(ACC_DTYPE) * wv[None, :]
     store_tile(gi_ptr, n * sin + h * sih + w * siw, c, sic, acc, mask_p, mask_c)
 
 
@@ -327,6 +356,23 @@ def _w_strides(w: torch.Tensor) -> tuple[int, int, int]:
     return (w.stride(0), w.stride(2), w.stride(3))
 
 
+def _taps_by_channel(w: torch.Tensor, c_in: int) -> torch.Tensor:
+    """The filter as the channels kernels read it: (KH * KW, pitch), tap-major, in the accumulator's dtype
+    (exact). A tap's channels are then one aligned run loaded without a mask: vectors instead of one element
+    per channel at the filter's stride of KH * KW, and no convert in the loop. Costs one small copy kernel
+    per call (C_out * KH * KW elements).
+
+    The pitch covers every output channel c * MULT + j a launched channel block can name: blocks of C_out
+    (forward) or of C_in, each reading MULT filters (input gradient), so C_in rounded up to a multiple of
+    every BLOCK_C, times MULT. Past C_out the rows are left unwritten: those channels are masked at every
+    store and in the statistics (tl.where), so their values never reach a result."""
+    c_out, _, kh, kw = w.shape
+    pitch = triton.cdiv(c_in, _WIDEST_BLOCK_C) * _WIDEST_BLOCK_C * (c_out // c_in)
+    wt = w.new_empty((kh * kw, pitch), dtype=acc_dtype(w.dtype))
+    wt[:, :c_out].copy_(w.reshape(c_out, kh * kw).t())
+    return wt
+
+
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
     return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
 
@@ -347,10 +393,13 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
 
     # Sized for the most tiles any config makes; the launch's own count is kept.
     partials = acc_empty((max(tiles(c.kwargs) for c in kernel.configs), c_out, 3), x) if stats else None
+    if nhwc:
+        w = _taps_by_channel(w, c_in)
     args = (x, w, bias if bias is not None else w, scale if scale is not None else w,
             shift if shift is not None else w, out, partials if stats else out, h, wd, oh, ow, c_out,
             c_out // c_in)
-    strides = (*x.stride(), *_w_strides(w), *out.stride(), *conv_geometry(spec))
+    w_strides = () if nhwc else _w_strides(w)
+    strides = (*x.stride(), *w_strides, *out.stride(), *conv_geometry(spec))
     consts = {"KH": kh, "KW": kw, "HAS_BIAS": bias is not None, "HAS_SCALE": scale is not None,
               "HAS_SHIFT": shift is not None, "ACT": activation_code(activation), "STATS": stats,
               **fma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ()))}
@@ -359,7 +408,7 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
 
-        kernel[launched.grid(grid)](*args, pixels, *strides, **consts)
+        kernel[launched.grid(grid)](*args, pixels, w.stride(0), *strides, **consts)
     else:
         def grid(meta):
             return (n * c_out * _spatial_tiles(oh, ow, meta),)
@@ -389,18 +438,21 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
     n, c_in, h, wd = grad_in.shape
     c_out, _, kh, kw = w.shape
     _, _, oh, ow = grad_out.shape
-    args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
-    strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
     consts = {"KH": kh, "KW": kw, "UNIT_STRIDE": spec.stride == (1, 1),
               **fma_flags(grad_out.dtype, (grad_out, w, grad_in))}
     if channels_last(grad_in):
         pixels = n * h * wd
+        wt = _taps_by_channel(w, c_in)
+        strides = (*grad_out.stride(), *grad_in.stride(), *conv_geometry(spec))
 
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_in, meta["BLOCK_C"]))
 
-        _dw_dgrad_channels_kernel[grid](*args, pixels, *strides, **consts)
+        _dw_dgrad_channels_kernel[grid](grad_out, wt, grad_in, h, wd, oh, ow, c_in, c_out // c_in, pixels,
+                                        wt.stride(0), *strides, **consts)
     else:
+        args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
+        strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
         def grid(meta):
             return (n * c_in * triton.cdiv(h, meta["BLOCK_H"]) * triton.cdiv(wd, meta["BLOCK_W"]),)
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""SASS instructions per output of the Triton depthwise channels-last forward on sm_90, without a GPU.
+
+The Triton depthwise kernels are issue-bound on the large benchmark layers: their time is about
+outputs x instructions per output / (132 SMs x 4 schedulers x 1.8 GHz x 32 lanes) / 0.8, which matched the
+2026-11-30 H200 run on dw32 3x3 @112 (93 per output: 393 us modelled, 363-392 us measured). This script
+gives that count per autotune config: each benchmark layer's launch is recorded as
+scripts/triton_sm90_check.py records it (nothing runs; the configs the autotuner's own prune keeps on an
+H100/H200), compiled for sm_90, and its SASS counted; a back-edge loop (the runtime loop over kernel rows)
+is counted KH times. Notes and the model table: cnnkern/triton/depthwise_conv2d.md.
+
+    python scripts/triton_dw_count.py            # bf16, N = 256, the layers below
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+# The kernels must be JITFunctions with their GPU configs: the interpreter off before triton is imported.
+os.environ.pop("TRITON_INTERPRET", None)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+import triton_sm90_check as check
+from triton.compiler import ASTSource
+from triton.compiler import compile as triton_compile
+from triton.runtime.autotuner import Autotuner
+from triton.runtime.jit import JITFunction
+
+import cnnkern
+
+# (channels, input size, kernel, stride): one layer per specialisation class (3x3 s1 / s2, 7x7 s1), plus the
+# narrow channel counts that change the channel-block prune.
+LAYERS = ((32, 112, 3, 1), (64, 112, 3, 2), (128, 56, 3, 1), (96, 112, 3, 2), (96, 56, 7, 1))
+INSN = re.compile(r"/\*([0-9a-f]{4})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+
+
+def count(cubin: bytes, kh: int) -> tuple[int, int]:
+    """(static instructions, dynamic ones with each back-edge loop body counted kh times)."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        sass = subprocess.run([check._CUOBJDUMP, "-sass", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    seq = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in INSN.finditer(sass) if m.group(2) != "NOP"]
+    loops = []
+    for addr, op, rest in seq:
+        target = re.search(r"0x([0-9a-f]+)", rest) if op.startswith("BRA") else None
+        if target and int(target.group(1), 16) < addr:
+            loops.append((int(target.group(1), 16), addr))
+    body = sum(1 for addr, _, _ in seq if any(lo <= addr <= hi for lo, hi in loops))
+    return len(seq), len(seq) - body + kh * body
+
+
+def main() -> int:
+    JITFunction.run = check._recording_run
+    Autotuner.run = check._recording_autotune
+    check._accept_cpu_tensors()
+    check._as_hopper()
+    for c, size, k, stride in LAYERS:
+        check._origin[0] = f"dw{c} {k}x{k} @{size}/s{stride}"
+        x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)
+        w = torch.empty(c, 1, k, k, dtype=torch.bfloat16)
+        with cnnkern.use_backend("triton"), torch.no_grad():
+            cnnkern.depthwise_conv2d(x, w, None, stride, k // 2)
+    print(f"{'first layer reaching it':24s} {'tile':>8s} warps {'out/thread':>10s} {'static':>7s} "
+          f"{'dynamic':>8s} {'per output':>10s}")
+    for launch in check._records.values():
+        if launch.name != "_dw_fwd_channels_kernel":
+            continue
+        c = launch.named_constexprs()
+        src = ASTSource(launch.fn, launch.signature, launch.constexprs, launch.attrs)
+        kernel = triton_compile(src, target=check.TARGET, options=launch.options.__dict__)
+        static, dynamic = count(kernel.asm["cubin"], int(c["KH"]))
+        warps = launch.options.num_warps
+        per_thread = int(c["BLOCK_P"]) * int(c["BLOCK_C"]) / (warps * 32)
+        print(f"{launch.origin:24s} {c['BLOCK_P'] + 'x' + c['BLOCK_C']:>8s} {warps:5d} {per_thread:10.0f} "
+              f"{static:7d} {dynamic:8d} {dynamic / per_thread:10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
