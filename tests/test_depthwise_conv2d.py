@@ -26,6 +26,10 @@ CASES = [
     pytest.param((1, 3, 10, 13), 2, (3, 5), (1, 2), (2, 1), (2, 1), True, id="k3x5-s1x2-d2x1"),
     pytest.param((1, 4, 12, 11), 1, (3, 3), 2, 3, 3, True, id="k3-s2-d3"),
     pytest.param((2, 13, 5, 6), 1, (3, 3), 1, 1, 1, True, id="c13"),
+    # Channel counts that give the Triton channels-last kernels' ALIGN hint 8 (16-bit) and 2 (ShuffleNetV2's
+    # 58), with a partly filled last channel block.
+    pytest.param((2, 24, 6, 5), 1, (3, 3), 1, 1, 1, True, id="c24"),
+    pytest.param((1, 58, 5, 4), 1, (3, 3), 2, 1, 1, False, id="c58-s2"),
     # Output 1x1: a kernel as large as the padded input, and a stride larger than the input.
     pytest.param((1, 3, 3, 3), 2, (3, 3), 1, 0, 1, True, id="out1x1"),
     pytest.param((2, 3, 2, 2), 1, (3, 3), 3, 1, 1, False, id="out1x1-s3"),

@@ -79,11 +79,13 @@ _prune_channel_blocks = prune_to_problem({"BLOCK_C": "C_BLOCKED"})
 
 def _reachable_channels(configs, named_args, **kwargs):
     """The tiles that give a thread more than 8 outputs only where they compile without spilling, whatever the
-    problem size (sm_90: fp64, 64-bit indexing, the scale/shift and statistics epilogues spill there)."""
-    wide = named_args[next(iter(named_args))].element_size() == 8 or any(
+    problem size (sm_90: fp64, 64-bit indexing, the scale/shift and statistics epilogues spill there, and
+    accesses narrower than 8 bytes: ALIGN 1 at 16 bit spills 300-400 bytes)."""
+    esize = named_args[next(iter(named_args))].element_size()
+    keep_small = esize == 8 or kwargs.get("ALIGN", 1) * esize < 8 or any(
         kwargs.get(flag, False) for flag in ("INT64", "STATS", "HAS_SCALE", "HAS_SHIFT"))
     small = [c for c in configs if c.kwargs["BLOCK_P"] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
-    return small if wide and small else configs
+    return small if keep_small and small else configs
 
 
 def _prune_channels(configs, named_args, **kwargs):
@@ -186,9 +188,15 @@ def _dw_fwd_channels_kernel(
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
     HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, STATS: tl.constexpr, INT64: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     n, oh, ow, co, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, OH, OW, INT64, BLOCK_P, BLOCK_C)
+    # ALIGN (host: _pixel_align): every pixel offset of x and y and the channel count are multiples of it.
+    # Triton proves alignment only from arguments divisible by 16, which ShuffleNetV2's 58/116/232 channels
+    # are not: without the hints their loads and stores are one element each. The channel mask is taken in
+    # units of ALIGN so that Triton sees it constant over a vector (the same mask, as C_BLOCKED % ALIGN == 0).
+    if ALIGN > 1:
+        mask_c = (co // ALIGN) < (C_BLOCKED // ALIGN)
     x_chan = x_ptr + ((co // MULT) * sxc)[None, :]
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -197,17 +205,19 @@ def _dw_fwd_channels_kernel(
         ih = ih0 + r * dil_h
         ok_h = mask_p & (ih >= 0) & (ih < H)
         x_row = n * sxn + ih * sxh
-        # wt: (KH * KW, WT_PITCH) in ACC_DTYPE, zero past C_BLOCKED up to a multiple of every BLOCK_C, so a
+        # wt: (KH * KW, WT_PITCH) in ACC_DTYPE, covering every channel a block names (_taps_by_channel), so a
         # tap's channels are one unmasked, aligned run (vector loads, no zero fill, no convert).
         w_row = wt_ptr + (r * KW) * WT_PITCH + co
         for s in tl.static_range(KW):
             iw = iw0 + s * dil_w
             ok = ok_h & (iw >= 0) & (iw < W)
-            xv = tl.load(x_chan + (x_row + iw * sxw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
+            x_pix = tl.multiple_of(x_row + iw * sxw, ALIGN)
+            xv = tl.load(x_chan + x_pix[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
             wv = tl.load(w_row + s * WT_PITCH)
             acc += xv.to(ACC_DTYPE) * wv[None, :]
     # Statistics rows are the pixel tiles (program_id 0).
-    conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, n * syn + oh * syh + ow * syw, co, syc,
+    y_pix = tl.multiple_of(n * syn + oh * syh + ow * syw, ALIGN)
+    conv_epilogue(acc, b_ptr, scale_ptr, shift_ptr, y_ptr, part_ptr, y_pix, co, syc,
                   mask_p, mask_c, tl.program_id(0), C_BLOCKED, HAS_BIAS, HAS_SCALE, HAS_SHIFT, ACT, STATS,
                   INT64, ACC_DTYPE)
 
@@ -263,9 +273,11 @@ def _dw_dgrad_channels_kernel(
     sgn, sgc, sgh, sgw, sin, sic, sih, siw,
     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, UNIT_STRIDE: tl.constexpr, INT64: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     n, h, w, c, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, H, W, INT64, BLOCK_P, BLOCK_C)
+    if ALIGN > 1:  # (see the forward)
+        mask_c = (c // ALIGN) < (C_BLOCKED // ALIGN)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
@@ -278,10 +290,11 @@ def _dw_dgrad_channels_kernel(
             for s in tl.static_range(KW):
                 ow, ok_w = _tap_source(w, pad_w, s, dil_w, stride_w, OW, UNIT_STRIDE)
                 ok = ok_h & ok_w
-                g = tl.load(go_chan + (go_row + ow * sgw)[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
+                go_pix = tl.multiple_of(go_row + ow * sgw, ALIGN)
+                g = tl.load(go_chan + go_pix[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0)
                 wv = tl.load(w_row + s * WT_PITCH)
                 acc += g.to(ACC_DTYPE) * wv[None, :]
-    store_tile(gi_ptr, n * sin + h * sih + w * siw, c, sic, acc, mask_p, mask_c)
+    store_tile(gi_ptr, tl.multiple_of(n * sin + h * sih + w * siw, ALIGN), c, sic, acc, mask_p, mask_c)
 
 
 # ----------------------------------------------------------------------------------- weight gradient
@@ -373,6 +386,19 @@ def _taps_by_channel(w: torch.Tensor, c_in: int) -> torch.Tensor:
     return wt
 
 
+def _pixel_align(c_in: int, c_out: int, *tensors: torch.Tensor) -> int:
+    """The largest of 8, 4, 2, 1 elements (at most 16 bytes) dividing both channel counts and every pixel
+    stride (N, H, W) of the channels-last tensors, with unit channel stride and one filter per channel: then
+    each pixel's channel run starts at a multiple of it from the tensor's base (the kernels' ALIGN hint)."""
+    if c_out != c_in or any(t.stride(1) != 1 for t in tensors):
+        return 1
+    for align in (8, 4, 2):
+        if align * tensors[0].element_size() <= 16 and all(
+                v % align == 0 for t in tensors for v in (c_in, t.stride(0), t.stride(2), t.stride(3))):
+            return align
+    return 1
+
+
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
     return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
 
@@ -408,7 +434,8 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
 
-        kernel[launched.grid(grid)](*args, pixels, w.stride(0), *strides, **consts)
+        kernel[launched.grid(grid)](*args, pixels, w.stride(0), *strides, ALIGN=_pixel_align(c_in, c_out, x, out),
+                                    **consts)
     else:
         def grid(meta):
             return (n * c_out * _spatial_tiles(oh, ow, meta),)
@@ -449,7 +476,8 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_in, meta["BLOCK_C"]))
 
         _dw_dgrad_channels_kernel[grid](grad_out, wt, grad_in, h, wd, oh, ow, c_in, c_out // c_in, pixels,
-                                        wt.stride(0), *strides, **consts)
+                                        wt.stride(0), *strides, ALIGN=_pixel_align(c_in, c_out, grad_out, grad_in),
+                                        **consts)
     else:
         args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
         strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
