@@ -21,6 +21,8 @@ one row per pixel tile, or per (image, spatial tile) in the NCHW kernel); see ``
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -386,17 +388,15 @@ def _taps_by_channel(w: torch.Tensor, c_in: int) -> torch.Tensor:
     return wt
 
 
-def _pixel_align(c_in: int, c_out: int, *tensors: torch.Tensor) -> int:
-    """The largest of 8, 4, 2, 1 elements (at most 16 bytes) dividing both channel counts and every pixel
-    stride (N, H, W) of the channels-last tensors, with unit channel stride and one filter per channel: then
-    each pixel's channel run starts at a multiple of it from the tensor's base (the kernels' ALIGN hint)."""
-    if c_out != c_in or any(t.stride(1) != 1 for t in tensors):
+def _pixel_align(c_in: int, c_out: int, esize: int, *strides: tuple[int, ...]) -> int:
+    """The largest of 8, 4, 2, 1 elements (at most 16 bytes) dividing the channel count and every pixel stride
+    (N, H, W) of the channels-last tensors with these (N, C, H, W) strides, with unit channel stride and one
+    filter per channel: each pixel's channel run then starts at a multiple of it from the tensor's base (the
+    kernels' ALIGN hint). Per call, so kept to integer arithmetic."""
+    if c_out != c_in or any(s[1] != 1 for s in strides):
         return 1
-    for align in (8, 4, 2):
-        if align * tensors[0].element_size() <= 16 and all(
-                v % align == 0 for t in tensors for v in (c_in, t.stride(0), t.stride(2), t.stride(3))):
-            return align
-    return 1
+    g = math.gcd(c_in, 16 // esize, *(v for s in strides for v in (s[0], s[2], s[3])))
+    return g & -g  # its largest power-of-two factor (g divides 16 // esize, so at most 8)
 
 
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
@@ -434,8 +434,8 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
 
-        kernel[launched.grid(grid)](*args, pixels, w.stride(0), *strides, ALIGN=_pixel_align(c_in, c_out, x, out),
-                                    **consts)
+        align = _pixel_align(c_in, c_out, x.element_size(), x.stride(), out.stride())
+        kernel[launched.grid(grid)](*args, pixels, w.stride(0), *strides, ALIGN=align, **consts)
     else:
         def grid(meta):
             return (n * c_out * _spatial_tiles(oh, ow, meta),)
@@ -475,9 +475,9 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_in, meta["BLOCK_C"]))
 
+        align = _pixel_align(c_in, c_out, grad_in.element_size(), grad_out.stride(), grad_in.stride())
         _dw_dgrad_channels_kernel[grid](grad_out, wt, grad_in, h, wd, oh, ow, c_in, c_out // c_in, pixels,
-                                        wt.stride(0), *strides, ALIGN=_pixel_align(c_in, c_out, grad_out, grad_in),
-                                        **consts)
+                                        wt.stride(0), *strides, ALIGN=align, **consts)
     else:
         args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
         strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
