@@ -67,7 +67,7 @@ def _channel_configs():
         return [cfg(1, BLOCK_P=64, BLOCK_C=16)]
     # The last three give a thread 2-4 pixels of its 16-byte channel run (16-bit): the per-tap filter loads
     # and the pixel's index math serve more outputs (sm_90 SASS, bf16 dw32 3x3: 51.8 -> 45.9 instructions
-    # per output; dw96 7x7: 234 -> 200). Larger ones spill (fp64, or 8 warps with STATS).
+    # per output; dw96 7x7: 234 -> 200). Where they spill, the prune keeps them off (_reachable_channels).
     return [cfg(4, BLOCK_P=16, BLOCK_C=64), cfg(4, BLOCK_P=32, BLOCK_C=32), cfg(8, BLOCK_P=32, BLOCK_C=64),
             cfg(4, BLOCK_P=8, BLOCK_C=128), cfg(8, BLOCK_P=64, BLOCK_C=32), cfg(2, BLOCK_P=16, BLOCK_C=16),
             cfg(4, BLOCK_P=32, BLOCK_C=64), cfg(4, BLOCK_P=64, BLOCK_C=64), cfg(4, BLOCK_P=128, BLOCK_C=32)]
@@ -105,6 +105,10 @@ _PRUNE_CHANNELS = {"early_config_prune": _prune_channels}
 _KEY = ["C_BLOCKED", "MULT", "KH", "KW", "stride_h", "stride_w", "OW"]
 # The forward kernels' epilogue (affine + activation, statistics) is tuned per variant.
 _FWD_KEY = [*_KEY, "ACT", "STATS"]
+# The channels kernels' prune (_reachable_channels) also depends on these: a config tuned without them must
+# not be reused for a launch whose prune would have dropped it.
+_CHANNELS_FWD_KEY = [*_FWD_KEY, "HAS_SCALE", "HAS_SHIFT", "INT64", "ALIGN"]
+_CHANNELS_DGRAD_KEY = [*_KEY, "INT64", "ALIGN"]
 
 
 @triton.jit
@@ -180,7 +184,7 @@ def _dw_fwd_spatial_kernel(
         store_moments(part_ptr + (row * C_BLOCKED + co) * 3, count, mean, m2, co < C_BLOCKED)
 
 
-@triton.autotune(configs=_channel_configs(), key=_FWD_KEY, prune_configs_by=_PRUNE_CHANNELS,
+@triton.autotune(configs=_channel_configs(), key=_CHANNELS_FWD_KEY, prune_configs_by=_PRUNE_CHANNELS,
                  cache_results=True)
 @triton.jit
 def _dw_fwd_channels_kernel(
@@ -266,7 +270,7 @@ def _dw_dgrad_spatial_kernel(
     tl.store(gi_ptr + gi_off, acc.to(gi_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_channel_configs(), key=_KEY, prune_configs_by=_PRUNE_CHANNELS,
+@triton.autotune(configs=_channel_configs(), key=_CHANNELS_DGRAD_KEY, prune_configs_by=_PRUNE_CHANNELS,
                  cache_results=True)
 @triton.jit
 def _dw_dgrad_channels_kernel(
