@@ -7,7 +7,7 @@ outputs x instructions per output / (132 SMs x 4 schedulers x 1.8 GHz x 32 lanes
 gives that count per autotune config: each benchmark layer's launch is recorded as
 scripts/triton_sm90_check.py records it (nothing runs; the configs the autotuner's own prune keeps on an
 H100/H200), compiled for sm_90, and its SASS counted; a back-edge loop (the runtime loop over kernel rows)
-is counted KH times. Notes and the model table: cnnkern/triton/depthwise_conv2d.md.
+is counted KH times (the row walk's loop over input rows: ROWS + KH - 1 times). Notes and the model table: cnnkern/triton/depthwise_conv2d.md.
 
     python scripts/triton_dw_count.py            # bf16, N = 256, the layers below
 """
@@ -67,18 +67,25 @@ def main() -> int:
         w = torch.empty(c, 1, k, k, dtype=torch.bfloat16)
         with cnnkern.use_backend("triton"), torch.no_grad():
             cnnkern.depthwise_conv2d(x, w, None, stride, k // 2)
-    print(f"{'first layer reaching it':24s} {'tile':>8s} warps {'out/thread':>10s} {'static':>7s} "
+    print(f"{'first layer reaching it':24s} {'tile':>12s} warps {'out/thread':>10s} {'static':>7s} "
           f"{'dynamic':>8s} {'per output':>10s}")
     for launch in check._records.values():
-        if launch.name != "_dw_fwd_channels_kernel":
+        if launch.name not in ("_dw_fwd_channels_kernel", "_dw_fwd_rows_kernel"):
             continue
         c = launch.named_constexprs()
         src = ASTSource(launch.fn, launch.signature, launch.constexprs, launch.attrs)
         kernel = triton_compile(src, target=check.TARGET, options=launch.options.__dict__)
-        static, dynamic = count(kernel.asm["cubin"], int(c["KH"]))
         warps = launch.options.num_warps
-        per_thread = int(c["BLOCK_P"]) * int(c["BLOCK_C"]) / (warps * 32)
-        print(f"{launch.origin:24s} {c['BLOCK_P'] + 'x' + c['BLOCK_C']:>8s} {warps:5d} {per_thread:10.0f} "
+        if "ROWS" in c:  # the row walk: ROWS + KH - 1 input rows per program, ROWS output rows
+            rows, kh = int(c["ROWS"]), int(c["KH"])
+            static, dynamic = count(kernel.asm["cubin"], rows + kh - 1)
+            tile = f"{c['BLOCK_W']}x{c['BLOCK_C']}x{rows}r"
+            per_thread = int(c["BLOCK_W"]) * int(c["BLOCK_C"]) * rows / (warps * 32)
+        else:  # the channels kernel: its loop over kernel rows
+            static, dynamic = count(kernel.asm["cubin"], int(c["KH"]))
+            tile = f"{c['BLOCK_P']}x{c['BLOCK_C']}"
+            per_thread = int(c["BLOCK_P"]) * int(c["BLOCK_C"]) / (warps * 32)
+        print(f"{launch.origin:24s} {tile:>12s} {warps:5d} {per_thread:10.0f} "
               f"{static:7d} {dynamic:8d} {dynamic / per_thread:10.1f}")
     return 0
 

@@ -337,21 +337,23 @@ def _items(full: bool):
             for layout in layouts:
                 for training in (True, False):
                     for act in ("relu", "relu6", "silu", None):
-                        for groups, bias in ((1, True), (1, False), (6, False)):
+                        # (depthwise with one filter per channel: the row-walk forward in channels_last)
+                        for groups, bias, co in ((1, True, 12), (1, False, 12), (6, False, 12), (6, True, 6)):
                             def cbr(dtype=dtype, layout=layout, training=training, act=act, groups=groups,
-                                    bias=bias):
+                                    bias=bias, co=co):
                                 x = _x((2, 6, 7, 5), dtype, layout)
-                                w = torch.randn(12, 6 // groups, 3, 3, dtype=dtype)
-                                b = torch.randn(12, dtype=dtype) if bias else None
-                                bn_w, bn_b = torch.rand(12, dtype=dtype) + 0.5, torch.randn(12, dtype=dtype)
-                                mean, var = torch.zeros(12, dtype=dtype), torch.ones(12, dtype=dtype)
+                                w = torch.randn(co, 6 // groups, 3, 3, dtype=dtype)
+                                b = torch.randn(co, dtype=dtype) if bias else None
+                                bn_w, bn_b = torch.rand(co, dtype=dtype) + 0.5, torch.randn(co, dtype=dtype)
+                                mean, var = torch.zeros(co, dtype=dtype), torch.ones(co, dtype=dtype)
                                 def run(x, w, b, bn_w, bn_b):
                                     return cnnkern.conv_bn_relu(x, w, b, bn_w, bn_b, mean, var, training,
                                                                 padding=1, groups=groups, activation=act)
                                 _fwd_bwd(run, x, w, b, bn_w, bn_b)
                                 with torch.no_grad():  # eval without autograd folds BN into the conv epilogue
                                     run(x, w, b, bn_w, bn_b)
-                            name = f"conv_bn_relu {dtype} {layout} training={training} act={act} g{groups} b={bias}"
+                            name = (f"conv_bn_relu {dtype} {layout} training={training} act={act} g{groups} "
+                                    f"c{co} b={bias}")
                             items.append((name, cbr))
 
     # The GPU tests' int64 cases (an input past 2^31 elements): real launches, with i64 sizes and strides.

@@ -228,6 +228,104 @@ def _dw_fwd_channels_kernel(
                   INT64, ACC_DTYPE)
 
 
+# The row walk (stride 1, dilation 1, one filter per channel, KH <= _ROWS_MAX_KH, no statistics): a program
+# owns one image's BLOCK_W x BLOCK_C strip of ROWS output rows and walks down the input rows it needs. Each
+# input row's KW windows are loaded and converted once and feed the KH output rows that use that row,
+# whose sums wait in a ring of KH accumulators (a tuple carried by the loop; the oldest completes and is
+# stored, then the ring turns). The channels kernel loads and converts every input element KH x KW times.
+_ROWS_MAX_KH = 7
+
+
+def _row_configs():
+    if interpreting():
+        return [cfg(1, BLOCK_W=8, BLOCK_C=16, ROWS=4)]
+    return [cfg(4, BLOCK_W=16, BLOCK_C=64, ROWS=16), cfg(4, BLOCK_W=32, BLOCK_C=32, ROWS=16),
+            cfg(4, BLOCK_W=32, BLOCK_C=64, ROWS=8), cfg(4, BLOCK_W=64, BLOCK_C=32, ROWS=8),
+            cfg(4, BLOCK_W=8, BLOCK_C=128, ROWS=16), cfg(2, BLOCK_W=16, BLOCK_C=16, ROWS=8)]
+
+
+_prune_row_blocks = prune_to_problem({"BLOCK_C": "C_BLOCKED", "BLOCK_W": "OW"}, floor=8)
+
+
+def _reachable_rows(configs, named_args, **kwargs):
+    """fp64 keeps the tiles of at most 8 outputs per thread and row (sm_90: the ring of 16 spills)."""
+    if named_args[next(iter(named_args))].element_size() != 8:
+        return configs
+    small = [c for c in configs if c.kwargs["BLOCK_W"] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
+    return small or configs
+
+
+def _prune_rows(configs, named_args, **kwargs):
+    return _prune_row_blocks(_reachable_rows(configs, named_args, **kwargs), named_args, **kwargs)
+
+
+_prune_rows.reachable = _reachable_rows
+_PRUNE_ROWS = {"early_config_prune": _prune_rows}
+
+
+@triton.autotune(configs=_row_configs(), key=[*_CHANNELS_FWD_KEY, "OH"], prune_configs_by=_PRUNE_ROWS,
+                 cache_results=True)
+@triton.jit
+def _dw_fwd_rows_kernel(
+    x_ptr, wt_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr,
+    H, W, OH, OW, C_BLOCKED, WT_PITCH,
+    sxn, sxh, sxw, syn, syh, syw, pad_h, pad_w,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    ALIGN: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr, ROWS: tl.constexpr,
+):
+    # program_id(0): (image, row chunk, column block), column blocks fastest.
+    pid = tl.program_id(0)
+    if INT64:
+        pid = pid.to(tl.int64)
+    col_blocks = tl.cdiv(OW, BLOCK_W)
+    chunks = tl.cdiv(OH, ROWS)
+    n = pid // (chunks * col_blocks)
+    oh0 = (pid // col_blocks) % chunks * ROWS
+    ow = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+    co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INT64:
+        ow = ow.to(tl.int64)
+    if ALIGN > 1:  # (see the channels kernel)
+        mask_c = (co // ALIGN) < (C_BLOCKED // ALIGN)
+    else:
+        mask_c = co < C_BLOCKED
+    mask_w = ow < OW
+    x_img = x_ptr + n * sxn + co[None, :]
+    y_img = y_ptr + n * syn + co[None, :]
+    w_tap = wt_ptr + co  # + (r * KW + s) * WT_PITCH: tap (r, s), unmasked (_taps_by_channel)
+    ring = ()
+    for j in tl.static_range(KH):
+        ring = ring + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
+    # Input row ih = oh0 - pad_h + i feeds output rows oh0 + i - r (tap r); ring slot j holds output row
+    # oh0 + i - (KH - 1) + j, so slot 0 takes its last row (r = KH - 1) now and is complete.
+    # (a chunk may hold fewer than ROWS rows: the last one, or maps shorter than ROWS)
+    for i in range(tl.minimum(ROWS, OH - oh0) + KH - 1):
+        ih = oh0 - pad_h + i
+        ok_h = (ih >= 0) & (ih < H)
+        for s in tl.static_range(KW):
+            iw = ow - pad_w + s
+            ok = ok_h & (iw >= 0) & (iw < W)
+            x_pix = tl.multiple_of(ih * sxh + iw * sxw, ALIGN)
+            xv = tl.load(x_img + x_pix[:, None], mask=ok[:, None] & mask_c[None, :], other=0.0).to(ACC_DTYPE)
+            turned = ()
+            for j in tl.static_range(KH):
+                wv = tl.load(w_tap + ((KH - 1 - j) * KW + s) * WT_PITCH)
+                turned = turned + (ring[j] + xv * wv[None, :],)
+            ring = turned
+        oh = oh0 + i - (KH - 1)
+        done = affine_act(ring[0], b_ptr, scale_ptr, shift_ptr, co[None, :], mask_c[None, :], HAS_BIAS, HAS_SCALE,
+                          HAS_SHIFT, ACT, ACC_DTYPE)
+        y_pix = tl.multiple_of(oh * syh + ow * syw, ALIGN)
+        ok_out = (oh >= oh0) & (oh < OH)
+        tl.store(y_img + y_pix[:, None], done.to(y_ptr.dtype.element_ty),
+                 mask=(ok_out & mask_w)[:, None] & mask_c[None, :])
+        rest = ()
+        for j in tl.static_range(1, KH):
+            rest = rest + (ring[j],)
+        ring = rest + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
+
+
 # ------------------------------------------------------------------------------------ input gradient
 # grad_in[n, c, h, w] = sum_j sum_(r,s) grad_out[n, c*MULT + j, oh, ow] * w[c*MULT + j, r, s]
 # over the taps with h = oh*stride_h - pad_h + r*dil_h (and likewise for w): a gather, so no atomics.
@@ -403,6 +501,16 @@ def _pixel_align(c_in: int, c_out: int, esize: int, *strides: tuple[int, ...]) -
     return g & -g  # its largest power-of-two factor (g divides 16 // esize, so at most 8)
 
 
+def _row_walk(spec: Conv2dSpec, c_in: int, c_out: int, kh: int, stats: bool) -> bool:
+    """Whether a channels-last forward takes _dw_fwd_rows_kernel (else the channels kernel)."""
+    return (spec.stride == (1, 1) and spec.dilation == (1, 1) and c_in == c_out and kh <= _ROWS_MAX_KH
+            and not stats and ROW_WALK[0])
+
+
+# Tests switch the row walk off to compare with the channels kernel.
+ROW_WALK = [True]
+
+
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
     return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
 
@@ -434,7 +542,18 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
               "HAS_SHIFT": shift is not None, "ACT": activation_code(activation), "STATS": stats,
               **fma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ()))}
     launched = LaunchedBlocks()
-    if nhwc:
+    if nhwc and _row_walk(spec, c_in, c_out, kh, stats):
+        def row_grid(meta):
+            return (n * triton.cdiv(oh, meta["ROWS"]) * triton.cdiv(ow, meta["BLOCK_W"]),
+                    triton.cdiv(c_out, meta["BLOCK_C"]))
+
+        align = _pixel_align(c_in, c_out, x.element_size(), x.stride(), out.stride())
+        sxn, _, sxh, sxw = x.stride()
+        syn, _, syh, syw = out.stride()
+        del consts["STATS"]
+        _dw_fwd_rows_kernel[row_grid](x, w, *args[2:6], h, wd, oh, ow, c_out, w.stride(0), sxn, sxh, sxw,
+                                      syn, syh, syw, *spec.pad_tl, ALIGN=align, **consts)
+    elif nhwc:
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
 
