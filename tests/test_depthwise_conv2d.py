@@ -227,7 +227,6 @@ def test_triton_channels_filter_layout(dtype, c_in, mult, kernel):
 
     c_out = c_in * mult
     w = torch.randn(c_out, 1, *kernel, dtype=torch.float64).to(dtype)
-    w = w[:, :, :, :]  # a view, as a sliced Parameter would be
     wt = dw._taps_by_channel(w, c_in)
     assert wt.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert wt.shape[0] == kernel[0] * kernel[1] and wt.stride(1) == 1

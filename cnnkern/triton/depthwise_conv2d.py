@@ -79,6 +79,11 @@ _WIDEST_BLOCK_C = max(c.kwargs["BLOCK_C"] for c in _channel_configs())
 _prune_channel_blocks = prune_to_problem({"BLOCK_C": "C_BLOCKED"})
 
 
+def _at_most_8_per_thread(configs, pixels: str) -> list:
+    """The configs whose (pixels x BLOCK_C) tile gives a thread at most 8 outputs."""
+    return [c for c in configs if c.kwargs[pixels] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
+
+
 def _reachable_channels(configs, named_args, **kwargs):
     """The tiles that give a thread more than 8 outputs only where they compile without spilling, whatever the
     problem size (sm_90: fp64, 64-bit indexing, the scale/shift and statistics epilogues spill there, and
@@ -86,7 +91,7 @@ def _reachable_channels(configs, named_args, **kwargs):
     esize = named_args[next(iter(named_args))].element_size()
     keep_small = esize == 8 or kwargs.get("ALIGN", 1) * esize < 8 or any(
         kwargs.get(flag, False) for flag in ("INT64", "STATS", "HAS_SCALE", "HAS_SHIFT"))
-    small = [c for c in configs if c.kwargs["BLOCK_P"] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
+    small = _at_most_8_per_thread(configs, "BLOCK_P")
     return small if keep_small and small else configs
 
 
@@ -129,6 +134,15 @@ def _plane_tile(C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.conste
     rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)
     cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)
     return plane // C_BLOCKED, plane % C_BLOCKED, rows, cols, tile, tiles
+
+
+@triton.jit
+def _channel_mask(co, C_BLOCKED, ALIGN: tl.constexpr):
+    """co < C_BLOCKED, taken in units of ALIGN when ALIGN > 1 (C_BLOCKED % ALIGN == 0, so the same mask) so that
+    Triton sees it constant over a vector of ALIGN channels; see _dw_fwd_channels_kernel."""
+    if ALIGN > 1:
+        return (co // ALIGN) < (C_BLOCKED // ALIGN)
+    return co < C_BLOCKED
 
 
 @triton.jit
@@ -201,8 +215,7 @@ def _dw_fwd_channels_kernel(
     # Triton proves alignment only from arguments divisible by 16, which ShuffleNetV2's 58/116/232 channels
     # are not: without the hints their loads and stores are one element each. The channel mask is taken in
     # units of ALIGN so that Triton sees it constant over a vector (the same mask, as C_BLOCKED % ALIGN == 0).
-    if ALIGN > 1:
-        mask_c = (co // ALIGN) < (C_BLOCKED // ALIGN)
+    mask_c = _channel_mask(co, C_BLOCKED, ALIGN)
     x_chan = x_ptr + ((co // MULT) * sxc)[None, :]
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -251,8 +264,7 @@ def _reachable_rows(configs, named_args, **kwargs):
     """fp64 keeps the tiles of at most 8 outputs per thread and row (sm_90: the ring of 16 spills)."""
     if named_args[next(iter(named_args))].element_size() != 8:
         return configs
-    small = [c for c in configs if c.kwargs["BLOCK_W"] * c.kwargs["BLOCK_C"] <= 8 * 32 * c.num_warps]
-    return small or configs
+    return _at_most_8_per_thread(configs, "BLOCK_W") or configs
 
 
 def _prune_rows(configs, named_args, **kwargs):
@@ -286,10 +298,7 @@ def _dw_fwd_rows_kernel(
     co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if INT64:
         ow = ow.to(tl.int64)
-    if ALIGN > 1:  # (see the channels kernel)
-        mask_c = (co // ALIGN) < (C_BLOCKED // ALIGN)
-    else:
-        mask_c = co < C_BLOCKED
+    mask_c = _channel_mask(co, C_BLOCKED, ALIGN)
     mask_w = ow < OW
     x_img = x_ptr + n * sxn + co[None, :]
     y_img = y_ptr + n * syn + co[None, :]
@@ -380,8 +389,7 @@ def _dw_dgrad_channels_kernel(
     ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     n, h, w, c, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, H, W, INT64, BLOCK_P, BLOCK_C)
-    if ALIGN > 1:  # (see the forward)
-        mask_c = (c // ALIGN) < (C_BLOCKED // ALIGN)
+    mask_c = _channel_mask(c, C_BLOCKED, ALIGN)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
