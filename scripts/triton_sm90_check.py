@@ -307,6 +307,20 @@ def _items(full: bool):
                             x, w, b, 3, 3, scale=scale, shift=shift, relu=relu), x, w, b)
                     items.append((f"group_pointwise {dtype} {layout} {epi} vec32={vec32}", gpw))
 
+    # The slab forward's other specialisations (16-bit channels_last): no shuffle with 16-byte runs (ALIGN_Y 8),
+    # a view cropped in W (no single pixel pitch), and the widest K x N block (cg_in 256, two column tiles).
+    for dtype in (torch.float16, torch.bfloat16):
+        def slab(dtype=dtype):
+            x = torch.randn(2, 24, 5, 4, dtype=dtype).to(memory_format=torch.channels_last)
+            w = torch.randn(48, 8, 1, 1, dtype=dtype)
+            _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 3, None, relu=True), x, w)
+            cropped = torch.randn(2, 24, 5, 7, dtype=dtype).to(memory_format=torch.channels_last)[..., 1:5]
+            _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 3, 3), cropped, w)
+            wide = torch.randn(2, 512, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
+            w2 = torch.randn(320, 256, 1, 1, dtype=dtype)
+            _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 2, None), wide, w2)
+        items.append((f"group_pointwise slab {dtype}", slab))
+
     for dtype in DTYPES:
         for layout in layouts:
             def shuffle(dtype=dtype, layout=layout):

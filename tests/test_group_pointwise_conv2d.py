@@ -26,6 +26,11 @@ CASES = [
     pytest.param((1, 16, 3, 4), 24, 8, 8, "bias-bn", id="g8-s8"),
     pytest.param((2, 6, 5, 3), 10, 2, 5, "bn32-relu", id="g2-s5-bn32"),
     pytest.param((1, 7, 3, 7), 9, 1, 3, "none", id="g1-s3"),
+    # Channel runs of 8 / 4 elements (the Triton slab forward's 16 / 8-byte accesses, channels_last), and a
+    # group wider than one program's 128 columns (two column tiles per pixel tile).
+    pytest.param((1, 24, 3, 5), 48, 3, None, "bn-relu", id="g3-run8"),
+    pytest.param((1, 12, 3, 5), 12, 3, 3, "bias", id="g3-s3-run4"),
+    pytest.param((1, 4, 2, 3), 272, 2, 2, "relu", id="g2-s2-wide"),
 ]
 EPILOGUES = {  # epilogue -> (bias, scale, shift, relu, scale/shift in fp32 whatever the input dtype)
     "none": (False, False, False, False, False),
@@ -77,6 +82,29 @@ def test_matches_unfused(poison_outputs, device, backend, layout, dtype, shape, 
     assert y.is_contiguous(memory_format=fmt)
     # grad_input follows the input's memory format, as ATen's does.
     assert grads[0].is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shuffle_groups", [None, 3], ids=["plain", "s3"])
+def test_channels_last_views_without_one_pixel_pitch(poison_outputs, device, backend, dtype,  # noqa: F811
+                                                     shuffle_groups):
+    """Channels-last inputs cropped in W (the row pitch is not W times the pixel pitch, so pixel offsets
+    need (n, h, w)), with 8-channel runs; the output is written in the input's layout."""
+    big = torch.randn(2, 24, 3, 7, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    x = big[..., 1:6]
+    assert x.stride(1) == 1 and x.stride(2) != x.shape[3] * x.stride(3)
+    w = (torch.randn(48, 8, 1, 1, device=device) / 8 ** 0.5).to(dtype)
+    b = torch.randn(48, device=device).to(dtype)
+
+    def fused(x, w, b):
+        return cnnkern.group_pointwise_conv2d(x, w, b, 3, shuffle_groups, relu=True)
+
+    def plain(x, w, b):
+        return unfused(x, w, b, 3, shuffle_groups, relu=True)
+
+    y, _ = assert_fused_matches_unfused(backend, fused, plain, (x, w, b), (True, True, True))
+    assert cnnkern.last_choice().backend == backend
 
 
 @pytest.mark.parametrize("device,backend", backend_params())

@@ -30,6 +30,7 @@ STRIDE1 = [
     pytest.param((2, 10, 4, 3), 5, 2, True, id="c10-bn-relu"),   # the V2 unit: halves of 5 channels
     pytest.param((1, 14, 3, 5), 7, 2, False, id="c14-bias"),
     pytest.param((2, 6, 3, 3), 9, 3, True, id="unequal-s3"),     # cat of 3 + 9 channels, 3 shuffle groups
+    pytest.param((1, 16, 3, 3), 8, 1, False, id="cat-only"),     # no shuffle: the conv's channels at 8..15
 ]
 
 

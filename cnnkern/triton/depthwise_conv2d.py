@@ -21,8 +21,6 @@ one row per pixel tile, or per (image, spatial tile) in the NCHW kernel); see ``
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -36,6 +34,7 @@ from cnnkern.triton.tiles import (
     activation_code,
     affine_act,
     cfg,
+    channel_mask,
     channels_last,
     conv_epilogue,
     conv_geometry,
@@ -49,6 +48,7 @@ from cnnkern.triton.tiles import (
     store_moments,
     store_tile,
     sum_splits,
+    vector_align,
 )
 
 why_not = why_not_problem
@@ -137,15 +137,6 @@ def _plane_tile(C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, BLOCK_H: tl.conste
 
 
 @triton.jit
-def _channel_mask(co, C_BLOCKED, ALIGN: tl.constexpr):
-    """co < C_BLOCKED, taken in units of ALIGN when ALIGN > 1 (C_BLOCKED % ALIGN == 0, so the same mask) so that
-    Triton sees it constant over a vector of ALIGN channels; see _dw_fwd_channels_kernel."""
-    if ALIGN > 1:
-        return (co // ALIGN) < (C_BLOCKED // ALIGN)
-    return co < C_BLOCKED
-
-
-@triton.jit
 def _pixel_channel_tile(P_TOTAL, C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, BLOCK_P: tl.constexpr,
                         BLOCK_C: tl.constexpr):
     """(n, row, col, channel, pixel mask, channel mask) of this program's BLOCK_P x BLOCK_C tile."""
@@ -215,7 +206,7 @@ def _dw_fwd_channels_kernel(
     # Triton proves alignment only from arguments divisible by 16, which ShuffleNetV2's 58/116/232 channels
     # are not: without the hints their loads and stores are one element each. The channel mask is taken in
     # units of ALIGN so that Triton sees it constant over a vector (the same mask, as C_BLOCKED % ALIGN == 0).
-    mask_c = _channel_mask(co, C_BLOCKED, ALIGN)
+    mask_c = channel_mask(co, C_BLOCKED, ALIGN)
     x_chan = x_ptr + ((co // MULT) * sxc)[None, :]
     ih0 = oh * stride_h - pad_h
     iw0 = ow * stride_w - pad_w
@@ -298,7 +289,7 @@ def _dw_fwd_rows_kernel(
     co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     if INT64:
         ow = ow.to(tl.int64)
-    mask_c = _channel_mask(co, C_BLOCKED, ALIGN)
+    mask_c = channel_mask(co, C_BLOCKED, ALIGN)
     mask_w = ow < OW
     x_img = x_ptr + n * sxn + co[None, :]
     y_img = y_ptr + n * syn + co[None, :]
@@ -389,7 +380,7 @@ def _dw_dgrad_channels_kernel(
     ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     n, h, w, c, mask_p, mask_c = _pixel_channel_tile(P_TOTAL, C_BLOCKED, H, W, INT64, BLOCK_P, BLOCK_C)
-    mask_c = _channel_mask(c, C_BLOCKED, ALIGN)
+    mask_c = channel_mask(c, C_BLOCKED, ALIGN)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
     for j in range(MULT):
         co = c * MULT + j
@@ -505,8 +496,7 @@ def _pixel_align(c_in: int, c_out: int, esize: int, *strides: tuple[int, ...]) -
     kernels' ALIGN hint). Per call, so kept to integer arithmetic."""
     if c_out != c_in or any(s[1] != 1 for s in strides):
         return 1
-    g = math.gcd(c_in, 16 // esize, *(v for s in strides for v in (s[0], s[2], s[3])))
-    return g & -g  # its largest power-of-two factor (g divides 16 // esize, so at most 8)
+    return vector_align(esize, c_in, *(v for s in strides for v in (s[0], s[2], s[3])))
 
 
 def _row_walk(spec: Conv2dSpec, c_in: int, c_out: int, kh: int, stats: bool) -> bool:

@@ -4,6 +4,16 @@ Every group runs in the same launch (grid axis 2). Output channel ``co`` is stor
 gradient read from (backward), ``shuffle_dest(co)``; the ReLU mask (saved output > 0) and the scale are
 applied to the gradient as it is loaded, so the backward never materialises an unshuffled or masked gradient.
 
+Forward, two kernels:
+  slab         16-bit, unit channel stride (channels_last), cg_in <= 256: one program owns a tile of pixels and
+               loops over every group (one MMA per group: K = cg_in in one block, N = cg_out), so its input
+               rows are read as whole runs and, with a shuffle, each pixel's output channels are all written
+               by one program within a few microseconds (the partial sectors of the stride-G stores meet in
+               L2 instead of arriving from programs a whole grid apart). Channel runs get 16/8/4-byte
+               accesses through the ALIGN hints (``vector_align``): the old per-group kernel used 2-byte
+               loads and stores on 20/60-channel rows (sm_90 SASS). Notes: group_pointwise_conv2d.md here.
+  per-group    everything else (fp32/fp64, NCHW, cg_in > 256): the grouped GEMM below.
+
 GEMM views (per group g), pixels m = (n, h, w) decomposed so that sliced views need no copy:
   forward       M = N*H*W,   N = Cg_out,  K = Cg_in      epilogue: +bias, *scale +shift, relu, shuffled store
   input grad    M = N*H*W,   N = Cg_in,   K = Cg_out     A = masked, unshuffled grad; B = w * scale
@@ -17,11 +27,13 @@ import triton
 import triton.language as tl
 
 from cnnkern.problem.channel_map import GroupPointwiseSpec
-from cnnkern.triton import why_not_problem
+from cnnkern.triton import interpreting, needs_int64, tiles, why_not_problem
 from cnnkern.triton.tiles import (
     GEMM_PRUNE_PORTABLE,
+    SMEM_PER_BLOCK,
     acc_dtype,
     add_per_channel,
+    channel_mask,
     channels_last,
     gemm_configs,
     mma,
@@ -34,6 +46,7 @@ from cnnkern.triton.tiles import (
     sum_splits,
     tap_mma,
     tile_offsets,
+    vector_align,
 )
 
 why_not = why_not_problem
@@ -165,6 +178,152 @@ def _gpw_wgrad_kernel(
     tl.store(part_ptr + p_off, acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
+# ------------------------------------------------------------------------------------------ forward slab
+# Tests switch it off to run the per-group kernel on problems the slab would take.
+SLAB = [True]
+_SLAB_MAX_K = 256  # cg_in in one K block: the A tile of 64 pixels x 256 channels is 32 KB per stage
+_SLAB_MAX_N = 128  # output channels of a group per program (wider groups take several programs)
+
+
+def _slab_configs():
+    if interpreting():
+        return [triton.Config({"BLOCK_M": 32}, num_warps=1)]
+    # (pixels, warps, stages). 64+ pixels per warpgroup let sm_90 use wgmma; the pipeline runs across the
+    # loop over groups (one A and one B tile per group and stage). The 1-2 stage tiles are for the widest
+    # K x N blocks (256 x 128: 96 KB per stage at 64 pixels) and devices with less shared memory.
+    return [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=st)
+            for m, w, st in ((128, 4, 3), (128, 8, 3), (64, 4, 3), (64, 4, 4), (256, 8, 3), (128, 8, 2),
+                             (64, 4, 2), (32, 4, 2), (32, 4, 1))]
+
+
+def _slab_smem(bm: int, bn: int, bk: int, stages: int, esize: int) -> int:
+    return max(1, stages) * (bm + bn) * bk * esize
+
+
+def _fitting_slab(configs, named_args, **kwargs):
+    """The tiles within the device's shared memory (an sm_90 block's when it cannot be asked) with at most 64
+    fp32 accumulators per thread, 32 with 64-bit offsets (beyond, sm_90 spills: 56 B at 64 x 128 x 256 with
+    INT64): those a launch reaches on some problem size. The smallest tile if none fits."""
+    t = named_args["x_ptr"]
+    smem, _sms = tiles.device_limits(t)
+    smem = smem or SMEM_PER_BLOCK[(9, 0)]
+    bn, bk, esize = kwargs["BLOCK_N"], kwargs["BLOCK_K"], t.element_size()
+    per_thread = 32 if kwargs.get("INT64", False) else 64
+    kept = [c for c in configs
+            if _slab_smem(c.kwargs["BLOCK_M"], bn, bk, c.num_stages, esize) <= smem
+            and c.kwargs["BLOCK_M"] * bn <= per_thread * 32 * c.num_warps]
+    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], c.num_stages))]
+
+
+def _prune_slab(configs, named_args, **kwargs):
+    """The fitting tiles no taller than the problem (the smallest fitting one if all are)."""
+    fitting = _fitting_slab(configs, named_args, **kwargs)
+    cap = max(32, triton.next_power_of_2(int(named_args["GEMM_M"])))
+    return [c for c in fitting if c.kwargs["BLOCK_M"] <= cap] or fitting[-1:]
+
+
+# scripts/triton_sm90_check.py compiles every config a launch can reach on some problem: these.
+_prune_slab.reachable = _fitting_slab
+
+
+_SLAB_KEY = ["GEMM_M", "C_in", "Cg_in", "Cg_out", "GROUPS", "SHUFFLED", "PITCHED", "RELU", "HAS_BIAS", "HAS_SCALE",
+             "HAS_SHIFT", "ALIGN_X", "ALIGN_W", "ALIGN_Y", "INT64"]
+
+
+@triton.autotune(configs=_slab_configs(), key=_SLAB_KEY, prune_configs_by={"early_config_prune": _prune_slab},
+                 cache_results=True)
+@triton.jit
+def _gpw_slab_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, dest_ptr, y_ptr,
+    H, W, GEMM_M, C_in, Cg_in, Cg_out, GROUPS, OFF,
+    sxn, sxh, sxw, swo, syn, syh, syw,
+    SHUFFLED: tl.constexpr, PITCHED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    RELU: tl.constexpr, INT64: tl.constexpr, UPCAST: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    ALIGN_X: tl.constexpr, ALIGN_W: tl.constexpr, ALIGN_Y: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """y[p, dest(g*cg_out + j)] = epilogue(x[p, g*cg_in : (g+1)*cg_in] @ w[g*cg_out + j, :]) for every group g.
+
+    x, y and w have unit channel stride. ALIGN_X divides x's pixel strides and cg_in; ALIGN_W divides w's row
+    stride; ALIGN_Y divides y's pixel strides, OFF and cg_out (1 with a shuffle: its stores are per element).
+    With a shuffle, dest_ptr holds each channel's destination column (ChannelMap.dest_index): the map's two
+    integer divisions per column cost ~40 % of the SASS when computed here (sm_90, 24->60 +sh3).
+    PITCHED: x and y each have one pixel pitch (their W stride; N and H strides follow), so a pixel's offset
+    is a product, not a division into (n, h, w). Programs run the column tiles of a pixel tile next to each
+    other (the same input rows, from L2)."""
+    col_tiles = tl.cdiv(Cg_out, BLOCK_N)
+    pid = tl.program_id(0)
+    pid_m = pid // col_tiles
+    offs_m, offs_n = tile_offsets(pid_m, pid - pid_m * col_tiles, BLOCK_M, BLOCK_N, INT64)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < GEMM_M
+    mask_k = channel_mask(offs_k, Cg_in, ALIGN_X)
+    mask_n = channel_mask(offs_n, Cg_out, ALIGN_Y)
+    if PITCHED:
+        x_row = tl.multiple_of(offs_m * sxw, ALIGN_X)
+        y_row = tl.multiple_of(offs_m * syw, ALIGN_Y)
+    else:
+        n, h, w = pix(offs_m, H, W)
+        x_row = tl.multiple_of(n * sxn + h * sxh + w * sxw, ALIGN_X)
+        y_row = tl.multiple_of(n * syn + h * syh + w * syw, ALIGN_Y)
+    for g in range(GROUPS):
+        # Each term hinted on its own: a hint on the sum inside the loop did not reach the loads (sm_90 SASS
+        # kept 2-byte loads of 24-channel rows).
+        x_g = x_row + tl.multiple_of(g * Cg_in, ALIGN_X)
+        a = tl.load(x_ptr + x_g[:, None] + offs_k[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        co = g * Cg_out + offs_n
+        w_g = tl.multiple_of(co * swo, ALIGN_W)
+        b = tl.load(w_ptr + w_g[None, :] + offs_k[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE), a, b, UPCAST, False)
+        acc = add_per_channel(acc, b_ptr, co, mask_n, HAS_BIAS, ACC_DTYPE)
+        if HAS_SCALE:
+            acc *= tl.load(scale_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+        acc = add_per_channel(acc, shift_ptr, co, mask_n, HAS_SHIFT, ACC_DTYPE)
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+        if SHUFFLED:
+            store_tile(y_ptr, y_row, tl.load(dest_ptr + co, mask=mask_n, other=0), 1, acc, mask_m, mask_n)
+        else:
+            y_g = y_row + tl.multiple_of(OFF + g * Cg_out, ALIGN_Y)
+            store_tile(y_ptr, y_g, offs_n, 1, acc, mask_m, mask_n)
+
+
+def _slab_fits(x, w, out, cg_in: int) -> bool:
+    """The slab forward's domain: 16-bit operands with unit channel stride, cg_in in one K block."""
+    return (SLAB[0] and x.dtype in (torch.float16, torch.bfloat16) and cg_in <= _SLAB_MAX_K
+            and x.stride(1) == 1 and out.stride(1) == 1 and w.stride(1) == 1)
+
+
+def _slab_forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
+    n, c_in, h, wd = x.shape
+    c_out, cg_in = w.shape[:2]
+    groups = spec.groups
+    cg_out = c_out // groups
+    off, _cpg, sg = _map_args(spec)
+    shuffled = sg > 1
+    esize = x.element_size()
+    sx, sy = x.stride(), out.stride()
+    align_y = 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3])
+    gemm_m = n * h * wd
+    pitched = sx[0] == h * sx[2] and sx[2] == wd * sx[3] and sy[0] == h * sy[2] and sy[2] == wd * sy[3]
+    dest = spec.channels.dest_index(c_out, x.device) if shuffled else w
+    block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_out)))
+    block_k = max(16, triton.next_power_of_2(cg_in))
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(cg_out, block_n),)
+
+    _gpw_slab_fwd_kernel[grid](
+        x, w, w if bias is None else bias, w if scale is None else scale, w if shift is None else shift, dest, out,
+        h, wd, gemm_m, c_in, cg_in, cg_out, groups, off,
+        sx[0], sx[2], sx[3], w.stride(0), sy[0], sy[2], sy[3],
+        SHUFFLED=shuffled, PITCHED=pitched, HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
+        RELU=spec.relu, INT64=needs_int64((x, w, out)), UPCAST=interpreting() and x.dtype == torch.bfloat16,
+        ACC_DTYPE=tl.float32, ALIGN_X=vector_align(esize, cg_in, sx[0], sx[2], sx[3]),
+        ALIGN_W=vector_align(esize, w.stride(0)), ALIGN_Y=align_y, BLOCK_N=block_n, BLOCK_K=block_k,
+    )
+
+
 def _map_args(spec: GroupPointwiseSpec) -> tuple[int, int, int]:
     cm = spec.channels
     return cm.offset, cm.per_group, cm.shuffle_groups
@@ -177,6 +336,9 @@ def _s4(t: torch.Tensor) -> tuple[int, ...]:
 def forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
     n, _c_in, h, wd = x.shape
     c_out, cg_in = w.shape[:2]
+    if _slab_fits(x, w, out, cg_in):
+        _slab_forward(x, w, bias, scale, shift, out, spec)
+        return
     groups = spec.groups
     cg_out = c_out // groups
     gemm_m = n * h * wd

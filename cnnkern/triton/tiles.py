@@ -8,6 +8,7 @@ the stride-phase gather, has its own module (phase_gather.py) built on this one.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -437,6 +438,16 @@ def phase_pixels(offs_m, ph, pw, JH, JW, HO, WO, stride_h, stride_w, GEMM_M):
 
 
 @triton.jit
+def channel_mask(c, C, ALIGN: tl.constexpr):
+    """c < C, taken in units of ALIGN when ALIGN > 1 (callers guarantee C % ALIGN == 0, so it is the same
+    mask): Triton then sees the mask constant over each run of ALIGN channels and keeps 16/8/4-byte accesses,
+    which a per-element mask splits into 2-byte ones. The host side of ALIGN is ``vector_align``."""
+    if ALIGN > 1:
+        return (c // ALIGN) < (C // ALIGN)
+    return c < C
+
+
+@triton.jit
 def shuffle_dest(c, OFF, CPG, SG):
     """Where channel c is stored after the channel shuffle: the shuffled position of ``OFF + c``.
 
@@ -518,6 +529,16 @@ def channels_last(t: torch.Tensor) -> bool:
 def conv_geometry(spec: Conv2dSpec) -> tuple[int, ...]:
     """stride_h, stride_w, pad_h, pad_w, dil_h, dil_w: the order every conv kernel takes them in."""
     return (*spec.stride, *spec.pad_tl, *spec.dilation)
+
+
+def vector_align(esize: int, *values: int) -> int:
+    """The largest of 8, 4, 2, 1 elements (at most 16 bytes of ``esize``-byte elements) dividing every value:
+    channel counts, channel offsets and pixel strides of unit-channel-stride tensors. When every offset a
+    kernel forms is a sum of such values, each run of that many channels starts 16/8/4-byte aligned from the
+    tensor's base (the kernels' ALIGN hint, with ``tl.multiple_of`` and ``channel_mask``). Integer arithmetic
+    only: it runs per call."""
+    g = math.gcd(16 // esize, *values)
+    return g & -g  # its largest power-of-two factor (g divides 16 // esize, so at most 8)
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
