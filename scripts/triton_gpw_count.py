@@ -15,10 +15,11 @@ The model ignores tensor-core time (<= 15 % of the memory time on these layers a
 us), L2 traffic of the per-element shuffled stores and latency; it is the prediction a GPU run checks. Notes:
 cnnkern/triton/group_pointwise_conv2d.md.
 
-    python scripts/triton_gpw_count.py [--per-group] [--ops] [name-substring ...]
+    python scripts/triton_gpw_count.py [--dgrad] [--per-group] [--ops] [name-substring ...]
 
---per-group: with the slab off (the per-group kernel on every layer, as before the slab); --ops: the best
-config's SASS opcode histogram.
+--dgrad: the input gradient instead (outputs = input-gradient elements; bytes = the output gradient read,
+the input gradient written; no ReLU mask); --per-group: with the slab off (the per-group kernels on every
+layer, as before the slab); --ops: the best config's SASS opcode histogram.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def _per_output(launch, layer) -> tuple[str, float, str]:
                             target=check.TARGET, options=launch.options.__dict__)
     warps = launch.options.num_warps
     bm, bn = int(c["BLOCK_M"]), int(c["BLOCK_N"])
-    cg_out = layer.cout // layer.groups
+    cg_out, cg_in = layer.cout // layer.groups, layer.cin // layer.groups
     if launch.name == "_gpw_slab_fwd_kernel":
         trips, outputs = layer.groups, bm * min(bn, cg_out) * layer.groups
-    else:  # the per-group kernel: one group, its K loop
-        trips, outputs = triton.cdiv(layer.cin // layer.groups, int(c["BLOCK_K"])), bm * min(bn, cg_out)
+    elif launch.name == "_gpw_slab_dgrad_kernel":
+        trips, outputs = layer.groups, bm * min(bn, cg_in) * layer.groups
+    elif launch.name == "_gpw_dgrad_kernel":  # one group, its K loop over cg_out
+        trips, outputs = triton.cdiv(cg_out, int(c["BLOCK_K"])), bm * min(bn, cg_in)
+    else:  # the per-group forward: one group, its K loop over cg_in
+        trips, outputs = triton.cdiv(cg_in, int(c["BLOCK_K"])), bm * min(bn, cg_out)
     _static, dynamic = dw.count(kernel.asm["cubin"], trips)
     tile = f"{bm}x{bn}x{c['BLOCK_K']} w{warps} s{launch.options.num_stages}"
     return tile, dynamic / (outputs / (warps * 32)), kernel.asm["cubin"]  # dynamic: one thread's count
@@ -86,7 +91,8 @@ def main(argv: list[str]) -> int:
     Autotuner.run = check._recording_autotune
     check._accept_cpu_tensors()
     check._as_hopper()
-    ops = "--ops" in argv
+    ops, dgrad = "--ops" in argv, "--dgrad" in argv
+    wanted = ("_gpw_slab_dgrad_kernel", "_gpw_dgrad_kernel") if dgrad else ("_gpw_slab_fwd_kernel", "_gpw_fwd_kernel")
     if "--per-group" in argv:
         gpw.SLAB[0] = False
     names = [a for a in argv if not a.startswith("--")]
@@ -97,18 +103,21 @@ def main(argv: list[str]) -> int:
         check._records.clear()
         x = torch.empty(N, layer.cin, layer.hw, layer.hw, dtype=torch.bfloat16, memory_format=torch.channels_last)
         w = torch.empty(layer.cout, layer.cin // layer.groups, 1, 1, dtype=torch.bfloat16)
-        with cnnkern.use_backend("triton"), torch.no_grad():
-            cnnkern.group_pointwise_conv2d(x, w, None, groups=layer.groups, shuffle_groups=layer.shuffle_groups)
-        launches = [r for r in check._records.values() if r.name in ("_gpw_slab_fwd_kernel", "_gpw_fwd_kernel")]
+        with cnnkern.use_backend("triton"), torch.set_grad_enabled(dgrad):
+            y = cnnkern.group_pointwise_conv2d(x.requires_grad_(dgrad), w, None, groups=layer.groups,
+                                               shuffle_groups=layer.shuffle_groups)
+            if dgrad:  # nothing runs: the launches are recorded
+                y.backward(torch.empty_like(y))
+        launches = [r for r in check._records.values() if r.name in wanted]
         if not launches:
             print(f"{layer.name:26s} {layer.describe():22s} (no Triton forward launch recorded)")
             continue
         tile, per_out, cubin = min((_per_output(r, layer) for r in launches), key=lambda t: t[1])
-        outputs = N * layer.hw * layer.hw * layer.cout
+        outputs = N * layer.hw * layer.hw * (layer.cin if dgrad else layer.cout)
         issue = outputs * per_out / ISSUE_PER_US
         mem = N * layer.hw * layer.hw * (layer.cin + layer.cout) * 2 / COPY_BYTES_PER_US
-        mma = 2 * outputs * (layer.cin // layer.groups) / MMA_FLOP_PER_US
-        kind = "slab" if launches[0].name == "_gpw_slab_fwd_kernel" else "per-group"
+        mma = 2 * outputs * ((layer.cout if dgrad else layer.cin) // layer.groups) / MMA_FLOP_PER_US
+        kind = "slab" if launches[0].name.startswith("_gpw_slab") else "per-group"
         print(f"{layer.name:26s} {layer.describe():22s} {kind:10s} {tile:18s} {per_out:8.1f} {issue:8.1f} "
               f"{mma:7.1f} {mem:7.1f} {max(issue, mem) / 0.8:8.1f}")
         if ops:

@@ -316,6 +316,9 @@ def _items(full: bool):
             _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 3, None, relu=True), x, w)
             cropped = torch.randn(2, 24, 5, 7, dtype=dtype).to(memory_format=torch.channels_last)[..., 1:5]
             _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 3, 3), cropped, w)
+            xl = x.detach().requires_grad_()
+            g = torch.randn(2, 48, 5, 6, dtype=dtype).to(memory_format=torch.channels_last)[..., 1:5]
+            torch.autograd.grad(cnnkern.group_pointwise_conv2d(xl, w, None, 3, 3), xl, g)  # a cropped gradient
             wide = torch.randn(2, 512, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
             w2 = torch.randn(320, 256, 1, 1, dtype=dtype)
             _fwd_bwd(lambda x, w: cnnkern.group_pointwise_conv2d(x, w, None, 2, None), wide, w2)

@@ -28,9 +28,10 @@ CASES = [
     pytest.param((1, 7, 3, 7), 9, 1, 3, "none", id="g1-s3"),
     # Channel runs of 8 / 4 elements (the Triton slab forward's 16 / 8-byte accesses, channels_last), and a
     # group wider than one program's 128 columns (two column tiles per pixel tile).
-    pytest.param((1, 24, 3, 5), 48, 3, None, "bn-relu", id="g3-run8"),
+    pytest.param((1, 24, 3, 5), 48, 3, None, "relu", id="g3-run8"),
     pytest.param((1, 12, 3, 5), 12, 3, 3, "bias", id="g3-s3-run4"),
     pytest.param((1, 4, 2, 3), 272, 2, 2, "relu", id="g2-s2-wide"),
+    pytest.param((1, 272, 2, 3), 4, 2, None, "scale", id="g2-wide-in"),  # the input gradient's column tiles
 ]
 EPILOGUES = {  # epilogue -> (bias, scale, shift, relu, scale/shift in fp32 whatever the input dtype)
     "none": (False, False, False, False, False),
@@ -56,7 +57,7 @@ def _operands(shape, c_out, groups, epilogue, dtype, device, layout):
     return x, w, vec(has_bias), vec(has_scale, 1.0, bn_dtype), vec(has_shift, 0.0, bn_dtype), relu
 
 
-def _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue):
+def _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups, epilogue, grad_layout="output"):
     x, w, b, scale, shift, relu = _operands(shape, c_out, groups, epilogue, dtype, device, layout)
 
     def fused(x, w, b):
@@ -67,7 +68,8 @@ def _check(device, backend, layout, dtype, shape, c_out, groups, shuffle_groups,
         sh = None if shift is None else shift.to(x.dtype)
         return unfused(x, w, b, groups, shuffle_groups, scale=sc, shift=sh, relu=relu)
 
-    return assert_fused_matches_unfused(backend, fused, plain, (x, w, b), (True, True, b is not None))
+    return assert_fused_matches_unfused(backend, fused, plain, (x, w, b), (True, True, b is not None),
+                                        grad_layout)
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
@@ -82,6 +84,17 @@ def test_matches_unfused(poison_outputs, device, backend, layout, dtype, shape, 
     assert y.is_contiguous(memory_format=fmt)
     # grad_input follows the input's memory format, as ATen's does.
     assert grads[0].is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape,c_out,groups,shuffle_groups,epilogue", [CASES[1], CASES[7]])
+def test_channels_last_with_contiguous_grad(poison_outputs, device, backend, dtype, shape, c_out,  # noqa: F811
+                                            groups, shuffle_groups, epilogue):
+    """A channels-last conv whose output gradient arrives contiguous (NCHW): mixed layouts in the backward."""
+    _, grads = _check(device, backend, "channels_last", dtype, shape, c_out, groups, shuffle_groups, epilogue,
+                      grad_layout="contiguous")
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
@@ -105,6 +118,7 @@ def test_channels_last_views_without_one_pixel_pitch(poison_outputs, device, bac
 
     y, _ = assert_fused_matches_unfused(backend, fused, plain, (x, w, b), (True, True, True))
     assert cnnkern.last_choice().backend == backend
+    assert y.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("device,backend", backend_params())

@@ -148,8 +148,11 @@ def _gpw_wgrad_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # partials: (SPLIT_K, C_out, Cg_in) contiguous, ACC_DTYPE; summed on the host in fixed order.
-    g = tl.program_id(2) // SPLIT_K
-    split = tl.program_id(2) % SPLIT_K
+    # Groups vary fastest along axis 2: the groups of one pixel chunk run together, so each sector of the
+    # gradient rows (shared by all groups when shuffled) comes from DRAM once, not once per group.
+    groups = C_out // Cg_out
+    g = tl.program_id(2) % groups
+    split = tl.program_id(2) // groups
     offs_m, offs_n = tile_offsets(tl.program_id(0), tl.program_id(1), BLOCK_M, BLOCK_N, INT64)
     offs_k = tl.arange(0, BLOCK_K)
     if INT64:
@@ -204,7 +207,7 @@ def _fitting_slab(configs, named_args, **kwargs):
     """The tiles within the device's shared memory (an sm_90 block's when it cannot be asked) with at most 64
     fp32 accumulators per thread, 32 with 64-bit offsets (beyond, sm_90 spills: 56 B at 64 x 128 x 256 with
     INT64): those a launch reaches on some problem size. The smallest tile if none fits."""
-    t = named_args["x_ptr"]
+    t = next(iter(named_args.values()))  # x (forward) or the output gradient (input gradient)
     smem, _sms = tiles.device_limits(t)
     smem = smem or SMEM_PER_BLOCK[(9, 0)]
     bn, bk, esize = kwargs["BLOCK_N"], kwargs["BLOCK_K"], t.element_size()
@@ -288,6 +291,63 @@ def _gpw_slab_fwd_kernel(
             store_tile(y_ptr, y_g, offs_n, 1, acc, mask_m, mask_n)
 
 
+_SLAB_DGRAD_KEY = ["GEMM_M", "Cg_in", "Cg_out", "GROUPS", "SHUFFLED", "PITCHED", "RELU", "HAS_SCALE", "ALIGN_G",
+                   "ALIGN_W", "ALIGN_I", "INT64"]
+
+
+@triton.autotune(configs=_slab_configs(), key=_SLAB_DGRAD_KEY,
+                 prune_configs_by={"early_config_prune": _prune_slab}, cache_results=True)
+@triton.jit
+def _gpw_slab_dgrad_kernel(
+    go_ptr, o_ptr, w_ptr, scale_ptr, dest_ptr, gi_ptr,
+    H, W, GEMM_M, Cg_in, Cg_out, GROUPS, OFF,
+    sgn, sgh, sgw, son, soh, sow, swo, sin, sih, siw,
+    SHUFFLED: tl.constexpr, PITCHED: tl.constexpr, HAS_SCALE: tl.constexpr, RELU: tl.constexpr,
+    INT64: tl.constexpr, UPCAST: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    ALIGN_G: tl.constexpr, ALIGN_W: tl.constexpr, ALIGN_I: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """gi[p, g*cg_in + k] = sum_j gy'[p, dest(g*cg_out + j)] * w'[g*cg_out + j, k] for every group g: the
+    forward slab's input gradient (gy' = gy masked by the saved output > 0 when RELU, w' = w * scale rounded
+    to w's dtype, as the unfused backward has it). K = cg_out in one block, N = cg_in.
+
+    ALIGN_G divides the pixel strides of gy and the saved output, OFF and cg_out (1 with a shuffle: those
+    reads are per element); ALIGN_W w's row stride; ALIGN_I gi's pixel strides and cg_in."""
+    col_tiles = tl.cdiv(Cg_in, BLOCK_N)
+    pid = tl.program_id(0)
+    pid_m = pid // col_tiles
+    offs_m, offs_n = tile_offsets(pid_m, pid - pid_m * col_tiles, BLOCK_M, BLOCK_N, INT64)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < GEMM_M
+    mask_k = channel_mask(offs_k, Cg_out, ALIGN_G)
+    mask_n = channel_mask(offs_n, Cg_in, ALIGN_I)
+    if PITCHED:
+        go_row = tl.multiple_of(offs_m * sgw, ALIGN_G)
+        o_row = tl.multiple_of(offs_m * sow, ALIGN_G)
+        gi_row = tl.multiple_of(offs_m * siw, ALIGN_I)
+    else:
+        n, h, w = pix(offs_m, H, W)
+        go_row = tl.multiple_of(n * sgn + h * sgh + w * sgw, ALIGN_G)
+        o_row = tl.multiple_of(n * son + h * soh + w * sow, ALIGN_G)
+        gi_row = tl.multiple_of(n * sin + h * sih + w * siw, ALIGN_I)
+    for g in range(GROUPS):
+        co = g * Cg_out + offs_k
+        if SHUFFLED:
+            col = tl.load(dest_ptr + co, mask=mask_k, other=0)
+        else:
+            col = tl.multiple_of(OFF + g * Cg_out, ALIGN_G) + offs_k
+        a = _masked_grad(go_ptr, o_ptr, go_row[:, None] + col[None, :], o_row[:, None] + col[None, :],
+                         mask_m[:, None] & mask_k[None, :], RELU)
+        w_g = tl.multiple_of(co * swo, ALIGN_W)
+        b = tl.load(w_ptr + w_g[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if HAS_SCALE:
+            # Rounded once to the operand dtype, as the unfused grad * scale would be.
+            s = tl.load(scale_ptr + co, mask=mask_k, other=0.0).to(ACC_DTYPE)
+            b = (b.to(ACC_DTYPE) * s[:, None]).to(w_ptr.dtype.element_ty)
+        acc = mma(tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE), a, b, UPCAST, False)
+        store_tile(gi_ptr, gi_row + tl.multiple_of(g * Cg_in, ALIGN_I), offs_n, 1, acc, mask_m, mask_n)
+
+
 def _slab_fits(x, w, out, cg_in: int) -> bool:
     """The slab forward's domain: 16-bit operands with unit channel stride, cg_in in one K block."""
     return (SLAB[0] and x.dtype in (torch.float16, torch.bfloat16) and cg_in <= _SLAB_MAX_K
@@ -305,7 +365,7 @@ def _slab_forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> No
     sx, sy = x.stride(), out.stride()
     align_y = 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3])
     gemm_m = n * h * wd
-    pitched = sx[0] == h * sx[2] and sx[2] == wd * sx[3] and sy[0] == h * sy[2] and sy[2] == wd * sy[3]
+    pitched = _pitched(x, h, wd) and _pitched(out, h, wd)
     dest = spec.channels.dest_index(c_out, x.device) if shuffled else w
     block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_out)))
     block_k = max(16, triton.next_power_of_2(cg_in))
@@ -321,6 +381,49 @@ def _slab_forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> No
         RELU=spec.relu, INT64=needs_int64((x, w, out)), UPCAST=interpreting() and x.dtype == torch.bfloat16,
         ACC_DTYPE=tl.float32, ALIGN_X=vector_align(esize, cg_in, sx[0], sx[2], sx[3]),
         ALIGN_W=vector_align(esize, w.stride(0)), ALIGN_Y=align_y, BLOCK_N=block_n, BLOCK_K=block_k,
+    )
+
+
+def _pitched(t, h: int, wd: int) -> bool:
+    """Whether a (N, C, H, W) tensor's pixels sit at one pitch: offset (n*H + h)*W + w times its W stride."""
+    st = t.stride()
+    return st[0] == h * st[2] and st[2] == wd * st[3]
+
+
+def _slab_dgrad_fits(grad_out, o, w, grad_in, cg_out: int) -> bool:
+    """The slab input gradient's domain: the forward slab's, with K = cg_out."""
+    return (SLAB[0] and grad_out.dtype in (torch.float16, torch.bfloat16) and cg_out <= _SLAB_MAX_K
+            and all(t.stride(1) == 1 for t in (grad_out, o, w, grad_in)))
+
+
+def _slab_backward_input(grad_out, w, o, relu: bool, scale, grad_in, spec: GroupPointwiseSpec) -> None:
+    n, _c_in, h, wd = grad_in.shape
+    c_out, cg_in = w.shape[:2]
+    groups = spec.groups
+    cg_out = c_out // groups
+    off, _cpg, sg = _map_args(spec)
+    shuffled = sg > 1
+    esize = grad_out.element_size()
+    sg4, so4, si4 = grad_out.stride(), o.stride(), grad_in.stride()
+    gemm_m = n * h * wd
+    align_g = 1 if shuffled else vector_align(esize, off, cg_out, *(v for st in (sg4, so4) for v in
+                                                                    (st[0], st[2], st[3])))
+    block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_in)))
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(cg_in, block_n),)
+
+    _gpw_slab_dgrad_kernel[grid](
+        grad_out, o, w, w if scale is None else scale,
+        spec.channels.dest_index(c_out, grad_out.device) if shuffled else w, grad_in,
+        h, wd, gemm_m, cg_in, cg_out, groups, off,
+        sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3], w.stride(0), si4[0], si4[2], si4[3],
+        SHUFFLED=shuffled, PITCHED=all(_pitched(t, h, wd) for t in (grad_out, o, grad_in)),
+        HAS_SCALE=scale is not None, RELU=relu, INT64=needs_int64((grad_out, o, w, grad_in)),
+        UPCAST=interpreting() and grad_out.dtype == torch.bfloat16, ACC_DTYPE=tl.float32,
+        ALIGN_G=align_g, ALIGN_W=vector_align(esize, w.stride(0)),
+        ALIGN_I=vector_align(esize, cg_in, si4[0], si4[2], si4[3]),
+        BLOCK_N=block_n, BLOCK_K=max(16, triton.next_power_of_2(cg_out)),
     )
 
 
@@ -363,6 +466,9 @@ def backward_input(grad_out, w, output, scale, grad_in, spec: GroupPointwiseSpec
     cg_out = c_out // groups
     gemm_m = n * h * wd
     o = grad_out if output is None else output
+    if _slab_dgrad_fits(grad_out, o, w, grad_in, cg_out):
+        _slab_backward_input(grad_out, w, o, output is not None, scale, grad_in, spec)
+        return
 
     def grid(meta):
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]), triton.cdiv(cg_in, meta["BLOCK_N"]), groups)
