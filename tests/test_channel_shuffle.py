@@ -38,6 +38,33 @@ def test_matches_pytorch_exactly(poison_outputs, device, backend, layout, dtype,
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=dtype_id)
+@pytest.mark.parametrize("channels,total,shuffle_groups,offset", [
+    (5, 10, 2, 0), (5, 10, 2, 5), (3, 12, 3, 9), (136, 272, 2, 136), (272, 272, 4, 0)])
+def test_channel_map_scatter_and_gather(device, backend, layout, dtype, channels, total, shuffle_groups, offset):
+    """The permutation primitive itself: a scatter writes the op's channels at ChannelMap.dest and leaves the
+    destination's other channels as they were (the ShuffleNetV2 passthrough fill, a conv fills the rest);
+    a gather reads them back. Rows over 256 channels take two column tiles in the Triton kernel."""
+    from cnnkern.ops.channel_shuffle import run_channel_map
+    from cnnkern.problem.channel_map import ChannelMap
+
+    cmap = ChannelMap(total, shuffle_groups, offset)
+    src = make_input((2, channels, 3, 5), dtype, device, layout)
+    dst = make_input((2, total, 3, 5), dtype, device, layout)
+    before = dst.clone()
+    dest = cmap.dest(torch.arange(channels, device=device))
+    with cnnkern.use_backend(backend):
+        run_channel_map(src, dst, cmap, scatter=True)
+        back = torch.full_like(src, float("nan"))
+        run_channel_map(dst, back, cmap, scatter=False)
+    want = before.clone()
+    want[:, dest] = src
+    assert torch.equal(dst, want)
+    assert torch.equal(back, src)
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
 def test_channels_last_stays_channels_last(device, backend):
     x = torch.randn(2, 6, 4, 4, device=device).to(memory_format=torch.channels_last)
     with cnnkern.use_backend(backend):

@@ -42,6 +42,26 @@ class ChannelMap:
         return _dest_index(self.total, self.shuffle_groups, self.offset, channels, torch.device(device))
 
 
+    def source_index(self, channels: int, device) -> torch.Tensor:
+        """For each of the ``total`` stored positions, the op channel (< ``channels``) stored there, or -1: the
+        inverse of ``dest`` as an int32 index (a gather kernel writes whole stored rows from it)."""
+        if torch._C._len_torch_dispatch_stack() or torch.compiler.is_compiling():
+            return _source_index_of(self, channels, torch.device(device))
+        return _source_index(self.total, self.shuffle_groups, self.offset, channels, torch.device(device))
+
+
+def _source_index_of(cmap: ChannelMap, channels: int, device: torch.device) -> torch.Tensor:
+    src = torch.full((cmap.total,), -1, dtype=torch.int32, device=device)
+    return src.index_copy_(0, cmap.dest(torch.arange(channels, device=device)),
+                           torch.arange(channels, dtype=torch.int32, device=device))
+
+
+@functools.lru_cache(maxsize=256)
+def _source_index(total: int, shuffle_groups: int, offset: int, channels: int, device: torch.device) -> torch.Tensor:
+    # Cached like _dest_index; callers only read it.
+    return _source_index_of(ChannelMap(total, shuffle_groups, offset), channels, device)
+
+
 @functools.lru_cache(maxsize=256)
 def _dest_index(total: int, shuffle_groups: int, offset: int, channels: int, device: torch.device) -> torch.Tensor:
     # Built once per map and device (a few small tensor ops otherwise paid on every call); callers only read it.
