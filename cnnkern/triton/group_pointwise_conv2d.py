@@ -1,18 +1,20 @@
 """Grouped 1x1 conv as one grouped GEMM in Triton, with the channel shuffle folded into its indexing.
 
-Every group runs in the same launch (grid axis 2). Output channel ``co`` is stored at (forward), and its
+Every group runs in the same launch. Output channel ``co`` is stored at (forward), and its
 gradient read from (backward), ``shuffle_dest(co)``; the ReLU mask (saved output > 0) and the scale are
 applied to the gradient as it is loaded, so the backward never materialises an unshuffled or masked gradient.
 
-Forward, two kernels:
-  slab         16-bit, unit channel stride (channels_last), cg_in <= 256: one program owns a tile of pixels and
-               loops over every group (one MMA per group: K = cg_in in one block, N = cg_out), so its input
-               rows are read as whole runs and, with a shuffle, each pixel's output channels are all written
-               by one program within a few microseconds (the partial sectors of the stride-G stores meet in
-               L2 instead of arriving from programs a whole grid apart). Channel runs get 16/8/4-byte
-               accesses through the ALIGN hints (``vector_align``): the old per-group kernel used 2-byte
-               loads and stores on 20/60-channel rows (sm_90 SASS). Notes: group_pointwise_conv2d.md here.
-  per-group    everything else (fp32/fp64, NCHW, cg_in > 256): the grouped GEMM below.
+Forward and input gradient, two kernels each:
+  slab         16-bit, unit channel strides (channels_last), reduction <= 256 (cg_in forward, cg_out input
+               gradient): one program owns a tile of pixels and loops over every group (one MMA per group,
+               the reduction in one K block), so its rows are read as whole runs and each pixel's output
+               channels are all written by one program within a few microseconds (with a shuffle, the
+               partial sectors of the stride-G stores meet in L2 instead of arriving from programs a whole
+               grid apart). Channel runs get 16/8/4-byte accesses through the ALIGN hints (``vector_align``):
+               the per-group kernel used 2-byte loads and stores on 20/60-channel rows (sm_90 SASS).
+               Notes: group_pointwise_conv2d.md beside this file.
+  per-group    everything else (fp32/fp64, NCHW, reductions > 256): the grouped GEMM below, groups on grid
+               axis 2.
 
 GEMM views (per group g), pixels m = (n, h, w) decomposed so that sliced views need no copy:
   forward       M = N*H*W,   N = Cg_out,  K = Cg_in      epilogue: +bias, *scale +shift, relu, shuffled store
