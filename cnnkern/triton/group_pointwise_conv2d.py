@@ -235,6 +235,30 @@ _SLAB_KEY = ["GEMM_M", "C_in", "Cg_in", "Cg_out", "GROUPS", "SHUFFLED", "PITCHED
              "HAS_SHIFT", "ALIGN_X", "ALIGN_W", "ALIGN_Y", "INT64"]
 
 
+@triton.jit
+def _slab_tile(GEMM_M, N_COLS, K, ALIGN_N: tl.constexpr, ALIGN_K: tl.constexpr, INT64: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(pixel rows, columns, reduction indices, and their masks) of this slab program. The column tiles of a
+    pixel tile are adjacent program ids: the same rows, read from L2, and sectors finished within
+    microseconds."""
+    col_tiles = tl.cdiv(N_COLS, BLOCK_N)
+    pid = tl.program_id(0)
+    pid_m = pid // col_tiles
+    offs_m, offs_n = tile_offsets(pid_m, pid - pid_m * col_tiles, BLOCK_M, BLOCK_N, INT64)
+    offs_k = tl.arange(0, BLOCK_K)
+    return (offs_m, offs_n, offs_k, offs_m < GEMM_M, channel_mask(offs_n, N_COLS, ALIGN_N),
+            channel_mask(offs_k, K, ALIGN_K))
+
+
+@triton.jit
+def _pixel_offsets(p, H, W, sn, sh, sw, PITCHED: tl.constexpr, ALIGN: tl.constexpr):
+    """Offsets of pixels p: p * (W stride) when the tensor has one pixel pitch, else from (n, h, w)."""
+    if PITCHED:
+        return tl.multiple_of(p * sw, ALIGN)
+    n, h, w = pix(p, H, W)
+    return tl.multiple_of(n * sn + h * sh + w * sw, ALIGN)
+
+
 @triton.autotune(configs=_slab_configs(), key=_SLAB_KEY, prune_configs_by={"early_config_prune": _prune_slab},
                  cache_results=True)
 @triton.jit
@@ -256,21 +280,10 @@ def _gpw_slab_fwd_kernel(
     PITCHED: x and y each have one pixel pitch (their W stride; N and H strides follow), so a pixel's offset
     is a product, not a division into (n, h, w). Programs run the column tiles of a pixel tile next to each
     other (the same input rows, from L2)."""
-    col_tiles = tl.cdiv(Cg_out, BLOCK_N)
-    pid = tl.program_id(0)
-    pid_m = pid // col_tiles
-    offs_m, offs_n = tile_offsets(pid_m, pid - pid_m * col_tiles, BLOCK_M, BLOCK_N, INT64)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_m = offs_m < GEMM_M
-    mask_k = channel_mask(offs_k, Cg_in, ALIGN_X)
-    mask_n = channel_mask(offs_n, Cg_out, ALIGN_Y)
-    if PITCHED:
-        x_row = tl.multiple_of(offs_m * sxw, ALIGN_X)
-        y_row = tl.multiple_of(offs_m * syw, ALIGN_Y)
-    else:
-        n, h, w = pix(offs_m, H, W)
-        x_row = tl.multiple_of(n * sxn + h * sxh + w * sxw, ALIGN_X)
-        y_row = tl.multiple_of(n * syn + h * syh + w * syw, ALIGN_Y)
+    offs_m, offs_n, offs_k, mask_m, mask_n, mask_k = _slab_tile(GEMM_M, Cg_out, Cg_in, ALIGN_Y, ALIGN_X, INT64,
+                                                                BLOCK_M, BLOCK_N, BLOCK_K)
+    x_row = _pixel_offsets(offs_m, H, W, sxn, sxh, sxw, PITCHED, ALIGN_X)
+    y_row = _pixel_offsets(offs_m, H, W, syn, syh, syw, PITCHED, ALIGN_Y)
     for g in range(GROUPS):
         # Each term hinted on its own: a hint on the sum inside the loop did not reach the loads (sm_90 SASS
         # kept 2-byte loads of 24-channel rows).
@@ -315,23 +328,11 @@ def _gpw_slab_dgrad_kernel(
 
     ALIGN_G divides the pixel strides of gy and the saved output, OFF and cg_out (1 with a shuffle: those
     reads are per element); ALIGN_W w's row stride; ALIGN_I gi's pixel strides and cg_in."""
-    col_tiles = tl.cdiv(Cg_in, BLOCK_N)
-    pid = tl.program_id(0)
-    pid_m = pid // col_tiles
-    offs_m, offs_n = tile_offsets(pid_m, pid - pid_m * col_tiles, BLOCK_M, BLOCK_N, INT64)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_m = offs_m < GEMM_M
-    mask_k = channel_mask(offs_k, Cg_out, ALIGN_G)
-    mask_n = channel_mask(offs_n, Cg_in, ALIGN_I)
-    if PITCHED:
-        go_row = tl.multiple_of(offs_m * sgw, ALIGN_G)
-        o_row = tl.multiple_of(offs_m * sow, ALIGN_G)
-        gi_row = tl.multiple_of(offs_m * siw, ALIGN_I)
-    else:
-        n, h, w = pix(offs_m, H, W)
-        go_row = tl.multiple_of(n * sgn + h * sgh + w * sgw, ALIGN_G)
-        o_row = tl.multiple_of(n * son + h * soh + w * sow, ALIGN_G)
-        gi_row = tl.multiple_of(n * sin + h * sih + w * siw, ALIGN_I)
+    offs_m, offs_n, offs_k, mask_m, mask_n, mask_k = _slab_tile(GEMM_M, Cg_in, Cg_out, ALIGN_I, ALIGN_G, INT64,
+                                                                BLOCK_M, BLOCK_N, BLOCK_K)
+    go_row = _pixel_offsets(offs_m, H, W, sgn, sgh, sgw, PITCHED, ALIGN_G)
+    o_row = _pixel_offsets(offs_m, H, W, son, soh, sow, PITCHED, ALIGN_G)
+    gi_row = _pixel_offsets(offs_m, H, W, sin, sih, siw, PITCHED, ALIGN_I)
     for g in range(GROUPS):
         co = g * Cg_out + offs_k
         if SHUFFLED:
