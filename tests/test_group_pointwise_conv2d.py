@@ -122,6 +122,20 @@ def test_channels_last_views_without_one_pixel_pitch(poison_outputs, device, bac
 
 
 @pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_nan_propagates_through_relu(device, backend, dtype):
+    """A NaN input stays NaN through the fused ReLU (as through ATen's), in exactly the outputs it reaches."""
+    x = torch.randn(1, 6, 2, 3, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 1, 1, 2] = float("nan")
+    w = torch.randn(9, 2, 1, 1, device=device).to(dtype)
+    with cnnkern.use_backend(backend):
+        y = cnnkern.group_pointwise_conv2d(x, w, None, 3, 3, relu=True)
+    ref = unfused(x.double(), w.double(), None, 3, 3, relu=True)
+    assert torch.isnan(ref).sum() == 3
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+
+
+@pytest.mark.parametrize("device,backend", backend_params())
 def test_unbatched_and_defaults(device, backend):
     x = torch.randn(6, 3, 4, device=device)
     w = torch.randn(4, 3, 1, 1, device=device)

@@ -34,7 +34,7 @@ from cnnkern.triton.tiles import (
     GEMM_PRUNE_PORTABLE,
     SMEM_PER_BLOCK,
     acc_dtype,
-    add_per_channel,
+    affine_act,
     channel_mask,
     channels_last,
     gemm_configs,
@@ -96,12 +96,8 @@ def _gpw_fwd_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     x_row = n * sxn + h * sxh + w * sxw + (g * Cg_in) * sxc
     acc = tap_mma(acc, x_ptr, x_row, mask_m, sxc, w_ptr, co * swo, swc, Cg_in, mask_n, UPCAST, IEEE, BLOCK_K)
-    acc = add_per_channel(acc, b_ptr, co, mask_n, HAS_BIAS, ACC_DTYPE)
-    if HAS_SCALE:
-        acc *= tl.load(scale_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
-    acc = add_per_channel(acc, shift_ptr, co, mask_n, HAS_SHIFT, ACC_DTYPE)
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
+    acc = affine_act(acc, b_ptr, scale_ptr, shift_ptr, co[None, :], mask_n[None, :], HAS_BIAS, HAS_SCALE,
+                     HAS_SHIFT, RELU, ACC_DTYPE)  # RELU as the activation code: 1 = relu, 0 = none
     store_tile(y_ptr, n * syn + h * syh + w * syw, shuffle_dest(co, OFF, CPG, SG), syc, acc, mask_m, mask_n)
 
 
@@ -293,12 +289,8 @@ def _gpw_slab_fwd_kernel(
         w_g = tl.multiple_of(co * swo, ALIGN_W)
         b = tl.load(w_ptr + w_g[None, :] + offs_k[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         acc = mma(tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE), a, b, UPCAST, False)
-        acc = add_per_channel(acc, b_ptr, co, mask_n, HAS_BIAS, ACC_DTYPE)
-        if HAS_SCALE:
-            acc *= tl.load(scale_ptr + co, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
-        acc = add_per_channel(acc, shift_ptr, co, mask_n, HAS_SHIFT, ACC_DTYPE)
-        if RELU:
-            acc = tl.maximum(acc, 0.0)
+        acc = affine_act(acc, b_ptr, scale_ptr, shift_ptr, co[None, :], mask_n[None, :], HAS_BIAS, HAS_SCALE,
+                         HAS_SHIFT, RELU, ACC_DTYPE)  # NaN propagates through the ReLU, as in ATen
         if SHUFFLED:
             store_tile(y_ptr, y_row, tl.load(dest_ptr + co, mask=mask_n, other=0), 1, acc, mask_m, mask_n)
         else:
@@ -351,25 +343,30 @@ def _gpw_slab_dgrad_kernel(
         store_tile(gi_ptr, gi_row + tl.multiple_of(g * Cg_in, ALIGN_I), offs_n, 1, acc, mask_m, mask_n)
 
 
-def _slab_fits(x, w, out, cg_in: int) -> bool:
-    """The slab forward's domain: 16-bit operands with unit channel stride, cg_in in one K block."""
-    return (SLAB[0] and x.dtype in (torch.float16, torch.bfloat16) and cg_in <= _SLAB_MAX_K
-            and x.stride(1) == 1 and out.stride(1) == 1 and w.stride(1) == 1)
+def _slab_fits(tensors, reduction: int) -> bool:
+    """The slab kernels' domain: 16-bit operands with unit channel strides, the per-group reduction (cg_in
+    forward, cg_out input gradient) in one K block."""
+    return (SLAB[0] and tensors[0].dtype in (torch.float16, torch.bfloat16) and reduction <= _SLAB_MAX_K
+            and all(t.stride(1) == 1 for t in tensors))
+
+
+def _slab_map(w, spec: GroupPointwiseSpec, device):
+    """(cg_in, cg_out, offset, shuffled, destination-column index or a placeholder) of a slab launch."""
+    c_out, cg_in = w.shape[:2]
+    off, _cpg, sg = _map_args(spec)
+    shuffled = sg > 1
+    return cg_in, c_out // spec.groups, off, shuffled, spec.channels.dest_index(c_out, device) if shuffled else w
 
 
 def _slab_forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
     n, c_in, h, wd = x.shape
-    c_out, cg_in = w.shape[:2]
     groups = spec.groups
-    cg_out = c_out // groups
-    off, _cpg, sg = _map_args(spec)
-    shuffled = sg > 1
+    cg_in, cg_out, off, shuffled, dest = _slab_map(w, spec, x.device)
     esize = x.element_size()
     sx, sy = x.stride(), out.stride()
     align_y = 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3])
     gemm_m = n * h * wd
     pitched = _pitched(x, h, wd) and _pitched(out, h, wd)
-    dest = spec.channels.dest_index(c_out, x.device) if shuffled else w
     block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_out)))
     block_k = max(16, triton.next_power_of_2(cg_in))
 
@@ -393,19 +390,10 @@ def _pitched(t, h: int, wd: int) -> bool:
     return st[0] == h * st[2] and st[2] == wd * st[3]
 
 
-def _slab_dgrad_fits(grad_out, o, w, grad_in, cg_out: int) -> bool:
-    """The slab input gradient's domain: the forward slab's, with K = cg_out."""
-    return (SLAB[0] and grad_out.dtype in (torch.float16, torch.bfloat16) and cg_out <= _SLAB_MAX_K
-            and all(t.stride(1) == 1 for t in (grad_out, o, w, grad_in)))
-
-
 def _slab_backward_input(grad_out, w, o, relu: bool, scale, grad_in, spec: GroupPointwiseSpec) -> None:
     n, _c_in, h, wd = grad_in.shape
-    c_out, cg_in = w.shape[:2]
     groups = spec.groups
-    cg_out = c_out // groups
-    off, _cpg, sg = _map_args(spec)
-    shuffled = sg > 1
+    cg_in, cg_out, off, shuffled, dest = _slab_map(w, spec, grad_out.device)
     esize = grad_out.element_size()
     sg4, so4, si4 = grad_out.stride(), o.stride(), grad_in.stride()
     gemm_m = n * h * wd
@@ -417,8 +405,7 @@ def _slab_backward_input(grad_out, w, o, relu: bool, scale, grad_in, spec: Group
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(cg_in, block_n),)
 
     _gpw_slab_dgrad_kernel[grid](
-        grad_out, o, w, w if scale is None else scale,
-        spec.channels.dest_index(c_out, grad_out.device) if shuffled else w, grad_in,
+        grad_out, o, w, w if scale is None else scale, dest, grad_in,
         h, wd, gemm_m, cg_in, cg_out, groups, off,
         sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3], w.stride(0), si4[0], si4[2], si4[3],
         SHUFFLED=shuffled, PITCHED=all(_pitched(t, h, wd) for t in (grad_out, o, grad_in)),
@@ -442,7 +429,7 @@ def _s4(t: torch.Tensor) -> tuple[int, ...]:
 def forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
     n, _c_in, h, wd = x.shape
     c_out, cg_in = w.shape[:2]
-    if _slab_fits(x, w, out, cg_in):
+    if _slab_fits((x, w, out), cg_in):
         _slab_forward(x, w, bias, scale, shift, out, spec)
         return
     groups = spec.groups
@@ -469,7 +456,7 @@ def backward_input(grad_out, w, output, scale, grad_in, spec: GroupPointwiseSpec
     cg_out = c_out // groups
     gemm_m = n * h * wd
     o = grad_out if output is None else output
-    if _slab_dgrad_fits(grad_out, o, w, grad_in, cg_out):
+    if _slab_fits((grad_out, o, w, grad_in), cg_out):
         _slab_backward_input(grad_out, w, o, output is not None, scale, grad_in, spec)
         return
 
