@@ -79,6 +79,15 @@ def why_not_problem(problem) -> str | None:
 
 
 def needs_int64(tensors) -> bool:
-    """Whether any offset into these tensors can pass int32 (sliced views reach past numel: use the span)."""
-    span = max(sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1 for t in tensors)
-    return max(span, max(t.numel() for t in tensors)) > _INT32_MAX
+    """Whether any offset into these tensors can pass int32 (sliced views reach past numel: use the span).
+    Runs on every launch: the arithmetic is cached per (shape, strides), which costs ~7 us otherwise."""
+    return any(_geometry_needs_int64(t.shape, t.stride()) for t in tensors)
+
+
+@functools.lru_cache(maxsize=4096)
+def _geometry_needs_int64(shape, stride) -> bool:
+    span = sum((d - 1) * abs(st) for d, st in zip(shape, stride)) + 1
+    numel = 1
+    for d in shape:
+        numel *= d
+    return max(span, numel) > _INT32_MAX

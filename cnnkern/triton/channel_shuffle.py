@@ -22,7 +22,7 @@ import triton.language as tl
 
 from cnnkern.problem.channel_map import ChannelMap
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
-from cnnkern.triton.tiles import cfg, channel_mask, pix, tile_offsets, vector_align
+from cnnkern.triton.tiles import ceil_div, cfg, channel_mask, pix, pow2_at_least, tile_offsets, vector_align
 
 why_not = why_not_problem
 
@@ -91,7 +91,7 @@ def _prune_planes(configs, named_args, **kwargs):
     """Tiles giving a thread 4-32 elements of BLOCK_C planes x BLOCK_HW (the largest if none), no more planes
     than the image has."""
     hw = kwargs["BLOCK_HW"]
-    cap = max(1, triton.next_power_of_2(int(named_args["NCOLS"])))
+    cap = max(1, pow2_at_least(int(named_args["NCOLS"])))
     kept = [c for c in configs if c.kwargs["BLOCK_C"] <= cap
             and 4 * 32 * c.num_warps <= c.kwargs["BLOCK_C"] * hw <= 32 * 32 * c.num_warps]
     return kept or configs[-1:]
@@ -155,10 +155,10 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
     if _planes(src, h, w) and _planes(dst, h, w) and not (src.stride(1) == 1 and dst.stride(1) == 1):
         hw = h * w
         align = vector_align(esize, hw, src.stride(0), src.stride(1), dst.stride(0), dst.stride(1))
-        block_hw = max(16, min(1024, triton.next_power_of_2(hw)))
+        block_hw = max(16, min(1024, pow2_at_least(hw)))
 
         def plane_grid(meta):
-            return (n * triton.cdiv(ncols, meta["BLOCK_C"]) * triton.cdiv(hw, block_hw),)
+            return (n * ceil_div(ncols, meta["BLOCK_C"]) * ceil_div(hw, block_hw),)
 
         _channel_planes_kernel[plane_grid](src, dst, idx, hw, ncols, src.stride(0), src.stride(1),
                                            dst.stride(0), dst.stride(1), FULL=full, ALIGN=align, INT64=int64,
@@ -167,10 +167,10 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
     pixels = n * h * w
     sd = dst.stride()
     align = vector_align(esize, ncols, sd[0], sd[2], sd[3]) if sd[1] == 1 and full else 1
-    block_c = max(16, min(_MAX_BLOCK_C, triton.next_power_of_2(ncols)))
+    block_c = max(16, min(_MAX_BLOCK_C, pow2_at_least(ncols)))
 
     def grid(meta):
-        return (triton.cdiv(pixels, meta["BLOCK_P"]) * triton.cdiv(ncols, block_c),)
+        return (ceil_div(pixels, meta["BLOCK_P"]) * ceil_div(ncols, block_c),)
 
     _channel_rows_kernel[grid](
         src, dst, idx, h, w, pixels, ncols, *src.stride(), *sd,

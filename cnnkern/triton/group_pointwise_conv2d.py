@@ -24,6 +24,8 @@ GEMM views (per group g), pixels m = (n, h, w) decomposed so that sliced views n
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -35,12 +37,14 @@ from cnnkern.triton.tiles import (
     SMEM_PER_BLOCK,
     acc_dtype,
     affine_act,
+    ceil_div,
     channel_mask,
     channels_last,
     gemm_configs,
     mma,
     mma_flags,
     pix,
+    pow2_at_least,
     shuffle_dest,
     split_chunks,
     split_k,
@@ -219,7 +223,7 @@ def _fitting_slab(configs, named_args, **kwargs):
 def _prune_slab(configs, named_args, **kwargs):
     """The fitting tiles no taller than the problem (the smallest fitting one if all are)."""
     fitting = _fitting_slab(configs, named_args, **kwargs)
-    cap = max(32, triton.next_power_of_2(int(named_args["GEMM_M"])))
+    cap = max(32, pow2_at_least(int(named_args["GEMM_M"])))
     return [c for c in fitting if c.kwargs["BLOCK_M"] <= cap] or fitting[-1:]
 
 
@@ -350,71 +354,78 @@ def _slab_fits(tensors, reduction: int) -> bool:
             and all(t.stride(1) == 1 for t in tensors))
 
 
-def _slab_map(w, spec: GroupPointwiseSpec, device):
-    """(cg_in, cg_out, offset, shuffled, destination-column index or a placeholder) of a slab launch."""
-    c_out, cg_in = w.shape[:2]
+def _slab_map(w_shape, spec: GroupPointwiseSpec):
+    """(cg_in, cg_out, offset, shuffled) of a slab launch."""
+    c_out, cg_in = w_shape[:2]
     off, _cpg, sg = _map_args(spec)
-    shuffled = sg > 1
-    return cg_in, c_out // spec.groups, off, shuffled, spec.channels.dest_index(c_out, device) if shuffled else w
+    return cg_in, c_out // spec.groups, off, sg > 1
 
 
 def _slab_forward(x, w, bias, scale, shift, out, spec: GroupPointwiseSpec) -> None:
-    n, c_in, h, wd = x.shape
-    groups = spec.groups
-    cg_in, cg_out, off, shuffled, dest = _slab_map(w, spec, x.device)
-    esize = x.element_size()
-    sx, sy = x.stride(), out.stride()
-    align_y = 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3])
-    gemm_m = n * h * wd
-    pitched = _pitched(x, h, wd) and _pitched(out, h, wd)
-    block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_out)))
-    block_k = max(16, triton.next_power_of_2(cg_in))
+    scalars, consts, programs = _slab_fwd_geometry(x.shape, x.stride(), w.shape, w.stride(), out.stride(),
+                                                   x.element_size(), spec)
+    dest = spec.channels.dest_index(w.shape[0], x.device) if consts["SHUFFLED"] else w
 
     def grid(meta):
-        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(cg_out, block_n),)
+        return (ceil_div(programs[0], meta["BLOCK_M"]) * programs[1],)
 
     _gpw_slab_fwd_kernel[grid](
         x, w, w if bias is None else bias, w if scale is None else scale, w if shift is None else shift, dest, out,
-        h, wd, gemm_m, c_in, cg_in, cg_out, groups, off,
-        sx[0], sx[2], sx[3], w.stride(0), sy[0], sy[2], sy[3],
-        SHUFFLED=shuffled, PITCHED=pitched, HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
+        *scalars, HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
         RELU=spec.relu, INT64=needs_int64((x, w, out)), UPCAST=interpreting() and x.dtype == torch.bfloat16,
-        ACC_DTYPE=tl.float32, ALIGN_X=vector_align(esize, cg_in, sx[0], sx[2], sx[3]),
-        ALIGN_W=vector_align(esize, w.stride(0)), ALIGN_Y=align_y, BLOCK_N=block_n, BLOCK_K=block_k,
+        ACC_DTYPE=tl.float32, **consts,
     )
 
 
-def _pitched(t, h: int, wd: int) -> bool:
-    """Whether a (N, C, H, W) tensor's pixels sit at one pitch: offset (n*H + h)*W + w times its W stride."""
-    st = t.stride()
+# What a slab launch derives from shapes and strides alone, cached: per call it was ~10 us of Python.
+@functools.lru_cache(maxsize=1024)
+def _slab_fwd_geometry(x_shape, sx, w_shape, sw, sy, esize: int, spec: GroupPointwiseSpec):
+    n, c_in, h, wd = x_shape
+    cg_in, cg_out, off, shuffled = _slab_map(w_shape, spec)
+    block_n = max(16, min(_SLAB_MAX_N, pow2_at_least(cg_out)))
+    gemm_m = n * h * wd
+    scalars = (h, wd, gemm_m, c_in, cg_in, cg_out, spec.groups, off, sx[0], sx[2], sx[3], sw[0], sy[0], sy[2], sy[3])
+    consts = {"SHUFFLED": shuffled, "PITCHED": _pitched(sx, h, wd) and _pitched(sy, h, wd),
+              "ALIGN_X": vector_align(esize, cg_in, sx[0], sx[2], sx[3]), "ALIGN_W": vector_align(esize, sw[0]),
+              "ALIGN_Y": 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3]),
+              "BLOCK_N": block_n, "BLOCK_K": max(16, pow2_at_least(cg_in))}
+    return scalars, consts, (gemm_m, ceil_div(cg_out, block_n))
+
+
+def _pitched(st, h: int, wd: int) -> bool:
+    """Whether (N, C, H, W) strides put the pixels at one pitch: offset (n*H + h)*W + w times the W stride."""
     return st[0] == h * st[2] and st[2] == wd * st[3]
 
 
 def _slab_backward_input(grad_out, w, o, relu: bool, scale, grad_in, spec: GroupPointwiseSpec) -> None:
-    n, _c_in, h, wd = grad_in.shape
-    groups = spec.groups
-    cg_in, cg_out, off, shuffled, dest = _slab_map(w, spec, grad_out.device)
-    esize = grad_out.element_size()
-    sg4, so4, si4 = grad_out.stride(), o.stride(), grad_in.stride()
-    gemm_m = n * h * wd
-    align_g = 1 if shuffled else vector_align(esize, off, cg_out, *(v for st in (sg4, so4) for v in
-                                                                    (st[0], st[2], st[3])))
-    block_n = max(16, min(_SLAB_MAX_N, triton.next_power_of_2(cg_in)))
+    scalars, consts, programs = _slab_dgrad_geometry(grad_in.shape, grad_out.stride(), o.stride(), w.shape,
+                                                     w.stride(), grad_in.stride(), grad_out.element_size(), spec)
+    dest = spec.channels.dest_index(w.shape[0], grad_out.device) if consts["SHUFFLED"] else w
 
     def grid(meta):
-        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(cg_in, block_n),)
+        return (ceil_div(programs[0], meta["BLOCK_M"]) * programs[1],)
 
     _gpw_slab_dgrad_kernel[grid](
-        grad_out, o, w, w if scale is None else scale, dest, grad_in,
-        h, wd, gemm_m, cg_in, cg_out, groups, off,
-        sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3], w.stride(0), si4[0], si4[2], si4[3],
-        SHUFFLED=shuffled, PITCHED=all(_pitched(t, h, wd) for t in (grad_out, o, grad_in)),
+        grad_out, o, w, w if scale is None else scale, dest, grad_in, *scalars,
         HAS_SCALE=scale is not None, RELU=relu, INT64=needs_int64((grad_out, o, w, grad_in)),
-        UPCAST=interpreting() and grad_out.dtype == torch.bfloat16, ACC_DTYPE=tl.float32,
-        ALIGN_G=align_g, ALIGN_W=vector_align(esize, w.stride(0)),
-        ALIGN_I=vector_align(esize, cg_in, si4[0], si4[2], si4[3]),
-        BLOCK_N=block_n, BLOCK_K=max(16, triton.next_power_of_2(cg_out)),
+        UPCAST=interpreting() and grad_out.dtype == torch.bfloat16, ACC_DTYPE=tl.float32, **consts,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _slab_dgrad_geometry(gi_shape, sg4, so4, w_shape, sw, si4, esize: int, spec: GroupPointwiseSpec):
+    n, _c_in, h, wd = gi_shape
+    cg_in, cg_out, off, shuffled = _slab_map(w_shape, spec)
+    block_n = max(16, min(_SLAB_MAX_N, pow2_at_least(cg_in)))
+    gemm_m = n * h * wd
+    scalars = (h, wd, gemm_m, cg_in, cg_out, spec.groups, off, sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3],
+               sw[0], si4[0], si4[2], si4[3])
+    consts = {"SHUFFLED": shuffled, "PITCHED": all(_pitched(st, h, wd) for st in (sg4, so4, si4)),
+              "ALIGN_G": 1 if shuffled else vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0],
+                                                          so4[2], so4[3]),
+              "ALIGN_W": vector_align(esize, sw[0]), "ALIGN_I": vector_align(esize, cg_in, si4[0], si4[2], si4[3]),
+              "BLOCK_N": block_n, "BLOCK_K": max(16, pow2_at_least(cg_out))}
+    return scalars, consts, (gemm_m, ceil_div(cg_in, block_n))
 
 
 def _map_args(spec: GroupPointwiseSpec) -> tuple[int, int, int]:

@@ -531,6 +531,16 @@ def conv_geometry(spec: Conv2dSpec) -> tuple[int, ...]:
     return (*spec.stride, *spec.pad_tl, *spec.dilation)
 
 
+def ceil_div(a: int, b: int) -> int:
+    """triton.cdiv for host code on the per-call path: triton 3.8's is a ConstexprFunction (~2 us a call)."""
+    return -(-a // b)
+
+
+def pow2_at_least(n: int) -> int:
+    """triton.next_power_of_2 for host code on the per-call path (same reason as ``ceil_div``)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
 def vector_align(esize: int, *values: int) -> int:
     """The largest of 8, 4, 2, 1 elements (at most 16 bytes of ``esize``-byte elements) dividing every value:
     channel counts, channel offsets and pixel strides of unit-channel-stride tensors. When every offset a
