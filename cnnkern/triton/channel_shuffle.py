@@ -22,7 +22,16 @@ import triton.language as tl
 
 from cnnkern.problem.channel_map import ChannelMap
 from cnnkern.triton import interpreting, needs_int64, why_not_problem
-from cnnkern.triton.tiles import ceil_div, cfg, channel_mask, pix, pow2_at_least, tile_offsets, vector_align
+from cnnkern.triton.tiles import (
+    ceil_div,
+    cfg,
+    channel_mask,
+    one_pixel_pitch,
+    pix,
+    pow2_at_least,
+    tile_offsets,
+    vector_align,
+)
 
 why_not = why_not_problem
 
@@ -137,11 +146,6 @@ def _planes(t, h: int, w: int) -> bool:
     return t.stride(3) == 1 and t.stride(2) == w
 
 
-def _pitched(t, h: int, w: int) -> bool:
-    st = t.stride()
-    return st[0] == h * st[2] and st[2] == w * st[3]
-
-
 def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
     """scatter: ``dst[:, dest(c)] = src[:, c]`` for every channel of src; gather: the inverse, for dst's."""
     n, _, h, w = src.shape
@@ -174,7 +178,7 @@ def channel_map(src, dst, cmap: ChannelMap, scatter: bool) -> None:
 
     _channel_rows_kernel[grid](
         src, dst, idx, h, w, pixels, ncols, *src.stride(), *sd,
-        FULL=full, PITCHED=_pitched(src, h, w) and _pitched(dst, h, w), ALIGN=align, INT64=int64,
+        FULL=full, PITCHED=one_pixel_pitch(src.stride(), h, w) and one_pixel_pitch(dst.stride(), h, w), ALIGN=align, INT64=int64,
         BLOCK_C=block_c,
     )
 

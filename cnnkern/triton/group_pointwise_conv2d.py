@@ -43,6 +43,7 @@ from cnnkern.triton.tiles import (
     gemm_configs,
     mma,
     mma_flags,
+    one_pixel_pitch,
     pix,
     pow2_at_least,
     shuffle_dest,
@@ -385,16 +386,11 @@ def _slab_fwd_geometry(x_shape, sx, w_shape, sw, sy, esize: int, spec: GroupPoin
     block_n = max(16, min(_SLAB_MAX_N, pow2_at_least(cg_out)))
     gemm_m = n * h * wd
     scalars = (h, wd, gemm_m, c_in, cg_in, cg_out, spec.groups, off, sx[0], sx[2], sx[3], sw[0], sy[0], sy[2], sy[3])
-    consts = {"SHUFFLED": shuffled, "PITCHED": _pitched(sx, h, wd) and _pitched(sy, h, wd),
+    consts = {"SHUFFLED": shuffled, "PITCHED": one_pixel_pitch(sx, h, wd) and one_pixel_pitch(sy, h, wd),
               "ALIGN_X": vector_align(esize, cg_in, sx[0], sx[2], sx[3]), "ALIGN_W": vector_align(esize, sw[0]),
               "ALIGN_Y": 1 if shuffled else vector_align(esize, off, cg_out, sy[0], sy[2], sy[3]),
               "BLOCK_N": block_n, "BLOCK_K": max(16, pow2_at_least(cg_in))}
     return scalars, consts, (gemm_m, ceil_div(cg_out, block_n))
-
-
-def _pitched(st, h: int, wd: int) -> bool:
-    """Whether (N, C, H, W) strides put the pixels at one pitch: offset (n*H + h)*W + w times the W stride."""
-    return st[0] == h * st[2] and st[2] == wd * st[3]
 
 
 def _slab_backward_input(grad_out, w, o, relu: bool, scale, grad_in, spec: GroupPointwiseSpec) -> None:
@@ -420,7 +416,7 @@ def _slab_dgrad_geometry(gi_shape, sg4, so4, w_shape, sw, si4, esize: int, spec:
     gemm_m = n * h * wd
     scalars = (h, wd, gemm_m, cg_in, cg_out, spec.groups, off, sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3],
                sw[0], si4[0], si4[2], si4[3])
-    consts = {"SHUFFLED": shuffled, "PITCHED": all(_pitched(st, h, wd) for st in (sg4, so4, si4)),
+    consts = {"SHUFFLED": shuffled, "PITCHED": all(one_pixel_pitch(st, h, wd) for st in (sg4, so4, si4)),
               "ALIGN_G": 1 if shuffled else vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0],
                                                           so4[2], so4[3]),
               "ALIGN_W": vector_align(esize, sw[0]), "ALIGN_I": vector_align(esize, cg_in, si4[0], si4[2], si4[3]),

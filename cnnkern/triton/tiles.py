@@ -541,6 +541,12 @@ def pow2_at_least(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
+def one_pixel_pitch(st, h: int, w: int) -> bool:
+    """Whether (N, C, H, W) strides put the pixels at one pitch: offset (n*H + h)*W + w times the W stride
+    (the kernels' PITCHED: a pixel's offset is then a product, not a division into (n, h, w))."""
+    return st[0] == h * st[2] and st[2] == w * st[3]
+
+
 def vector_align(esize: int, *values: int) -> int:
     """The largest of 8, 4, 2, 1 elements (at most 16 bytes of ``esize``-byte elements) dividing every value:
     channel counts, channel offsets and pixel strides of unit-channel-stride tensors. When every offset a
