@@ -15,10 +15,12 @@ The model ignores tensor-core time (<= 15 % of the memory time on these layers a
 us), L2 traffic of the per-element shuffled stores and latency; it is the prediction a GPU run checks. Notes:
 cnnkern/triton/group_pointwise_conv2d.md.
 
-    python scripts/triton_gpw_count.py [--dgrad] [--per-group] [--ops] [name-substring ...]
+    python scripts/triton_gpw_count.py [--dgrad | --wgrad] [--per-group] [--ops] [name-substring ...]
 
 --dgrad: the input gradient instead (outputs = input-gradient elements; bytes = the output gradient read,
-the input gradient written; no ReLU mask); --per-group: with the slab off (the per-group kernels on every
+the input gradient written; no ReLU mask); --wgrad: the weight gradient (split-K per group; "outputs" =
+input elements, as --dgrad, so the columns compare; bytes = the output gradient and x read once; the host's
+sum of the fp32 partials is not counted); --per-group: with the slab off (the per-group kernels on every
 layer, as before the slab); --ops: the best config's SASS opcode histogram.
 """
 
@@ -63,6 +65,14 @@ def _per_output(launch, layer) -> tuple[str, float, str]:
         trips, outputs = layer.groups, bm * min(bn, cg_out) * layer.groups
     elif launch.name == "_gpw_slab_dgrad_kernel":
         trips, outputs = layer.groups, bm * min(bn, cg_in) * layer.groups
+    elif launch.name == "_gpw_wgrad_kernel":
+        # One group and split: a K loop over its chunk of pixels. "Outputs" as for the input gradient (input
+        # elements), so the issue time is comparable: thread instructions of the whole grid / N*H*W*C_in.
+        splits = int(c["SPLIT_K"])
+        gemm_k = N * layer.hw * layer.hw
+        chunk = triton.cdiv(triton.cdiv(gemm_k, splits), 64) * 64  # tiles.split_chunks' rounding
+        programs = triton.cdiv(cg_out, bm) * triton.cdiv(cg_in, bn) * layer.groups * splits
+        trips, outputs = triton.cdiv(chunk, int(c["BLOCK_K"])), gemm_k * layer.cin / programs
     elif launch.name == "_gpw_dgrad_kernel":  # one group, its K loop over cg_out
         trips, outputs = triton.cdiv(cg_out, int(c["BLOCK_K"])), bm * min(bn, cg_in)
     else:  # the per-group forward: one group, its K loop over cg_in
@@ -91,8 +101,11 @@ def main(argv: list[str]) -> int:
     Autotuner.run = check._recording_autotune
     check._accept_cpu_tensors()
     check._as_hopper()
-    ops, dgrad = "--ops" in argv, "--dgrad" in argv
+    ops, wgrad = "--ops" in argv, "--wgrad" in argv
+    dgrad = wgrad or "--dgrad" in argv
     wanted = ("_gpw_slab_dgrad_kernel", "_gpw_dgrad_kernel") if dgrad else ("_gpw_slab_fwd_kernel", "_gpw_fwd_kernel")
+    if wgrad:
+        wanted = ("_gpw_wgrad_kernel",)
     if "--per-group" in argv:
         gpw.SLAB[0] = False
     names = [a for a in argv if not a.startswith("--")]
@@ -102,7 +115,7 @@ def main(argv: list[str]) -> int:
     for layer in layers:
         check._records.clear()
         x = torch.empty(N, layer.cin, layer.hw, layer.hw, dtype=torch.bfloat16, memory_format=torch.channels_last)
-        w = torch.empty(layer.cout, layer.cin // layer.groups, 1, 1, dtype=torch.bfloat16)
+        w = torch.empty(layer.cout, layer.cin // layer.groups, 1, 1, dtype=torch.bfloat16).requires_grad_(wgrad)
         with cnnkern.use_backend("triton"), torch.set_grad_enabled(dgrad):
             y = cnnkern.group_pointwise_conv2d(x.requires_grad_(dgrad), w, None, groups=layer.groups,
                                                shuffle_groups=layer.shuffle_groups)

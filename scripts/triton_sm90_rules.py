@@ -67,8 +67,8 @@ def hopper_tile_violations(results: list[dict], tiles, smem_limit: int, smem_est
     """The rules for the tiles sm_90 benchmarks for 16-bit operands (``tiles``, cnnkern.triton.tiles'
     HOPPER_GEMM_TILES): each 16-bit variant compiled with one must use wgmma, spill nothing, fit 255
     registers and ``smem_limit`` bytes of shared memory, and need no more shared memory than
-    ``smem_estimate(tile, element)`` says (the estimate the autotune pruning drops tiles by: an estimate
-    below the real need would let a tile through that fails to launch).
+    ``smem_estimate(tile, element, kernel)`` says (the estimate that kernel's autotune pruning drops tiles
+    by: an estimate below the real need would let a tile through that fails to launch).
 
     A variant with USE_TMA=True must load through TMA (cp.async.bulk.tensor in its PTX).
 
@@ -98,7 +98,7 @@ def hopper_tile_violations(results: list[dict], tiles, smem_limit: int, smem_est
             problems.append(f"{r['regs']} registers")
         if r["smem"] > smem_limit:
             problems.append(f"{r['smem']} B shared memory > {smem_limit}")
-        estimate = smem_estimate(tile, element(r))
+        estimate = smem_estimate(tile, element(r), r["kernel"])
         if r["smem"] > estimate:
             problems.append(f"{r['smem']} B shared memory > the pruning's estimate {estimate}")
         if problems and channels_last:

@@ -203,18 +203,30 @@ def _slab_configs():
 
 
 def _slab_smem(bm: int, bn: int, bk: int, stages: int, esize: int) -> int:
-    return max(1, stages) * (bm + bn) * bk * esize
+    """Operand pipeline (one A and one B tile per stage) plus one BLOCK_M x BLOCK_N output tile: sm_90
+    (triton 3.6/3.8) stages the forward's epilogue through shared memory beside the pipeline buffers, up to
+    exactly that much more than the operands (64x64x64 4 stages: 73728 B, operands 65536)."""
+    return max(1, stages) * (bm + bn) * bk * esize + bm * bn * esize
+
+
+def _slab_tile_smem(tile, dtype: torch.dtype) -> int:
+    """_slab_smem of a (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tile: the estimate scripts/triton_sm90_check.py
+    holds the compiled slab kernels to (as tiles.tile_smem_bytes for the GEMM kernels)."""
+    bm, bn, bk, _warps, stages = tile
+    return _slab_smem(bm, bn, bk, stages, dtype.itemsize)
 
 
 def _fitting_slab(configs, named_args, **kwargs):
     """The tiles within the device's shared memory (an sm_90 block's when it cannot be asked) with at most 64
-    fp32 accumulators per thread, 32 with 64-bit offsets (beyond, sm_90 spills: 56 B at 64 x 128 x 256 with
-    INT64): those a launch reaches on some problem size. The smallest tile if none fits."""
+    fp32 accumulators per thread, 32 with 64-bit offsets or per-element stores (ALIGN_Y 1: a shuffle's or an
+    odd channel count's; each element carries its own address): beyond, sm_90 spills (56 B at 64 x 128 x 256
+    with INT64, 40 B at 128 x 64 x 64 on 4 warps with a shuffle). Those are the tiles a launch reaches on some
+    problem size; the smallest tile if none fits."""
     t = next(iter(named_args.values()))  # x (forward) or the output gradient (input gradient)
     smem, _sms = tiles.device_limits(t)
     smem = smem or SMEM_PER_BLOCK[(9, 0)]
     bn, bk, esize = kwargs["BLOCK_N"], kwargs["BLOCK_K"], t.element_size()
-    per_thread = 32 if kwargs.get("INT64", False) else 64
+    per_thread = 32 if kwargs.get("INT64", False) or kwargs.get("ALIGN_Y") == 1 else 64
     kept = [c for c in configs
             if _slab_smem(c.kwargs["BLOCK_M"], bn, bk, c.num_stages, esize) <= smem
             and c.kwargs["BLOCK_M"] * bn <= per_thread * 32 * c.num_warps]
@@ -230,6 +242,7 @@ def _prune_slab(configs, named_args, **kwargs):
 
 # scripts/triton_sm90_check.py compiles every config a launch can reach on some problem: these.
 _prune_slab.reachable = _fitting_slab
+_prune_slab.smem_bytes = _slab_tile_smem
 
 
 _SLAB_KEY = ["GEMM_M", "C_in", "Cg_in", "Cg_out", "GROUPS", "SHUFFLED", "PITCHED", "RELU", "HAS_BIAS", "HAS_SCALE",
