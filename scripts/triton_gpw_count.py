@@ -46,6 +46,7 @@ from triton.runtime.jit import JITFunction
 
 import cnnkern
 import cnnkern.triton.group_pointwise_conv2d as gpw
+from cnnkern.triton.tiles import split_chunks
 
 N = 256
 ISSUE_PER_US = 132 * 4 * 1.8e3 * 32  # thread instructions per microsecond
@@ -65,6 +66,14 @@ def _per_output(launch, layer) -> tuple[str, float, str]:
         trips, outputs = layer.groups, bm * min(bn, cg_out) * layer.groups
     elif launch.name == "_gpw_slab_dgrad_kernel":
         trips, outputs = layer.groups, bm * min(bn, cg_in) * layer.groups
+    elif launch.name == "_gpw_slab_wgrad_kernel":
+        # One (group, tile) per program over a split's chunk of pixels; the splits as the host sizes them
+        # on 132 SMs (tiles.reduction_splits), the chunk rounded to the kernel's unit.
+        gemm_k = N * layer.hw * layer.hw
+        tiles_per_split = layer.groups * triton.cdiv(cg_out, bm) * triton.cdiv(cg_in, bn)
+        splits = max(1, min(4 * 132 // tiles_per_split, gemm_k // 1024, 64))
+        chunk, splits = split_chunks(gemm_k, splits, gpw._SLAB_WGRAD_UNIT)
+        trips, outputs = triton.cdiv(chunk, int(c["BLOCK_K"])), gemm_k * layer.cin / (tiles_per_split * splits)
     elif launch.name == "_gpw_wgrad_kernel":
         # One group and split: a K loop over its chunk of pixels. "Outputs" as for the input gradient (input
         # elements), so the issue time is comparable: thread instructions of the whole grid / N*H*W*C_in.
@@ -105,7 +114,7 @@ def main(argv: list[str]) -> int:
     dgrad = wgrad or "--dgrad" in argv
     wanted = ("_gpw_slab_dgrad_kernel", "_gpw_dgrad_kernel") if dgrad else ("_gpw_slab_fwd_kernel", "_gpw_fwd_kernel")
     if wgrad:
-        wanted = ("_gpw_wgrad_kernel",)
+        wanted = ("_gpw_slab_wgrad_kernel", "_gpw_wgrad_kernel")
     if "--per-group" in argv:
         gpw.SLAB[0] = False
     names = [a for a in argv if not a.startswith("--")]

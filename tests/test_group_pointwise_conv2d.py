@@ -32,6 +32,9 @@ CASES = [
     pytest.param((1, 12, 3, 5), 12, 3, 3, "bias", id="g3-s3-run4"),
     pytest.param((1, 4, 2, 3), 272, 2, 2, "relu", id="g2-s2-wide"),
     pytest.param((1, 272, 2, 3), 4, 2, None, "scale", id="g2-wide-in"),  # the input gradient's column tiles
+    # More pixels than the interpreter's one split (64): the weight gradient's splits, several K steps per
+    # split and a short last one.
+    pytest.param((2, 6, 9, 8), 9, 3, 3, "relu", id="g3-s3-splits"),
 ]
 EPILOGUES = {  # epilogue -> (bias, scale, shift, relu, scale/shift in fp32 whatever the input dtype)
     "none": (False, False, False, False, False),

@@ -361,9 +361,132 @@ def _gpw_slab_dgrad_kernel(
         store_tile(gi_ptr, gi_row + tl.multiple_of(g * Cg_in, ALIGN_I), offs_n, 1, acc, mask_m, mask_n)
 
 
+# ------------------------------------------------------------------------------------------ weight-gradient slab
+def _slab_wgrad_configs():
+    if interpreting():
+        return [triton.Config({"BLOCK_K": 32}, num_warps=1)]
+    # (pixels per K step, warps, stages): long K steps, since a step's fixed cost (loop, masks, pixel offsets)
+    # is shared by only BLOCK_K pixels and every group's tile is small (12-80 channels a side on ShuffleNet).
+    # The 8-warp short steps are for wide groups read element by element (see _fitting_slab_wgrad).
+    return [triton.Config({"BLOCK_K": k}, num_warps=w, num_stages=st)
+            for k, w, st in ((128, 4, 3), (256, 4, 3), (128, 4, 4), (64, 4, 4), (128, 8, 3), (256, 8, 3),
+                             (64, 8, 3), (32, 8, 3), (64, 4, 2), (32, 4, 2))]
+
+
+def _slab_wgrad_smem(bm: int, bn: int, bk: int, stages: int, esize: int, relu: bool) -> int:
+    """Operand pipeline: the output-gradient tile (and the saved output's, for the ReLU mask) and x's tile per
+    stage."""
+    return max(1, stages) * ((bm * (2 if relu else 1)) + bn) * bk * esize
+
+
+def _fitting_slab_wgrad(configs, named_args, **kwargs):
+    """The configs within shared memory with at most 64 accumulators per thread and at most 32 x ALIGN_G
+    elements of the output-gradient tile per thread (twice that tile with the ReLU mask's saved output):
+    read in runs of ALIGN_G (1 with a shuffle or an odd channel count), each run sits in registers with its
+    own address on its way to shared memory. Beyond, sm_90 spilled (bf16, 36-460 B: 64 x 256 pixels on 8
+    warps with ALIGN_G 1, 32 x 128 on 4 warps with the mask, 64 x 256 on 4 warps with ALIGN_G 2). The
+    smallest K step if none fits. The tile (BLOCK_M x BLOCK_N) is the group's, fixed by the host."""
+    t = next(iter(named_args.values()))
+    smem, _sms = tiles.device_limits(t)
+    smem = smem or SMEM_PER_BLOCK[(9, 0)]
+    bm, bn, esize = kwargs["BLOCK_M"], kwargs["BLOCK_N"], t.element_size()
+    relu = bool(kwargs.get("RELU", False))
+    a_rows = (2 if relu else 1) * bm
+    kept = [c for c in configs
+            if _slab_wgrad_smem(bm, bn, c.kwargs["BLOCK_K"], c.num_stages, esize, relu) <= smem
+            and bm * bn <= 64 * 32 * c.num_warps
+            and a_rows * c.kwargs["BLOCK_K"] <= 32 * kwargs.get("ALIGN_G", 1) * 32 * c.num_warps]
+    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_K"], -c.num_warps, c.num_stages))]
+
+
+def _prune_slab_wgrad(configs, named_args, **kwargs):
+    """The fitting configs whose K step is no longer than a split's chunk (the shortest if all are)."""
+    fitting = _fitting_slab_wgrad(configs, named_args, **kwargs)
+    chunk = int(named_args["K_CHUNK"])
+    return [c for c in fitting if c.kwargs["BLOCK_K"] <= max(32, chunk)] or fitting[-1:]
+
+
+_prune_slab_wgrad.reachable = _fitting_slab_wgrad
+
+
+def _slab_wgrad_tile_smem(tile, dtype: torch.dtype) -> int:
+    """_slab_wgrad_smem of a (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) tile with the ReLU mask's tile."""
+    bm, bn, bk, _warps, stages = tile
+    return _slab_wgrad_smem(bm, bn, bk, stages, dtype.itemsize, True)
+
+
+_prune_slab_wgrad.smem_bytes = _slab_wgrad_tile_smem
+
+# Every split's chunk of pixels is a multiple of this: each K step lies in one split.
+_SLAB_WGRAD_UNIT = max(c.kwargs["BLOCK_K"] for c in _slab_wgrad_configs())
+
+_SLAB_WGRAD_KEY = ["GEMM_K", "K_CHUNK", "Cg_in", "Cg_out", "GROUPS", "SHUFFLED", "PITCHED", "RELU", "HAS_SCALE",
+                   "ALIGN_G", "ALIGN_X", "INT64"]
+
+
+@triton.autotune(configs=_slab_wgrad_configs(), key=_SLAB_WGRAD_KEY,
+                 prune_configs_by={"early_config_prune": _prune_slab_wgrad}, cache_results=True)
+@triton.jit
+def _gpw_slab_wgrad_kernel(
+    go_ptr, o_ptr, x_ptr, scale_ptr, dest_ptr, part_ptr,
+    H, W, GEMM_K, K_CHUNK, Cg_in, Cg_out, C_out, GROUPS, OFF,
+    sgn, sgh, sgw, son, soh, sow, sxn, sxh, sxw,
+    SHUFFLED: tl.constexpr, PITCHED: tl.constexpr, HAS_SCALE: tl.constexpr, RELU: tl.constexpr,
+    INT64: tl.constexpr, UPCAST: tl.constexpr, ACC_DTYPE: tl.constexpr, ALIGN_G: tl.constexpr,
+    ALIGN_X: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """part[split, g*cg_out + j, i] = scale * sum over the split's pixels p of gy'[p, dest(g*cg_out + j)] *
+    x[p, g*cg_in + i]: one (group, BLOCK_M x BLOCK_N tile) per program, K = the split's chunk of pixels
+    (gy' = gy masked by the saved output > 0 when RELU). Partials: (splits, C_out, cg_in), ACC_DTYPE, summed
+    on the host in a fixed order.
+
+    Programs are numbered group fastest, then tile, then split: the groups of one pixel chunk run together,
+    so each sector of a pixel row (shared by every group when shuffled) is read from DRAM once. ALIGN_G
+    divides the pixel strides of gy and the saved output, OFF and cg_out (1 with a shuffle: per-element
+    reads); ALIGN_X x's pixel strides and cg_in. PITCHED: gy, the saved output and x each have one pixel
+    pitch, so a pixel's offset is a product, not a division into (n, h, w)."""
+    m_tiles = tl.cdiv(Cg_out, BLOCK_M)
+    tiles_per_split = GROUPS * m_tiles * tl.cdiv(Cg_in, BLOCK_N)
+    pid = tl.program_id(0)
+    split = pid // tiles_per_split
+    r = pid - split * tiles_per_split
+    t = r // GROUPS
+    g = r - t * GROUPS
+    pid_n = t // m_tiles
+    offs_m, offs_n = tile_offsets(t - pid_n * m_tiles, pid_n, BLOCK_M, BLOCK_N, INT64)
+    offs_k = tl.arange(0, BLOCK_K)
+    if INT64:
+        offs_k = offs_k.to(tl.int64)
+    mask_m = channel_mask(offs_m, Cg_out, ALIGN_G)
+    mask_n = channel_mask(offs_n, Cg_in, ALIGN_X)
+    co = g * Cg_out + offs_m
+    if SHUFFLED:
+        col = tl.load(dest_ptr + co, mask=mask_m, other=0)
+    else:
+        col = tl.multiple_of(OFF + g * Cg_out, ALIGN_G) + offs_m
+    x_col = tl.multiple_of(g * Cg_in, ALIGN_X) + offs_n
+    k_start = split * K_CHUNK
+    k_end = tl.minimum(k_start + K_CHUNK, GEMM_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        p = k0 + offs_k
+        mask_k = p < k_end
+        go_row = _pixel_offsets(p, H, W, sgn, sgh, sgw, PITCHED, ALIGN_G)
+        o_row = _pixel_offsets(p, H, W, son, soh, sow, PITCHED, ALIGN_G)
+        a = _masked_grad(go_ptr, o_ptr, col[:, None] + go_row[None, :], col[:, None] + o_row[None, :],
+                         mask_m[:, None] & mask_k[None, :], RELU)
+        x_row = _pixel_offsets(p, H, W, sxn, sxh, sxw, PITCHED, ALIGN_X)
+        b = tl.load(x_ptr + x_row[:, None] + x_col[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(acc, a, b, UPCAST, False)
+    if HAS_SCALE:
+        acc *= tl.load(scale_ptr + co, mask=mask_m, other=0.0).to(ACC_DTYPE)[:, None]
+    p_off = split * C_out * Cg_in + (co * Cg_in)[:, None] + offs_n[None, :]
+    tl.store(part_ptr + p_off, acc, mask=mask_m[:, None] & mask_n[None, :])
+
+
 def _slab_fits(tensors, reduction: int) -> bool:
     """The slab kernels' domain: 16-bit operands with unit channel strides, the per-group reduction (cg_in
-    forward, cg_out input gradient) in one K block."""
+    forward, cg_out input gradient; 0 for the weight gradient, which loops over pixels) in one K block."""
     return (SLAB[0] and tensors[0].dtype in (torch.float16, torch.bfloat16) and reduction <= _SLAB_MAX_K
             and all(t.stride(1) == 1 for t in tensors))
 
@@ -493,6 +616,38 @@ def backward_input(grad_out, w, output, scale, grad_in, spec: GroupPointwiseSpec
     )
 
 
+def _slab_backward_weight(grad_out, x, o, relu: bool, scale, grad_w, spec: GroupPointwiseSpec) -> None:
+    scalars, consts, tiles_per_split = _slab_wgrad_geometry(grad_out.stride(), o.stride(), x.shape, x.stride(),
+                                                            grad_w.shape, x.element_size(), spec)
+    gemm_k = scalars[2]
+    split = split_k(gemm_k, tiles_per_split, x.device)
+    k_chunk, split = split_chunks(gemm_k, split, _SLAB_WGRAD_UNIT)
+    c_out, cg_in = grad_w.shape[:2]
+    partials = torch.empty((split, c_out, cg_in), device=x.device, dtype=torch.float32)
+    dest = spec.channels.dest_index(c_out, x.device) if consts["SHUFFLED"] else x
+    _gpw_slab_wgrad_kernel[(split * tiles_per_split,)](
+        grad_out, o, x, x if scale is None else scale, dest, partials, scalars[0], scalars[1], gemm_k, k_chunk,
+        *scalars[3:], HAS_SCALE=scale is not None, RELU=relu, INT64=needs_int64((grad_out, o, x, partials)),
+        UPCAST=interpreting() and x.dtype == torch.bfloat16, ACC_DTYPE=tl.float32, **consts,
+    )
+    grad_w.copy_(sum_splits(partials).view(grad_w.shape))
+
+
+@functools.lru_cache(maxsize=1024)
+def _slab_wgrad_geometry(sg4, so4, x_shape, sx4, w_shape, esize: int, spec: GroupPointwiseSpec):
+    n, _c_in, h, wd = x_shape
+    cg_in, cg_out, off, shuffled = _slab_map(w_shape, spec)
+    block_m = max(16, min(_SLAB_MAX_N, pow2_at_least(cg_out)))
+    block_n = max(16, min(_SLAB_MAX_N, pow2_at_least(cg_in)))
+    scalars = (h, wd, n * h * wd, cg_in, cg_out, w_shape[0], spec.groups, off, sg4[0], sg4[2], sg4[3],
+               so4[0], so4[2], so4[3], sx4[0], sx4[2], sx4[3])
+    consts = {"SHUFFLED": shuffled, "PITCHED": all(one_pixel_pitch(st, h, wd) for st in (sg4, so4, sx4)),
+              "ALIGN_G": 1 if shuffled else vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0],
+                                                          so4[2], so4[3]),
+              "ALIGN_X": vector_align(esize, cg_in, sx4[0], sx4[2], sx4[3]), "BLOCK_M": block_m, "BLOCK_N": block_n}
+    return scalars, consts, spec.groups * ceil_div(cg_out, block_m) * ceil_div(cg_in, block_n)
+
+
 def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec) -> None:
     n, _c_in, h, wd = x.shape
     c_out, cg_in = grad_w.shape[:2]
@@ -500,6 +655,9 @@ def backward_weight(grad_out, x, output, scale, grad_w, spec: GroupPointwiseSpec
     cg_out = c_out // groups
     gemm_k = n * h * wd
     o = grad_out if output is None else output
+    if _slab_fits((grad_out, o, x), 0):
+        _slab_backward_weight(grad_out, x, o, output is not None, scale, grad_w, spec)
+        return
     # Tile count estimated with 64x64 tiles, only to size the split.
     split = split_k(gemm_k, triton.cdiv(cg_out, 64) * triton.cdiv(cg_in, 64) * groups, x.device)
     k_chunk, split = split_chunks(gemm_k, split, 64)  # 64: a multiple of every BLOCK_K, so no shared K block
