@@ -10,6 +10,8 @@ H100/H200), compiled for sm_90, and its SASS counted; a back-edge loop (the runt
 is counted KH times (the row walk's loop over input rows: ROWS + KH - 1 times). Notes and the model table: cnnkern/triton/depthwise_conv2d.md.
 
     python scripts/triton_dw_count.py            # bf16, N = 256, the layers below
+    python scripts/triton_dw_count.py --wgrad    # the weight gradient instead: SASS per output-gradient
+                                                 # element, its pixel loop counted 64 times (steady state)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 os.environ.pop("TRITON_INTERPRET", None)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
+import triton
 import triton_sm90_check as check
 from triton.compiler import ASTSource
 from triton.compiler import compile as triton_compile
@@ -56,11 +59,48 @@ def count(cubin: bytes, kh: int) -> tuple[int, int]:
     return len(seq), len(seq) - body + kh * body
 
 
-def main() -> int:
+WGRAD_TRIPS = 64  # pixel-loop trips counted for the weight gradient: a long split's steady state
+
+
+def _wgrad(argv: list[str]) -> int:
+    """SASS per output-gradient element (pixel x channel) of the weight gradient's best kept config."""
+    for c, size, k, stride in LAYERS:
+        check._records.clear()
+        x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)
+        w = torch.empty(c, 1, k, k, dtype=torch.bfloat16).requires_grad_()
+        with cnnkern.use_backend("triton"):
+            y = cnnkern.depthwise_conv2d(x, w, None, stride, k // 2)
+            y.backward(torch.empty_like(y))
+        best = None
+        for launch in check._records.values():
+            if launch.name != "_dw_wgrad_kernel":
+                continue
+            cx = launch.named_constexprs()
+            src = ASTSource(launch.fn, launch.signature, launch.constexprs, launch.attrs)
+            kernel = triton_compile(src, target=check.TARGET, options=launch.options.__dict__)
+            _static, dynamic = count(kernel.asm["cubin"], WGRAD_TRIPS)
+            threads = launch.options.num_warps * 32
+            per = dynamic / (WGRAD_TRIPS * int(cx["BLOCK_P"]) * int(cx["BLOCK_C"]) / threads)
+            # A program covers BLOCK_T taps: every tap block reads the gradient again.
+            per *= triton.cdiv(k * k, int(cx["BLOCK_T"])) if "BLOCK_T" in cx else 1
+            tile = f"{cx['BLOCK_P']}x{cx['BLOCK_C']} w{launch.options.num_warps}"
+            if best is None or per < best[1]:
+                best = (tile, per)
+        out = 256 * c * (size // stride) ** 2
+        issue = out * best[1] / (132 * 4 * 1.8e3 * 32) / 0.8
+        mem = 256 * c * (size * size + (size // stride) ** 2) * 2 / 4.24e6 / 0.85
+        print(f"dw{c} {k}x{k} @{size}/s{stride}: best {best[0]}, {best[1]:.1f} SASS per gradient element; "
+              f"issue {issue:.0f} us, memory {mem:.0f} us")
+    return 0
+
+
+def main(argv: list[str]) -> int:
     JITFunction.run = check._recording_run
     Autotuner.run = check._recording_autotune
     check._accept_cpu_tensors()
     check._as_hopper()
+    if "--wgrad" in argv:
+        return _wgrad(argv)
     for c, size, k, stride in LAYERS:
         check._origin[0] = f"dw{c} {k}x{k} @{size}/s{stride}"
         x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)
@@ -91,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

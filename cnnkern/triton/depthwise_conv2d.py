@@ -444,7 +444,14 @@ def _dw_wgrad_kernel(
     start = split * P_CHUNK
     if INT64:
         start = start.to(tl.int64)
-    acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=ACC_DTYPE)
+    # Products summed per pixel lane in the loop, over the lanes once after it: a sum over BLOCK_P in every
+    # trip was a cross-thread reduction (sm_90: 128 SHFL.BFLY + 128 FADD against 32 FFMA a trip, ~280
+    # instructions per gradient element at 3x3; 119 without). Not with 64-bit offsets: the per-lane sums
+    # beside them spilled 100-750 B on sm_90 (tensors past 2^31 elements, where speed matters less).
+    if INT64:
+        acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=ACC_DTYPE)
+    else:
+        acc = tl.zeros((BLOCK_T, BLOCK_P, BLOCK_C), dtype=ACC_DTYPE)
     for p0 in range(0, P_CHUNK, BLOCK_P):
         p = start + p0 + tl.arange(0, BLOCK_P)
         mask_p = p < P_TOTAL
@@ -457,14 +464,21 @@ def _dw_wgrad_kernel(
         x_off = (n * sxn)[None, :] + ih * sxh + iw * sxw
         xv = tl.load(x_ptr + x_off[:, :, None] + (ci * sxc)[None, None, :],
                      mask=ok[:, :, None] & mask_c[None, None, :], other=0.0)
-        acc += tl.sum(xv.to(ACC_DTYPE) * g[None, :, :], axis=1)
+        if INT64:
+            acc += tl.sum(xv.to(ACC_DTYPE) * g[None, :, :], axis=1)
+        else:
+            acc += xv.to(ACC_DTYPE) * g[None, :, :]
+    if INT64:
+        sums = acc
+    else:
+        sums = tl.sum(acc, axis=1)
     # dw is [splits, C_out, KH*KW] (or [C_out, KH*KW] accumulated atomically), fp32/fp64.
     dw_off = split * (C_BLOCKED * KH * KW) + co[None, :] * (KH * KW) + t[:, None]
     mask = mask_t[:, None] & mask_c[None, :]
     if ATOMIC:
-        tl.atomic_add(dw_ptr + co[None, :] * (KH * KW) + t[:, None], acc, mask=mask)
+        tl.atomic_add(dw_ptr + co[None, :] * (KH * KW) + t[:, None], sums, mask=mask)
     else:
-        tl.store(dw_ptr + dw_off, acc, mask=mask)
+        tl.store(dw_ptr + dw_off, sums, mask=mask)
 
 
 # ------------------------------------------------------------------------------------- host wrappers
