@@ -43,6 +43,8 @@ PROVIDERS = {
                                 "layers: shuffle_cat_pointwise with shuffle_groups=1), checked against the "
                                 "unshuffled reference",
     "cnnkern-cuda-noshuffle": "the same CUDA kernel without the shuffle (as cnnkern-triton-noshuffle)",
+    "cnnkern-triton-pergroup": "cnnkern-triton with the slab kernels off (cnnkern.triton.group_pointwise_conv2d"
+                               ".SLAB): the per-group GEMM kernels the slab ones replaced, in the same run",
     "cnnkern-auto": "cnnkern.group_pointwise_conv2d / shuffle_cat_pointwise with the automatic backend choice",
     "cnnkern-reference": "cnnkern.group_pointwise_conv2d / shuffle_cat_pointwise inside use_backend('reference')",
     "aten-cpu": "eager F.conv2d + F.channel_shuffle on the CPU (ATen)",
@@ -50,6 +52,7 @@ PROVIDERS = {
 NOSHUFFLE = "cnnkern-triton-noshuffle"
 NOSHUFFLE_CUDA = "cnnkern-cuda-noshuffle"
 NOSHUFFLE_OF = {"cnnkern-triton": NOSHUFFLE, "cnnkern-cuda": NOSHUFFLE_CUDA}  # fused provider -> its baseline
+PERGROUP = "cnnkern-triton-pergroup"
 
 # The issue's targets. (a) fused vs the same kernel without shuffle; (b), (c) geomean speedups of the fused
 # op over the layers that the network shuffles after (fwd and fwd+bwd, every config).
@@ -89,6 +92,22 @@ def cnnkern_call(ck, s: GroupPointwiseShape, shuffle: bool = True, passthrough: 
 
 def provider_call(name: str, ck, s: GroupPointwiseShape, passthrough: torch.Tensor | None = None):
     return cnnkern_call(ck, s, shuffle=name not in NOSHUFFLE_OF.values(), passthrough=passthrough)
+
+
+@contextlib.contextmanager
+def provider_context(name: str):
+    """The per-group provider's switch, held around its check and timing (the backward included)."""
+    if name != PERGROUP:
+        yield
+        return
+    from cnnkern.triton import group_pointwise_conv2d as triton_gpw
+
+    prior = triton_gpw.SLAB[0]
+    triton_gpw.SLAB[0] = False
+    try:
+        yield
+    finally:
+        triton_gpw.SLAB[0] = prior
 
 
 def make_problem(s: GroupPointwiseShape, n: int, dtype: torch.dtype, layout: str, backward: bool, ref_dtype,
@@ -273,7 +292,8 @@ SPEC = D.BenchSpec(
     eager_call=eager_call,
     make_problem=make_problem,
     reduce_shape=reduce_shape,
-    provider_backends={NOSHUFFLE: "triton", NOSHUFFLE_CUDA: "cuda"},
+    provider_backends={NOSHUFFLE: "triton", NOSHUFFLE_CUDA: "cuda", PERGROUP: "triton"},
+    provider_context=provider_context,
     explain_failures=False,
 )
 
