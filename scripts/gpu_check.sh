@@ -18,7 +18,7 @@
 #                  a worker whose CUDA context a kernel fault killed is replaced (--restart-on-cuda-error).
 #   tests-all      the whole suite the same way (tests-all-outcomes.jsonl); not in the default run
 #   bench-dw bench-pw bench-conv bench-tconv bench-dilated bench-models
-#   (bench-convbn bench-overhead bench-graphs bench-conv-sm90: not in the default run)
+#   (bench-convbn bench-overhead bench-graphs bench-conv-sm90 bench-slab: not in the default run)
 #                  the quick benchmarks with the commands of the committed baseline (bench/baselines/), so
 #                  they compare like with like (torch.compile left out: it took most of a capped bench's time);
 #                  each under `timeout -s TERM`, on which the bench writes its JSON with the results so far
@@ -65,14 +65,14 @@ default_stages=(build tests bench-dw bench-pw bench-conv bench-tconv bench-dilat
 
 declare -A weight=([tests]=240 [tests-all]=240 [bench-dw]=30 [bench-pw]=25 [bench-conv]=25 [bench-tconv]=25
                    [bench-dilated]=30 [bench-models]=55 [bench-convbn]=60 [bench-overhead]=40 [bench-graphs]=60
-                   [bench-conv-sm90]=90)
+                   [bench-conv-sm90]=90 [bench-slab]=120)
 for s in "${stages[@]}"; do
   case "$s" in
     build) ;;
     tests|tests-all|bench-dw|bench-pw|bench-conv|bench-tconv|bench-dilated|bench-models) ;;
-    bench-convbn|bench-overhead|bench-graphs|bench-conv-sm90) ;;
+    bench-convbn|bench-overhead|bench-graphs|bench-conv-sm90|bench-slab) ;;
     *) echo "unknown stage '$s' (build tests tests-all bench-dw bench-pw bench-conv bench-tconv bench-dilated" \
-            "bench-models bench-convbn bench-overhead bench-graphs bench-conv-sm90; --dry-run)"; exit 2 ;;
+            "bench-models bench-convbn bench-overhead bench-graphs bench-conv-sm90 bench-slab; --dry-run)"; exit 2 ;;
   esac
 done
 
@@ -213,6 +213,10 @@ stage_bench() {  # stage cap
     # 3x3 and 1x1 ResNet-50 layers, forward only, against cuDNN in the same process.
     bench-conv-sm90) CNNKERN_SM90_WGMMA=1 run_bench conv2d_sm90 "$cap" bench_conv2d.py --quick --layers 3x3,1x1 \
                        --mode fwd,fwdbwd --providers cudnn,cnnkern-cuda ;;
+    # The Triton grouped-pointwise slab kernels (issue 13) against the per-group ones they replaced, in one
+    # process, forward and fwd+bwd, channels_last (their layout), with cuDNN and the CUDA kernels beside.
+    bench-slab) run_bench group_pointwise_slab "$cap" bench_group_pointwise_conv2d.py --quick --layout channels_last \
+                  --mode fwd,fwdbwd --providers cudnn,cnnkern-cuda,cnnkern-triton,cnnkern-triton-pergroup ;;
   esac
 }
 
