@@ -62,7 +62,7 @@ def count(cubin: bytes, kh: int) -> tuple[int, int]:
 WGRAD_TRIPS = 64  # pixel-loop trips counted for the weight gradient: a long split's steady state
 
 
-def _wgrad(argv: list[str]) -> int:
+def _wgrad() -> int:
     """SASS per output-gradient element (pixel x channel) of the weight gradient's best kept config."""
     for c, size, k, stride in LAYERS:
         check._records.clear()
@@ -82,7 +82,7 @@ def _wgrad(argv: list[str]) -> int:
             threads = launch.options.num_warps * 32
             per = dynamic / (WGRAD_TRIPS * int(cx["BLOCK_P"]) * int(cx["BLOCK_C"]) / threads)
             # A program covers BLOCK_T taps: every tap block reads the gradient again.
-            per *= triton.cdiv(k * k, int(cx["BLOCK_T"])) if "BLOCK_T" in cx else 1
+            per *= triton.cdiv(k * k, int(cx["BLOCK_T"]))
             tile = f"{cx['BLOCK_P']}x{cx['BLOCK_C']} w{launch.options.num_warps}"
             if best is None or per < best[1]:
                 best = (tile, per)
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     check._accept_cpu_tensors()
     check._as_hopper()
     if "--wgrad" in argv:
-        return _wgrad(argv)
+        return _wgrad()
     for c, size, k, stride in LAYERS:
         check._origin[0] = f"dw{c} {k}x{k} @{size}/s{stride}"
         x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)

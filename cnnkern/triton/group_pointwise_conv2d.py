@@ -553,11 +553,18 @@ def _slab_dgrad_geometry(gi_shape, sg4, so4, w_shape, sw, si4, esize: int, spec:
     scalars = (h, wd, gemm_m, cg_in, cg_out, spec.groups, off, sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3],
                sw[0], si4[0], si4[2], si4[3])
     consts = {"SHUFFLED": shuffled, "PITCHED": all(one_pixel_pitch(st, h, wd) for st in (sg4, so4, si4)),
-              "ALIGN_G": 1 if shuffled else vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0],
-                                                          so4[2], so4[3]),
+              "ALIGN_G": _grad_align(esize, off, cg_out, shuffled, sg4, so4),
               "ALIGN_W": vector_align(esize, sw[0]), "ALIGN_I": vector_align(esize, cg_in, si4[0], si4[2], si4[3]),
               "BLOCK_N": block_n, "BLOCK_K": max(16, pow2_at_least(cg_out))}
     return scalars, consts, (gemm_m, ceil_div(cg_in, block_n))
+
+
+def _grad_align(esize: int, off: int, cg_out: int, shuffled: bool, sg4, so4) -> int:
+    """ALIGN_G of the backward slab kernels: the output gradient's and the saved output's channel runs (1 with a
+    shuffle: those reads are per element)."""
+    if shuffled:
+        return 1
+    return vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0], so4[2], so4[3])
 
 
 def _map_args(spec: GroupPointwiseSpec) -> tuple[int, int, int]:
@@ -642,8 +649,7 @@ def _slab_wgrad_geometry(sg4, so4, x_shape, sx4, w_shape, esize: int, spec: Grou
     scalars = (h, wd, n * h * wd, cg_in, cg_out, w_shape[0], spec.groups, off, sg4[0], sg4[2], sg4[3],
                so4[0], so4[2], so4[3], sx4[0], sx4[2], sx4[3])
     consts = {"SHUFFLED": shuffled, "PITCHED": all(one_pixel_pitch(st, h, wd) for st in (sg4, so4, sx4)),
-              "ALIGN_G": 1 if shuffled else vector_align(esize, off, cg_out, sg4[0], sg4[2], sg4[3], so4[0],
-                                                          so4[2], so4[3]),
+              "ALIGN_G": _grad_align(esize, off, cg_out, shuffled, sg4, so4),
               "ALIGN_X": vector_align(esize, cg_in, sx4[0], sx4[2], sx4[3]), "BLOCK_M": block_m, "BLOCK_N": block_n}
     return scalars, consts, spec.groups * ceil_div(cg_out, block_m) * ceil_div(cg_in, block_n)
 
