@@ -11,7 +11,8 @@ is counted KH times (the row walk's loop over input rows: ROWS + KH - 1 times). 
 
     python scripts/triton_dw_count.py            # bf16, N = 256, the layers below
     python scripts/triton_dw_count.py --wgrad    # the weight gradient instead: SASS per output-gradient
-                                                 # element, its pixel loop counted 64 times (steady state)
+                                                 # element, its pixel loop counted 64 times (steady state);
+                                                 # the row walk (stride 1): its innermost loop per band row
 """
 
 from __future__ import annotations
@@ -34,27 +35,47 @@ from triton.runtime.autotuner import Autotuner
 from triton.runtime.jit import JITFunction
 
 import cnnkern
+import cnnkern.triton.depthwise_conv2d as dw_module
 
 # (channels, input size, kernel, stride): one layer per specialisation class (3x3 s1 / s2, 7x7 s1), the
 # narrow channel counts that change the channel-block prune, and ShuffleNetV2's ALIGN 2 / 4 / 8.
 LAYERS = ((32, 112, 3, 1), (64, 112, 3, 2), (128, 56, 3, 1), (96, 112, 3, 2), (96, 56, 7, 1),
           (58, 28, 3, 1), (116, 14, 3, 1), (232, 7, 3, 1))
+# --wgrad adds RepLKNet-31B's large kernels.
+WGRAD_LAYERS = LAYERS + ((128, 56, 31, 1), (1024, 7, 13, 1))
 INSN = re.compile(r"/\*([0-9a-f]{4})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
 
 
-def count(cubin: bytes, kh: int) -> tuple[int, int]:
-    """(static instructions, dynamic ones with each back-edge loop body counted kh times)."""
+def _sass(cubin: bytes) -> list[tuple[int, str, str]]:
+    """(address, opcode, operands) of every instruction but NOP."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
         sass = subprocess.run([check._CUOBJDUMP, "-sass", f.name], capture_output=True, text=True,
                               check=True).stdout
-    seq = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in INSN.finditer(sass) if m.group(2) != "NOP"]
+    return [(int(m.group(1), 16), m.group(2), m.group(3)) for m in INSN.finditer(sass) if m.group(2) != "NOP"]
+
+
+def _loops(seq) -> list[tuple[int, int]]:
+    """(first, last) address of every back-edge loop."""
     loops = []
     for addr, op, rest in seq:
         target = re.search(r"0x([0-9a-f]+)", rest) if op.startswith("BRA") else None
         if target and int(target.group(1), 16) < addr:
             loops.append((int(target.group(1), 16), addr))
+    return loops
+
+
+def innermost_loop(cubin: bytes) -> int:
+    """Instructions in the smallest back-edge loop body."""
+    seq = _sass(cubin)
+    return min(sum(1 for addr, _, _ in seq if lo <= addr <= hi) for lo, hi in _loops(seq))
+
+
+def count(cubin: bytes, kh: int) -> tuple[int, int]:
+    """(static instructions, dynamic ones with each back-edge loop body counted kh times)."""
+    seq = _sass(cubin)
+    loops = _loops(seq)
     body = sum(1 for addr, _, _ in seq if any(lo <= addr <= hi for lo, hi in loops))
     return len(seq), len(seq) - body + kh * body
 
@@ -64,7 +85,7 @@ WGRAD_TRIPS = 64  # pixel-loop trips counted for the weight gradient: a long spl
 
 def _wgrad() -> int:
     """SASS per output-gradient element (pixel x channel) of the weight gradient's best kept config."""
-    for c, size, k, stride in LAYERS:
+    for c, size, k, stride in WGRAD_LAYERS:
         check._records.clear()
         x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)
         w = torch.empty(c, 1, k, k, dtype=torch.bfloat16).requires_grad_()
@@ -73,17 +94,29 @@ def _wgrad() -> int:
             y.backward(torch.empty_like(y))
         best = None
         for launch in check._records.values():
-            if launch.name != "_dw_wgrad_kernel":
+            if launch.name not in ("_dw_wgrad_kernel", "_dw_wgrad_rows_kernel"):
                 continue
             cx = launch.named_constexprs()
             src = ASTSource(launch.fn, launch.signature, launch.constexprs, launch.attrs)
             kernel = triton_compile(src, target=check.TARGET, options=launch.options.__dict__)
-            _static, dynamic = count(kernel.asm["cubin"], WGRAD_TRIPS)
             threads = launch.options.num_warps * 32
-            per = dynamic / (WGRAD_TRIPS * int(cx["BLOCK_P"]) * int(cx["BLOCK_C"]) / threads)
-            # A program covers BLOCK_T taps: every tap block reads the gradient again.
-            per *= triton.cdiv(k * k, int(cx["BLOCK_T"]))
-            tile = f"{cx['BLOCK_P']}x{cx['BLOCK_C']} w{launch.options.num_warps}"
+            if launch.name == "_dw_wgrad_rows_kernel":
+                # The loop over a band's input rows, per gradient row: BAND_ROWS + TR - 1 trips load
+                # BAND_ROWS gradient rows of the strip (one pixel per thread); the strip loop's own
+                # instructions are left out. Every tap-row block reads the gradient again.
+                _c, (_strips, _chunk, _bands, rows), _grid = dw_module._wgrad_rows_geometry(
+                    256, c, size, size, k, k, 2, 4, 132)
+                tr = int(cx["TR"])
+                inner = innermost_loop(kernel.asm["cubin"])
+                per = inner * (rows + tr - 1) / rows / (int(cx["BLOCK_W"]) * int(cx["BLOCK_C"]) / threads)
+                per *= k // tr
+                tile = f"rows {cx['BLOCK_W']}x{cx['BLOCK_C']} TR{tr} w{launch.options.num_warps} band {rows}"
+            else:
+                _static, dynamic = count(kernel.asm["cubin"], WGRAD_TRIPS)
+                per = dynamic / (WGRAD_TRIPS * int(cx["BLOCK_P"]) * int(cx["BLOCK_C"]) / threads)
+                # A program covers BLOCK_T taps: every tap block reads the gradient again.
+                per *= triton.cdiv(k * k, int(cx["BLOCK_T"]))
+                tile = f"{cx['BLOCK_P']}x{cx['BLOCK_C']} w{launch.options.num_warps}"
             if best is None or per < best[1]:
                 best = (tile, per)
         out = 256 * c * (size // stride) ** 2

@@ -57,8 +57,10 @@ from triton.runtime.jit import JITFunction, create_function_from_signature
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from triton_sm90_rules import (
+    HOPPER_FMA_KERNELS,
     PTX_KINDS,
     element,
+    fma_violations,
     hopper_tile_violations,
     hopper_violations,
     ptx_counts,
@@ -451,6 +453,22 @@ def _hopper_items():
             y = cnnkern.group_pointwise_conv2d(x, w, None, groups, groups)
             torch.autograd.grad(y, [x, w], torch.empty_like(y))
         items.append((f"hopper shufflenet {c_in}->{c_out} g{groups} +sh{groups} @{size} N256", shuffled))
+    # The depthwise weight gradient's row walk at real sizes, every dtype, atomic and deterministic: its
+    # tile, warps and tap rows are chosen by the host for the problem and an H100's SM count, so only a real
+    # layer reaches them (7x7 keeps 98 fp32 accumulators per thread). Called directly: nothing else runs.
+    from cnnkern.problem.conv2d import Conv2dSpec
+    from cnnkern.triton.depthwise_conv2d import backward_weight as dw_backward_weight
+
+    for dtype in DTYPES:
+        for c, size, k in DEPTHWISE_HOPPER:
+            for deterministic in (False, True):
+                def dw_wgrad(dtype=dtype, c=c, size=size, k=k, deterministic=deterministic):
+                    x = torch.empty(256, c, size, size, dtype=dtype, memory_format=torch.channels_last)
+                    spec = Conv2dSpec((1, 1), (k // 2,) * 4, (1, 1), c, (size, size))
+                    dw_backward_weight(torch.empty_like(x), x, torch.empty(c, 1, k, k, dtype=dtype), spec,
+                                       deterministic)
+                items.append((f"hopper depthwise wgrad dw{c} {k}x{k} @{size} N256 {dtype} det={deterministic}",
+                              dw_wgrad))
     return items
 
 
@@ -458,6 +476,8 @@ def _hopper_items():
 RESNET50_HOPPER = ((256, 256, 256, 3, 14), (32, 64, 64, 3, 56), (32, 64, 256, 1, 56))
 # (channels in, channels out, groups = shuffle groups, size): ShuffleNetV1 g3 layers for --hopper.
 SHUFFLED_HOPPER = ((240, 120, 3, 28), (480, 240, 3, 14))
+# (channels, size, kernel): depthwise stride-1 layers for --hopper (ALIGN 8 and 2, 7x7, a 7x7 map).
+DEPTHWISE_HOPPER = ((32, 112, 3), (58, 28, 3), (96, 56, 7), (232, 7, 3), (128, 56, 31), (1024, 7, 13))
 
 
 def record_launches(full: bool, hopper: bool = False) -> tuple[list[Launch], list[str]]:
@@ -732,14 +752,15 @@ def main() -> int:
                          "the configs the autotuner keeps for them on sm_90; fail unless each warpgroup-sized "
                          "tile compiles to wgmma fed by cp.async/TMA and each sm_90 tile (HOPPER_GEMM_TILES) "
                          "has no spill, <= 255 registers, smem within 227 KB and the pruning's estimate, and "
-                         "TMA where USE_TMA")
+                         "TMA where USE_TMA; plus the host-tiled FMA kernels (HOPPER_FMA_KERNELS) at real "
+                         "sizes, without spills")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     launches, errors = record_launches(args.full, args.hopper)
     if args.hopper:  # INT64 variants are the tests' business; every config here, not a cover
         todo = [launch for launch in launches if launch.named_constexprs().get("INT64") != "True"
-                and "BLOCK_K" in launch.named_constexprs()]
+                and ("BLOCK_K" in launch.named_constexprs() or launch.name in HOPPER_FMA_KERNELS)]
     else:
         todo = representatives(launches, args.level)
     if args.only:
@@ -777,6 +798,12 @@ def main() -> int:
         print(f"hopper tile rules (wgmma, no spill, <= 255 registers, shared memory within {SM90_MAX_SMEM} B and "
               f"the pruning's estimate): {len(tile_bad)} violation(s), {len(notes)} note(s)")
         status = status or int(bool(tile_bad))
+        fma_bad = fma_violations(results)
+        for line in fma_bad:
+            print(f"HOPPER FMA: {line}")
+        print(f"real-size FMA kernels ({', '.join(HOPPER_FMA_KERNELS)}: no spill, <= 255 registers): "
+              f"{len(fma_bad)} violation(s)")
+        status = status or int(bool(fma_bad))
     print(f"\ncompiled {len(results)} variants ({sum(not r['ok'] for r in results)} failed) in {t2 - t1:.1f} s; "
           f"total {t2 - t0:.1f} s")
     if args.json:

@@ -108,3 +108,25 @@ def hopper_tile_violations(results: list[dict], tiles, smem_limit: int, smem_est
         elif tile[3] == 8 and r["regs"] > REG_NOTE_8_WARPS:
             notes.append(f"{name}: {r['regs']} registers (8 warps, > {REG_NOTE_8_WARPS})")
     return bad, notes
+
+
+# Kernels without tl.dot whose tile, warps and register-held accumulators the host picks for the problem
+# (so only real-size launches reach them): --hopper compiles each such launch of its workload and holds it to
+# fma_violations.
+HOPPER_FMA_KERNELS = ("_dw_wgrad_rows_kernel",)
+
+
+def fma_violations(results: list[dict]) -> list[str]:
+    """Each compiled variant of HOPPER_FMA_KERNELS must compile, spill nothing and fit 255 registers."""
+    bad = []
+    for r in results:
+        if r["kernel"] not in HOPPER_FMA_KERNELS:
+            continue
+        name = f"{r['kernel']} {element(r)} [{r['config']}] {r['constexprs']}"
+        if not r["ok"]:
+            bad.append(f"{name}: failed to compile")
+        elif spilled_bytes(r):
+            bad.append(f"{name}: spills {spilled_bytes(r)} B")
+        elif r["regs"] is None or r["regs"] > 255:
+            bad.append(f"{name}: {r['regs']} registers")
+    return bad

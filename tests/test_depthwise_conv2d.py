@@ -11,6 +11,7 @@ from _conv_cases import (  # noqa: F401
     reference_grads,
     run_conv,
 )
+from tolerances import assert_matches_reference
 
 import cnnkern
 
@@ -288,3 +289,68 @@ def test_gpu_int64_indexing(backend, layout):
     tail = F.pad(x[1:, :, -5:].float(), (1, 1, 0, 1))
     ref = F.conv2d(tail, w.float(), groups=16)
     torch.testing.assert_close(y[1:, :, -4:].float(), ref, atol=2e-2, rtol=2e-2)
+
+
+# The Triton weight gradient's row walk (stride 1, dilation 1, no multiplier, x and gradient channels-last):
+# (N, C, H, W), kernel, padding. The interpreter runs it with 8-pixel column blocks, two bands per image and
+# two splits, so widths over 8, bands of unequal height and a split of several strips all occur here.
+ROW_WALK_CASES = [
+    pytest.param((2, 24, 6, 13), (3, 3), 1, id="c24-w13"),          # ALIGN 8 at 16 bit, two column blocks
+    pytest.param((3, 58, 7, 9), (3, 3), 1, id="c58-h7"),            # ALIGN 2; bands of 4 and 3 rows
+    pytest.param((1, 6, 7, 8), (2, 2), "same", id="k2-same"),       # asymmetric padding
+    pytest.param((2, 7, 6, 5), (3, 3), 0, id="k3-valid"),           # output smaller than the input
+    pytest.param((1, 4, 9, 7), (5, 3), (2, 1), id="k5x3"),
+    pytest.param((2, 5, 9, 10), (7, 7), 3, id="k7"),                # all seven tap rows per program
+    pytest.param((1, 2, 9, 8), (13, 13), 6, id="k13"),              # one tap row per program
+    pytest.param((2, 13, 5, 6), (1, 1), 0, id="k1"),
+]
+GPU_ROW_WALK_CASES = [
+    pytest.param((8, 32, 112, 112), (3, 3), 1, id="mnv1-dw32", marks=pytest.mark.gpu),
+    pytest.param((4, 58, 28, 28), (3, 3), 1, id="shv2-dw58", marks=pytest.mark.gpu),
+    pytest.param((4, 96, 56, 56), (7, 7), 3, id="convnext-dw96", marks=pytest.mark.gpu),
+    pytest.param((2, 128, 28, 28), (31, 31), 15, id="replk-dw128", marks=pytest.mark.gpu),
+    pytest.param((4, 1024, 7, 7), (13, 13), 6, id="replk-dw1024", marks=pytest.mark.gpu),
+]
+
+
+@pytest.mark.parametrize("device,backend", backend_params(device_backends={"triton", "cuda"}))
+@pytest.mark.parametrize("dtype,deterministic", [(torch.float32, True), (torch.bfloat16, False),
+                                                 (torch.float16, True), (torch.float64, False)],
+                         ids=["fp32-det", "bf16-atomic", "fp16-det", "fp64-atomic"])
+@pytest.mark.parametrize("shape,kernel,padding", ROW_WALK_CASES + GPU_ROW_WALK_CASES)
+def test_weight_grad_channels_last_gradient(monkeypatch, poison_outputs, device, backend, dtype,  # noqa: F811
+                                            deterministic, shape, kernel, padding):
+    """Channels-last input and gradient (as a channels-last network's backward has them): the Triton weight
+    gradient takes its row walk there (spied), atomic and deterministic (then reproducibly)."""
+    if (device == "cpu") != (shape[0] * shape[2] * shape[3] < 1000):
+        pytest.skip("the small cases on the CPU, the model shapes on a GPU")
+    rows_calls = []
+    if backend == "triton":
+        from cnnkern.triton import depthwise_conv2d as dw
+
+        real = dw._backward_weight_rows
+        monkeypatch.setattr(dw, "_backward_weight_rows", lambda *a: rows_calls.append(1) or real(*a))
+    c = shape[1]
+    x = make_input(shape, dtype, device, "channels_last")
+    w = _weight(c, 1, kernel, device, dtype)
+    gen = torch.Generator().manual_seed(3)
+
+    def weight_grad():
+        wg = w.detach().requires_grad_()
+        with cnnkern.use_backend(backend):
+            y = cnnkern.depthwise_conv2d(x, wg, None, 1, padding)
+            g = torch.randn(y.shape, generator=gen).to(y).contiguous(memory_format=torch.channels_last)
+            return g, torch.autograd.grad(y, wg, g)[0]
+
+    prior = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        g, gw = weight_grad()
+        if deterministic:
+            gen.manual_seed(3)
+            assert torch.equal(weight_grad()[1], gw)
+    finally:
+        torch.use_deterministic_algorithms(prior)
+    assert rows_calls or backend != "triton"
+    (_, (_, gw64)), (_, (_, gwdt)) = reference_grads(x, w, None, g, 1, padding, 1, c, dtype)
+    assert_matches_reference(gw, gw64, gwdt, "grad_weight")

@@ -55,6 +55,30 @@ def test_depthwise_int64(int64_offsets, poison_outputs, device, backend, dtype, 
 
 
 @pytest.mark.parametrize("device,backend", TRITON)
+@pytest.mark.parametrize("dtype,kernel", [(torch.bfloat16, 3), (torch.float32, 7)],
+                         ids=["bf16-k3", "fp32-k7"])
+def test_depthwise_weight_grad_rows_int64(int64_offsets, poison_outputs, device, backend, dtype,  # noqa: F811
+                                          kernel):
+    """The weight gradient's row walk (channels-last input and gradient), over two bands, two column blocks
+    and two splits in the interpreter, deterministic."""
+    c = 24
+    x = make_input((2, c, 7, 11), dtype, device, "channels_last")
+    w = (torch.randn(c, 1, kernel, kernel, device=device) / kernel).to(dtype).requires_grad_()
+    prior = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with cnnkern.use_backend(backend):
+            y = cnnkern.depthwise_conv2d(x, w, None, 1, kernel // 2)
+            g = torch.randn(y.shape, device=device).to(y).contiguous(memory_format=torch.channels_last)
+            gw = torch.autograd.grad(y, w, g)[0]
+    finally:
+        torch.use_deterministic_algorithms(prior)
+    ref = torch.nn.grad.conv2d_weight(x.double(), w.shape, g.double(), padding=kernel // 2, groups=c)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(gw.double(), ref, atol=tol * ref.abs().max().item(), rtol=tol)
+
+
+@pytest.mark.parametrize("device,backend", TRITON)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=lambda d: str(d).replace("torch.", ""))
 @pytest.mark.parametrize("shuffle_groups", [None, 3], ids=["plain", "s3"])
 def test_group_pointwise_int64(int64_offsets, device, backend, dtype, shuffle_groups):

@@ -9,7 +9,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from triton_sm90_rules import hopper_tile_violations, hopper_violations, ptx_counts, tile_of
+from triton_sm90_rules import (
+    HOPPER_FMA_KERNELS,
+    fma_violations,
+    hopper_tile_violations,
+    hopper_violations,
+    ptx_counts,
+    tile_of,
+)
 
 PTX = """
     cp.async.cg.shared.global [%r1], [%rd2], 16, %r3;
@@ -99,3 +106,22 @@ def test_hopper_tile_rules():
     assert notes[1].startswith("known (NCHW)") and "spills 64 B" in notes[1]
     assert hopper_tile_violations([good, small, tma, within_own_estimate], tiles, 232448, estimate) == ([], [])
     assert tile_of(good) == (128, 256, 64, 8, 3) and tile_of({"constexprs": {}, "config": "x"}) is None
+
+
+def test_fma_kernel_rules():
+    # The host-tiled FMA kernels at real sizes: a spill, a failed compile or > 255 registers fails; other
+    # kernels (held to the GEMM rules, or to none) are not looked at.
+    name = HOPPER_FMA_KERNELS[0]
+
+    def r(**kw):
+        out = {"kernel": name, "ok": True, "config": "warps=4 stages=3", "regs": 160, "spill_stores": 0,
+               "spill_loads": 0, "signature": {"go_ptr": "*bf16"}, "constexprs": {"KH": "3"}}
+        out.update(kw)
+        return out
+
+    good, spill, failed, regs = r(), r(spill_stores=16, spill_loads=16), r(ok=False), r(regs=None)
+    other = r(kernel="_dw_wgrad_kernel", spill_stores=64, spill_loads=64)
+    bad = fma_violations([good, spill, failed, regs, other])
+    assert len(bad) == 3
+    assert "spills 16 B" in bad[0] and "failed to compile" in bad[1] and "None registers" in bad[2]
+    assert fma_violations([good, other]) == []

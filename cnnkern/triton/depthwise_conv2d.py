@@ -12,7 +12,8 @@ tensor's own layout rather than converting one layout into the other:
 Output channel ``co`` reads input channel ``co // MULT`` (the channel multiplier). Every kernel goes
 through explicit strides, so sliced views run without copies. The weight gradient is a reduction over
 N*OH*OW; it is split over programs and combined either with fp32 atomics (fast) or, when PyTorch's
-deterministic mode is on, through per-split partials summed in a fixed order.
+deterministic mode is on, through per-split partials summed in a fixed order. Stride 1 with channels-last
+input and gradient walks down image rows instead (forward and weight gradient; notes in depthwise_conv2d.md).
 
 Both forward kernels carry the conv + BatchNorm epilogues as constexpr flags (``forward_act``: scale, shift
 and activation on the fp32 accumulator; ``forward_stats``: per-tile channel statistics of the stored values,
@@ -21,18 +22,21 @@ one row per pixel tile, or per (image, spatial tile) in the NCHW kernel); see ``
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
 from cnnkern.problem.conv2d import Conv2dSpec
-from cnnkern.triton import interpreting, why_not_problem
+from cnnkern.triton import interpreting, tiles, why_not_problem
 from cnnkern.triton.tiles import (
     LaunchedBlocks,
     acc_dtype,
     acc_empty,
     activation_code,
     affine_act,
+    ceil_div,
     cfg,
     channel_mask,
     channels_last,
@@ -42,6 +46,7 @@ from cnnkern.triton.tiles import (
     fma_flags,
     moments,
     pix,
+    pow2_at_least,
     prune_to_problem,
     reduction_splits,
     split_chunks,
@@ -484,6 +489,83 @@ def _dw_wgrad_kernel(
         tl.store(dw_ptr + dw_off, sums, mask=mask)
 
 
+# The weight gradient's row walk (stride 1, dilation 1, one filter per channel, channels-last x and gradient
+# with unit channel stride, KW <= _WGRAD_ROWS_MAX_KW; _wgrad_row_walk): a program owns BLOCK_C channels,
+# TR of the KH tap rows (all of them, or one where all would not fit in registers) and a chunk of strips,
+# a strip being one image's BLOCK_W output columns over a band of output rows. It walks down the band's
+# input rows: each input row's KW windows are loaded and converted once and meet the TR gradient rows that
+# pair with the row through some tap row, which wait in a ring (a tuple carried by the loop: one row loaded
+# per step, the oldest dropped). Products accumulate per lane (TR x KW tiles of BLOCK_W x BLOCK_C) across
+# all the program's strips and are summed over the lanes once at the end. Unlike _dw_wgrad_kernel there is
+# no per-pixel (n, oh, ow) division and no tap padding (9 -> 16), and an input element is converted once
+# per TR taps instead of once per tap.
+@triton.jit
+def _dw_wgrad_rows_kernel(
+    go_ptr, x_ptr, dw_ptr,
+    H, W, OH, OW, C_BLOCKED, STRIPS, STRIP_CHUNK, BANDS, BAND_ROWS,
+    sgn, sgh, sgw, sxn, sxh, sxw, pad_h, pad_w,
+    KH: tl.constexpr, KW: tl.constexpr, TR: tl.constexpr, ATOMIC: tl.constexpr, INT64: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    co = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    r0 = tl.program_id(1) * TR  # this program's first tap row
+    split = tl.program_id(2)
+    mask_c = channel_mask(co, C_BLOCKED, ALIGN)
+    col_blocks = tl.cdiv(OW, BLOCK_W)
+    acc = ()
+    for k in tl.static_range(TR * KW):
+        acc = acc + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
+    first = split * STRIP_CHUNK
+    for strip in range(first, tl.minimum(first + STRIP_CHUNK, STRIPS)):
+        # (image, band, column block), column blocks fastest (neighbours share their halo in L2).
+        u = strip
+        if INT64:
+            u = u.to(tl.int64)
+        n = u // (BANDS * col_blocks)
+        oh0 = (u // col_blocks) % BANDS * BAND_ROWS
+        ow = (u % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+        rows = tl.minimum(BAND_ROWS, OH - oh0)
+        mask_w = ow < OW
+        g_img = go_ptr + n * sgn + co[None, :]
+        x_img = x_ptr + n * sxn + co[None, :]
+        ring = ()
+        for t in tl.static_range(TR):
+            ring = ring + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
+        # Step i loads gradient row oh0 + i into slot 0; slot t then holds row oh0 + i - t, which meets input
+        # row ih = oh0 + i - pad_h + r0 through tap row r0 + t (the same ih for every slot). The last TR - 1
+        # steps load nothing (rows past the band) and let the ring's last rows meet their input rows.
+        for i in range(rows + TR - 1):
+            oh = oh0 + i
+            g_pix = tl.multiple_of(oh * sgh + ow * sgw, ALIGN)
+            gv = tl.load(g_img + g_pix[:, None], mask=((i < rows) & mask_w)[:, None] & mask_c[None, :],
+                         other=0.0).to(ACC_DTYPE)
+            turned = (gv,)
+            for t in tl.static_range(TR - 1):
+                turned = turned + (ring[t],)
+            ring = turned
+            ih = oh - pad_h + r0
+            ok_h = (ih >= 0) & (ih < H)
+            windows = ()
+            for s in tl.static_range(KW):
+                iw = ow - pad_w + s
+                ok = ok_h & (iw >= 0) & (iw < W)
+                x_pix = tl.multiple_of(ih * sxh + iw * sxw, ALIGN)
+                windows = windows + (tl.load(x_img + x_pix[:, None], mask=ok[:, None] & mask_c[None, :],
+                                             other=0.0).to(ACC_DTYPE),)
+            summed = ()
+            for k in tl.static_range(TR * KW):
+                summed = summed + (acc[k] + ring[k // KW] * windows[k % KW],)
+            acc = summed
+    # dw is [splits, C_out, KH*KW] (or [C_out, KH*KW] accumulated atomically), fp32/fp64.
+    for k in tl.static_range(TR * KW):
+        tap = (r0 + k // KW) * KW + k % KW
+        total = tl.sum(acc[k], axis=0)
+        if ATOMIC:
+            tl.atomic_add(dw_ptr + co * (KH * KW) + tap, total, mask=mask_c)
+        else:
+            tl.store(dw_ptr + split * (C_BLOCKED * KH * KW) + co * (KH * KW) + tap, total, mask=mask_c)
+
+
 # ------------------------------------------------------------------------------------- host wrappers
 def _w_strides(w: torch.Tensor) -> tuple[int, int, int]:
     return (w.stride(0), w.stride(2), w.stride(3))
@@ -625,6 +707,91 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         _dw_dgrad_spatial_kernel[grid](*args, *strides, **consts)
 
 
+# 32-bit registers a thread of the weight gradient's row walk gives its accumulators (TR x KW x its elements):
+# 3x3 at 16 bit keeps all three tap rows over 8 channels (72), 7x7 all seven over 2 (98), 13x13 one tap row
+# over 8 (104), 31x31 one over 2 (62). sm_90: 142-180 registers in all, no spill; at 128, 31x31 over 4
+# channels took 244-255 and fp32 spilled 16 B (scripts/triton_sm90_check.py --hopper).
+_WGRAD_ACC_WORDS = 112
+
+
+# Up to RepLKNet's 31x31 (one tap row per program there): the KW windows of an input row are unrolled.
+_WGRAD_ROWS_MAX_KW = 31
+
+
+def _wgrad_row_walk(spec: Conv2dSpec, x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
+    """Whether the weight gradient takes _dw_wgrad_rows_kernel (else _dw_wgrad_kernel)."""
+    return (spec.stride == (1, 1) and spec.dilation == (1, 1) and x.shape[1] == grad_out.shape[1]
+            and channels_last(x) and channels_last(grad_out) and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esize: int, acc_bytes: int,
+                         sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
+    """(constexprs, (strips, strip chunk, bands, band rows), grid) of the row walk. ``sms`` None: the
+    interpreter (small tiles, two bands and two splits where the problem has them, so every path runs)."""
+    words = acc_bytes // 4
+    tr = kh if kh * kw * words <= _WGRAD_ACC_WORDS else 1
+    # Elements per thread: one vector of at most 16 bytes, within the accumulator budget.
+    per = 1 << (min(16 // esize, max(1, _WGRAD_ACC_WORDS // (tr * kw * words))).bit_length() - 1)
+    if sms is None:
+        block_c, warps, block_w = max(per, min(64, pow2_at_least(c))), 1, 8
+    else:
+        # One pixel per thread along W, `per` channels along C (<= 32 lanes): the (channel block, warps) that
+        # pad the C x OW strip least; within 7 % of that, the most warps (4 at most), then the widest block.
+        shapes = [(b, w, 32 * w * per // b) for b in (per << k for k in range(6)) for w in (4, 2, 1)
+                  if b <= max(per, pow2_at_least(c)) and 32 * w * per >= b]
+        cost = {sh: ceil_div(c, sh[0]) * sh[0] * ceil_div(ow, sh[2]) * sh[2] for sh in shapes}
+        low = min(cost.values())
+        block_c, warps, block_w = max((sh for sh in shapes if cost[sh] <= 1.07 * low), key=lambda sh: (sh[1], sh[0]))
+    programs = ceil_div(c, block_c) * (kh // tr)
+    col_blocks = ceil_div(ow, block_w)
+    # Programs to aim for: 8 per SM; the image's rows are cut into bands only when images alone fall short
+    # (each band re-reads TR - 1 rows of the input).
+    want = 4 if sms is None else 8 * sms
+    need = ceil_div(want, programs)
+    bands = 1
+    if n * col_blocks < need:
+        bands = max(1, min(oh // max(2, 2 * tr), ceil_div(need, n * col_blocks)))
+    if sms is None:
+        bands = min(2, oh)
+    band_rows = ceil_div(oh, bands)
+    bands = ceil_div(oh, band_rows)
+    strips = n * bands * col_blocks
+    # The per-split partials (splits x C x taps, fp32/fp64) stay below 1/16 of what the reduction reads.
+    most = max(1, (2 * n * oh * ow * esize) // (16 * kh * kw * acc_bytes))
+    splits = max(1, min(strips, need, most, 1024))
+    if sms is None:
+        splits = min(2, strips)
+    chunk = ceil_div(strips, splits)
+    splits = ceil_div(strips, chunk)
+    consts = {"TR": tr, "BLOCK_W": block_w, "BLOCK_C": block_c, "num_warps": warps}
+    return consts, (strips, chunk, bands, band_rows), (ceil_div(c, block_c), kh // tr, splits)
+
+
+def _backward_weight_rows(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool) -> None:
+    n, c, h, wd = x.shape
+    _, _, kh, kw = grad_w.shape
+    _, _, oh, ow = grad_out.shape
+    acc = acc_dtype(x.dtype)
+    sms = None if interpreting() else tiles.device_limits(x)[1]
+    consts, scalars, grid = _wgrad_rows_geometry(n, c, oh, ow, kh, kw, x.element_size(),
+                                                 torch.finfo(acc).bits // 8, sms)
+    atomic = not deterministic and grid[2] > 1
+    if atomic:
+        buf = torch.zeros((c, kh * kw), device=x.device, dtype=acc)
+    else:
+        buf = torch.empty((grid[2], c, kh * kw), device=x.device, dtype=acc)
+    sgn, _, sgh, sgw = grad_out.stride()
+    sxn, _, sxh, sxw = x.stride()
+    _dw_wgrad_rows_kernel[grid](
+        grad_out, x, buf, h, wd, oh, ow, c, *scalars, sgn, sgh, sgw, sxn, sxh, sxw, *spec.pad_tl,
+        KH=kh, KW=kw, ATOMIC=atomic, ALIGN=_pixel_align(c, c, x.element_size(), x.stride(), grad_out.stride()),
+        **fma_flags(x.dtype, (grad_out, x)), **consts,
+    )
+    total = buf if atomic else sum_splits(buf)
+    grad_w.copy_(total.view(grad_w.shape))
+
+
 def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool | None = None) -> None:
     """``deterministic=None`` follows ``torch.are_deterministic_algorithms_enabled()``."""
     if deterministic is None:
@@ -632,6 +799,9 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = grad_w.shape
     _, _, oh, ow = grad_out.shape
+    if _wgrad_row_walk(spec, x, grad_out, kw):
+        _backward_weight_rows(grad_out, x, grad_w, spec, deterministic)
+        return
     taps = kh * kw
     block_t = min(16, triton.next_power_of_2(taps))
     nhwc = channels_last(x)
