@@ -608,6 +608,22 @@ def _row_walk(spec: Conv2dSpec, c_in: int, c_out: int, kh: int, stats: bool) -> 
 ROW_WALK = [True]
 
 
+def _rows(x, wt, bias, scale, shift, out, pad_tl, consts) -> None:
+    """_dw_fwd_rows_kernel over x (channels-last, unit channel stride) into out (the same), with wt from
+    _taps_by_channel; bias/scale/shift are placeholders (any tensor) where their flag is off."""
+    n, c, h, wd = x.shape
+    _, _, oh, ow = out.shape
+
+    def grid(meta):
+        return (n * ceil_div(oh, meta["ROWS"]) * ceil_div(ow, meta["BLOCK_W"]), ceil_div(c, meta["BLOCK_C"]))
+
+    align = _pixel_align(c, c, x.element_size(), x.stride(), out.stride())
+    sxn, _, sxh, sxw = x.stride()
+    syn, _, syh, syw = out.stride()
+    _dw_fwd_rows_kernel[grid](x, wt, bias, scale, shift, out, h, wd, oh, ow, c, wt.stride(0), sxn, sxh, sxw,
+                              syn, syh, syw, *pad_tl, ALIGN=align, **consts)
+
+
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
     return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
 
@@ -639,17 +655,9 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
               "HAS_SHIFT": shift is not None, "ACT": activation_code(activation), "STATS": stats,
               **fma_flags(x.dtype, (x, w, out) + ((partials,) if stats else ()))}
     launched = LaunchedBlocks()
-    if nhwc and _row_walk(spec, c_in, c_out, kh, stats):
-        def row_grid(meta):
-            return (n * triton.cdiv(oh, meta["ROWS"]) * triton.cdiv(ow, meta["BLOCK_W"]),
-                    triton.cdiv(c_out, meta["BLOCK_C"]))
-
-        align = _pixel_align(c_in, c_out, x.element_size(), x.stride(), out.stride())
-        sxn, _, sxh, sxw = x.stride()
-        syn, _, syh, syw = out.stride()
+    if nhwc and _row_walk(spec, c_in, c_out, kh, stats) and channels_last(out):
         del consts["STATS"]
-        _dw_fwd_rows_kernel[row_grid](x, w, *args[2:6], h, wd, oh, ow, c_out, w.stride(0), sxn, sxh, sxw,
-                                      syn, syh, syw, *spec.pad_tl, ALIGN=align, **consts)
+        _rows(x, w, *args[2:6], spec.pad_tl, consts)
     elif nhwc:
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
@@ -687,7 +695,15 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
     _, _, oh, ow = grad_out.shape
     consts = {"KH": kh, "KW": kw, "UNIT_STRIDE": spec.stride == (1, 1),
               **fma_flags(grad_out.dtype, (grad_out, w, grad_in))}
-    if channels_last(grad_in):
+    if channels_last(grad_in) and channels_last(grad_out) and _row_walk(spec, c_in, c_out, kh, False):
+        # Stride 1: the input gradient is a forward convolution of grad_out with the filter turned by 180
+        # degrees and padding KH - 1 - pad (top/left), over H x W outputs: the forward's row walk.
+        wt = _taps_by_channel(w.flip((2, 3)), c_in)
+        flags = {"HAS_BIAS": False, "HAS_SCALE": False, "HAS_SHIFT": False, "ACT": activation_code(None)}
+        del consts["UNIT_STRIDE"]
+        _rows(grad_out, wt, wt, wt, wt, grad_in, (kh - 1 - spec.pad_tl[0], kw - 1 - spec.pad_tl[1]),
+              {**consts, **flags})
+    elif channels_last(grad_in):
         pixels = n * h * wd
         wt = _taps_by_channel(w, c_in)
         strides = (*grad_out.stride(), *grad_in.stride(), *conv_geometry(spec))
