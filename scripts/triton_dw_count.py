@@ -104,11 +104,13 @@ def _wgrad() -> int:
                 # The loop over a band's input rows, per gradient row: BAND_ROWS + TR - 1 trips load
                 # BAND_ROWS gradient rows of the strip (one pixel per thread); the strip loop's own
                 # instructions are left out. Every tap-row block reads the gradient again.
+                ring = cx["RING"] == "True"
                 _c, (_strips, _chunk, _bands, rows), _grid = dw_module._wgrad_rows_geometry(
-                    256, c, size, size, k, k, 2, 4, 132)
+                    256, c, size // stride, size // stride, k, k, 2, 4, ring, 132)
                 tr = int(cx["TR"])
                 inner = innermost_loop(kernel.asm["cubin"])
-                per = inner * (rows + tr - 1) / rows / (int(cx["BLOCK_W"]) * int(cx["BLOCK_C"]) / threads)
+                warm = tr - 1 if ring else 0  # the ring's extra steps per band
+                per = inner * (rows + warm) / rows / (int(cx["BLOCK_W"]) * int(cx["BLOCK_C"]) / threads)
                 per *= k // tr
                 tile = f"rows {cx['BLOCK_W']}x{cx['BLOCK_C']} TR{tr} w{launch.options.num_warps} band {rows}"
             else:

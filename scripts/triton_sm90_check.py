@@ -460,15 +460,16 @@ def _hopper_items():
     from cnnkern.triton.depthwise_conv2d import backward_weight as dw_backward_weight
 
     for dtype in DTYPES:
-        for c, size, k in DEPTHWISE_HOPPER:
+        for c, size, k, stride in DEPTHWISE_HOPPER:
             for deterministic in (False, True):
-                def dw_wgrad(dtype=dtype, c=c, size=size, k=k, deterministic=deterministic):
+                def dw_wgrad(dtype=dtype, c=c, size=size, k=k, stride=stride, deterministic=deterministic):
                     x = torch.empty(256, c, size, size, dtype=dtype, memory_format=torch.channels_last)
-                    spec = Conv2dSpec((1, 1), (k // 2,) * 4, (1, 1), c, (size, size))
-                    dw_backward_weight(torch.empty_like(x), x, torch.empty(c, 1, k, k, dtype=dtype), spec,
-                                       deterministic)
-                items.append((f"hopper depthwise wgrad dw{c} {k}x{k} @{size} N256 {dtype} det={deterministic}",
-                              dw_wgrad))
+                    out = (size + 2 * (k // 2) - k) // stride + 1
+                    g = torch.empty(256, c, out, out, dtype=dtype, memory_format=torch.channels_last)
+                    spec = Conv2dSpec((stride, stride), (k // 2,) * 4, (1, 1), c, (out, out))
+                    dw_backward_weight(g, x, torch.empty(c, 1, k, k, dtype=dtype), spec, deterministic)
+                name = f"hopper depthwise wgrad dw{c} {k}x{k} @{size}/s{stride} N256 {dtype} det={deterministic}"
+                items.append((name, dw_wgrad))
     return items
 
 
@@ -476,8 +477,10 @@ def _hopper_items():
 RESNET50_HOPPER = ((256, 256, 256, 3, 14), (32, 64, 64, 3, 56), (32, 64, 256, 1, 56))
 # (channels in, channels out, groups = shuffle groups, size): ShuffleNetV1 g3 layers for --hopper.
 SHUFFLED_HOPPER = ((240, 120, 3, 28), (480, 240, 3, 14))
-# (channels, size, kernel): depthwise stride-1 layers for --hopper (ALIGN 8 and 2, 7x7, a 7x7 map).
-DEPTHWISE_HOPPER = ((32, 112, 3), (58, 28, 3), (96, 56, 7), (232, 7, 3), (128, 56, 31), (1024, 7, 13))
+# (channels, size, kernel, stride): depthwise layers for --hopper (ALIGN 8, 4 and 2, 7x7, a 7x7 map,
+# RepLKNet's 31x31 and 13x13, stride 2).
+DEPTHWISE_HOPPER = ((32, 112, 3, 1), (58, 28, 3, 1), (96, 56, 7, 1), (232, 7, 3, 1), (128, 56, 31, 1),
+                    (1024, 7, 13, 1), (64, 112, 3, 2), (116, 28, 3, 2))
 
 
 def record_launches(full: bool, hopper: bool = False) -> tuple[list[Launch], list[str]]:

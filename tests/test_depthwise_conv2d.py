@@ -291,25 +291,32 @@ def test_gpu_int64_indexing(backend, layout):
     torch.testing.assert_close(y[1:, :, -4:].float(), ref, atol=2e-2, rtol=2e-2)
 
 
-# The Triton weight gradient's row walk (stride 1, dilation 1, no multiplier, x and gradient channels-last):
-# (N, C, H, W), kernel, padding. The interpreter runs it with 8-pixel column blocks, two bands per image and
-# two splits, so widths over 8, bands of unequal height and a split of several strips all occur here.
+# The Triton weight gradient's row walk (no multiplier, x and gradient channels-last): (N, C, H, W), kernel,
+# stride, padding, dilation. The interpreter runs it with 8-pixel column blocks, two bands per image and two
+# splits, so widths over 8, bands of unequal height and a split of several strips all occur here.
 ROW_WALK_CASES = [
-    pytest.param((2, 24, 6, 13), (3, 3), 1, id="c24-w13"),          # ALIGN 8 at 16 bit, two column blocks
-    pytest.param((2, 58, 7, 9), (3, 3), 1, id="c58-h7"),            # ALIGN 2; bands of 4 and 3 rows
-    pytest.param((1, 6, 7, 8), (2, 2), "same", id="k2-same"),       # asymmetric padding
-    pytest.param((2, 7, 6, 5), (3, 3), 0, id="k3-valid"),           # output smaller than the input
-    pytest.param((1, 4, 9, 7), (5, 3), (2, 1), id="k5x3"),
-    pytest.param((1, 5, 8, 9), (7, 7), 3, id="k7"),                 # all seven tap rows per program
-    pytest.param((1, 2, 9, 8), (13, 13), 6, id="k13"),              # one tap row per program
-    pytest.param((2, 13, 5, 6), (1, 1), 0, id="k1"),
+    pytest.param((2, 24, 6, 13), (3, 3), 1, 1, 1, id="c24-w13"),          # ALIGN 8 at 16 bit, 2 column blocks
+    pytest.param((2, 58, 7, 9), (3, 3), 1, 1, 1, id="c58-h7"),            # ALIGN 2; bands of 4 and 3 rows
+    pytest.param((1, 6, 7, 8), (2, 2), 1, "same", 1, id="k2-same"),       # asymmetric padding
+    pytest.param((2, 7, 6, 5), (3, 3), 1, 0, 1, id="k3-valid"),           # output smaller than the input
+    pytest.param((1, 4, 9, 7), (5, 3), 1, (2, 1), 1, id="k5x3"),
+    pytest.param((1, 5, 8, 9), (7, 7), 1, 3, 1, id="k7"),                 # all seven tap rows per program
+    pytest.param((1, 2, 9, 8), (13, 13), 1, 6, 1, id="k13"),              # one tap row per program
+    pytest.param((2, 13, 5, 6), (1, 1), 1, 0, 1, id="k1"),
+    # Strides and dilations: the walk down gradient rows (no ring).
+    pytest.param((2, 24, 12, 13), (3, 3), 2, 1, 1, id="c24-s2"),
+    pytest.param((1, 4, 12, 11), (3, 3), 2, 3, 3, id="s2-d3"),
+    pytest.param((1, 3, 10, 13), (3, 5), (1, 2), (2, 1), (2, 1), id="k3x5-s1x2-d2x1"),
+    pytest.param((2, 5, 13, 11), (7, 7), 3, 3, 1, id="k7-s3"),
 ]
 GPU_ROW_WALK_CASES = [
-    pytest.param((8, 32, 112, 112), (3, 3), 1, id="mnv1-dw32", marks=pytest.mark.gpu),
-    pytest.param((4, 58, 28, 28), (3, 3), 1, id="shv2-dw58", marks=pytest.mark.gpu),
-    pytest.param((4, 96, 56, 56), (7, 7), 3, id="convnext-dw96", marks=pytest.mark.gpu),
-    pytest.param((2, 128, 28, 28), (31, 31), 15, id="replk-dw128", marks=pytest.mark.gpu),
-    pytest.param((4, 1024, 7, 7), (13, 13), 6, id="replk-dw1024", marks=pytest.mark.gpu),
+    pytest.param((8, 32, 112, 112), (3, 3), 1, 1, 1, id="mnv1-dw32", marks=pytest.mark.gpu),
+    pytest.param((8, 64, 112, 112), (3, 3), 2, 1, 1, id="mnv1-dw64-s2", marks=pytest.mark.gpu),
+    pytest.param((4, 58, 28, 28), (3, 3), 1, 1, 1, id="shv2-dw58", marks=pytest.mark.gpu),
+    pytest.param((4, 116, 28, 28), (3, 3), 2, 1, 1, id="shv2-dw116-s2", marks=pytest.mark.gpu),
+    pytest.param((4, 96, 56, 56), (7, 7), 1, 3, 1, id="convnext-dw96", marks=pytest.mark.gpu),
+    pytest.param((2, 128, 28, 28), (31, 31), 1, 15, 1, id="replk-dw128", marks=pytest.mark.gpu),
+    pytest.param((4, 1024, 7, 7), (13, 13), 1, 6, 1, id="replk-dw1024", marks=pytest.mark.gpu),
 ]
 
 
@@ -317,12 +324,12 @@ GPU_ROW_WALK_CASES = [
 @pytest.mark.parametrize("dtype,deterministic", [(torch.float32, True), (torch.bfloat16, False),
                                                  (torch.float16, True), (torch.float64, False)],
                          ids=["fp32-det", "bf16-atomic", "fp16-det", "fp64-atomic"])
-@pytest.mark.parametrize("shape,kernel,padding", ROW_WALK_CASES + GPU_ROW_WALK_CASES)
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", ROW_WALK_CASES + GPU_ROW_WALK_CASES)
 def test_backward_channels_last_gradient(monkeypatch, poison_outputs, device, backend, dtype,  # noqa: F811
-                                        deterministic, shape, kernel, padding):
+                                        deterministic, shape, kernel, stride, padding, dilation):
     """Channels-last input and gradient (as a channels-last network's backward has them): the Triton kernels
-    take their row walks there (spied: the weight gradient's, and the forward's for the input gradient up to
-    7x7), the weight gradient atomic and deterministic (then reproducibly)."""
+    take their row walks there (spied: the weight gradient's, and at stride 1 the forward's for the input
+    gradient up to 7x7), the weight gradient atomic and deterministic (then reproducibly)."""
     if (device == "cpu") != (shape[0] * shape[2] * shape[3] < 1000):
         pytest.skip("the small cases on the CPU, the model shapes on a GPU")
     wgrad_rows, fwd_rows = [], []
@@ -340,7 +347,7 @@ def test_backward_channels_last_gradient(monkeypatch, poison_outputs, device, ba
     def grads(input_too=True):
         xg, wg = x.detach().requires_grad_(input_too), w.detach().requires_grad_()
         with cnnkern.use_backend(backend):
-            y = cnnkern.depthwise_conv2d(xg, wg, None, 1, padding)
+            y = cnnkern.depthwise_conv2d(xg, wg, None, stride, padding, dilation)
             g = torch.randn(y.shape, generator=gen).to(y).contiguous(memory_format=torch.channels_last)
             return g, torch.autograd.grad(y, (xg, wg) if input_too else (wg,), g)
 
@@ -354,8 +361,9 @@ def test_backward_channels_last_gradient(monkeypatch, poison_outputs, device, ba
     finally:
         torch.use_deterministic_algorithms(prior)
     if backend == "triton":  # forward and input gradient, and the repeat's forward
-        assert wgrad_rows and len(fwd_rows) == (0 if max(kernel) > 7 else 2 + deterministic)
-    (_, (gx64, gw64)), (_, (gxdt, gwdt)) = reference_grads(x, w, None, g, 1, padding, 1, c, dtype)
+        unit = stride == 1 and dilation == 1 and max(kernel) <= 7
+        assert wgrad_rows and len(fwd_rows) == (2 + deterministic if unit else 0)
+    (_, (gx64, gw64)), (_, (gxdt, gwdt)) = reference_grads(x, w, None, g, stride, padding, dilation, c, dtype)
     assert_matches_reference(gw, gw64, gwdt, "grad_weight")
     assert_matches_reference(gx, gx64, gxdt, "grad_input")
     assert gx.is_contiguous(memory_format=torch.channels_last)

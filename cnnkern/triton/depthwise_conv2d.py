@@ -489,23 +489,26 @@ def _dw_wgrad_kernel(
         tl.store(dw_ptr + dw_off, sums, mask=mask)
 
 
-# The weight gradient's row walk (stride 1, dilation 1, one filter per channel, channels-last x and gradient
-# with unit channel stride, KW <= _WGRAD_ROWS_MAX_KW; _wgrad_row_walk): a program owns BLOCK_C channels,
-# TR of the KH tap rows (all of them, or one where all would not fit in registers) and a chunk of strips,
-# a strip being one image's BLOCK_W output columns over a band of output rows. It walks down the band's
-# input rows: each input row's KW windows are loaded and converted once and meet the TR gradient rows that
-# pair with the row through some tap row, which wait in a ring (a tuple carried by the loop: one row loaded
-# per step, the oldest dropped). Products accumulate per lane (TR x KW tiles of BLOCK_W x BLOCK_C) across
-# all the program's strips and are summed over the lanes once at the end. Unlike _dw_wgrad_kernel there is
-# no per-pixel (n, oh, ow) division and no tap padding (9 -> 16), and an input element is converted once
-# per TR taps instead of once per tap.
+# The weight gradient's row walk (one filter per channel, channels-last x and gradient with unit channel
+# stride, KW <= _WGRAD_ROWS_MAX_KW; _wgrad_row_walk): a program owns BLOCK_C channels, TR of the KH tap rows
+# (all of them, or one where all would not fit in registers) and a chunk of strips, a strip being one
+# image's BLOCK_W output columns over a band of output rows. Products accumulate per lane (TR x KW tiles of
+# BLOCK_W x BLOCK_C) across all the program's strips and are summed over the lanes once at the end: no
+# per-pixel (n, oh, ow) division and no tap padding (9 -> 16) as in _dw_wgrad_kernel.
+#   RING (stride 1, dilation 1): the program walks down the band's input rows; each input row's KW windows
+#       are loaded and converted once and meet the TR gradient rows that pair with the row through some tap
+#       row, which wait in a ring (a tuple carried by the loop: one row loaded per step, the oldest dropped).
+#       An input element is converted once per TR taps.
+#   otherwise (strides, dilations): the program walks down the band's gradient rows; each meets the KW
+#       windows of its TR input rows, converted once per tap (stride 2 shares little between rows).
 @triton.jit
 def _dw_wgrad_rows_kernel(
     go_ptr, x_ptr, dw_ptr,
     H, W, OH, OW, C_BLOCKED, STRIPS, STRIP_CHUNK, BANDS, BAND_ROWS,
-    sgn, sgh, sgw, sxn, sxh, sxw, pad_h, pad_w,
-    KH: tl.constexpr, KW: tl.constexpr, TR: tl.constexpr, ATOMIC: tl.constexpr, INT64: tl.constexpr,
-    ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+    sgn, sgh, sgw, sxn, sxh, sxw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    KH: tl.constexpr, KW: tl.constexpr, TR: tl.constexpr, RING: tl.constexpr, ATOMIC: tl.constexpr,
+    INT64: tl.constexpr, ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_W: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     co = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     r0 = tl.program_id(1) * TR  # this program's first tap row
@@ -528,34 +531,42 @@ def _dw_wgrad_rows_kernel(
         mask_w = ow < OW
         g_img = go_ptr + n * sgn + co[None, :]
         x_img = x_ptr + n * sxn + co[None, :]
-        ring = ()
-        for t in tl.static_range(TR):
-            ring = ring + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
-        # Step i loads gradient row oh0 + i into slot 0; slot t then holds row oh0 + i - t, which meets input
-        # row ih = oh0 + i - pad_h + r0 through tap row r0 + t (the same ih for every slot). The last TR - 1
-        # steps load nothing (rows past the band) and let the ring's last rows meet their input rows.
-        for i in range(rows + TR - 1):
-            oh = oh0 + i
-            g_pix = tl.multiple_of(oh * sgh + ow * sgw, ALIGN)
-            gv = tl.load(g_img + g_pix[:, None], mask=((i < rows) & mask_w)[:, None] & mask_c[None, :],
-                         other=0.0).to(ACC_DTYPE)
-            turned = (gv,)
-            for t in tl.static_range(TR - 1):
-                turned = turned + (ring[t],)
-            ring = turned
-            ih = oh - pad_h + r0
-            ok_h = (ih >= 0) & (ih < H)
-            windows = ()
-            for s in tl.static_range(KW):
-                iw = ow - pad_w + s
-                ok = ok_h & (iw >= 0) & (iw < W)
-                x_pix = tl.multiple_of(ih * sxh + iw * sxw, ALIGN)
-                windows = windows + (tl.load(x_img + x_pix[:, None], mask=ok[:, None] & mask_c[None, :],
-                                             other=0.0).to(ACC_DTYPE),)
-            summed = ()
-            for k in tl.static_range(TR * KW):
-                summed = summed + (acc[k] + ring[k // KW] * windows[k % KW],)
-            acc = summed
+        if RING:
+            ring = ()
+            for t in tl.static_range(TR):
+                ring = ring + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
+            # Step i loads gradient row oh0 + i into slot 0; slot t then holds row oh0 + i - t, which meets
+            # input row ih = oh0 + i - pad_h + r0 through tap row r0 + t (the same ih for every slot). The
+            # last TR - 1 steps load nothing (rows past the band) and let the ring's last rows meet theirs.
+            for i in range(rows + TR - 1):
+                oh = oh0 + i
+                g_pix = tl.multiple_of(oh * sgh + ow * sgw, ALIGN)
+                gv = tl.load(g_img + g_pix[:, None], mask=((i < rows) & mask_w)[:, None] & mask_c[None, :],
+                             other=0.0).to(ACC_DTYPE)
+                turned = (gv,)
+                for t in tl.static_range(TR - 1):
+                    turned = turned + (ring[t],)
+                ring = turned
+                windows = _input_windows(x_img, oh - pad_h + r0, ow - pad_w, H, W, sxh, sxw, 1, mask_c, KW,
+                                         ACC_DTYPE, ALIGN)
+                summed = ()
+                for k in tl.static_range(TR * KW):
+                    summed = summed + (acc[k] + ring[k // KW] * windows[k % KW],)
+                acc = summed
+        else:
+            for i in range(rows):
+                oh = oh0 + i
+                g_pix = tl.multiple_of(oh * sgh + ow * sgw, ALIGN)
+                gv = tl.load(g_img + g_pix[:, None], mask=mask_w[:, None] & mask_c[None, :],
+                             other=0.0).to(ACC_DTYPE)
+                summed = ()
+                for t in tl.static_range(TR):
+                    windows = _input_windows(x_img, oh * stride_h - pad_h + (r0 + t) * dil_h,
+                                             ow * stride_w - pad_w, H, W, sxh, sxw, dil_w, mask_c, KW,
+                                             ACC_DTYPE, ALIGN)
+                    for s in tl.static_range(KW):
+                        summed = summed + (acc[t * KW + s] + gv * windows[s],)
+                acc = summed
     # dw is [splits, C_out, KH*KW] (or [C_out, KH*KW] accumulated atomically), fp32/fp64.
     for k in tl.static_range(TR * KW):
         tap = (r0 + k // KW) * KW + k % KW
@@ -564,6 +575,22 @@ def _dw_wgrad_rows_kernel(
             tl.atomic_add(dw_ptr + co * (KH * KW) + tap, total, mask=mask_c)
         else:
             tl.store(dw_ptr + split * (C_BLOCKED * KH * KW) + co * (KH * KW) + tap, total, mask=mask_c)
+
+
+@triton.jit
+def _input_windows(x_img, ih, iw0, H, W, sxh, sxw, dil_w, mask_c, KW: tl.constexpr, ACC_DTYPE: tl.constexpr,
+                   ALIGN: tl.constexpr):
+    """The KW windows of input row ih that tap columns 0..KW-1 read: window s at columns iw0 + s * dil_w
+    (iw0 per lane), zero outside the image, converted to the accumulator's dtype."""
+    ok_h = (ih >= 0) & (ih < H)
+    windows = ()
+    for s in tl.static_range(KW):
+        iw = iw0 + s * dil_w
+        ok = ok_h & (iw >= 0) & (iw < W)
+        x_pix = tl.multiple_of(ih * sxh + iw * sxw, ALIGN)
+        windows = windows + (tl.load(x_img + x_pix[:, None], mask=ok[:, None] & mask_c[None, :],
+                                     other=0.0).to(ACC_DTYPE),)
+    return windows
 
 
 # ------------------------------------------------------------------------------------- host wrappers
@@ -734,15 +761,15 @@ _WGRAD_ACC_WORDS = 112
 _WGRAD_ROWS_MAX_KW = 31
 
 
-def _wgrad_row_walk(spec: Conv2dSpec, x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
+def _wgrad_row_walk(x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
     """Whether the weight gradient takes _dw_wgrad_rows_kernel (else _dw_wgrad_kernel)."""
-    return (spec.stride == (1, 1) and spec.dilation == (1, 1) and x.shape[1] == grad_out.shape[1]
-            and channels_last(x) and channels_last(grad_out) and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
+    return (x.shape[1] == grad_out.shape[1] and channels_last(x) and channels_last(grad_out)
+            and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
 
 
 @functools.lru_cache(maxsize=1024)
 def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esize: int, acc_bytes: int,
-                         sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
+                         ring: bool, sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
     """(constexprs, (strips, strip chunk, bands, band rows), grid) of the row walk. ``sms`` None: the
     interpreter (small tiles, two bands and two splits where the problem has them, so every path runs)."""
     words = acc_bytes // 4
@@ -762,12 +789,12 @@ def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esi
     programs = ceil_div(c, block_c) * (kh // tr)
     col_blocks = ceil_div(ow, block_w)
     # Programs to aim for: 8 per SM; the image's rows are cut into bands only when images alone fall short
-    # (each band re-reads TR - 1 rows of the input).
+    # (with the ring each band re-reads TR - 1 rows of the input: bands of at least 2 TR rows).
     want = 4 if sms is None else 8 * sms
     need = ceil_div(want, programs)
     bands = 1
     if n * col_blocks < need:
-        bands = max(1, min(oh // max(2, 2 * tr), ceil_div(need, n * col_blocks)))
+        bands = max(1, min(oh // max(2, 2 * tr) if ring else oh, ceil_div(need, n * col_blocks)))
     if sms is None:
         bands = min(2, oh)
     band_rows = ceil_div(oh, bands)
@@ -790,8 +817,9 @@ def _backward_weight_rows(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: 
     _, _, oh, ow = grad_out.shape
     acc = acc_dtype(x.dtype)
     sms = None if interpreting() else tiles.device_limits(x)[1]
+    ring = spec.stride == (1, 1) and spec.dilation == (1, 1)
     consts, scalars, grid = _wgrad_rows_geometry(n, c, oh, ow, kh, kw, x.element_size(),
-                                                 torch.finfo(acc).bits // 8, sms)
+                                                 torch.finfo(acc).bits // 8, ring, sms)
     atomic = not deterministic and grid[2] > 1
     if atomic:
         buf = torch.zeros((c, kh * kw), device=x.device, dtype=acc)
@@ -800,8 +828,9 @@ def _backward_weight_rows(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: 
     sgn, _, sgh, sgw = grad_out.stride()
     sxn, _, sxh, sxw = x.stride()
     _dw_wgrad_rows_kernel[grid](
-        grad_out, x, buf, h, wd, oh, ow, c, *scalars, sgn, sgh, sgw, sxn, sxh, sxw, *spec.pad_tl,
-        KH=kh, KW=kw, ATOMIC=atomic, ALIGN=_pixel_align(c, c, x.element_size(), x.stride(), grad_out.stride()),
+        grad_out, x, buf, h, wd, oh, ow, c, *scalars, sgn, sgh, sgw, sxn, sxh, sxw, *conv_geometry(spec),
+        KH=kh, KW=kw, RING=ring, ATOMIC=atomic,
+        ALIGN=_pixel_align(c, c, x.element_size(), x.stride(), grad_out.stride()),
         **fma_flags(x.dtype, (grad_out, x)), **consts,
     )
     total = buf if atomic else sum_splits(buf)
@@ -815,7 +844,7 @@ def backward_weight(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: bool |
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = grad_w.shape
     _, _, oh, ow = grad_out.shape
-    if _wgrad_row_walk(spec, x, grad_out, kw):
+    if _wgrad_row_walk(x, grad_out, kw):
         _backward_weight_rows(grad_out, x, grad_w, spec, deterministic)
         return
     taps = kh * kw
