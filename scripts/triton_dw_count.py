@@ -13,6 +13,8 @@ is counted KH times (the row walk's loop over input rows: ROWS + KH - 1 times). 
     python scripts/triton_dw_count.py --wgrad    # the weight gradient instead: SASS per output-gradient
                                                  # element, its pixel loop counted 64 times (steady state);
                                                  # the row walk (stride 1): its innermost loop per band row
+    python scripts/triton_dw_count.py --dgrad    # the input gradient (channels-last gradient): SASS per
+                                                 # input-gradient element
 """
 
 from __future__ import annotations
@@ -129,6 +131,49 @@ def _wgrad() -> int:
     return 0
 
 
+def _dgrad() -> int:
+    """SASS per input-gradient element of the input gradient's best kept config, channels-last gradient."""
+    for c, size, k, stride in LAYERS:
+        check._records.clear()
+        x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)
+        x.requires_grad_()
+        w = torch.empty(c, 1, k, k, dtype=torch.bfloat16)
+        with cnnkern.use_backend("triton"):
+            y = cnnkern.depthwise_conv2d(x, w, None, stride, k // 2)
+        check._records.clear()  # the forward's launches (the input gradient may launch the same kernel)
+        with cnnkern.use_backend("triton"):
+            torch.autograd.grad(y, x, torch.empty_like(y))
+        best = None
+        for launch in check._records.values():
+            cx = launch.named_constexprs()
+            src = ASTSource(launch.fn, launch.signature, launch.constexprs, launch.attrs)
+            kernel = triton_compile(src, target=check.TARGET, options=launch.options.__dict__)
+            threads = launch.options.num_warps * 32
+            if launch.name == "_dw_dgrad_phases_kernel":  # per block row: S x S pixels of BLOCK_W blocks
+                per = innermost_loop(kernel.asm["cubin"]) / (int(cx["S"]) ** 2 * int(cx["BLOCK_W"])
+                                                             * int(cx["BLOCK_C"]) / threads)
+                tile = f"phases {cx['BLOCK_W']}x{cx['BLOCK_C']} w{launch.options.num_warps}"
+            elif launch.name == "_dw_fwd_rows_kernel":  # stride 1: the forward's row walk
+                rows = int(cx["ROWS"])
+                _static, dynamic = count(kernel.asm["cubin"], rows + k - 1)
+                per = dynamic / (int(cx["BLOCK_W"]) * int(cx["BLOCK_C"]) * rows / threads)
+                tile = f"rows {cx['BLOCK_W']}x{cx['BLOCK_C']}x{rows}r"
+            elif launch.name == "_dw_dgrad_channels_kernel":
+                _static, dynamic = count(kernel.asm["cubin"], k)
+                per = dynamic / (int(cx["BLOCK_P"]) * int(cx["BLOCK_C"]) / threads)
+                tile = f"channels {cx['BLOCK_P']}x{cx['BLOCK_C']}"
+            else:
+                continue
+            if best is None or per < best[1]:
+                best = (tile, per)
+        el = 256 * c * size * size
+        issue = el * best[1] / (132 * 4 * 1.8e3 * 32) / 0.8
+        mem = 256 * c * (size * size + (size // stride) ** 2) * 2 / 4.24e6 / 0.85
+        print(f"dw{c} {k}x{k} @{size}/s{stride}: best {best[0]}, {best[1]:.1f} SASS per input-gradient element; "
+              f"issue {issue:.0f} us, memory {mem:.0f} us")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     JITFunction.run = check._recording_run
     Autotuner.run = check._recording_autotune
@@ -136,6 +181,8 @@ def main(argv: list[str]) -> int:
     check._as_hopper()
     if "--wgrad" in argv:
         return _wgrad()
+    if "--dgrad" in argv:
+        return _dgrad()
     for c, size, k, stride in LAYERS:
         check._origin[0] = f"dw{c} {k}x{k} @{size}/s{stride}"
         x = torch.empty(256, c, size, size, dtype=torch.bfloat16, memory_format=torch.channels_last)

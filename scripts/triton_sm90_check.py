@@ -456,20 +456,26 @@ def _hopper_items():
     # The depthwise weight gradient's row walk at real sizes, every dtype, atomic and deterministic: its
     # tile, warps and tap rows are chosen by the host for the problem and an H100's SM count, so only a real
     # layer reaches them (7x7 keeps 98 fp32 accumulators per thread). Called directly: nothing else runs.
+    # The strided input gradient's phase walk likewise (host-tiled; its windows per thread grow with the
+    # kernel and stride).
     from cnnkern.problem.conv2d import Conv2dSpec
+    from cnnkern.triton.depthwise_conv2d import backward_input as dw_backward_input
     from cnnkern.triton.depthwise_conv2d import backward_weight as dw_backward_weight
 
     for dtype in DTYPES:
         for c, size, k, stride in DEPTHWISE_HOPPER:
             for deterministic in (False, True):
-                def dw_wgrad(dtype=dtype, c=c, size=size, k=k, stride=stride, deterministic=deterministic):
+                def dw_grads(dtype=dtype, c=c, size=size, k=k, stride=stride, deterministic=deterministic):
                     x = torch.empty(256, c, size, size, dtype=dtype, memory_format=torch.channels_last)
                     out = (size + 2 * (k // 2) - k) // stride + 1
                     g = torch.empty(256, c, out, out, dtype=dtype, memory_format=torch.channels_last)
+                    w = torch.empty(c, 1, k, k, dtype=dtype)
                     spec = Conv2dSpec((stride, stride), (k // 2,) * 4, (1, 1), c, (out, out))
-                    dw_backward_weight(g, x, torch.empty(c, 1, k, k, dtype=dtype), spec, deterministic)
-                name = f"hopper depthwise wgrad dw{c} {k}x{k} @{size}/s{stride} N256 {dtype} det={deterministic}"
-                items.append((name, dw_wgrad))
+                    dw_backward_weight(g, x, torch.empty_like(w), spec, deterministic)
+                    if stride > 1 and not deterministic:
+                        dw_backward_input(g, w, torch.empty_like(x), spec)
+                name = f"hopper depthwise backward dw{c} {k}x{k} @{size}/s{stride} N256 {dtype} det={deterministic}"
+                items.append((name, dw_grads))
     return items
 
 
@@ -478,9 +484,9 @@ RESNET50_HOPPER = ((256, 256, 256, 3, 14), (32, 64, 64, 3, 56), (32, 64, 256, 1,
 # (channels in, channels out, groups = shuffle groups, size): ShuffleNetV1 g3 layers for --hopper.
 SHUFFLED_HOPPER = ((240, 120, 3, 28), (480, 240, 3, 14))
 # (channels, size, kernel, stride): depthwise layers for --hopper (ALIGN 8, 4 and 2, 7x7, a 7x7 map,
-# RepLKNet's 31x31 and 13x13, stride 2).
+# RepLKNet's 31x31 and 13x13, stride 2 at 3x3 and 5x5, 7x7 at stride 3: the phase walk's most windows).
 DEPTHWISE_HOPPER = ((32, 112, 3, 1), (58, 28, 3, 1), (96, 56, 7, 1), (232, 7, 3, 1), (128, 56, 31, 1),
-                    (1024, 7, 13, 1), (64, 112, 3, 2), (116, 28, 3, 2))
+                    (1024, 7, 13, 1), (64, 112, 3, 2), (116, 28, 3, 2), (144, 56, 5, 2), (96, 56, 7, 3))
 
 
 def record_launches(full: bool, hopper: bool = False) -> tuple[list[Launch], list[str]]:

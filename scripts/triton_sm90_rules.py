@@ -113,7 +113,7 @@ def hopper_tile_violations(results: list[dict], tiles, smem_limit: int, smem_est
 # Kernels without tl.dot whose tile, warps and register-held accumulators the host picks for the problem
 # (so only real-size launches reach them): --hopper compiles each such launch of its workload and holds it to
 # fma_violations.
-HOPPER_FMA_KERNELS = ("_dw_wgrad_rows_kernel",)
+HOPPER_FMA_KERNELS = ("_dw_wgrad_rows_kernel", "_dw_dgrad_phases_kernel")
 
 
 def fma_violations(results: list[dict]) -> list[str]:

@@ -303,8 +303,11 @@ ROW_WALK_CASES = [
     pytest.param((1, 5, 8, 9), (7, 7), 1, 3, 1, id="k7"),                 # all seven tap rows per program
     pytest.param((1, 2, 9, 8), (13, 13), 1, 6, 1, id="k13"),              # one tap row per program
     pytest.param((2, 13, 5, 6), (1, 1), 1, 0, 1, id="k1"),
-    # Strides and dilations: the walk down gradient rows (no ring).
+    # Strides and dilations: the walk down gradient rows (no ring); the input gradient's phase walk at equal
+    # strides (1x1 / 2: three of the four phases have no tap and store zeros).
     pytest.param((2, 24, 12, 13), (3, 3), 2, 1, 1, id="c24-s2"),
+    pytest.param((1, 6, 9, 10), (2, 2), 2, 0, 1, id="k2-s2"),
+    pytest.param((2, 5, 7, 6), (1, 1), 2, 0, 1, id="k1-s2"),
     pytest.param((1, 4, 12, 11), (3, 3), 2, 3, 3, id="s2-d3"),
     pytest.param((1, 3, 10, 13), (3, 5), (1, 2), (2, 1), (2, 1), id="k3x5-s1x2-d2x1"),
     pytest.param((2, 5, 13, 11), (7, 7), 3, 3, 1, id="k7-s3"),
@@ -328,17 +331,19 @@ GPU_ROW_WALK_CASES = [
 def test_backward_channels_last_gradient(monkeypatch, poison_outputs, device, backend, dtype,  # noqa: F811
                                         deterministic, shape, kernel, stride, padding, dilation):
     """Channels-last input and gradient (as a channels-last network's backward has them): the Triton kernels
-    take their row walks there (spied: the weight gradient's, and at stride 1 the forward's for the input
-    gradient up to 7x7), the weight gradient atomic and deterministic (then reproducibly)."""
+    take their row walks there (spied: the weight gradient's; for the input gradient up to 7x7 the forward's
+    at stride 1 and the phase walk at equal strides), the weight gradient atomic and deterministic (then
+    reproducibly)."""
     if (device == "cpu") != (shape[0] * shape[2] * shape[3] < 1000):
         pytest.skip("the small cases on the CPU, the model shapes on a GPU")
-    wgrad_rows, fwd_rows = [], []
+    wgrad_rows, fwd_rows, phases = [], [], []
     if backend == "triton":
         from cnnkern.triton import depthwise_conv2d as dw
 
-        real_wgrad, real_rows = dw._backward_weight_rows, dw._rows
+        real_wgrad, real_rows, real_phases = dw._backward_weight_rows, dw._rows, dw._backward_input_phases
         monkeypatch.setattr(dw, "_backward_weight_rows", lambda *a: wgrad_rows.append(1) or real_wgrad(*a))
         monkeypatch.setattr(dw, "_rows", lambda *a: fwd_rows.append(1) or real_rows(*a))
+        monkeypatch.setattr(dw, "_backward_input_phases", lambda *a: phases.append(1) or real_phases(*a))
     c = shape[1]
     x = make_input(shape, dtype, device, "channels_last")
     w = _weight(c, 1, kernel, device, dtype)
@@ -363,6 +368,7 @@ def test_backward_channels_last_gradient(monkeypatch, poison_outputs, device, ba
     if backend == "triton":  # forward and input gradient, and the repeat's forward
         unit = stride == 1 and dilation == 1 and max(kernel) <= 7
         assert wgrad_rows and len(fwd_rows) == (2 + deterministic if unit else 0)
+        assert len(phases) == (isinstance(stride, int) and stride > 1 and dilation == 1 and max(kernel) <= 7)
     (_, (gx64, gw64)), (_, (gxdt, gwdt)) = reference_grads(x, w, None, g, stride, padding, dilation, c, dtype)
     assert_matches_reference(gw, gw64, gwdt, "grad_weight")
     assert_matches_reference(gx, gx64, gxdt, "grad_input")

@@ -405,6 +405,73 @@ def _dw_dgrad_channels_kernel(
     store_tile(gi_ptr, tl.multiple_of(n * sin + h * sih + w * siw, ALIGN), c, sic, acc, mask_p, mask_c)
 
 
+# Strided input gradient, by phases (equal strides S >= 2, dilation 1, one filter per channel, both tensors
+# channels-last; _phase_walk). Write the padding as pad = S * PQ + PH (0 <= PH < S): input row S*i + qh
+# reads grad_out rows i + PQ + (qh + PH - r) / S through exactly the taps r with qh + PH - r divisible by S,
+# and likewise for columns. So input rows and columns split into S x S phases, each a small dense
+# correlation of grad_out (3x3 at stride 2: phases of 1, 2, 2 and 4 taps), and grad_out pixel (i + dr, j + dc)
+# serves every phase of input block (i, j) that needs offset (dr, dc). A program owns BLOCK_W blocks j of one
+# image's ROWS block rows i (BLOCK_C channels): per block row it loads and converts each grad_out window
+# (dr, dc) once, then computes and stores the S x S phases. The channels kernel instead tests all KH x KW
+# taps of every input pixel (a division and a mask per tap), 68 SASS per input-gradient element at 3x3 / 2.
+@triton.constexpr_function
+def _phase_window(row_num, col_num, S, DR0, DC0, NDC):
+    """Index in the kernel's windows tuple of grad_out offset (row_num / S, col_num / S)."""
+    return (row_num // S - DR0) * NDC + col_num // S - DC0
+
+
+@triton.jit
+def _dw_dgrad_phases_kernel(
+    go_ptr, wt_ptr, gi_ptr,
+    H, W, OH, OW, C_BLOCKED, WT_PITCH, ROW_BLOCKS,
+    sgn, sgh, sgw, sin, sih, siw, PQ_H, PQ_W,
+    KH: tl.constexpr, KW: tl.constexpr, S: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+    DR0: tl.constexpr, NDR: tl.constexpr, DC0: tl.constexpr, NDC: tl.constexpr,
+    INT64: tl.constexpr, ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_W: tl.constexpr,
+    BLOCK_C: tl.constexpr, ROWS: tl.constexpr,
+):
+    # DR0 .. DR0 + NDR - 1: the grad_out row offsets any phase reads ((q + PH - r) / S over q < S, r < KH;
+    # _phase_offsets); DC0, NDC the same for columns.
+    pid = tl.program_id(0)  # (image, row block, column block), column blocks fastest
+    if INT64:
+        pid = pid.to(tl.int64)
+    col_blocks = tl.cdiv(tl.cdiv(W, S), BLOCK_W)
+    n = pid // (ROW_BLOCKS * col_blocks)
+    i0 = (pid // col_blocks) % ROW_BLOCKS * ROWS
+    j = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+    co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if INT64:
+        j = j.to(tl.int64)
+    mask_c = channel_mask(co, C_BLOCKED, ALIGN)
+    g_img = go_ptr + n * sgn + co[None, :]
+    i_img = gi_ptr + n * sin + co[None, :]
+    w_tap = wt_ptr + co  # + (r * KW + s) * WT_PITCH (_taps_by_channel)
+    for i in range(i0, tl.minimum(i0 + ROWS, tl.cdiv(H, S))):
+        windows = ()
+        for dr in tl.static_range(NDR):
+            oh = i + PQ_H + DR0 + dr
+            ok_h = (oh >= 0) & (oh < OH)
+            for dc in tl.static_range(NDC):
+                ow = j + PQ_W + DC0 + dc
+                ok = ok_h & (ow >= 0) & (ow < OW)
+                g_pix = tl.multiple_of(oh * sgh + ow * sgw, ALIGN)
+                windows = windows + (tl.load(g_img + g_pix[:, None], mask=ok[:, None] & mask_c[None, :],
+                                             other=0.0).to(ACC_DTYPE),)
+        for qh in tl.static_range(S):
+            for qw in tl.static_range(S):
+                acc = tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE)
+                for r in tl.static_range(KH):
+                    if (qh + PH - r) % S == 0:
+                        for s in tl.static_range(KW):
+                            if (qw + PW - s) % S == 0:
+                                wv = tl.load(w_tap + (r * KW + s) * WT_PITCH)
+                                acc += windows[_phase_window(qh + PH - r, qw + PW - s, S, DR0, DC0, NDC)] * wv[None, :]
+                ih = i * S + qh
+                iw = j * S + qw
+                ok = (ih < H) & (iw < W)
+                i_pix = tl.multiple_of(ih * sih + iw * siw, ALIGN)
+                tl.store(i_img + i_pix[:, None], acc.to(gi_ptr.dtype.element_ty), mask=ok[:, None] & mask_c[None, :])
+
 # ----------------------------------------------------------------------------------- weight gradient
 # grad_w[co, r, s] = sum over (n, oh, ow) of grad_out[n, co, oh, ow] * x[n, co // MULT, ih, iw].
 # A program owns BLOCK_C channels x BLOCK_T taps and one contiguous chunk of the flattened pixels; it
@@ -730,6 +797,8 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         del consts["UNIT_STRIDE"]
         _rows(grad_out, wt, wt, wt, wt, grad_in, (kh - 1 - spec.pad_tl[0], kw - 1 - spec.pad_tl[1]),
               {**consts, **flags})
+    elif channels_last(grad_in) and channels_last(grad_out) and _phase_walk(spec, c_in, c_out, kh, kw):
+        _backward_input_phases(grad_out, w, grad_in, spec, consts)
     elif channels_last(grad_in):
         pixels = n * h * wd
         wt = _taps_by_channel(w, c_in)
@@ -750,11 +819,72 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         _dw_dgrad_spatial_kernel[grid](*args, *strides, **consts)
 
 
+def _phase_walk(spec: Conv2dSpec, c_in: int, c_out: int, kh: int, kw: int) -> bool:
+    """Whether a channels-last input gradient takes _dw_dgrad_phases_kernel."""
+    return (spec.stride[0] == spec.stride[1] > 1 and spec.dilation == (1, 1) and c_in == c_out
+            and max(kh, kw) <= _ROWS_MAX_KH and ROW_WALK[0])
+
+
+# 32-bit registers a thread of the phase walk gives the grad_out windows of a block row (converted): 3x3 at
+# stride 2 reads 2 x 2 windows, so 8 channels (16 bytes at 16 bit). sm_90: at 64, 5x5 / 2 (3 x 3 windows
+# of 4 channels) took 128 registers on 4 warps and spilled 4 B at bf16.
+_PHASE_WINDOW_WORDS = 32
+
+
+def _phase_offsets(k: int, pad: int, stride: int) -> tuple[int, int]:
+    """(first, count) of the grad_out offsets (q + pad % stride - r) / stride over q < stride, r < k with
+    q + pad % stride - r divisible by stride: those the phases of one axis read."""
+    p = pad % stride
+    offsets = [(q + p - r) // stride for q in range(stride) for r in range(k) if (q + p - r) % stride == 0]
+    return min(offsets), max(offsets) - min(offsets) + 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _phases_geometry(n: int, c: int, h: int, w: int, kh: int, kw: int, stride: int, pad_h: int, pad_w: int,
+                     esize: int, acc_bytes: int, sms: int | None) -> tuple[dict, int, tuple[int, int]]:
+    """(constexprs, row blocks, grid) of _dw_dgrad_phases_kernel."""
+    (dr0, ndr), (dc0, ndc) = _phase_offsets(kh, pad_h, stride), _phase_offsets(kw, pad_w, stride)
+    words = acc_bytes // 4
+    per = 1 << (min(16 // esize, max(1, _PHASE_WINDOW_WORDS // (ndr * ndc * words))).bit_length() - 1)
+    blocks_h, blocks_w = ceil_div(h, stride), ceil_div(w, stride)
+    block_c, warps, block_w = _lane_tile(c, blocks_w, per, sms)
+    base = n * ceil_div(blocks_w, block_w) * ceil_div(c, block_c)
+    # Up to 16 block rows per program while that leaves 8 programs per SM (no warm-up to amortise).
+    rows = 2 if sms is None else next((r for r in (16, 8, 4, 2) if base * ceil_div(blocks_h, r) >= 8 * sms), 1)
+    consts = {"S": stride, "PH": pad_h % stride, "PW": pad_w % stride, "DR0": dr0, "NDR": ndr, "DC0": dc0,
+              "NDC": ndc, "BLOCK_W": block_w, "BLOCK_C": block_c, "ROWS": rows, "num_warps": warps}
+    row_blocks = ceil_div(blocks_h, rows)
+    return consts, row_blocks, (base // ceil_div(c, block_c) * row_blocks, ceil_div(c, block_c))
+
+
+def _backward_input_phases(grad_out, w, grad_in, spec: Conv2dSpec, consts: dict) -> None:
+    n, c, h, wd = grad_in.shape
+    _, _, oh, ow = grad_out.shape
+    kh, kw = consts["KH"], consts["KW"]
+    stride = spec.stride[0]
+    pad_h, pad_w = spec.pad_tl
+    sms = None if interpreting() else tiles.device_limits(grad_in)[1]
+    geometry, row_blocks, grid = _phases_geometry(n, c, h, wd, kh, kw, stride, pad_h, pad_w,
+                                                  grad_in.element_size(), torch.finfo(acc_dtype(grad_in.dtype)).bits // 8,
+                                                  sms)
+    wt = _taps_by_channel(w, c)
+    sgn, _, sgh, sgw = grad_out.stride()
+    sin, _, sih, siw = grad_in.stride()
+    _dw_dgrad_phases_kernel[grid](
+        grad_out, wt, grad_in, h, wd, oh, ow, c, wt.stride(0), row_blocks, sgn, sgh, sgw, sin, sih, siw,
+        pad_h // stride, pad_w // stride, KH=kh, KW=kw, INT64=consts["INT64"], ACC_DTYPE=consts["ACC_DTYPE"],
+        ALIGN=_pixel_align(c, c, grad_in.element_size(), grad_out.stride(), grad_in.stride()), **geometry,
+    )
+
+
 # 32-bit registers a thread of the weight gradient's row walk gives its accumulators (TR x KW x its elements):
 # 3x3 at 16 bit keeps all three tap rows over 8 channels (72), 7x7 all seven over 2 (98), 13x13 one tap row
 # over 8 (104), 31x31 one over 2 (62). sm_90: 142-180 registers in all, no spill; at 128, 31x31 over 4
 # channels took 244-255 and fp32 spilled 16 B (scripts/triton_sm90_check.py --hopper).
 _WGRAD_ACC_WORDS = 112
+# The same without the ring (strides, dilations): 3x3 keeps 8 channels (72); at 112, 5x5 / 2 over 4 channels
+# (bf16) and 7x7 / 3 over 2 (fp32) spilled 8 B.
+_WGRAD_ACC_WORDS_STRIDED = 72
 
 
 # Up to RepLKNet's 31x31 (one tap row per program there): the KW windows of an input row are unrolled.
@@ -767,25 +897,32 @@ def _wgrad_row_walk(x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
             and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
 
 
+def _lane_tile(c: int, width: int, per: int, sms: int | None) -> tuple[int, int, int]:
+    """(BLOCK_C, warps, BLOCK_W) of a strip kernel giving each thread one pixel along W and ``per`` channels
+    (one vector) along C, at most 32 lanes across C: the (channel block, warps) that pad the C x width strip
+    least; within 7 % of that, the most warps (4 at most), then the widest block. The interpreter (``sms``
+    None): 8-pixel blocks, so widths over 8 take several."""
+    if sms is None:
+        return max(per, min(64, pow2_at_least(c))), 1, 8
+    shapes = [(b, w, 32 * w * per // b) for b in (per << k for k in range(6)) for w in (4, 2, 1)
+              if b <= max(per, pow2_at_least(c)) and 32 * w * per >= b]
+    cost = {sh: ceil_div(c, sh[0]) * sh[0] * ceil_div(width, sh[2]) * sh[2] for sh in shapes}
+    low = min(cost.values())
+    return max((sh for sh in shapes if cost[sh] <= 1.07 * low), key=lambda sh: (sh[1], sh[0]))
+
+
 @functools.lru_cache(maxsize=1024)
 def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esize: int, acc_bytes: int,
                          ring: bool, sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
     """(constexprs, (strips, strip chunk, bands, band rows), grid) of the row walk. ``sms`` None: the
     interpreter (small tiles, two bands and two splits where the problem has them, so every path runs)."""
     words = acc_bytes // 4
-    tr = kh if kh * kw * words <= _WGRAD_ACC_WORDS else 1
+    # Without the ring a step also holds TR x KW converted windows beside as many accumulators.
+    budget = _WGRAD_ACC_WORDS if ring else _WGRAD_ACC_WORDS_STRIDED
+    tr = kh if kh * kw * words <= budget else 1
     # Elements per thread: one vector of at most 16 bytes, within the accumulator budget.
-    per = 1 << (min(16 // esize, max(1, _WGRAD_ACC_WORDS // (tr * kw * words))).bit_length() - 1)
-    if sms is None:
-        block_c, warps, block_w = max(per, min(64, pow2_at_least(c))), 1, 8
-    else:
-        # One pixel per thread along W, `per` channels along C (<= 32 lanes): the (channel block, warps) that
-        # pad the C x OW strip least; within 7 % of that, the most warps (4 at most), then the widest block.
-        shapes = [(b, w, 32 * w * per // b) for b in (per << k for k in range(6)) for w in (4, 2, 1)
-                  if b <= max(per, pow2_at_least(c)) and 32 * w * per >= b]
-        cost = {sh: ceil_div(c, sh[0]) * sh[0] * ceil_div(ow, sh[2]) * sh[2] for sh in shapes}
-        low = min(cost.values())
-        block_c, warps, block_w = max((sh for sh in shapes if cost[sh] <= 1.07 * low), key=lambda sh: (sh[1], sh[0]))
+    per = 1 << (min(16 // esize, max(1, budget // (tr * kw * words))).bit_length() - 1)
+    block_c, warps, block_w = _lane_tile(c, ow, per, sms)
     programs = ceil_div(c, block_c) * (kh // tr)
     col_blocks = ceil_div(ow, block_w)
     # Programs to aim for: 8 per SM; the image's rows are cut into bands only when images alone fall short
