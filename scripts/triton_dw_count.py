@@ -42,7 +42,7 @@ import cnnkern.triton.depthwise_conv2d as dw_module
 # (channels, input size, kernel, stride): one layer per specialisation class (3x3 s1 / s2, 7x7 s1), the
 # narrow channel counts that change the channel-block prune, and ShuffleNetV2's ALIGN 2 / 4 / 8.
 LAYERS = ((32, 112, 3, 1), (64, 112, 3, 2), (128, 56, 3, 1), (96, 112, 3, 2), (96, 56, 7, 1),
-          (58, 28, 3, 1), (116, 14, 3, 1), (232, 7, 3, 1))
+          (58, 28, 3, 1), (116, 14, 3, 1), (232, 7, 3, 1), (116, 28, 3, 2))
 # --wgrad adds RepLKNet-31B's large kernels.
 WGRAD_LAYERS = LAYERS + ((128, 56, 31, 1), (1024, 7, 13, 1))
 INSN = re.compile(r"/\*([0-9a-f]{4})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
