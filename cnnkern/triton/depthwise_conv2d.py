@@ -331,6 +331,76 @@ def _dw_fwd_rows_kernel(
         ring = rest + (tl.zeros((BLOCK_W, BLOCK_C), dtype=ACC_DTYPE),)
 
 
+# The NCHW row walk (same routes as _row_walk, any strides within the plane): a program owns one (image,
+# channel) plane's BLOCK_W output columns over ROWS output rows, lanes along W. The filter is KH x KW scalars
+# loaded once; each input row's KW windows are loaded and converted once and feed the KH output rows that use
+# the row through a ring of KH accumulators, as in _dw_fwd_rows_kernel. _dw_fwd_spatial_kernel loads and
+# converts every input element KH x KW times with a bounds test each (sm_90, bf16 3x3: 98 SASS per output).
+def _plane_row_configs():
+    if interpreting():
+        return [cfg(1, BLOCK_W=8, ROWS=4)]
+    # 1-4 pixels per thread: the windows are unaligned 2-byte loads anyway (shifted by one column each).
+    return [cfg(1, BLOCK_W=128, ROWS=16), cfg(1, BLOCK_W=64, ROWS=16), cfg(2, BLOCK_W=256, ROWS=8),
+            cfg(2, BLOCK_W=128, ROWS=32), cfg(4, BLOCK_W=512, ROWS=8), cfg(1, BLOCK_W=32, ROWS=32)]
+
+
+_PRUNE_PLANE_ROWS = {"early_config_prune": prune_to_problem({"BLOCK_W": "OW"}, floor=32)}
+
+
+@triton.autotune(configs=_plane_row_configs(), key=["OH", "OW", "KH", "KW", "HAS_BIAS", "HAS_SCALE", "HAS_SHIFT",
+                                                   "ACT", "INT64"], prune_configs_by=_PRUNE_PLANE_ROWS,
+                 cache_results=True)
+@triton.jit
+def _dw_fwd_plane_rows_kernel(
+    x_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr,
+    H, W, OH, OW, C_OUT, MULT,
+    sxn, sxc, sxh, sxw, swo, swh, sww, syn, syc, syh, syw, pad_h, pad_w,
+    KH: tl.constexpr, KW: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_W: tl.constexpr, ROWS: tl.constexpr,
+):
+    # program_id(0): (plane n * C_OUT + co, row chunk, column block), column blocks fastest.
+    pid = tl.program_id(0)
+    if INT64:
+        pid = pid.to(tl.int64)
+    col_blocks = tl.cdiv(OW, BLOCK_W)
+    chunks = tl.cdiv(OH, ROWS)
+    plane = pid // (chunks * col_blocks)
+    n = plane // C_OUT
+    co = plane % C_OUT
+    oh0 = (pid // col_blocks) % chunks * ROWS
+    ow = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+    mask_w = ow < OW
+    x_plane = x_ptr + n * sxn + (co // MULT) * sxc
+    y_plane = y_ptr + n * syn + co * syc
+    taps = ()
+    for k in tl.static_range(KH * KW):
+        taps = taps + (tl.load(w_ptr + co * swo + (k // KW) * swh + (k % KW) * sww).to(ACC_DTYPE),)
+    ring = ()
+    for j in tl.static_range(KH):
+        ring = ring + (tl.zeros((BLOCK_W,), dtype=ACC_DTYPE),)
+    # Input row ih = oh0 - pad_h + i feeds output rows oh0 + i - r (tap r); ring slot j holds output row
+    # oh0 + i - (KH - 1) + j, so slot 0 takes its last row (r = KH - 1) now and is complete.
+    for i in range(tl.minimum(ROWS, OH - oh0) + KH - 1):
+        ih = oh0 - pad_h + i
+        ok_h = (ih >= 0) & (ih < H)
+        for s in tl.static_range(KW):
+            iw = ow - pad_w + s
+            xv = tl.load(x_plane + ih * sxh + iw * sxw, mask=ok_h & (iw >= 0) & (iw < W), other=0.0).to(ACC_DTYPE)
+            turned = ()
+            for j in tl.static_range(KH):
+                turned = turned + (ring[j] + xv * taps[(KH - 1 - j) * KW + s],)
+            ring = turned
+        oh = oh0 + i - (KH - 1)
+        done = affine_act(ring[0], b_ptr, scale_ptr, shift_ptr, co, co < C_OUT, HAS_BIAS, HAS_SCALE, HAS_SHIFT,
+                          ACT, ACC_DTYPE)
+        tl.store(y_plane + oh * syh + ow * syw, done.to(y_ptr.dtype.element_ty),
+                 mask=(oh >= oh0) & (oh < OH) & mask_w)
+        rest = ()
+        for j in tl.static_range(1, KH):
+            rest = rest + (ring[j],)
+        ring = rest + (tl.zeros((BLOCK_W,), dtype=ACC_DTYPE),)
+
 # ------------------------------------------------------------------------------------ input gradient
 # grad_in[n, c, h, w] = sum_j sum_(r,s) grad_out[n, c*MULT + j, oh, ow] * w[c*MULT + j, r, s]
 # over the taps with h = oh*stride_h - pad_h + r*dil_h (and likewise for w): a gather, so no atomics.
@@ -718,6 +788,24 @@ def _rows(x, wt, bias, scale, shift, out, pad_tl, consts) -> None:
                               syn, syh, syw, *pad_tl, ALIGN=align, **consts)
 
 
+def _plane_row_walk(spec: Conv2dSpec, kh: int, stats: bool) -> bool:
+    """Whether a forward that is not channels-last takes _dw_fwd_plane_rows_kernel (else the spatial kernel)."""
+    return spec.stride == (1, 1) and spec.dilation == (1, 1) and kh <= _ROWS_MAX_KH and not stats and ROW_WALK[0]
+
+
+def _plane_rows(x, w, bias, scale, shift, out, pad_tl, consts) -> None:
+    """_dw_fwd_plane_rows_kernel over x into out (any strides), with the (C_out, 1, KH, KW) filter w;
+    bias/scale/shift are placeholders (any tensor) where their flag is off."""
+    n, c_in, h, wd = x.shape
+    _, c_out, oh, ow = out.shape
+
+    def grid(meta):
+        return (n * c_out * ceil_div(oh, meta["ROWS"]) * ceil_div(ow, meta["BLOCK_W"]),)
+
+    _dw_fwd_plane_rows_kernel[grid](x, w, bias, scale, shift, out, h, wd, oh, ow, c_out, c_out // c_in,
+                                    *x.stride(), *_w_strides(w), *out.stride(), *pad_tl, **consts)
+
+
 def _spatial_tiles(oh: int, ow: int, blocks: dict) -> int:
     return triton.cdiv(oh, blocks["BLOCK_H"]) * triton.cdiv(ow, blocks["BLOCK_W"])
 
@@ -752,6 +840,9 @@ def _forward(x, w, bias, out, spec: Conv2dSpec, scale=None, shift=None, activati
     if nhwc and _row_walk(spec, c_in, c_out, kh, stats) and channels_last(out):
         del consts["STATS"]
         _rows(x, w, *args[2:6], spec.pad_tl, consts)
+    elif not nhwc and _plane_row_walk(spec, kh, stats):
+        del consts["STATS"]
+        _plane_rows(x, w, *args[2:6], spec.pad_tl, consts)
     elif nhwc:
         def grid(meta):
             return (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(c_out, meta["BLOCK_C"]))
@@ -810,6 +901,13 @@ def backward_input(grad_out, w, grad_in, spec: Conv2dSpec) -> None:
         align = _pixel_align(c_in, c_out, grad_in.element_size(), grad_out.stride(), grad_in.stride())
         _dw_dgrad_channels_kernel[grid](grad_out, wt, grad_in, h, wd, oh, ow, c_in, c_out // c_in, pixels,
                                         wt.stride(0), *strides, ALIGN=align, **consts)
+    elif c_in == c_out and _plane_row_walk(spec, kh, False):
+        # Stride 1, as above: the forward's (plane) row walk with the filter turned and padding KH - 1 - pad.
+        flags = {"HAS_BIAS": False, "HAS_SCALE": False, "HAS_SHIFT": False, "ACT": activation_code(None)}
+        del consts["UNIT_STRIDE"]
+        turned = w.flip((2, 3))
+        _plane_rows(grad_out, turned, turned, turned, turned, grad_in,
+                    (kh - 1 - spec.pad_tl[0], kw - 1 - spec.pad_tl[1]), {**consts, **flags})
     else:
         args = (grad_out, w, grad_in, h, wd, oh, ow, c_in, c_out // c_in)
         strides = (*grad_out.stride(), *_w_strides(w), *grad_in.stride(), *conv_geometry(spec))
