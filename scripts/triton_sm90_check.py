@@ -476,6 +476,15 @@ def _hopper_items():
                         dw_backward_input(g, w, torch.empty_like(x), spec)
                 name = f"hopper depthwise backward dw{c} {k}x{k} @{size}/s{stride} N256 {dtype} det={deterministic}"
                 items.append((name, dw_grads))
+            if dtype in (torch.bfloat16, torch.float64):  # NCHW: one channel per program, lanes along W
+                def dw_wgrad_nchw(dtype=dtype, c=c, size=size, k=k, stride=stride):
+                    x = torch.empty(256, c, size, size, dtype=dtype)
+                    out = (size + 2 * (k // 2) - k) // stride + 1
+                    spec = Conv2dSpec((stride, stride), (k // 2,) * 4, (1, 1), c, (out, out))
+                    dw_backward_weight(torch.empty(256, c, out, out, dtype=dtype), x,
+                                       torch.empty(c, 1, k, k, dtype=dtype), spec, False)
+                items.append((f"hopper depthwise wgrad nchw dw{c} {k}x{k} @{size}/s{stride} N256 {dtype}",
+                              dw_wgrad_nchw))
     return items
 
 

@@ -642,7 +642,7 @@ def _dw_wgrad_kernel(
 def _dw_wgrad_rows_kernel(
     go_ptr, x_ptr, dw_ptr,
     H, W, OH, OW, C_BLOCKED, STRIPS, STRIP_CHUNK, BANDS, BAND_ROWS,
-    sgn, sgh, sgw, sxn, sxh, sxw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
     KH: tl.constexpr, KW: tl.constexpr, TR: tl.constexpr, RING: tl.constexpr, ATOMIC: tl.constexpr,
     INT64: tl.constexpr, ACC_DTYPE: tl.constexpr, ALIGN: tl.constexpr, BLOCK_W: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -666,8 +666,8 @@ def _dw_wgrad_rows_kernel(
         ow = (u % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
         rows = tl.minimum(BAND_ROWS, OH - oh0)
         mask_w = ow < OW
-        g_img = go_ptr + n * sgn + co[None, :]
-        x_img = x_ptr + n * sxn + co[None, :]
+        g_img = go_ptr + n * sgn + (co * sgc)[None, :]
+        x_img = x_ptr + n * sxn + (co * sxc)[None, :]
         if RING:
             ring = ()
             for t in tl.static_range(TR):
@@ -990,8 +990,10 @@ _WGRAD_ROWS_MAX_KW = 31
 
 
 def _wgrad_row_walk(x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
-    """Whether the weight gradient takes _dw_wgrad_rows_kernel (else _dw_wgrad_kernel)."""
-    return (x.shape[1] == grad_out.shape[1] and channels_last(x) and channels_last(grad_out)
+    """Whether the weight gradient takes _dw_wgrad_rows_kernel (else _dw_wgrad_kernel): x and the gradient
+    both channels-last, or neither (one channel per program; mixed layouts would read one of them across
+    lanes at the pixel stride)."""
+    return (x.shape[1] == grad_out.shape[1] and channels_last(x) == channels_last(grad_out)
             and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
 
 
@@ -1009,18 +1011,28 @@ def _lane_tile(c: int, width: int, per: int, sms: int | None) -> tuple[int, int,
     return max((sh for sh in shapes if cost[sh] <= 1.07 * low), key=lambda sh: (sh[1], sh[0]))
 
 
+def _plane_lane_tile(width: int, per: int, sms: int | None) -> tuple[int, int, int]:
+    """(1, warps, BLOCK_W) of a one-channel strip kernel with up to ``per`` pixels per thread along W: the
+    block padding the width least, then the most pixels per thread, then the most warps (4 at most)."""
+    if sms is None:
+        return 1, 1, 8
+    shapes = [(1, w, 32 * w * p) for p in (1, 2, 4, 8) if p <= per for w in (4, 2, 1)]
+    return min(shapes, key=lambda sh: (ceil_div(width, sh[2]) * sh[2], -(sh[2] // (32 * sh[1])), -sh[1]))
+
+
 @functools.lru_cache(maxsize=1024)
 def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esize: int, acc_bytes: int,
-                         ring: bool, sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
-    """(constexprs, (strips, strip chunk, bands, band rows), grid) of the row walk. ``sms`` None: the
-    interpreter (small tiles, two bands and two splits where the problem has them, so every path runs)."""
+                         ring: bool, nhwc: bool, sms: int | None) -> tuple[dict, tuple[int, ...], tuple[int, int, int]]:
+    """(constexprs, (strips, strip chunk, bands, band rows), grid) of the row walk: channels-last, or (``nhwc``
+    False) one channel per program with lanes along W only. ``sms`` None: the interpreter (small tiles, two
+    bands and two splits where the problem has them, so every path runs)."""
     words = acc_bytes // 4
     # Without the ring a step also holds TR x KW converted windows beside as many accumulators.
     budget = _WGRAD_ACC_WORDS if ring else _WGRAD_ACC_WORDS_STRIDED
     tr = kh if kh * kw * words <= budget else 1
     # Elements per thread: one vector of at most 16 bytes, within the accumulator budget.
     per = 1 << (min(16 // esize, max(1, budget // (tr * kw * words))).bit_length() - 1)
-    block_c, warps, block_w = _lane_tile(c, ow, per, sms)
+    block_c, warps, block_w = _lane_tile(c, ow, per, sms) if nhwc else _plane_lane_tile(ow, min(4, per), sms)
     programs = ceil_div(c, block_c) * (kh // tr)
     col_blocks = ceil_div(ow, block_w)
     # Programs to aim for: 8 per SM; the image's rows are cut into bands only when images alone fall short
@@ -1054,16 +1066,14 @@ def _backward_weight_rows(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: 
     sms = None if interpreting() else tiles.device_limits(x)[1]
     ring = spec.stride == (1, 1) and spec.dilation == (1, 1)
     consts, scalars, grid = _wgrad_rows_geometry(n, c, oh, ow, kh, kw, x.element_size(),
-                                                 torch.finfo(acc).bits // 8, ring, sms)
+                                                 torch.finfo(acc).bits // 8, ring, channels_last(x), sms)
     atomic = not deterministic and grid[2] > 1
     if atomic:
         buf = torch.zeros((c, kh * kw), device=x.device, dtype=acc)
     else:
         buf = torch.empty((grid[2], c, kh * kw), device=x.device, dtype=acc)
-    sgn, _, sgh, sgw = grad_out.stride()
-    sxn, _, sxh, sxw = x.stride()
     _dw_wgrad_rows_kernel[grid](
-        grad_out, x, buf, h, wd, oh, ow, c, *scalars, sgn, sgh, sgw, sxn, sxh, sxw, *conv_geometry(spec),
+        grad_out, x, buf, h, wd, oh, ow, c, *scalars, *grad_out.stride(), *x.stride(), *conv_geometry(spec),
         KH=kh, KW=kw, RING=ring, ATOMIC=atomic,
         ALIGN=_pixel_align(c, c, x.element_size(), x.stride(), grad_out.stride()),
         **fma_flags(x.dtype, (grad_out, x)), **consts,
