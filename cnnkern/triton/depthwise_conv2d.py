@@ -154,6 +154,20 @@ def _pixel_channel_tile(P_TOTAL, C_BLOCKED, EXT_H, EXT_W, INT64: tl.constexpr, B
 
 
 # ------------------------------------------------------------------------------------------- forward
+@triton.jit
+def _band_strip(BANDS, COLS_TOTAL, INT64: tl.constexpr, ROWS: tl.constexpr, BLOCK_W: tl.constexpr):
+    """(outer index, first row, columns) of this program's strip: program_id(0) enumerates (outer index,
+    one of BANDS bands of ROWS rows, block of BLOCK_W columns) with column blocks fastest (neighbours share
+    their halo)."""
+    pid = tl.program_id(0)
+    if INT64:
+        pid = pid.to(tl.int64)
+    col_blocks = tl.cdiv(COLS_TOTAL, BLOCK_W)
+    n = pid // (BANDS * col_blocks)
+    row0 = (pid // col_blocks) % BANDS * ROWS
+    return n, row0, (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+
+
 @triton.autotune(configs=_spatial_configs(), key=_FWD_KEY, cache_results=True)
 @triton.jit
 def _dw_fwd_spatial_kernel(
@@ -282,18 +296,8 @@ def _dw_fwd_rows_kernel(
     HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr,
     ALIGN: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr, ROWS: tl.constexpr,
 ):
-    # program_id(0): (image, row chunk, column block), column blocks fastest.
-    pid = tl.program_id(0)
-    if INT64:
-        pid = pid.to(tl.int64)
-    col_blocks = tl.cdiv(OW, BLOCK_W)
-    chunks = tl.cdiv(OH, ROWS)
-    n = pid // (chunks * col_blocks)
-    oh0 = (pid // col_blocks) % chunks * ROWS
-    ow = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+    n, oh0, ow = _band_strip(tl.cdiv(OH, ROWS), OW, INT64, ROWS, BLOCK_W)
     co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        ow = ow.to(tl.int64)
     mask_c = channel_mask(co, C_BLOCKED, ALIGN)
     mask_w = ow < OW
     x_img = x_ptr + n * sxn + co[None, :]
@@ -359,17 +363,9 @@ def _dw_fwd_plane_rows_kernel(
     HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, INT64: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_W: tl.constexpr, ROWS: tl.constexpr,
 ):
-    # program_id(0): (plane n * C_OUT + co, row chunk, column block), column blocks fastest.
-    pid = tl.program_id(0)
-    if INT64:
-        pid = pid.to(tl.int64)
-    col_blocks = tl.cdiv(OW, BLOCK_W)
-    chunks = tl.cdiv(OH, ROWS)
-    plane = pid // (chunks * col_blocks)
+    plane, oh0, ow = _band_strip(tl.cdiv(OH, ROWS), OW, INT64, ROWS, BLOCK_W)  # plane n * C_OUT + co
     n = plane // C_OUT
     co = plane % C_OUT
-    oh0 = (pid // col_blocks) % chunks * ROWS
-    ow = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
     mask_w = ow < OW
     x_plane = x_ptr + n * sxn + (co // MULT) * sxc
     y_plane = y_ptr + n * syn + co * syc
@@ -502,16 +498,8 @@ def _dw_dgrad_phases_kernel(
 ):
     # DR0 .. DR0 + NDR - 1: the grad_out row offsets any phase reads ((q + PH - r) / S over q < S, r < KH;
     # _phase_offsets); DC0, NDC the same for columns.
-    pid = tl.program_id(0)  # (image, row block, column block), column blocks fastest
-    if INT64:
-        pid = pid.to(tl.int64)
-    col_blocks = tl.cdiv(tl.cdiv(W, S), BLOCK_W)
-    n = pid // (ROW_BLOCKS * col_blocks)
-    i0 = (pid // col_blocks) % ROW_BLOCKS * ROWS
-    j = (pid % col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
+    n, i0, j = _band_strip(ROW_BLOCKS, tl.cdiv(W, S), INT64, ROWS, BLOCK_W)
     co = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    if INT64:
-        j = j.to(tl.int64)
     mask_c = channel_mask(co, C_BLOCKED, ALIGN)
     g_img = go_ptr + n * sgn + co[None, :]
     i_img = gi_ptr + n * sin + co[None, :]
