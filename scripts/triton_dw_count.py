@@ -108,7 +108,7 @@ def _wgrad() -> int:
                 # instructions are left out. Every tap-row block reads the gradient again.
                 ring = cx["RING"] == "True"
                 _c, (_strips, _chunk, _bands, rows), _grid = dw_module._wgrad_rows_geometry(
-                    256, c, size // stride, size // stride, k, k, 2, 4, ring, 132)
+                    256, c, size // stride, size // stride, k, k, 2, 4, ring, True, 132)
                 tr = int(cx["TR"])
                 inner = innermost_loop(kernel.asm["cubin"])
                 warm = tr - 1 if ring else 0  # the ring's extra steps per band

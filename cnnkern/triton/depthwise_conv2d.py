@@ -949,7 +949,7 @@ def _backward_input_phases(grad_out, w, grad_in, spec: Conv2dSpec, consts: dict)
     kh, kw = consts["KH"], consts["KW"]
     stride = spec.stride[0]
     pad_h, pad_w = spec.pad_tl
-    sms = None if interpreting() else tiles.device_limits(grad_in)[1]
+    sms = _sm_count(grad_in)
     geometry, row_blocks, grid = _phases_geometry(n, c, h, wd, kh, kw, stride, pad_h, pad_w,
                                                   grad_in.element_size(), torch.finfo(acc_dtype(grad_in.dtype)).bits // 8,
                                                   sms)
@@ -983,6 +983,11 @@ def _wgrad_row_walk(x: torch.Tensor, grad_out: torch.Tensor, kw: int) -> bool:
     lanes at the pixel stride)."""
     return (x.shape[1] == grad_out.shape[1] and channels_last(x) == channels_last(grad_out)
             and kw <= _WGRAD_ROWS_MAX_KW and ROW_WALK[0])
+
+
+def _sm_count(t: torch.Tensor) -> int | None:
+    """SMs of t's device for the host-tiled kernels' geometry; None in the interpreter (its small tiles)."""
+    return None if interpreting() else tiles.device_limits(t)[1]
 
 
 def _lane_tile(c: int, width: int, per: int, sms: int | None) -> tuple[int, int, int]:
@@ -1025,21 +1030,22 @@ def _wgrad_rows_geometry(n: int, c: int, oh: int, ow: int, kh: int, kw: int, esi
     col_blocks = ceil_div(ow, block_w)
     # Programs to aim for: 8 per SM; the image's rows are cut into bands only when images alone fall short
     # (with the ring each band re-reads TR - 1 rows of the input: bands of at least 2 TR rows).
-    want = 4 if sms is None else 8 * sms
-    need = ceil_div(want, programs)
-    bands = 1
-    if n * col_blocks < need:
-        bands = max(1, min(oh // max(2, 2 * tr) if ring else oh, ceil_div(need, n * col_blocks)))
+    need = 0 if sms is None else ceil_div(8 * sms, programs)
     if sms is None:
         bands = min(2, oh)
+    elif n * col_blocks < need:
+        bands = max(1, min(oh // max(2, 2 * tr) if ring else oh, ceil_div(need, n * col_blocks)))
+    else:
+        bands = 1
     band_rows = ceil_div(oh, bands)
     bands = ceil_div(oh, band_rows)
     strips = n * bands * col_blocks
-    # The per-split partials (splits x C x taps, fp32/fp64) stay below 1/16 of what the reduction reads.
-    most = max(1, (2 * n * oh * ow * esize) // (16 * kh * kw * acc_bytes))
-    splits = max(1, min(strips, need, most, 1024))
     if sms is None:
         splits = min(2, strips)
+    else:
+        # The per-split partials (splits x C x taps, fp32/fp64) stay below 1/16 of what the reduction reads.
+        most = max(1, (2 * n * oh * ow * esize) // (16 * kh * kw * acc_bytes))
+        splits = max(1, min(strips, need, most, 1024))
     chunk = ceil_div(strips, splits)
     splits = ceil_div(strips, chunk)
     consts = {"TR": tr, "BLOCK_W": block_w, "BLOCK_C": block_c, "num_warps": warps}
@@ -1051,7 +1057,7 @@ def _backward_weight_rows(grad_out, x, grad_w, spec: Conv2dSpec, deterministic: 
     _, _, kh, kw = grad_w.shape
     _, _, oh, ow = grad_out.shape
     acc = acc_dtype(x.dtype)
-    sms = None if interpreting() else tiles.device_limits(x)[1]
+    sms = _sm_count(x)
     ring = spec.stride == (1, 1) and spec.dilation == (1, 1)
     consts, scalars, grid = _wgrad_rows_geometry(n, c, oh, ow, kh, kw, x.element_size(),
                                                  torch.finfo(acc).bits // 8, ring, channels_last(x), sms)
